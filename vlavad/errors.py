@@ -1,0 +1,26 @@
+"""User-facing errors.
+
+Every problem a user can cause (a bad file, a wrong preset, a labels file that does not fit) is
+raised as a `VlavadError`. The CLI prints its message on one line and exits non-zero; the web app
+shows it with `gr.Error`. Anything else is a bug and keeps its traceback.
+"""
+
+
+class VlavadError(Exception):
+    """A problem with the user's input or environment, explained in one line."""
+
+
+class VideoError(VlavadError):
+    """A video that cannot be opened, decoded, or has no frames."""
+
+
+class DatasetError(VlavadError):
+    """A dataset folder or labels file that does not match a known layout."""
+
+
+class ConfigError(VlavadError):
+    """An unknown preset, backend or setting."""
+
+
+class ModelError(VlavadError):
+    """A fitted model that is missing, corrupt, or incompatible with the request."""
