@@ -1,0 +1,17 @@
+"""Fixtures shared by several test modules."""
+
+from pathlib import Path
+
+import pytest
+
+from vlavad.synthetic import make_dataset
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory) -> Path:
+    """A small "custom" layout dataset: 3 normal train videos, 2 test videos with a fast anomaly.
+
+    120 frames of 320x240 at 10 fps each; see `vlavad.synthetic.make_dataset`. Read-only: tests
+    that modify files must copy them first.
+    """
+    return make_dataset(tmp_path_factory.mktemp("synthetic"))

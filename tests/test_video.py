@@ -1,0 +1,372 @@
+import os
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from vlavad.errors import VideoError
+from vlavad.video import (
+    BrowserVideoWriter,
+    content_key,
+    is_frame_folder,
+    iter_frames,
+    list_frame_files,
+    probe,
+    read_frame,
+)
+
+# --- builders ----------------------------------------------------------------------------------
+
+
+def ramp_frame(i: int, width: int = 64, height: int = 48) -> np.ndarray:
+    """A flat frame whose grey level (20 * i) identifies it even after lossy coding."""
+    return np.full((height, width, 3), min(20 * i, 255), np.uint8)
+
+
+def noisy_frame(rng: np.random.Generator, width: int = 160, height: int = 120) -> np.ndarray:
+    """Incompressible content, so packets are big and a byte cut lands inside the media data."""
+    return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def write_mp4(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
+    height, width = frames[0].shape[:2]
+    with BrowserVideoWriter(path, fps, width, height) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return path
+
+
+def write_avi(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def grey_levels(path: Path, stride: int = 1) -> list[int]:
+    return [int(round(frame.mean())) for _, frame in iter_frames(path, stride=stride)]
+
+
+def assert_one_line_naming(error: pytest.ExceptionInfo, path: Path) -> None:
+    message = str(error.value)
+    assert "\n" not in message
+    assert path.name in message
+
+
+@pytest.fixture
+def mp4(tmp_path) -> Path:
+    return write_mp4(tmp_path / "clip.mp4", [ramp_frame(i) for i in range(12)])
+
+
+# --- probe and iter_frames agree ---------------------------------------------------------------
+
+
+def test_mp4_probe_and_frames_agree(mp4):
+    info = probe(mp4)
+    frames = list(iter_frames(mp4))
+    assert (info.width, info.height, info.fps) == (64, 48, 10.0)
+    assert info.frame_count == len(frames) == 12
+    assert info.duration_s == pytest.approx(1.2)
+    assert [i for i, _ in frames] == list(range(12))
+    assert all(f.shape == (48, 64, 3) and f.dtype == np.uint8 for _, f in frames)
+    levels = grey_levels(mp4)
+    assert all(abs(level - 20 * i) <= 3 for i, level in enumerate(levels))
+
+
+def test_avi_mjpg_probe_and_frames_agree(tmp_path):
+    avi = write_avi(tmp_path / "clip.avi", [ramp_frame(i) for i in range(9)], fps=15.0)
+    info = probe(avi)
+    assert (info.width, info.height, info.fps) == (64, 48, 15.0)
+    assert info.frame_count == len(list(iter_frames(avi))) == 9
+    assert all(abs(level - 20 * i) <= 3 for i, level in enumerate(grey_levels(avi)))
+
+
+def test_one_frame_video(tmp_path):
+    video = write_mp4(tmp_path / "one.mp4", [ramp_frame(5)])
+    assert probe(video).frame_count == 1
+    assert [i for i, _ in iter_frames(video)] == [0]
+
+
+def test_stride_keeps_true_indices(mp4):
+    everything = dict(iter_frames(mp4))
+    strided = list(iter_frames(mp4, stride=5))
+    assert [i for i, _ in strided] == [0, 5, 10]
+    for i, frame in strided:
+        np.testing.assert_array_equal(frame, everything[i])
+    with pytest.raises(ValueError):
+        list(iter_frames(mp4, stride=0))
+
+
+def test_iter_frames_accepts_fps_hint_like_probe(mp4):
+    assert len(list(iter_frames(mp4, stride=2, fps_hint=30.0))) == 6
+
+
+def test_read_frame_matches_iter_frames(mp4):
+    everything = dict(iter_frames(mp4))
+    for index in (0, 1, 7, 11):
+        np.testing.assert_array_equal(read_frame(mp4, index), everything[index])
+    for bad in (12, -1):
+        with pytest.raises(IndexError):
+            read_frame(mp4, bad)
+
+
+def test_probe_sees_a_rewritten_file(tmp_path):
+    video = write_mp4(tmp_path / "v.mp4", [ramp_frame(i) for i in range(4)])
+    assert probe(video).frame_count == 4
+    write_mp4(video, [ramp_frame(i) for i in range(7)])
+    assert probe(video).frame_count == 7
+
+
+# --- frame folders -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif"])
+def test_frame_folder_natural_order(tmp_path, suffix):
+    folder = tmp_path / "01"
+    folder.mkdir()
+    for i in range(1, 11):  # 1 .. 10 without zero padding: a plain sort puts 10 second
+        cv2.imwrite(str(folder / f"{i}{suffix}"), ramp_frame(i))
+    (folder / "notes.txt").write_text("not a frame")
+    (folder / f"._1{suffix}").write_bytes(b"macOS resource fork")
+
+    assert is_frame_folder(folder)
+    assert [p.stem for p in list_frame_files(folder)] == [str(i) for i in range(1, 11)]
+    info = probe(folder, fps_hint=10.0)
+    assert (info.frame_count, info.width, info.height, info.fps) == (10, 64, 48, 10.0)
+    assert probe(folder).fps == 25.0
+    frames = list(iter_frames(folder))
+    assert [i for i, _ in frames] == list(range(10))
+    assert all(abs(level - 20 * (i + 1)) <= 3 for i, level in enumerate(grey_levels(folder)))
+    assert [i for i, _ in iter_frames(folder, stride=4)] == [0, 4, 8]
+    np.testing.assert_array_equal(read_frame(folder, 9), frames[9][1])
+
+
+def test_padded_names_sort_numerically(tmp_path):
+    for name in ["010.tif", "002.tif", "001.tif", "100.tif"]:
+        cv2.imwrite(str(tmp_path / name), ramp_frame(1))
+    assert [p.name for p in list_frame_files(tmp_path)] == ["001.tif", "002.tif", "010.tif", "100.tif"]
+
+
+def test_grayscale_16bit_tif_becomes_bgr_uint8(tmp_path):
+    folder = tmp_path / "Train001"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i + 1:03d}.tif"), np.full((30, 40), 257 * 60 * i, np.uint16))
+    frames = list(iter_frames(folder))
+    assert all(f.shape == (30, 40, 3) and f.dtype == np.uint8 for _, f in frames)
+    assert [int(f[0, 0, 0]) for _, f in frames] == [0, 60, 120]
+
+
+def test_frame_of_another_size_is_an_error(tmp_path):
+    cv2.imwrite(str(tmp_path / "1.png"), ramp_frame(1))
+    cv2.imwrite(str(tmp_path / "2.png"), ramp_frame(2, width=32))
+    with pytest.raises(VideoError) as error:
+        list(iter_frames(tmp_path))
+    assert_one_line_naming(error, tmp_path / "2.png")
+
+
+def test_not_frame_folders(tmp_path, mp4):
+    assert not is_frame_folder(tmp_path / "missing")
+    assert not is_frame_folder(mp4)
+    (tmp_path / "empty").mkdir()
+    assert not is_frame_folder(tmp_path / "empty")
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+def test_missing_path(tmp_path):
+    path = tmp_path / "nope.mp4"
+    for call in (probe, iter_frames, content_key):
+        with pytest.raises(VideoError) as error:
+            call(path)
+        assert_one_line_naming(error, path)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.mp4"
+    path.touch()
+    with pytest.raises(VideoError) as error:
+        probe(path)
+    assert_one_line_naming(error, path)
+
+
+def test_text_renamed_mp4(tmp_path):
+    path = tmp_path / "notes.mp4"
+    path.write_text("these are not the frames you are looking for\n" * 50)
+    with pytest.raises(VideoError) as error:
+        probe(path)
+    assert_one_line_naming(error, path)
+    with pytest.raises(VideoError):
+        list(iter_frames(path))
+
+
+def test_audio_only_file(tmp_path):
+    path = tmp_path / "sound.m4a"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    with pytest.raises(VideoError, match="No video stream") as error:
+        probe(path)
+    assert_one_line_naming(error, path)
+
+
+def test_zero_frame_video(tmp_path):
+    path = tmp_path / "zero.avi"
+    cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48)).release()
+    assert path.stat().st_size > 0  # a real AVI header with a video stream, just no frames
+    with pytest.raises(VideoError) as error:
+        probe(path)
+    assert_one_line_naming(error, path)
+    with pytest.raises(VideoError):
+        list(iter_frames(path))
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "readme.txt").write_text("no frames here")
+    with pytest.raises(VideoError) as error:
+        probe(tmp_path)
+    assert_one_line_naming(error, tmp_path)
+
+
+def test_truncated_mp4_is_an_error_not_a_short_count(tmp_path):
+    rng = np.random.default_rng(0)
+    whole = write_mp4(tmp_path / "whole.mp4", [noisy_frame(rng) for _ in range(30)])
+    cut = tmp_path / "cut.mp4"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    # +faststart puts the header first, so the cut file opens and claims 30 frames.
+    with av.open(str(cut)) as container:
+        assert container.streams.video[0].frames == 30
+
+    with pytest.raises(VideoError) as error:
+        probe(cut)
+    assert_one_line_naming(error, cut)
+    reached = []
+    with pytest.raises(VideoError) as error:
+        for index, _ in iter_frames(cut):
+            reached.append(index)
+    assert 0 < len(reached) < 30
+    assert f"frame {len(reached)}" in str(error.value)
+
+
+@pytest.mark.parametrize("container_format", ["mp4", "avi", "mkv"])
+@pytest.mark.parametrize("fraction", [0.3, 0.6, 0.95])
+def test_cut_files_never_promise_more_frames_than_decode(tmp_path, container_format, fraction):
+    """Whatever the container, a cut file either fails in both calls or agrees on its count."""
+    rng = np.random.default_rng(1)
+    whole = tmp_path / f"whole.{container_format}"
+    with av.open(str(whole), "w") as container:
+        stream = container.add_stream("mjpeg" if container_format == "avi" else "libx264", rate=10)
+        stream.width, stream.height = 160, 120
+        stream.pix_fmt = "yuvj420p" if container_format == "avi" else "yuv420p"
+        for _ in range(20):
+            frame = av.VideoFrame.from_ndarray(noisy_frame(rng), format="bgr24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    cut = tmp_path / f"cut.{container_format}"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: int(len(data) * fraction)])
+
+    try:
+        count = probe(cut).frame_count
+    except VideoError:
+        with pytest.raises(VideoError):
+            list(iter_frames(cut))
+    else:
+        assert len(list(iter_frames(cut))) == count
+
+
+# --- content_key ---------------------------------------------------------------------------------
+
+
+def test_content_key_follows_bytes_not_names(tmp_path, mp4):
+    key = content_key(mp4)
+    assert len(key) == 16 and int(key, 16) >= 0
+    copy = tmp_path / "renamed.mp4"
+    copy.write_bytes(mp4.read_bytes())
+    assert content_key(copy) == key
+    data = bytearray(copy.read_bytes())
+    data[len(data) // 2] ^= 1
+    copy.write_bytes(bytes(data))
+    assert content_key(copy) != key
+
+
+def test_content_key_of_a_folder(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), ramp_frame(i))
+    key = content_key(folder)
+    assert content_key(folder) == key
+    (folder / "notes.txt").write_text("ignored: not a frame")
+    assert content_key(folder) == key
+    cv2.imwrite(str(folder / "2.png"), ramp_frame(4))
+    assert content_key(folder) != key
+
+
+# --- BrowserVideoWriter --------------------------------------------------------------------------
+
+
+def test_writer_output_plays_in_browsers(tmp_path):
+    path = write_mp4(tmp_path / "out.mp4", [ramp_frame(i) for i in range(8)], fps=12.5)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert stream.codec_context.pix_fmt == "yuv420p"
+        assert float(stream.average_rate) == 12.5
+        assert sum(1 for _ in container.decode(stream)) == 8
+    data = path.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat"), "+faststart puts the index before the media"
+    assert list(tmp_path.iterdir()) == [path], "no temporary file is left behind"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask, "created like any file, not 0600"
+
+
+def test_writer_pads_odd_sizes(tmp_path):
+    frames = [ramp_frame(i, width=65, height=47) for i in range(3)]
+    path = write_mp4(tmp_path / "odd.mp4", frames)
+    info = probe(path)
+    assert (info.width, info.height, info.frame_count) == (66, 48, 3)
+    last = read_frame(path, 2)
+    assert abs(int(last[-1, -1].mean()) - 40) <= 3, "padding repeats the edge pixels"
+
+
+@pytest.mark.parametrize("interrupt", [RuntimeError, KeyboardInterrupt])
+def test_writer_leaves_nothing_on_failure(tmp_path, interrupt):
+    path = tmp_path / "out.mp4"
+    with pytest.raises(interrupt):
+        with BrowserVideoWriter(path, 10, 64, 48) as writer:
+            writer.write(ramp_frame(1))
+            raise interrupt("stopped midway")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writer_keeps_the_old_file_until_a_clean_exit(tmp_path, mp4):
+    before = mp4.read_bytes()
+    with pytest.raises(RuntimeError):
+        with BrowserVideoWriter(mp4, 10, 64, 48) as writer:
+            writer.write(ramp_frame(1))
+            raise RuntimeError
+    assert mp4.read_bytes() == before
+
+
+def test_writer_rejects_bad_frames_and_empty_output(tmp_path):
+    path = tmp_path / "out.mp4"
+    with pytest.raises(ValueError, match="shape"):
+        with BrowserVideoWriter(path, 10, 64, 48) as writer:
+            writer.write(ramp_frame(1, width=32))
+    with pytest.raises(ValueError, match="No frames"):
+        with BrowserVideoWriter(path, 10, 64, 48):
+            pass
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,415 @@
+"""Streaming video input and browser-playable video output.
+
+Inputs are video files (anything FFmpeg opens through PyAV: .mp4 .avi .mkv .webm .mov ...) or
+folders of numbered frame images, the layout of UCSD Ped (`Train001/001.tif`) and ShanghaiTech
+(`01/000.jpg`). Either way frames come out one at a time as BGR uint8 arrays (H x W x 3, the
+OpenCV convention used across vlavad), so a long video is never held in memory.
+
+A frame index is the position of a decoded frame, counted from 0. `probe` counts frames by
+decoding the whole stream once (and remembers the answer per file version): container headers
+cannot be trusted for this. A half-copied mp4 whose header promises 60 frames decodes 27, and
+even its demuxed packets (30) over-count, so decoding is the only count that `iter_frames` is
+guaranteed to match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+from uuid import uuid4
+
+import av
+import cv2
+import numpy as np
+
+from .errors import VideoError
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v"})
+"""Suffixes worth looking for when listing videos; `probe` accepts anything FFmpeg opens."""
+
+IMAGE_SUFFIXES = frozenset({".tif", ".tiff", ".jpg", ".jpeg", ".png", ".bmp"})
+"""Suffixes of the frame images in a frame folder (compared case-insensitively)."""
+
+DEFAULT_FPS = 25.0
+"""Frame rate assumed for a frame folder (or a video without a rate) when no hint is given.
+
+Images carry no timing. 25 fps suits ShanghaiTech and Avenue; pass `fps_hint=10` for UCSD Ped.
+"""
+
+_HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the pipeline needs to know about a video before reading its frames."""
+
+    path: str
+    fps: float
+    width: int
+    height: int
+    frame_count: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.frame_count / self.fps
+
+
+# --- frame folders ---------------------------------------------------------------------------
+
+
+def is_frame_folder(path: str | Path) -> bool:
+    """True for a directory that directly holds at least one frame image."""
+    path = Path(path)
+    return path.is_dir() and any(_is_frame_image(p) for p in path.iterdir())
+
+
+def list_frame_files(folder: str | Path) -> list[Path]:
+    """The frame images of `folder` in natural order: `2.jpg` before `10.jpg`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise VideoError(f"Frame folder not found: {folder}")
+    return sorted((p for p in folder.iterdir() if _is_frame_image(p)), key=_natural_key)
+
+
+def _is_frame_image(path: Path) -> bool:
+    # Names starting with "." are macOS "._001.tif" resource forks, not frames.
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file()
+
+
+def _natural_key(path: Path) -> tuple:
+    # Splitting on digit runs alternates text and numbers, so the pieces always compare
+    # text-to-text and int-to-int; the full name breaks ties such as "01" vs "1".
+    pieces = re.split(r"(\d+)", path.name.lower())
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(pieces)), path.name
+
+
+def _frame_files(folder: Path) -> list[Path]:
+    files = list_frame_files(folder)
+    if not files:
+        suffixes = " ".join(sorted(IMAGE_SUFFIXES))
+        raise VideoError(f"No frame images ({suffixes}) in folder {folder}")
+    return files
+
+
+def _read_image(path: Path) -> np.ndarray:
+    """One frame image as BGR uint8, whatever its channels and bit depth."""
+    try:
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:
+        raise VideoError(f"Cannot read frame image {path}: {_one_line(e)}") from e
+    if image is None:
+        raise VideoError(f"Cannot read frame image {path}")
+    if image.dtype == np.uint16:
+        image = (image // 257).astype(np.uint8)  # maps 0..65535 onto 0..255 for every frame alike
+    elif image.dtype != np.uint8:
+        raise VideoError(f"Unsupported pixel type {image.dtype} in frame image {path}")
+    if image.ndim == 2 or image.shape[2] == 1:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
+
+
+def _iter_folder(folder: Path, stride: int) -> Iterator[tuple[int, np.ndarray]]:
+    files = _frame_files(folder)
+    first_shape = None
+    for index in range(0, len(files), stride):
+        frame = _read_image(files[index])
+        first_shape = first_shape or frame.shape
+        if frame.shape != first_shape:
+            raise VideoError(
+                f"Frame image {files[index]} is {frame.shape[1]}x{frame.shape[0]}, "
+                f"the folder's first frame is {first_shape[1]}x{first_shape[0]}"
+            )
+        yield index, frame
+
+
+# --- video files -----------------------------------------------------------------------------
+
+
+@contextmanager
+def _open_video(path: Path) -> Iterator[tuple[av.container.InputContainer, av.VideoStream]]:
+    """The container and its first video stream, with PyAV errors turned into VideoError."""
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as e:
+        raise VideoError(f"Cannot open {path} as a video: {_one_line(e)}") from e
+    with container:
+        if not container.streams.video:
+            raise VideoError(f"No video stream in {path}")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame + slice threads: several times faster on large videos
+        yield container, stream
+
+
+def _decode(path: Path) -> Iterator[tuple[int, av.VideoFrame]]:
+    """Every decoded frame of `path` with its index; the one place that defines frame indices.
+
+    The demuxer flags a packet cut short by the end of the file as corrupt. Damage in the middle
+    of a stream (a glitch in a camera recording) is left to the decoder, which conceals it; a
+    damaged final packet means the file was truncated, and that raises after the frames that did
+    decode, so `probe` (which raises too) never promises more frames than this yields. A stream
+    from which no frame decodes at all raises too.
+    """
+    index, truncated = 0, False
+    with _open_video(path) as (container, stream):
+        try:
+            for packet in container.demux(stream):
+                if packet.size:  # the final empty packet only flushes the decoder
+                    truncated = packet.is_corrupt
+                for frame in packet.decode():
+                    yield index, frame
+                    index += 1
+        except av.FFmpegError as e:
+            raise VideoError(f"Cannot decode {path} at frame {index}: {_one_line(e)}") from e
+    if truncated:
+        raise VideoError(f"Video {path} is truncated: decoding stops at frame {index}")
+    if index == 0:
+        raise VideoError(f"Video {path} has a video stream but no frame decodes")
+
+
+def _iter_video(path: Path, stride: int) -> Iterator[tuple[int, np.ndarray]]:
+    size = None
+    for index, frame in _decode(path):
+        size = size or (frame.width, frame.height)
+        if index % stride == 0:
+            # Scaling to the first frame's size keeps every array alike if the stream changes
+            # resolution midway; it is a no-op otherwise.
+            yield index, frame.to_ndarray(format="bgr24", width=size[0], height=size[1])
+
+
+def _stream_fps(stream: av.VideoStream) -> float | None:
+    rate = stream.average_rate or stream.guessed_rate
+    return float(rate) if rate else None
+
+
+# --- public reading API ----------------------------------------------------------------------
+
+
+def probe(path: str | Path, fps_hint: float | None = None) -> VideoInfo:
+    """Size, frame rate and exact frame count of a video file or frame folder.
+
+    `fps_hint` is the rate of a frame folder (default `DEFAULT_FPS`); for a video file it is used
+    only when the container states no rate. The count comes from decoding every frame, so it is
+    exactly what `iter_frames` yields. Raises VideoError for anything that cannot be read.
+    """
+    path = _existing(path)
+    stat = path.stat()
+    # Keyed on size and mtime, so a file rewritten in place is probed afresh.
+    return _probe_cached(path, stat.st_size, stat.st_mtime_ns, fps_hint)
+
+
+@lru_cache(maxsize=256)
+def _probe_cached(path: Path, _size: int, _mtime_ns: int, fps_hint: float | None) -> VideoInfo:
+    if path.is_dir():
+        files = _frame_files(path)
+        height, width = _read_image(files[0]).shape[:2]
+        return VideoInfo(str(path), fps_hint or DEFAULT_FPS, width, height, len(files))
+
+    with _open_video(path) as (_, stream):
+        fps = _stream_fps(stream) or fps_hint or DEFAULT_FPS
+    frames = _decode(path)
+    _, first = next(frames)  # _decode raises rather than yield nothing
+    count = 1 + sum(1 for _ in frames)
+    return VideoInfo(str(path), fps, first.width, first.height, count)
+
+
+def iter_frames(
+    path: str | Path, stride: int = 1, fps_hint: float | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yields `(frame_index, BGR uint8 H x W x 3 array)` for every `stride`-th frame, streaming.
+
+    Indices are true frame positions (0, stride, 2*stride, ...). `fps_hint` is accepted so that
+    callers can pass the same arguments as to `probe`; frames do not depend on it. A file that
+    fails to decode midway raises VideoError naming the last frame reached.
+    """
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    path = _existing(path)
+    if path.is_dir():
+        return _iter_folder(path, stride)
+    return _iter_video(path, stride)
+
+
+def read_frame(path: str | Path, index: int) -> np.ndarray:
+    """Frame `index` as BGR uint8, identical to what `iter_frames` yields for it.
+
+    Decodes from the start rather than seeking: a seek lands on timestamps, and mapping those
+    back to frame indices is unreliable for variable-rate or edited files. Raises IndexError for
+    an index outside the video.
+    """
+    if index >= 0:
+        # A stride of `index` still decodes every frame but converts only frames 0 and `index`.
+        for found, frame in iter_frames(path, stride=max(index, 1)):
+            if found == index:
+                return frame
+    raise IndexError(f"Frame {index} is out of range for {path}")
+
+
+def content_key(path: str | Path) -> str:
+    """A 16-hex-digit digest of a video's bytes (or a frame folder's names and bytes).
+
+    Independent of where the file lives, so a copied or renamed video reuses its cached results.
+    """
+    path = _existing(path)
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for file in _frame_files(path):
+            # Name and size delimit each file's bytes so that no two folders hash alike.
+            digest.update(f"{file.name}\0{file.stat().st_size}\0".encode())
+            _hash_file(digest, file)
+    else:
+        _hash_file(digest, path)
+    return digest.hexdigest()[:16]
+
+
+def _hash_file(digest, path: Path) -> None:
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(_HASH_CHUNK):
+                digest.update(chunk)
+    except OSError as e:
+        raise VideoError(f"Cannot read {path}: {e.strerror}") from e
+
+
+def _existing(path: str | Path) -> Path:
+    """`path` as a Path, or VideoError if there is nothing to read there."""
+    path = Path(path)
+    if not path.exists():
+        raise VideoError(f"Video not found: {path}")
+    if path.is_file() and path.stat().st_size == 0:
+        raise VideoError(f"Video file is empty: {path}")
+    return path
+
+
+def _one_line(error: Exception) -> str:
+    """An FFmpeg/OpenCV error as one short line (PyAV repeats the file name; drop it)."""
+    text = getattr(error, "strerror", None) or str(error)
+    return " ".join(str(text).split())
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+class BrowserVideoWriter:
+    """Writes BGR frames to an H.264 mp4 that every browser plays, atomically.
+
+        with BrowserVideoWriter("out.mp4", fps=10, width=320, height=240) as writer:
+            for frame in frames:
+                writer.write(frame)
+
+    H.264 in yuv420p is the one combination all browsers decode, and `+faststart` puts the index
+    first so playback starts before the download ends. yuv420p needs even sizes, so an odd width
+    or height is padded by one replicated pixel. Frames go to a hidden temporary file beside
+    `path`, renamed onto it only when the `with` block ends cleanly: an exception or Ctrl-C leaves
+    `path` untouched. The same frames always give the same bytes (see `_open_encoder`).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float,
+        width: int,
+        height: int,
+        *,
+        crf: int = 23,
+        preset: str = "veryfast",
+    ) -> None:
+        if fps <= 0 or width <= 0 or height <= 0:
+            raise ValueError(f"fps, width and height must be positive, got {fps}, {width}, {height}")
+        self.path = Path(path)
+        self.fps, self.width, self.height = fps, width, height
+        self.crf, self.preset = crf, preset
+        self.frames_written = 0
+        self._container: av.container.OutputContainer | None = None
+
+    def __enter__(self) -> BrowserVideoWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A unique name rather than tempfile.mkstemp, whose 0600 mode the renamed file would keep.
+        self._tmp = self.path.with_name(f".{self.path.name}.{uuid4().hex[:12]}.part")
+        try:
+            self._open_encoder()
+        except BaseException:
+            self._discard()
+            raise
+        return self
+
+    def _open_encoder(self) -> None:
+        # 30000/1001-style rates survive the float round trip; 10.0 stays 10.
+        rate = Fraction(self.fps).limit_denominator(1001)
+        try:
+            faststart = {"movflags": "+faststart"}
+            self._container = av.open(str(self._tmp), "w", format="mp4", options=faststart)
+            self._stream = self._container.add_stream("libx264", rate=rate)
+            self._stream.width = self.width + self.width % 2
+            self._stream.height = self.height + self.height % 2
+            self._stream.pix_fmt = "yuv420p"
+            self._stream.codec_context.time_base = 1 / rate
+            # No B-frames: with them this x264 build's output varies from run to run (it depends on
+            # uninitialised memory; seen for widths that are not a multiple of 128 px). Without,
+            # the same frames always give the same bytes, at about 10% more size.
+            self._stream.codec_context.max_b_frames = 0
+            self._stream.options = {"crf": str(self.crf), "preset": self.preset}
+        except av.FFmpegError as e:
+            raise VideoError(f"Cannot start writing {self.path}: {_one_line(e)}") from e
+
+    def write(self, frame_bgr: np.ndarray) -> None:
+        """Appends one BGR uint8 frame of exactly `height` x `width` x 3."""
+        if self._container is None:
+            raise RuntimeError("BrowserVideoWriter.write() must be called inside its `with` block")
+        if frame_bgr.dtype != np.uint8 or frame_bgr.shape != (self.height, self.width, 3):
+            raise ValueError(
+                f"Expected a uint8 frame of shape {(self.height, self.width, 3)}, "
+                f"got {frame_bgr.dtype} {frame_bgr.shape}"
+            )
+        padded = cv2.copyMakeBorder(
+            frame_bgr, 0, self.height % 2, 0, self.width % 2, cv2.BORDER_REPLICATE
+        )
+        # OpenCV's BGR->I420 is BT.601 limited range like swscale's, but rounds correctly: swscale's
+        # default shifts chroma by a level, tinting greys green.
+        i420 = cv2.cvtColor(padded, cv2.COLOR_BGR2YUV_I420)
+        frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
+        frame.pts = self.frames_written
+        frame.time_base = self._stream.codec_context.time_base
+        self._encode(frame)
+        self.frames_written += 1
+
+    def _encode(self, frame: av.VideoFrame | None) -> None:
+        """Encodes a frame (None flushes the encoder) and muxes the packets it releases."""
+        try:
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+        except av.FFmpegError as e:
+            raise VideoError(f"Cannot write {self.path}: {_one_line(e)}") from e
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._discard()
+            return
+        try:
+            if self.frames_written == 0:
+                raise ValueError(f"No frames were written to {self.path}")
+            self._encode(None)
+            self._container.close()
+            self._container = None
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self._discard()
+            raise
+
+    def _discard(self) -> None:
+        """Closes the encoder, if open, and deletes the temporary file."""
+        if self._container is not None:
+            try:
+                self._container.close()
+            except av.FFmpegError:
+                pass  # the file is being thrown away; a failed close changes nothing
+            self._container = None
+        self._tmp.unlink(missing_ok=True)
