@@ -1,0 +1,269 @@
+"""Tests for the temporal scorer (vlavad.s3m): the scan, the predictors, training and scoring."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vlavad.errors import ConfigError, ModelError
+from vlavad.s3m import (
+    KINDS,
+    build_predictor,
+    make_windows,
+    selective_scan,
+    temporal_errors,
+    temporal_errors_batch,
+    train_predictor,
+)
+
+PAST, FUTURE, DIM = 4, 2, 16
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tensors here are tiny: intra-op threads only add hand-offs, and on a busy machine
+    their spin-waiting makes each step many times slower (about 20x seen on 2 loaded cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def selective_scan_naive(u, delta, A, B, C, D=None):
+    """The recurrence written out one (batch, channel, step) at a time."""
+    batch, dim, length = u.shape
+    y = torch.zeros_like(u)
+    for b in range(batch):
+        for d in range(dim):
+            h = torch.zeros(A.shape[1], dtype=u.dtype)
+            for t in range(length):
+                h = torch.exp(delta[b, d, t] * A[d]) * h + delta[b, d, t] * B[b, :, t] * u[b, d, t]
+                y[b, d, t] = (h * C[b, :, t]).sum()
+                if D is not None:
+                    y[b, d, t] += D[d] * u[b, d, t]
+    return y
+
+
+def random_scan_inputs(batch=2, dim=5, length=7, n=4, dtype=torch.float64, device="cpu"):
+    g = torch.Generator().manual_seed(0)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g, dtype=dtype).to(device)
+
+    u = r(batch, dim, length)
+    delta = torch.nn.functional.softplus(r(batch, dim, length))
+    A = -torch.exp(r(dim, n))
+    return u, delta, A, r(batch, n, length), r(batch, n, length), r(dim)
+
+
+@pytest.mark.parametrize("with_d", [True, False])
+def test_selective_scan_matches_naive_loop(with_d):
+    u, delta, A, B, C, D = random_scan_inputs()
+    D = D if with_d else None
+    torch.testing.assert_close(
+        selective_scan(u, delta, A, B, C, D),
+        selective_scan_naive(u, delta, A, B, C, D),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+
+
+def test_selective_scan_gradients():
+    inputs = tuple(x.requires_grad_() for x in random_scan_inputs(batch=1, dim=2, length=4, n=3))
+    assert torch.autograd.gradcheck(selective_scan, inputs)
+
+
+def perturbed(model):
+    """The model with every parameter nudged, so that the zero-initialised head is not zero."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_predictor_shape_and_config_round_trip(kind):
+    model = perturbed(build_predictor(kind, DIM, PAST, FUTURE, layers=2, d_model=16))
+    past = torch.randn(3, PAST, DIM)
+    out = model(past)
+    assert out.shape == (3, FUTURE, DIM)
+
+    config = json.loads(json.dumps(model.config()))
+    assert config == {
+        "kind": kind, "dim": DIM, "past": PAST, "future": FUTURE, "layers": 2, "d_model": 16,
+    }
+    rebuilt = build_predictor(**config)
+    rebuilt.load_state_dict(model.state_dict())
+    rebuilt.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(past), model(past), rtol=0, atol=0)
+
+
+def test_fresh_predictor_predicts_no_change():
+    model = build_predictor("s3m", DIM, PAST, FUTURE).eval()
+    past = torch.randn(2, PAST, DIM)
+    with torch.no_grad():
+        torch.testing.assert_close(model(past), past[:, -1:].expand(-1, FUTURE, -1))
+
+
+def test_unknown_kind_and_bad_sizes_raise_config_error():
+    with pytest.raises(ConfigError, match="lstm"):
+        build_predictor("lstm", DIM, PAST, FUTURE)
+    with pytest.raises(ConfigError):
+        build_predictor("s3m", DIM, 0, FUTURE)
+
+
+def test_make_windows_counts_and_contents():
+    rng = np.random.default_rng(0)
+    lengths = [3, 5, 6, 10, 0, 7]
+    seqs = [rng.normal(size=(t, 3)) for t in lengths]
+    X, Y = make_windows(seqs, PAST, FUTURE)
+    n = sum(max(0, t - PAST - FUTURE + 1) for t in lengths)
+    assert X.shape == (n, PAST, 3) and Y.shape == (n, FUTURE, 3)
+    assert X.dtype == Y.dtype == np.float32
+    # The first window comes from the first sequence long enough (T=6), the last from T=7.
+    np.testing.assert_allclose(X[0], seqs[2][:PAST], rtol=1e-6)
+    np.testing.assert_allclose(Y[0], seqs[2][PAST : PAST + FUTURE], rtol=1e-6)
+    np.testing.assert_allclose(Y[-1], seqs[5][-FUTURE:], rtol=1e-6)
+    assert make_windows(seqs[:1], PAST, FUTURE)[0].shape[0] == 0
+
+
+# A learnable pattern: every track cycles through three fixed unit vectors, from a random phase.
+CYCLE = np.random.default_rng(42).normal(size=(3, DIM)).astype(np.float32)
+CYCLE /= np.linalg.norm(CYCLE, axis=1, keepdims=True)
+
+
+def cycling(length, phase):
+    return CYCLE[(np.arange(length) + phase) % 3]
+
+
+def cycling_tracks(n=30, length=16):
+    return [cycling(length, i % 3) for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.manual_seed(0)
+    model = build_predictor("s3m", DIM, PAST, FUTURE, layers=2, d_model=32)
+    history = train_predictor(
+        model, cycling_tracks(), past=PAST, future=FUTURE, epochs=20, lr=3e-3, batch_size=64
+    )
+    return model, history
+
+
+def test_s3m_learns_the_cycle(trained):
+    _, history = trained
+    assert len(history) == 20
+    assert history[-1] < 0.2 * history[0]
+
+
+@pytest.mark.parametrize("kind", ["gru", "transformer"])
+def test_baselines_loss_decreases(kind):
+    torch.manual_seed(0)
+    model = build_predictor(kind, DIM, PAST, FUTURE, layers=2, d_model=32)
+    history = train_predictor(
+        model, cycling_tracks(), past=PAST, future=FUTURE, epochs=15, lr=3e-3, batch_size=64
+    )
+    assert history[-1] < history[0]
+
+
+def test_training_is_deterministic_and_reports_progress():
+    def run():
+        torch.manual_seed(5)
+        model = build_predictor("s3m", DIM, PAST, FUTURE, layers=1, d_model=16)
+        calls = []
+        history = train_predictor(
+            model, cycling_tracks(), past=PAST, future=FUTURE, epochs=3, batch_size=32,
+            seed=7, max_windows=100, progress=lambda *a: calls.append(a),
+        )
+        return model, history, calls
+
+    (m1, h1, calls), (m2, h2, _) = run(), run()
+    assert h1 == h2
+    assert [c[:2] for c in calls] == [(1, 3), (2, 3), (3, 3)]
+    assert [c[2] for c in calls] == h1
+    for p1, p2 in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(p1, p2)
+
+
+def test_training_without_windows_leaves_the_model_alone():
+    model = build_predictor("s3m", DIM, PAST, FUTURE)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert train_predictor(model, [cycling(PAST + FUTURE - 1, 0)], past=PAST, future=FUTURE) == []
+    assert train_predictor(model, [], past=PAST, future=FUTURE) == []
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+def test_temporal_errors_nan_then_finite(trained):
+    model, _ = trained
+    errors = temporal_errors(model, cycling(12, 1), past=PAST, future=FUTURE)
+    assert errors.shape == (12,)
+    assert np.isnan(errors[:PAST]).all()
+    assert np.isfinite(errors[PAST:]).all()  # the last steps too, predicted by shorter windows
+
+
+def test_temporal_errors_flags_a_break_in_the_pattern(trained):
+    model, _ = trained
+    track = cycling(20, 0)
+    track[12] = track[11]  # the caption fails to move on: out of the learned order
+    errors = temporal_errors(model, track, past=PAST, future=FUTURE)
+    clean = errors[PAST:12]
+    assert errors[12] > 5 * clean.max()
+
+
+def test_temporal_errors_batch_matches_one_at_a_time(trained):
+    model, _ = trained
+    rng = np.random.default_rng(3)
+    tracks = [cycling(t, t) + 0.05 * rng.normal(size=(t, DIM)).astype(np.float32)
+              for t in (12, 2, PAST, PAST + 1, 0, 9, 30)]
+    batched = temporal_errors_batch(model, tracks, PAST, FUTURE, batch_size=7)
+    for track, errors in zip(tracks, batched):
+        alone = temporal_errors(model, track, past=PAST, future=FUTURE)
+        np.testing.assert_allclose(errors, alone, rtol=1e-5, equal_nan=True)
+    assert np.isnan(batched[1]).all() and np.isnan(batched[2]).all()
+    assert np.isfinite(batched[3][PAST:]).all()  # one window, one (tail) step
+    assert batched[4].shape == (0,)
+
+
+def test_temporal_errors_means_overlapping_predictions():
+    """A step predicted by several windows gets the mean of their errors."""
+    model = build_predictor("gru", 1, 1, 2, layers=1, d_model=4)  # fresh: predicts no change
+    track = np.array([[0.0], [1.0], [3.0], [6.0]], dtype=np.float32)
+    errors = temporal_errors(model, track, past=1, future=2)
+    # step 1: (1-0)^2; step 2: mean((3-1)^2, (3-0)^2); step 3: mean((6-3)^2, (6-1)^2).
+    np.testing.assert_allclose(errors, [np.nan, 1.0, 6.5, 17.0], equal_nan=True)
+
+
+def test_model_that_does_not_fit_raises_model_error(trained):
+    model, _ = trained
+    with pytest.raises(ModelError, match="16"):
+        temporal_errors(model, np.zeros((10, DIM + 1), np.float32), past=PAST, future=FUTURE)
+    with pytest.raises(ModelError, match="4 -> 2"):
+        temporal_errors(model, cycling(10, 0), past=PAST, future=FUTURE + 1)
+    with pytest.raises(ModelError, match="4 -> 2"):
+        train_predictor(model, cycling_tracks(), past=PAST + 1, future=FUTURE)
+
+
+def _mamba_ssm_on_cuda():
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import mamba_ssm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _mamba_ssm_on_cuda(), reason="needs CUDA and mamba_ssm")
+def test_fused_cuda_scan_matches_pytorch_scan():
+    cpu = [x.float().requires_grad_() for x in random_scan_inputs(batch=3, dim=8, length=20, n=16)]
+    cuda = [x.detach().cuda().requires_grad_() for x in cpu]
+    y_cpu, y_cuda = selective_scan(*cpu), selective_scan(*cuda)  # the CUDA call uses mamba-ssm
+    torch.testing.assert_close(y_cuda.cpu(), y_cpu, rtol=1e-4, atol=1e-4)
+    y_cpu.square().sum().backward()
+    y_cuda.square().sum().backward()
+    for a, b in zip(cpu, cuda):
+        torch.testing.assert_close(b.grad.cpu(), a.grad, rtol=1e-3, atol=1e-3)
