@@ -1,0 +1,86 @@
+"""Per-video stage cache: tables on disk, keyed by input content and settings.
+
+A stage's key hashes the content key of its input video, the identity of its backend and the
+settings of this stage and every stage before it, so changing a later stage (the prompt pool,
+λ, σ) never recomputes an earlier one. Tables are stored as `.npz` of plain arrays (read back
+with `allow_pickle=False`: a cache file can never execute code), written atomically: a killed
+run leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def stable_key(*parts) -> str:
+    """A short hex digest of JSON-able parts (dict key order does not matter)."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+class StageCache:
+    """Tables per (stage, key) under one folder, with hit/miss counts for the run summary."""
+
+    def __init__(self, root: str | Path | None):
+        self.root = Path(root) if root else None
+        self.hits: dict[str, int] = {}
+        self.misses: dict[str, int] = {}
+
+    def _path(self, stage: str, key: str) -> Path:
+        return self.root / stage / f"{key}.npz"
+
+    def load(self, stage: str, key: str) -> pd.DataFrame | None:
+        if self.root is None:
+            return None
+        path = self._path(stage, key)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                columns = json.loads(str(data["__columns__"]))
+                table = pd.DataFrame({c: data[f"c{i}"] for i, c in enumerate(columns)})
+        except (FileNotFoundError, ValueError, KeyError, OSError, json.JSONDecodeError):
+            # Missing or unreadable (e.g. from an older version): recompute.
+            self.misses[stage] = self.misses.get(stage, 0) + 1
+            return None
+        self.hits[stage] = self.hits.get(stage, 0) + 1
+        return table
+
+    def save(self, stage: str, key: str, table: pd.DataFrame) -> None:
+        if self.root is None:
+            return
+        arrays = {"__columns__": np.array(json.dumps([str(c) for c in table.columns]))}
+        for i, column in enumerate(table.columns):
+            values = table[column].to_numpy()
+            arrays[f"c{i}"] = values.astype(str) if values.dtype == object else values
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write_bytes(self._path(stage, key), buffer.getvalue())
+
+    def summary(self) -> str:
+        stages = sorted(set(self.hits) | set(self.misses))
+        return ", ".join(f"{s}: {self.hits.get(s, 0)} cached / {self.misses.get(s, 0)} computed" for s in stages)

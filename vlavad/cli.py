@@ -1,0 +1,176 @@
+"""Command line: `vlavad fit | score | bench` (also `python -m vlavad`).
+
+Every problem the user can cause ends with a one-line `error: …` and exit status 2; an
+interrupted run exits 130. Neither leaves a half-written file behind (see `vlavad.cache`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import ConfigError, VlavadError
+
+
+def _settings(args):
+    from .config import preset
+
+    settings = preset(args.preset)
+    changes = {}
+    for name in ("detector", "describer", "encoder", "predictor"):
+        if getattr(args, name, None):
+            changes[name] = getattr(args, name)
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            changes[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            changes[key.strip()] = value
+    return settings.updated(**changes)
+
+
+def _pipeline(args, settings):
+    from .pipeline import Pipeline
+    from .prompts import load_pool
+
+    prompts = load_pool(args.prompts) if getattr(args, "prompts", None) else None
+    cache = None if args.no_cache else (args.cache or "default")
+    return Pipeline(settings, prompts=prompts, cache_dir=cache, show_progress=not args.quiet)
+
+
+def cmd_fit(args) -> None:
+    from .bench import describe_backends_line
+    from .datasets import load_dataset
+
+    settings = _settings(args)
+    videos = list(args.videos)
+    if args.dataset:
+        videos += [ref.path for ref in load_dataset(args.dataset).train]
+    if not videos:
+        raise ConfigError("Give normal videos to fit on, or --dataset ROOT to use a dataset's training split.")
+    pipeline = _pipeline(args, settings)
+    started = time.perf_counter()
+    model = pipeline.fit(videos)
+    path = model.save(args.out)
+    seconds = time.perf_counter() - started
+    frames = model.training["frames"]
+    print(f"fitted on {len(videos)} video(s), {frames} frames in {seconds:.1f} s ({frames / max(seconds, 1e-9):.0f} frames/s)")
+    print(f"backends: {describe_backends_line(model.backends)}")
+    print(f"SPA selected: {'; '.join(p.question for p in model.selected_prompts)}")
+    print(f"cache: {pipeline.cache.summary()}")
+    print(f"model saved to {path}")
+
+
+def cmd_score(args) -> None:
+    from .bench import describe_backends_line
+    from .model import FittedModel
+    from .results import save_result
+
+    model = FittedModel.load(args.model)
+    settings = model.settings
+    for name in ("detector", "describer", "encoder"):
+        requested = getattr(args, name, None)
+        if requested and requested != getattr(settings, name):
+            raise ConfigError(
+                f"This model was fitted with {name} {getattr(settings, name)!r}; scoring with {requested!r} would compare "
+                "answers from different backends. Fit a new model instead."
+            )
+    pipeline = _pipeline(args, settings)
+    out = Path(args.out)
+    for video in args.videos:
+        started = time.perf_counter()
+        result = pipeline.score(model, video)
+        seconds = time.perf_counter() - started
+        folder = save_result(result, out / result.name if len(args.videos) > 1 else out)
+        n = result.info.frame_count
+        print(f"{result.name}: {n} frames in {seconds:.1f} s ({n / max(seconds, 1e-9):.0f} frames/s), "
+              f"{len(result.events)} event(s) above threshold {result.threshold:.2f}")
+        for event in result.events:
+            why = f" — {event.reasons[0]}" if event.reasons else ""
+            print(f"  {event.start_s:7.1f}s – {event.end_s:7.1f}s  peak {event.peak_score:.2f}{why}")
+        print(f"  results in {folder}")
+    print(f"backends: {describe_backends_line(model.backends)}")
+
+
+def cmd_bench(args) -> None:
+    from .bench import describe_backends_line, metrics_table, run_benchmark, save_benchmark
+    from .datasets import load_dataset
+
+    dataset = load_dataset(args.dataset, layout=args.layout)
+    settings = _settings(args)
+    if settings.preset == "custom" and args.preset == "custom":
+        print("note: using the 'custom' preset; pass --preset ped2|avenue|shanghaitech for the paper's settings", file=sys.stderr)
+    pipeline = _pipeline(args, settings)
+    result = run_benchmark(dataset, pipeline)
+    out = save_benchmark(result, args.out or Path("runs") / f"{dataset.name}-{settings.preset}")
+    print(metrics_table(result))
+    print()
+    print(f"backends: {describe_backends_line(result.backends)}")
+    print(f"SPA selected: {'; '.join(p.question for p in result.model.selected_prompts)}")
+    print(f"cache: {result.cache_summary}")
+    print(f"results, ROC plot and model in {out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .config import preset_names
+
+    parser = argparse.ArgumentParser(prog="vlavad", description="VLAVAD video anomaly detection (offline backends by default).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p, with_preset=True):
+        if with_preset:
+            p.add_argument("--preset", default="custom", choices=None, help=f"settings preset: {', '.join(preset_names())}")
+            p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. --set lam=0.2 (repeatable)")
+            p.add_argument("--predictor", help="temporal model: s3m (default), gru, transformer")
+            p.add_argument("--prompts", help="prompt pool JSON (default: the bundled pool for the describer)")
+        p.add_argument("--detector", help="detector backend (default: blobs)")
+        p.add_argument("--describer", help="describer backend (default: motion)")
+        p.add_argument("--encoder", help="text encoder backend (default: hashing)")
+        p.add_argument("--cache", help="cache folder (default: $VLAVAD_CACHE or ~/.cache/vlavad)")
+        p.add_argument("--no-cache", action="store_true", help="recompute every stage")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    fit = sub.add_parser("fit", help="learn normality from normal videos")
+    fit.add_argument("videos", nargs="*", help="normal video files or frame folders")
+    fit.add_argument("--dataset", help="use this dataset's training videos")
+    fit.add_argument("--out", required=True, help="model folder to write")
+    common(fit)
+    fit.set_defaults(run=cmd_fit)
+
+    score = sub.add_parser("score", help="score videos with a fitted model")
+    score.add_argument("model", help="model folder written by `fit`")
+    score.add_argument("videos", nargs="+", help="video files or frame folders")
+    score.add_argument("--out", default="vlavad-results", help="output folder (default: vlavad-results)")
+    common(score, with_preset=False)
+    score.set_defaults(run=cmd_score)
+
+    bench = sub.add_parser("bench", help="fit on a dataset's training split and measure frame AUC on its test split")
+    bench.add_argument("dataset", help="dataset folder (UCSD, Avenue, ShanghaiTech, mp4+test_labels.json, or custom)")
+    bench.add_argument("--layout", default="auto", help="dataset layout (default: auto-detect)")
+    bench.add_argument("--out", help="run folder (default: runs/<dataset>-<preset>)")
+    common(bench)
+    bench.set_defaults(run=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except VlavadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing half-written was kept; run again to continue from the cache", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

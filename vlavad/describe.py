@@ -1,0 +1,285 @@
+"""Describers: the role the vision-language model plays in VLAVAD.
+
+A describer answers every question of the prompt pool about an object at a step of its track,
+as a short text. The paper uses BLIP-2 on object crops; model-backed describers live in
+`vlavad.backends`. This module holds the interface and the offline **motion describer**.
+
+The motion describer is *not* a vision-language model and is never presented as one. It reads
+no pixels itself: it phrases what the tracking pass measured about the object (speed and
+direction of its pixels' optical flow, its size and shape) compared with what is normal *at the
+same image row* in the training videos, e.g. "moving fast (2.0× the usual speed here)". Those
+references are fitted on the normal training tracks (`fit`) and saved with the model.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConfigError
+from .prompts import Prompt
+from .video import VideoInfo
+
+ANSWER_COLUMNS = ["frame", "track_id", "prompt_id", "answer"]
+ProgressFn = Callable[[int, int], None]
+
+
+class Describer(ABC):
+    """Answers prompt-pool questions about tracked objects."""
+
+    name: str = "describer"
+    is_vlm: bool = False  # True only for real vision-language models
+
+    def fit(self, normal_tracks: list[tuple[VideoInfo, pd.DataFrame]]) -> None:
+        """Learns whatever the describer needs from normal training tracks (default: nothing)."""
+
+    def state(self) -> dict:
+        """JSON-able fitted state, saved with the model."""
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        """Restores `state()`."""
+
+    @abstractmethod
+    def identity(self) -> dict:
+        """Backend name, model id and revision: enters cache keys and saved models."""
+
+    @abstractmethod
+    def answer(
+        self,
+        info: VideoInfo,
+        tracks: pd.DataFrame,
+        steps: pd.DataFrame,
+        prompts: list[Prompt],
+        progress: ProgressFn | None = None,
+    ) -> pd.DataFrame:
+        """One row per (step, prompt) with columns `ANSWER_COLUMNS`.
+
+        `tracks` is the full per-frame trajectory table; `steps` the rows to answer at.
+        """
+
+
+def track_steps(tracks: pd.DataFrame, fps: float, step_hz: float) -> pd.DataFrame:
+    """The rows at which objects are described: every track sampled at about `step_hz`.
+
+    Describing at a fixed rate in *time* (not every frame) keeps the cost proportional to
+    tracks rather than frames, and keeps the temporal model's window the same length in
+    seconds whatever the video's frame rate.
+    """
+    stride = max(1, int(round(fps / step_hz)))
+    offset = tracks["frame"] - tracks.groupby("track_id")["frame"].transform("min")
+    return tracks[offset % stride == 0]
+
+
+# --- the offline motion describer --------------------------------------------------------------
+
+MEASURES = ("speed", "direction", "size", "shape", "steadiness", "summary")
+_ROW_BANDS = 8
+_MIN_BAND_SAMPLES = 20
+
+
+def _quarter_octave(ratio: np.ndarray) -> np.ndarray:
+    """Rounds ratios to the grid 2^(k/4): fine enough that rare values get rare answers."""
+    return 2.0 ** (np.round(4 * np.log2(np.clip(ratio, 1 / 16, 16))) / 4)
+
+
+class RowReference:
+    """The typical value of a measurement as a function of image row (perspective).
+
+    Medians in horizontal bands, linearly interpolated between band centres; bands with too
+    few samples are left out, and with no data at all the reference is the global median.
+    """
+
+    def __init__(self, centres: list[float], values: list[float]):
+        self.centres, self.values = centres, values
+
+    @classmethod
+    def fit(cls, rows: np.ndarray, values: np.ndarray) -> "RowReference":
+        ok = np.isfinite(values) & np.isfinite(rows) & (values > 0)
+        rows, values = rows[ok], values[ok]
+        if len(values) == 0:
+            return cls([0.5], [1.0])
+        band = np.clip((rows * _ROW_BANDS).astype(int), 0, _ROW_BANDS - 1)
+        centres, medians = [], []
+        for b in range(_ROW_BANDS):
+            in_band = values[band == b]
+            if len(in_band) >= _MIN_BAND_SAMPLES:
+                centres.append((b + 0.5) / _ROW_BANDS)
+                medians.append(float(np.median(in_band)))
+        if not centres:
+            return cls([0.5], [float(np.median(values))])
+        return cls(centres, medians)
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        return np.interp(rows, self.centres, self.values)
+
+    def to_dict(self) -> dict:
+        return {"centres": self.centres, "values": self.values}
+
+
+class MotionDescriber(Describer):
+    """Offline describer phrasing measured motion, size and shape (not a VLM)."""
+
+    name = "motion"
+    is_vlm = False
+
+    def __init__(self, smooth_s: float = 1.0, still_ratio: float = 0.3):
+        self.smooth_s = smooth_s  # measurements are medians over this time window of the track
+        self.still_ratio = still_ratio  # below this fraction of the usual speed: standing still
+        self.references: dict[str, RowReference] = {}
+
+    def identity(self) -> dict:
+        return {"describer": self.name, "is_vlm": False, "smooth_s": self.smooth_s, "still_ratio": self.still_ratio}
+
+    def fit(self, normal_tracks: list[tuple[VideoInfo, pd.DataFrame]]) -> None:
+        measured = pd.concat([self._measure(info, tracks) for info, tracks in normal_tracks], ignore_index=True)
+        rows = measured["cy"].to_numpy()
+        self.references = {
+            "speed": RowReference.fit(rows, measured["speed"].to_numpy()),
+            "height": RowReference.fit(rows, measured["h"].to_numpy()),
+            "aspect": RowReference.fit(rows, measured["aspect"].to_numpy()),
+        }
+
+    def state(self) -> dict:
+        return {name: ref.to_dict() for name, ref in self.references.items()}
+
+    def load_state(self, state: dict) -> None:
+        self.references = {name: RowReference(d["centres"], d["values"]) for name, d in state.items()}
+
+    def answer(self, info, tracks, steps, prompts, progress=None) -> pd.DataFrame:
+        if not self.references:
+            raise ConfigError("The motion describer has not been fitted on normal videos yet.")
+        unknown = [p.question for p in prompts if p.measures not in MEASURES]
+        if unknown:
+            raise ConfigError(
+                f"The offline motion describer cannot answer {unknown[0]!r}: it is not a vision-language model, "
+                f"so each of its questions must say what it measures ({', '.join(MEASURES)})."
+            )
+        measured = self._measure(info, tracks).loc[steps.index]
+        phrases = self._phrases(measured)
+        frames = []
+        for prompt in prompts:
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "frame": measured["frame"].to_numpy(),
+                        "track_id": measured["track_id"].to_numpy(),
+                        "prompt_id": prompt.id,
+                        "answer": phrases[prompt.measures],
+                    }
+                )
+            )
+        if progress:
+            progress(len(steps), len(steps))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ANSWER_COLUMNS)
+
+    def _measure(self, info: VideoInfo, tracks: pd.DataFrame) -> pd.DataFrame:
+        """Per-row measurements, each a centred rolling median along its track."""
+        window = max(1, int(round(self.smooth_s * info.fps))) | 1
+        speed = np.hypot(tracks["vx"], tracks["vy"])
+        measured = pd.DataFrame(
+            {
+                "frame": tracks["frame"],
+                "track_id": tracks["track_id"],
+                "cy": tracks["cy"],
+                "h": tracks["h"],
+                "aspect": tracks["w"] / tracks["h"].clip(lower=1e-6),
+                "speed": speed,
+                "vx": tracks["vx"],
+                "vy": tracks["vy"],
+            },
+            index=tracks.index,
+        )
+        by_track = measured.groupby("track_id", sort=False)
+        for column in ("h", "aspect", "speed", "vx", "vy"):
+            measured[column] = by_track[column].transform(lambda s: s.rolling(window, center=True, min_periods=1).median())
+        # Speed one second earlier on the same track, for "speeding up" / "slowing down".
+        lag = max(1, int(round(info.fps)))
+        measured["speed_before"] = by_track["speed"].shift(lag)
+        measured["speed_before"] = measured.groupby("track_id", sort=False)["speed_before"].transform(
+            lambda s: s.rolling(window, center=True, min_periods=1).median()
+        )
+        return measured
+
+    def _phrases(self, m: pd.DataFrame) -> dict[str, np.ndarray]:
+        rows = m["cy"].to_numpy()
+        speed_ratio = m["speed"].to_numpy() / self.references["speed"](rows)
+        size_ratio = m["h"].to_numpy() / self.references["height"](rows)
+        shape_ratio = m["aspect"].to_numpy() / self.references["aspect"](rows)
+        still = ~(speed_ratio >= self.still_ratio)  # NaN speed (first instant) counts as still
+
+        speed = np.array([_speed_phrase(r, s) for r, s in zip(_quarter_octave(speed_ratio), still)], dtype=object)
+        direction = np.array(
+            [_direction_phrase(vx, vy, s) for vx, vy, s in zip(m["vx"].to_numpy(), m["vy"].to_numpy(), still)],
+            dtype=object,
+        )
+        size = np.array([_ratio_phrase(r, "size", "smaller", "larger") for r in _quarter_octave(size_ratio)], dtype=object)
+        shape = np.array([_ratio_phrase(r, "shape", "narrower", "wider") for r in _quarter_octave(shape_ratio)], dtype=object)
+        change = m["speed"].to_numpy() / m["speed_before"].to_numpy()
+        steadiness = np.array([_steadiness_phrase(c, s) for c, s in zip(change, still)], dtype=object)
+        summary = np.array(
+            [
+                f"{_coarse(z, 'a small', 'an', 'a large')} object "
+                + ("standing still" if st else f"moving {_coarse(v, 'slowly', 'at walking pace', 'fast')} {_direction_word(vx, vy)}")
+                for z, v, st, vx, vy in zip(size_ratio, speed_ratio, still, m["vx"].to_numpy(), m["vy"].to_numpy())
+            ],
+            dtype=object,
+        )
+        return {"speed": speed, "direction": direction, "size": size, "shape": shape, "steadiness": steadiness, "summary": summary}
+
+
+def _speed_phrase(ratio: float, still: bool) -> str:
+    if still:
+        return "standing still"
+    if ratio < 0.8:
+        word = "moving slowly"
+    elif ratio <= 1.2:
+        word = "moving at the usual speed"
+    elif ratio < 1.9:
+        word = "moving a little fast"
+    elif ratio < 2.7:
+        word = "moving fast"
+    else:
+        word = "moving very fast"
+    return f"{word} ({ratio:.1f}× the usual speed here)"
+
+
+def _ratio_phrase(ratio: float, what: str, less: str, more: str) -> str:
+    if not np.isfinite(ratio):
+        return f"unknown {what}"
+    if 0.8 <= ratio <= 1.2:
+        return f"usual {what} ({ratio:.1f}×)"
+    word = (f"much {less}" if ratio < 0.6 else less) if ratio < 1 else (f"much {more}" if ratio > 1.7 else more)
+    return f"{word} than usual ({ratio:.1f}×)"
+
+
+def _direction_word(vx: float, vy: float) -> str:
+    # Image coordinates: y grows downwards, so "down the image" usually means towards the camera.
+    sectors = ["right", "down-right", "down", "down-left", "left", "up-left", "up", "up-right"]
+    angle = np.degrees(np.arctan2(vy, vx)) % 360
+    return "to the " + sectors[int(((angle + 22.5) % 360) // 45)]
+
+
+def _direction_phrase(vx: float, vy: float, still: bool) -> str:
+    return "not moving" if still or not np.isfinite(vx) else "moving " + _direction_word(vx, vy)
+
+
+def _steadiness_phrase(change: float, still: bool) -> str:
+    if not np.isfinite(change):
+        return "standing still" if still else "just started moving"
+    if still:
+        return "stopped" if change < 0.5 else "standing still"
+    if change > 1.5:
+        return "speeding up"
+    if change < 0.67:
+        return "slowing down"
+    return "moving steadily"
+
+
+def _coarse(ratio: float, low: str, mid: str, high: str) -> str:
+    if not np.isfinite(ratio):
+        return mid
+    return low if ratio < 0.7 else high if ratio > 1.5 else mid

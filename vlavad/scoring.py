@@ -1,0 +1,88 @@
+"""From object scores to the anomaly curve: per-frame max, normalisation, fusion, smoothing.
+
+Per frame, the static (SPA) and temporal (S3M) scores are each the maximum over the objects in
+it; a frame with no scored object gets the typical normal value. Each is standardised with
+statistics of the *training* frames only (no per-test-video min-max, which would leak the test
+video's own range), fused as `static + λ·temporal`, and smoothed with a Gaussian within the video.
+
+The static score is standardised on a log scale: the reciprocal frequency spans orders of
+magnitude, and a mean and deviation of such a heavy-tailed quantity would be its tail's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.ndimage import gaussian_filter1d
+
+FRAME_COLUMNS = ["frame", "static", "temporal", "fused"]
+
+
+def spread_to_frames(tracks: pd.DataFrame, step_scores: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Carries each step's scores forward to the track's frames until its next step."""
+    merged = tracks[["frame", "track_id"]].merge(step_scores[["frame", "track_id", *columns]], on=["frame", "track_id"], how="left")
+    merged = merged.sort_values(["track_id", "frame"], kind="stable")
+    merged[columns] = merged.groupby("track_id")[columns].ffill()
+    return merged
+
+
+def frame_maxima(object_scores: pd.DataFrame, frame_count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame max of log static score and of temporal error; NaN where nothing was scored."""
+    static = np.full(frame_count, np.nan)
+    temporal = np.full(frame_count, np.nan)
+    if len(object_scores):
+        grouped = object_scores.groupby("frame")
+        log_static = np.log(object_scores["static_score"].astype(float)).groupby(object_scores["frame"]).max()
+        static[log_static.index.to_numpy()] = log_static.to_numpy()
+        temporal_max = grouped["temporal_score"].max()
+        temporal[temporal_max.index.to_numpy()] = temporal_max.to_numpy()
+    return static, temporal
+
+
+@dataclass
+class Normaliser:
+    """Training-frame statistics of the per-frame static and temporal scores."""
+
+    static_mean: float
+    static_std: float
+    static_fill: float  # value for frames with no scored object: the training median
+    temporal_mean: float
+    temporal_std: float
+    temporal_fill: float
+
+    @classmethod
+    def fit(cls, per_video: list[tuple[np.ndarray, np.ndarray]]) -> "Normaliser":
+        static = np.concatenate([s for s, _ in per_video]) if per_video else np.zeros(0)
+        temporal = np.concatenate([t for _, t in per_video]) if per_video else np.zeros(0)
+
+        def stats(values: np.ndarray) -> tuple[float, float, float]:
+            values = values[np.isfinite(values)]
+            if len(values) == 0:
+                return 0.0, 1.0, 0.0
+            std = float(values.std())
+            return float(values.mean()), std if std > 1e-9 else 1.0, float(np.median(values))
+
+        return cls(*stats(static), *stats(temporal))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def fuse(
+    static: np.ndarray,
+    temporal: np.ndarray,
+    normaliser: Normaliser,
+    *,
+    lam: float,
+    sigma_frames: float,
+) -> pd.DataFrame:
+    """The anomaly curve of one video: standardised parts and their smoothed fusion."""
+    n = normaliser
+    static_z = (np.where(np.isfinite(static), static, n.static_fill) - n.static_mean) / n.static_std
+    temporal_z = (np.where(np.isfinite(temporal), temporal, n.temporal_fill) - n.temporal_mean) / n.temporal_std
+    fused = static_z + lam * temporal_z
+    if sigma_frames > 0 and len(fused) > 1:
+        fused = gaussian_filter1d(fused, sigma=sigma_frames, mode="nearest")
+    return pd.DataFrame({"frame": np.arange(len(fused)), "static": static_z, "temporal": temporal_z, "fused": fused})

@@ -1,0 +1,149 @@
+"""Selective Prompt Adapter (SPA): choose the questions, score objects by answer rarity.
+
+For each prompt, SPA tabulates how often each answer occurs over all normal training objects.
+The paper picks the prompts whose normal answers are most concentrated (the top-k frequency
+statistic F_topk) and scores a test object by the reciprocal of its answer's training frequency.
+
+Plain concentration favours questions with few possible answers, which is not the same as
+useful: a question answered "a person" for everything is perfectly concentrated and useless.
+So SPA here ranks prompts by how well their rarity score separates normal objects from
+*pseudo-anomalies* made from the same normal videos (the clip played faster, the classic
+skip-frame pseudo-anomaly of Astrid et al., ICCVW 2021), and uses concentration to break ties
+(and alone when no pseudo-anomalies are available). No test data is involved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .metrics import frame_auc
+from .prompts import Prompt
+
+SEPARATION_TIE = 0.01  # separations closer than this count as equal; concentration decides
+
+
+@dataclass
+class PromptStats:
+    """What the prompt-pool editor charts for one prompt."""
+
+    prompt_id: str
+    question: str
+    answers: int  # distinct answers on normal training objects
+    concentration: float  # F_topk: share of normal objects covered by the k commonest answers
+    separation: float | None  # pseudo-anomaly AUC of the rarity score (None: not measured)
+    top_answers: list[tuple[str, float]]  # commonest answers with their shares
+    selected: bool = False
+
+    def to_dict(self) -> dict:
+        return {
+            "prompt_id": self.prompt_id,
+            "question": self.question,
+            "answers": self.answers,
+            "concentration": round(self.concentration, 4),
+            "separation": None if self.separation is None else round(self.separation, 4),
+            "top_answers": [[a, round(s, 4)] for a, s in self.top_answers],
+            "selected": self.selected,
+        }
+
+
+@dataclass
+class AnswerFrequencies:
+    """Counts of each answer per prompt over normal training objects."""
+
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # prompt_id -> answer -> count
+    smoothing: float = 1.0  # add-α smoothing: an unseen answer is rarer than any seen one
+
+    @classmethod
+    def from_answers(cls, answers: pd.DataFrame, smoothing: float = 1.0) -> "AnswerFrequencies":
+        counts = {
+            prompt_id: {str(a): int(c) for a, c in group["answer"].value_counts().items()}
+            for prompt_id, group in answers.groupby("prompt_id")
+        }
+        return cls(counts, smoothing)
+
+    def frequency(self, prompt_id: str, answers: np.ndarray) -> np.ndarray:
+        table = self.counts.get(prompt_id, {})
+        total = sum(table.values())
+        alpha = self.smoothing
+        denominator = total + alpha * (len(table) + 1)
+        counts = np.array([table.get(str(a), 0) for a in answers], dtype=np.float64)
+        return (counts + alpha) / denominator
+
+    def static_score(self, prompt_id: str, answers: np.ndarray) -> np.ndarray:
+        """The paper's static score: reciprocal of the answer's normal-training frequency."""
+        return 1.0 / self.frequency(prompt_id, answers)
+
+
+def concentration(counts: dict[str, int], top_k: int) -> float:
+    """F_topk: the share of objects whose answer is among the k most frequent answers."""
+    total = sum(counts.values())
+    if total == 0:
+        return 0.0
+    return sum(sorted(counts.values(), reverse=True)[:top_k]) / total
+
+
+def select_prompts(
+    prompts: list[Prompt],
+    normal_answers: pd.DataFrame,
+    pseudo_answers: pd.DataFrame | None,
+    *,
+    top_k: int = 3,
+    n_select: int = 1,
+    smoothing: float = 1.0,
+) -> tuple[AnswerFrequencies, list[str], list[PromptStats]]:
+    """Fits answer frequencies and selects prompts. Returns (frequencies, selected ids, stats)."""
+    frequencies = AnswerFrequencies.from_answers(normal_answers, smoothing)
+    stats = []
+    for prompt in prompts:
+        counts = frequencies.counts.get(prompt.id, {})
+        total = max(1, sum(counts.values()))
+        separation = None
+        if pseudo_answers is not None and counts:
+            normal = normal_answers.loc[normal_answers["prompt_id"] == prompt.id, "answer"].to_numpy()
+            pseudo = pseudo_answers.loc[pseudo_answers["prompt_id"] == prompt.id, "answer"].to_numpy()
+            if len(pseudo):
+                scores = np.log(frequencies.static_score(prompt.id, np.concatenate([normal, pseudo])))
+                labels = np.r_[np.zeros(len(normal)), np.ones(len(pseudo))]
+                separation = frame_auc(labels, scores)
+        top = sorted(counts.items(), key=lambda kv: -kv[1])[:5]
+        stats.append(
+            PromptStats(
+                prompt_id=prompt.id,
+                question=prompt.question,
+                answers=len(counts),
+                concentration=concentration(counts, top_k),
+                separation=separation,
+                top_answers=[(a, c / total) for a, c in top],
+            )
+        )
+
+    def rank(s: PromptStats):
+        separation = -1.0 if s.separation is None else s.separation
+        return (round(separation / SEPARATION_TIE), s.concentration)
+
+    ranked = sorted((s for s in stats if s.answers > 0), key=rank, reverse=True)
+    selected = [s.prompt_id for s in ranked[:n_select]]
+    for s in stats:
+        s.selected = s.prompt_id in selected
+    return frequencies, selected, stats
+
+
+def object_static_scores(frequencies: AnswerFrequencies, selected: list[str], answers: pd.DataFrame) -> pd.DataFrame:
+    """Static score per (frame, track_id) step: the reciprocal of the joint answer frequency.
+
+    With one selected prompt this is exactly the paper's 1/frequency; with several, the product
+    of their reciprocals (the joint frequency if answers were independent).
+    """
+    chosen = answers[answers["prompt_id"].isin(selected)].copy()
+    if chosen.empty:
+        return pd.DataFrame(columns=["frame", "track_id", "static_score"])
+    chosen["log_score"] = 0.0
+    for prompt_id in selected:
+        rows = chosen["prompt_id"] == prompt_id
+        chosen.loc[rows, "log_score"] = np.log(frequencies.static_score(prompt_id, chosen.loc[rows, "answer"].to_numpy()))
+    joint = chosen.groupby(["frame", "track_id"], as_index=False)["log_score"].sum()
+    joint["static_score"] = np.exp(joint.pop("log_score"))
+    return joint
