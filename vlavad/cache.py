@@ -14,6 +14,7 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +64,7 @@ class StageCache:
             with np.load(path, allow_pickle=False) as data:
                 columns = json.loads(str(data["__columns__"]))
                 table = pd.DataFrame({c: data[f"c{i}"] for i, c in enumerate(columns)})
-        except (FileNotFoundError, ValueError, KeyError, OSError, json.JSONDecodeError):
+        except (FileNotFoundError, ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile, json.JSONDecodeError):
             # Missing or unreadable (e.g. from an older version): recompute.
             self.misses[stage] = self.misses.get(stage, 0) + 1
             return None

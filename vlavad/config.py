@@ -24,6 +24,24 @@ class Settings:
     encoder: str = "hashing"  # hashing | clip
     blobs: BlobSettings = field(default_factory=BlobSettings)
     track: TrackSettings = field(default_factory=TrackSettings)
+    # model-backed backends (vlavad.yolo, vlavad.vlm, vlavad.clip_text); ignored by offline ones
+    device: str = "auto"  # auto | cpu | cuda: where models run (never part of a cache key)
+    yolo_weights: str = "yolo11n.pt"  # a path, or a file name looked up in the working and app folders
+    yolo_classes: str = "person,bicycle,car,motorcycle,bus,truck"  # class names or ids, comma-separated
+    yolo_conf: float = 0.5
+    yolo_iou: float = 0.3  # NMS IoU
+    yolo_min_area_frac: float = 0.0012  # minimum box area as a fraction of the frame area
+    yolo_imgsz: int = 640  # YOLO's inference size (the working frame is letterboxed to it)
+    vlm_model: str = ""  # model id or local folder; "" = the describer's default (BLIP-2 OPT-2.7B)
+    vlm_revision: str = ""  # hub revision (branch, tag or commit); "" = main
+    vlm_dtype: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 on CPU) | float32 | float16 | bfloat16
+    vlm_batch_size: int = 16  # crops × question pairs per generate call (speed only)
+    vlm_max_new_tokens: int = 10  # answers are short phrases
+    vlm_stride: int = 1  # ask every n-th step of a track; skipped steps keep the last answer
+    crop_margin: float = 0.15  # object crops are padded by this fraction of the box size per side
+    crop_min_side: int = 32  # smaller crops are enlarged around their centre, source pixels
+    clip_model: str = "openai/clip-vit-base-patch32"
+    clip_revision: str = ""
     # description
     step_hz: float = 10.0  # objects are described (and the S3M steps) at this rate
     # The motion describer phrases medians over this window of the track. 1 s was chosen on

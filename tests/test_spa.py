@@ -1,0 +1,57 @@
+"""SPA against hand computations."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vlavad.prompts import Prompt
+from vlavad.spa import AnswerFrequencies, concentration, object_static_scores, select_prompts
+
+
+def answers(prompt: Prompt, values: list[str], start_track: int = 0) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"frame": 0, "track_id": np.arange(len(values)) + start_track, "prompt_id": prompt.id, "answer": values}
+    )
+
+
+def test_concentration_matches_hand_computation():
+    counts = {"walking": 6, "running": 3, "cycling": 1}
+    assert concentration(counts, top_k=1) == pytest.approx(0.6)
+    assert concentration(counts, top_k=2) == pytest.approx(0.9)
+    assert concentration(counts, top_k=5) == pytest.approx(1.0)
+    assert concentration({}, top_k=3) == 0.0
+
+
+def test_static_score_is_reciprocal_smoothed_frequency():
+    q = Prompt("What is the person doing?")
+    freq = AnswerFrequencies.from_answers(answers(q, ["walking"] * 6 + ["running"] * 3 + ["cycling"]), smoothing=1.0)
+    # (count + 1) / (10 + 1 * (3 answers + 1 unseen slot)) = (count + 1) / 14
+    np.testing.assert_allclose(
+        freq.static_score(q.id, np.array(["walking", "running", "cycling", "skating"])), [14 / 7, 14 / 4, 14 / 2, 14 / 1]
+    )
+
+
+def test_selection_prefers_separation_over_concentration():
+    useless = Prompt("Is there a person?")  # always "yes": perfectly concentrated, tells nothing
+    speed = Prompt("How fast?", "speed")
+    normal = pd.concat(
+        [answers(useless, ["yes"] * 20), answers(speed, ["slow"] * 12 + ["medium"] * 8)], ignore_index=True
+    )
+    pseudo = pd.concat([answers(useless, ["yes"] * 5), answers(speed, ["fast"] * 5)], ignore_index=True)
+    _, selected, stats = select_prompts([useless, speed], normal, pseudo, top_k=1, n_select=1)
+    assert selected == [speed.id]
+    by_id = {s.prompt_id: s for s in stats}
+    assert by_id[useless.id].concentration == 1.0 and by_id[useless.id].separation == pytest.approx(0.5)
+    assert by_id[speed.id].separation == pytest.approx(1.0)
+    # Without pseudo-anomalies, the paper's rule applies: the most concentrated prompt wins.
+    _, selected, _ = select_prompts([useless, speed], normal, None, top_k=1, n_select=1)
+    assert selected == [useless.id]
+
+
+def test_joint_score_of_two_prompts_is_product_of_reciprocals():
+    a, b = Prompt("A?"), Prompt("B?")
+    normal = pd.concat([answers(a, ["x", "x", "y"]), answers(b, ["u", "v", "v"])], ignore_index=True)
+    freq, selected, _ = select_prompts([a, b], normal, None, n_select=2)
+    scores = object_static_scores(freq, selected, normal).sort_values("track_id")
+    expected = freq.static_score(a.id, np.array(["x", "x", "y"])) * freq.static_score(b.id, np.array(["u", "v", "v"]))
+    np.testing.assert_allclose(scores["static_score"].to_numpy(), expected)
