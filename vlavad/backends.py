@@ -86,7 +86,7 @@ def resolve_backend(mode: str, settings: Settings, explicit: tuple[str, ...] | l
     - ``offline``: blobs / motion / hashing.
     - ``models``: yolo / blip2 / clip; a ConfigError naming the missing model if one is not available.
     - ``auto``: each stage gets its model when the model is available, else its offline backend
-      (one warning line per stage that fell back).
+      (one warning line says which stages fell back and why).
 
     Stages named in `explicit` ("detector", "describer", "encoder": the user chose them with
     --detector or --set) keep the backend in `settings` whatever the mode. Every model-backed
@@ -95,7 +95,7 @@ def resolve_backend(mode: str, settings: Settings, explicit: tuple[str, ...] | l
     if mode not in BACKEND_MODES:
         raise ConfigError(f"Unknown backend mode {mode!r}; choose one of: {', '.join(BACKEND_MODES)}")
     explicit = set(explicit)
-    changes, warnings = {}, []
+    changes, fallbacks = {}, []
     for stage in ("detector", "describer", "encoder"):
         if stage in explicit:
             continue
@@ -107,7 +107,8 @@ def resolve_backend(mode: str, settings: Settings, explicit: tuple[str, ...] | l
             missing = model_missing(settings.updated(**{stage: MODEL_BACKENDS[stage]}), stage)
             changes[stage] = OFFLINE_BACKENDS[stage] if missing else MODEL_BACKENDS[stage]
             if missing:
-                warnings.append(f"{stage}: using the offline {OFFLINE_BACKENDS[stage]!r} backend because {missing.reason}")
+                fallbacks.append(f"{stage} {OFFLINE_BACKENDS[stage]} ({missing.reason})")
+    warnings = [f"--backend auto: offline backends for {'; '.join(fallbacks)}"] if fallbacks else []
     resolved = settings.updated(**changes)
     for stage in ("detector", "describer", "encoder"):
         missing = model_missing(resolved, stage)

@@ -1,0 +1,86 @@
+"""CLIP's text encoder, the paper's answer embedding (512-d for ViT-B/32).
+
+Answers are tokenised with CLIP's BPE, truncated at CLIP's 77-token context, embedded in batches
+with `CLIPTextModelWithProjection` and L2-normalised. The base class embeds each distinct answer
+once, which matters: a video's thousands of steps have a few dozen distinct answers.
+
+The model loads on first use, once per process, in fp32 on every device so that embeddings (and
+the S3M errors computed from them) do not depend on where they were computed.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from .backends import hf_local_snapshot, hub_offline, resolve_device
+from .config import Settings
+from .embed import TextEncoder
+from .errors import ConfigError
+
+CONTEXT_TOKENS = 77  # CLIP's text context length
+_LOADED: dict[tuple, tuple] = {}  # (model, revision, device) -> (model, tokenizer)
+
+
+class ClipTextEncoder(TextEncoder):
+    name = "clip"
+
+    def __init__(self, model_id: str = "openai/clip-vit-base-patch32", *, revision: str = "", device: str = "auto", batch_size: int = 256):
+        self.model_id, self.revision = model_id, revision
+        self.requested_device = device
+        self.batch_size = batch_size  # speed only: not part of the identity
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "ClipTextEncoder":
+        return cls(settings.clip_model, revision=settings.clip_revision, device=settings.device)
+
+    @property
+    def dim(self) -> int:
+        """The projection size, read from the model's config file (the model is not loaded)."""
+        snapshot = hf_local_snapshot(self.model_id, self.revision)
+        if snapshot is None:
+            return self._model()[0].config.projection_dim  # hub download: config arrives with the model
+        config = json.loads((snapshot[0] / "config.json").read_text())
+        return int(config.get("projection_dim") or config.get("text_config", {}).get("projection_dim", 512))
+
+    def identity(self) -> dict:
+        snapshot = hf_local_snapshot(self.model_id, self.revision)
+        revision = (snapshot[1] if snapshot and snapshot[1] else None) or self.revision or ("local" if snapshot else "main")
+        return {"encoder": self.name, "model": self.model_id, "revision": revision, "dim": self.dim, "max_tokens": CONTEXT_TOKENS}
+
+    def _encode_unique(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        model, tokenizer = self._model()
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                tokens = tokenizer(
+                    texts[start : start + self.batch_size],
+                    padding=True,
+                    truncation=True,
+                    max_length=CONTEXT_TOKENS,
+                    return_tensors="pt",
+                ).to(model.device)
+                embeds = model(**tokens).text_embeds
+                out.append(torch.nn.functional.normalize(embeds.float(), dim=-1).cpu().numpy())
+        return np.concatenate(out).astype(np.float32)
+
+    def _model(self):
+        device = resolve_device(self.requested_device)
+        snapshot = hf_local_snapshot(self.model_id, self.revision)
+        key = (self.model_id, snapshot[1] if snapshot else self.revision, device)
+        if key not in _LOADED:
+            from transformers import AutoTokenizer, CLIPTextModelWithProjection
+
+            source = str(snapshot[0]) if snapshot else self.model_id
+            local_only = snapshot is not None or hub_offline()
+            revision = {} if local_only or not self.revision else {"revision": self.revision}
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only, **revision)
+                model = CLIPTextModelWithProjection.from_pretrained(source, local_files_only=local_only, **revision)
+            except OSError as exc:  # transformers' "not found / cannot connect": the user's to fix
+                raise ConfigError(f"Cannot load {self.model_id!r} ({' '.join(str(exc).split())}). Run once with internet: `hf download {self.model_id}`.") from None
+            _LOADED[key] = (model.to(device).eval(), tokenizer)
+        return _LOADED[key]

@@ -1,0 +1,306 @@
+"""Vision-language describers: the paper's BLIP-2, or any image-text-to-text model.
+
+Every question of the prompt pool is asked about a crop of each object at each track step:
+
+1. One streaming pass over the video cuts the object crops (the padded box, from the original
+   frame) at the frames that have steps; no frame is kept, only the crops of the current batch.
+2. (crop, question) pairs are answered in batches: one processor call and one greedy
+   `generate` per batch.
+3. Answers are normalised (lowercase, no punctuation or leading article) because SPA counts
+   them: "A man." and "man" are the same answer.
+
+With `stride` n only every n-th step of a track is asked and the skipped steps repeat the last
+answer, so the cost grows with the number of tracks, not with the frame rate.
+
+Models are loaded on first use, once per process (`_LOADED`), so the web app does not reload
+BLIP-2 per request. The describer's identity (model id, revision, dtype, prompt template,
+max_new_tokens, crop and stride settings) enters cache keys; batch size and device do not,
+because they do not change the answers.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import abstractmethod
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+
+from .backends import hf_local_snapshot, hub_offline, resolve_device, vlm_model_id
+from .config import Settings
+from .describe import ANSWER_COLUMNS, Describer, ProgressFn
+from .errors import ConfigError
+from .prompts import Prompt
+from .video import VideoInfo, iter_frames
+
+_LOADED: dict[tuple, tuple] = {}  # (class, model, revision, dtype, device) -> (model, processor)
+
+_PUNCTUATION = re.compile(r"[^\w\s']|_|(?<!\w)'|'(?!\w)")  # apostrophes survive only inside words
+_ARTICLES = re.compile(r"^(?:(?:a|an|the) )+")
+NO_ANSWER = "no answer"
+
+
+def normalise_answer(text: str) -> str:
+    """Lowercase, punctuation removed (not the apostrophe of "man's"), leading articles
+    dropped, spaces collapsed. An empty result becomes "no answer" so captions stay readable."""
+    text = " ".join(_PUNCTUATION.sub(" ", text.lower()).split())
+    return _ARTICLES.sub("", text + " ").strip() or NO_ANSWER
+
+
+def crop_box(box: np.ndarray, frame_width: int, frame_height: int, margin: float, min_side: int) -> np.ndarray:
+    """Integer crop windows (N, 4) x1, y1, x2, y2 for source-pixel boxes (N, 4).
+
+    Each box grows by `margin` of its width/height on every side (context helps a VLM tell
+    riding from walking), sides shorter than `min_side` grow around the centre, and the window
+    is shifted, then clipped, to stay inside the frame.
+    """
+    box = np.asarray(box, dtype=np.float64).reshape(-1, 4)
+    centre = (box[:, :2] + box[:, 2:]) / 2
+    size = (box[:, 2:] - box[:, :2]) * (1 + 2 * margin)
+    frame = np.array([frame_width, frame_height], dtype=np.float64)
+    size = np.minimum(np.maximum(size, min_side), frame)
+    low = np.clip(centre - size / 2, 0, frame - size)
+    low = np.floor(low)
+    high = np.minimum(np.ceil(low + size), frame)
+    return np.concatenate([low, high], axis=1).astype(int)
+
+
+def iter_crops(info: VideoInfo, asked: pd.DataFrame, margin: float, min_side: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(position in `asked`, RGB crop) in frame order, from one streaming pass over the video."""
+    windows = crop_box(asked[["x1", "y1", "x2", "y2"]].to_numpy(), info.width, info.height, margin, min_side)
+    positions_by_frame = pd.Series(np.arange(len(asked))).groupby(asked["frame"].to_numpy()).agg(list).to_dict()
+    last_frame = max(positions_by_frame, default=-1)
+    for frame_index, frame in iter_frames(info.path, fps_hint=info.fps):
+        for position in positions_by_frame.get(frame_index, ()):
+            x1, y1, x2, y2 = windows[position]
+            yield position, np.ascontiguousarray(frame[y1:y2, x1:x2, ::-1])
+        if frame_index >= last_frame:
+            return  # the rest of the video has nothing to describe
+
+
+class VLMDescriber(Describer):
+    """Shared machinery of the model-backed describers; subclasses load a model and phrase a question."""
+
+    is_vlm = True
+    name = "vlm"
+
+    def __init__(
+        self,
+        model_id: str,
+        *,
+        revision: str = "",
+        dtype: str = "auto",
+        device: str = "auto",
+        batch_size: int = 16,
+        max_new_tokens: int = 10,
+        stride: int = 1,
+        crop_margin: float = 0.15,
+        crop_min_side: int = 32,
+    ):
+        if batch_size < 1 or stride < 1 or max_new_tokens < 1:
+            raise ConfigError("vlm_batch_size, vlm_stride and vlm_max_new_tokens must be at least 1.")
+        if dtype not in ("auto", "float32", "float16", "bfloat16"):
+            raise ConfigError(f"Unknown vlm_dtype {dtype!r}; choose auto, float32, float16 or bfloat16.")
+        self.model_id, self.revision = model_id, revision
+        self.requested_dtype, self.requested_device = dtype, device
+        self.batch_size, self.max_new_tokens, self.stride = batch_size, max_new_tokens, stride
+        self.crop_margin, self.crop_min_side = crop_margin, crop_min_side
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "VLMDescriber":
+        return cls(
+            vlm_model_id(settings),
+            revision=settings.vlm_revision,
+            dtype=settings.vlm_dtype,
+            device=settings.device,
+            batch_size=settings.vlm_batch_size,
+            max_new_tokens=settings.vlm_max_new_tokens,
+            stride=settings.vlm_stride,
+            crop_margin=settings.crop_margin,
+            crop_min_side=settings.crop_min_side,
+        )
+
+    # --- identity -----------------------------------------------------------------------------
+
+    @property
+    def device(self) -> str:
+        return resolve_device(self.requested_device)
+
+    @property
+    def dtype(self) -> str:
+        """The torch dtype name the model runs in: half precision on CUDA, fp32 on CPU."""
+        if self.requested_dtype != "auto":
+            return self.requested_dtype
+        if self.device == "cpu":
+            return "float32"
+        import torch
+
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+
+    def resolved_revision(self) -> str:
+        """The commit hash of the local copy when known (the hub cache names snapshots by
+        commit), else the requested revision: found without loading the model, so a model's
+        identity is the same before and after it is loaded."""
+        snapshot = hf_local_snapshot(self.model_id, self.revision)
+        return (snapshot[1] if snapshot and snapshot[1] else None) or self.revision or ("local" if snapshot else "main")
+
+    def identity(self) -> dict:
+        return {
+            "describer": self.name,
+            "is_vlm": True,
+            "model": self.model_id,
+            "revision": self.resolved_revision(),
+            "dtype": self.dtype,
+            "prompt_template": self.prompt_template,
+            "max_new_tokens": self.max_new_tokens,
+            "stride": self.stride,
+            "crop_margin": self.crop_margin,
+            "crop_min_side": self.crop_min_side,
+        }
+
+    # --- answering ----------------------------------------------------------------------------
+
+    prompt_template: str = "{q}"
+
+    @abstractmethod
+    def prompt_text(self, question: str, processor) -> str:
+        """The text given to the model for one question."""
+
+    @abstractmethod
+    def _load_model(self, source: str, local_only: bool, torch_dtype):
+        """(model, processor) from a folder or hub id."""
+
+    def answer(
+        self,
+        info: VideoInfo,
+        tracks: pd.DataFrame,
+        steps: pd.DataFrame,
+        prompts: list[Prompt],
+        progress: ProgressFn | None = None,
+    ) -> pd.DataFrame:
+        steps = steps.sort_values(["track_id", "frame"], kind="stable")
+        asked_mask = (steps.groupby("track_id").cumcount() % self.stride == 0).to_numpy()
+        asked = steps[asked_mask]
+        answers = np.empty((len(asked), len(prompts)), dtype=object)
+        if len(asked) and prompts:
+            model, processor = self._model()
+            texts = [self.prompt_text(p.question, processor) for p in prompts]
+            done, total = 0, len(asked) * len(prompts)
+            for positions, prompt_indices, crops in self._batches(info, asked, len(prompts)):
+                decoded = self._generate(model, processor, crops, [texts[i] for i in prompt_indices])
+                answers[positions, prompt_indices] = [normalise_answer(t) for t in decoded]
+                done += len(crops)
+                if progress:
+                    progress(round(done / total * len(steps)), len(steps))
+
+        # Skipped steps repeat their track's last asked answer: `asked_mask` marks every track's
+        # first step, so a forward fill within the (sorted) track never crosses tracks.
+        frames = []
+        for j, prompt in enumerate(prompts):
+            column = pd.Series(pd.NA, index=steps.index, dtype=object)
+            column[asked_mask] = answers[:, j]
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "frame": steps["frame"].to_numpy(),
+                        "track_id": steps["track_id"].to_numpy(),
+                        "prompt_id": prompt.id,
+                        "answer": column.ffill().to_numpy(),
+                    }
+                )
+            )
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ANSWER_COLUMNS)
+
+    def _batches(self, info: VideoInfo, asked: pd.DataFrame, n_prompts: int):
+        """(positions, prompt indices, crops) batches of up to `batch_size` (crop, question) pairs."""
+        positions, prompt_indices, crops = [], [], []
+        for position, crop in iter_crops(info, asked, self.crop_margin, self.crop_min_side):
+            for j in range(n_prompts):
+                positions.append(position)
+                prompt_indices.append(j)
+                crops.append(crop)
+                if len(crops) == self.batch_size:
+                    yield np.array(positions), np.array(prompt_indices), crops
+                    positions, prompt_indices, crops = [], [], []
+        if crops:
+            yield np.array(positions), np.array(prompt_indices), crops
+
+    def _generate(self, model, processor, crops: list[np.ndarray], texts: list[str]) -> list[str]:
+        """Greedy answers for one batch of (crop, text) pairs."""
+        import torch
+        from PIL import Image
+
+        # PIL images: numpy crops a few pixels wide could be mistaken for channels-first.
+        images = [Image.fromarray(crop) for crop in crops]
+        inputs = processor(images=images, text=texts, return_tensors="pt", padding=True)
+        inputs = {k: v.to(model.device) for k, v in inputs.items()}
+        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+        with torch.inference_mode():
+            output = model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1)
+        # Decoder-only models return the prompt followed by the answer.
+        prompt = inputs["input_ids"]
+        if output.shape[1] >= prompt.shape[1] and torch.equal(output[:, : prompt.shape[1]], prompt):
+            output = output[:, prompt.shape[1] :]
+        return processor.batch_decode(output, skip_special_tokens=True)
+
+    def _model(self):
+        """The loaded (model, processor), shared by every describer of the process."""
+        import torch
+
+        device, dtype = self.device, self.dtype
+        key = (type(self).__name__, self.model_id, self.resolved_revision(), dtype, device)
+        if key not in _LOADED:
+            snapshot = hf_local_snapshot(self.model_id, self.revision)
+            source = str(snapshot[0]) if snapshot else self.model_id
+            try:
+                model, processor = self._load_model(source, snapshot is not None or hub_offline(), getattr(torch, dtype))
+            except OSError as exc:  # transformers' "not found / cannot connect": the user's to fix
+                raise ConfigError(f"Cannot load {self.model_id!r} ({' '.join(str(exc).split())}). Run once with internet: `hf download {self.model_id}`.") from None
+            # Batched generation with a decoder-only model needs the padding on the left.
+            processor.tokenizer.padding_side = "left"
+            if processor.tokenizer.pad_token is None:
+                processor.tokenizer.pad_token = processor.tokenizer.eos_token
+            _LOADED[key] = (model.to(device).eval(), processor)
+        return _LOADED[key]
+
+
+class Blip2Describer(VLMDescriber):
+    """BLIP-2 (the paper's VLM) with its VQA prompt `Question: {q} Answer:`."""
+
+    name = "blip2"
+    prompt_template = "Question: {q} Answer:"
+
+    def prompt_text(self, question: str, processor) -> str:
+        return self.prompt_template.format(q=question)
+
+    def _load_model(self, source: str, local_only: bool, torch_dtype):
+        from transformers import Blip2ForConditionalGeneration, Blip2Processor
+
+        revision = {} if local_only or not self.revision else {"revision": self.revision}
+        processor = Blip2Processor.from_pretrained(source, local_files_only=local_only, **revision)
+        model = Blip2ForConditionalGeneration.from_pretrained(source, local_files_only=local_only, dtype=torch_dtype, **revision)
+        return model, processor
+
+
+class HFVLMDescriber(VLMDescriber):
+    """Any transformers image-text-to-text model, prompted through its chat template."""
+
+    name = "hf"
+    prompt_template = "chat template: [image] {q}"
+
+    def prompt_text(self, question: str, processor) -> str:
+        # Some folders carry the template in the tokenizer rather than the processor.
+        template = getattr(processor, "chat_template", None) or getattr(processor.tokenizer, "chat_template", None)
+        if not template:
+            raise ConfigError(f"{self.model_id} has no chat template; use describer=blip2 for BLIP-2 models.")
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, chat_template=template)
+
+    def _load_model(self, source: str, local_only: bool, torch_dtype):
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        revision = {} if local_only or not self.revision else {"revision": self.revision}
+        processor = AutoProcessor.from_pretrained(source, local_files_only=local_only, **revision)
+        model = AutoModelForImageTextToText.from_pretrained(source, local_files_only=local_only, dtype=torch_dtype, **revision)
+        return model, processor

@@ -1,0 +1,147 @@
+"""YOLO object detector (ultralytics), a model-backed alternative to the motion-blob detector.
+
+It sees the same working-resolution frame as every detector (see `vlavad.track`), keeps the
+classes a surveillance scene cares about (COCO person, bicycle, car, motorcycle, bus, truck by
+default), and drops boxes smaller than a fraction of the frame area, like the blob detector.
+Association over time stays with ByteTrack in `vlavad.track`: this class only detects.
+
+Unlike the blob detector it also sees objects that never move. Weights are a local file: with
+`YOLO_OFFLINE=1` ultralytics cannot download, and a missing file is reported by
+`vlavad.backends.resolve_backend` before any video is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import supervision as sv
+
+from .backends import resolve_device
+from .config import Settings
+from .detect import Detector
+from .errors import ConfigError
+
+APP_DIR = Path(__file__).resolve().parent.parent
+_LOADED: dict[tuple, object] = {}  # (weights file, device) -> ultralytics YOLO
+
+
+def find_weights(weights: str) -> Path | None:
+    """The weights file: the path as given, else the name in the working folder or the app's
+    folder. A `.yaml` model description builds a randomly initialised network (tests,
+    benchmarks) and is accepted as is."""
+    path = Path(weights).expanduser()
+    if path.suffix in (".yaml", ".yml"):
+        return path
+    for candidate in (path, Path.cwd() / path.name, APP_DIR / path.name):
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+@lru_cache(maxsize=16)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """Short content hash of a weights file (cached per file version): two files named
+    yolo11n.pt with different weights must not share cached tracks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+class YoloDetector(Detector):
+    name = "yolo"
+
+    def __init__(
+        self,
+        weights: str = "yolo11n.pt",
+        *,
+        classes: str = "person,bicycle,car,motorcycle,bus,truck",
+        conf: float = 0.5,
+        iou: float = 0.3,
+        min_area_frac: float = 0.0012,
+        imgsz: int = 640,
+        device: str = "auto",
+    ):
+        self.weights = weights
+        self.classes = [c.strip() for c in classes.split(",") if c.strip()]
+        self.conf, self.iou, self.min_area_frac, self.imgsz = conf, iou, min_area_frac, imgsz
+        self.requested_device = device
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "YoloDetector":
+        return cls(
+            settings.yolo_weights,
+            classes=settings.yolo_classes,
+            conf=settings.yolo_conf,
+            iou=settings.yolo_iou,
+            min_area_frac=settings.yolo_min_area_frac,
+            imgsz=settings.yolo_imgsz,
+            device=settings.device,
+        )
+
+    def _weights_path(self) -> Path:
+        path = find_weights(self.weights)
+        if path is None:
+            raise ConfigError(f"YOLO weights {self.weights!r} not found; put the file next to the app or pass --set yolo_weights=PATH.")
+        return path
+
+    def identity(self) -> dict:
+        path = self._weights_path()
+        if path.suffix in (".yaml", ".yml"):
+            digest = "random-init"  # a new random network on every load
+        else:
+            stat = path.stat()
+            digest = _file_digest(str(path), stat.st_size, stat.st_mtime_ns)
+        return {
+            "detector": self.name,
+            "weights": path.name,
+            "weights_sha256": digest,
+            "classes": self.classes,
+            "conf": self.conf,
+            "iou": self.iou,
+            "min_area_frac": self.min_area_frac,
+            "imgsz": self.imgsz,
+        }
+
+    def _model(self):
+        device = resolve_device(self.requested_device)
+        key = (str(self._weights_path()), device)
+        if key not in _LOADED:
+            from ultralytics import YOLO
+
+            _LOADED[key] = YOLO(key[0])
+        return _LOADED[key], device
+
+    def class_ids(self, names: dict[int, str]) -> list[int]:
+        """The configured classes as ids of this model (names, or ids written as numbers)."""
+        by_name = {str(n).lower(): i for i, n in names.items()}
+        ids = []
+        for c in self.classes:
+            if c.isdigit():
+                ids.append(int(c))
+            elif c.lower() in by_name:
+                ids.append(by_name[c.lower()])
+            else:
+                raise ConfigError(f"YOLO class {c!r} is not one of this model's classes ({', '.join(list(by_name)[:10])}, ...).")
+        return ids
+
+    def detect(self, frame_bgr: np.ndarray, frame_gray: np.ndarray) -> sv.Detections:
+        model, device = self._model()
+        result = model.predict(
+            frame_bgr, conf=self.conf, iou=self.iou, classes=self.class_ids(model.names),
+            imgsz=self.imgsz, device=device, verbose=False,
+        )[0]
+        return self.filter(sv.Detections.from_ultralytics(result), frame_bgr.shape[:2], model.names)
+
+    def filter(self, detections: sv.Detections, frame_shape: tuple[int, int], names: dict[int, str]) -> sv.Detections:
+        """Keeps the configured classes (ultralytics already filtered; this makes it a
+        guarantee) and boxes of at least `min_area_frac` of the frame area."""
+        if len(detections) == 0:
+            return detections
+        height, width = frame_shape
+        keep = np.isin(detections.class_id, self.class_ids(names)) & (detections.area >= self.min_area_frac * height * width)
+        return detections[keep]
