@@ -31,7 +31,14 @@ def _settings(args):
             changes[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
             changes[key.strip()] = value
-    return settings.updated(**changes)
+    settings = settings.updated(**changes)
+    from .backends import resolve_backend
+
+    explicit = [stage for stage in ("detector", "describer", "encoder") if stage in changes]
+    settings, warnings = resolve_backend(args.backend, settings, explicit=explicit)
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    return settings
 
 
 def _pipeline(args, settings):
@@ -71,8 +78,12 @@ def cmd_score(args) -> None:
     from .model import FittedModel
     from .results import save_result
 
+    from .backends import resolve_backend
+
     model = FittedModel.load(args.model)
     settings = model.settings
+    # Fails at once, naming the model, if the weights this model was fitted with are not here.
+    resolve_backend("offline", settings, explicit=("detector", "describer", "encoder"))
     for name in ("detector", "describer", "encoder"):
         requested = getattr(args, name, None)
         if requested and requested != getattr(settings, name):
@@ -128,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. --set lam=0.2 (repeatable)")
             p.add_argument("--predictor", help="temporal model: s3m (default), gru, transformer")
             p.add_argument("--prompts", help="prompt pool JSON (default: the bundled pool for the describer)")
+            p.add_argument(
+                "--backend", choices=("auto", "offline", "models"), default="offline",
+                help="offline (default): no download; models: YOLO + BLIP-2 + CLIP, fails at once if one is missing; "
+                "auto: models where their weights are available, else offline with a warning",
+            )
         p.add_argument("--detector", help="detector backend (default: blobs)")
         p.add_argument("--describer", help="describer backend (default: motion)")
         p.add_argument("--encoder", help="text encoder backend (default: hashing)")

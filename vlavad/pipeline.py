@@ -220,7 +220,7 @@ class Pipeline:
         predictor = build_predictor(s.predictor, self.encoder.dim, s.past, s.future, s.layers, s.d_model)
         with self._bar(total=s.epochs, desc=f"fit: train {s.predictor.upper()}", unit="epoch", leave=False) as bar:
             losses = train_predictor(
-                predictor, sequences, past=s.past, future=s.future, epochs=s.epochs, lr=s.lr, seed=s.seed,
+                predictor, sequences, past=s.past, future=s.future, epochs=s.epochs, lr=s.lr, seed=s.seed, max_windows=s.max_windows,
                 progress=lambda epoch, total, loss: (bar.update(1), bar.set_postfix(mse=f"{loss:.4f}")),
             )
         if losses:
