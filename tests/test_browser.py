@@ -1,0 +1,149 @@
+"""The web app in a real browser (Playwright driving Debian's chromium), and the docs screenshots.
+
+One app subprocess (temp app dir, temp data root with a tiny synthetic dataset) goes through
+every tab as a user would; the app is restarted once to check that annotations persist.
+Skipped when /usr/bin/chromium or playwright is missing. Screenshots land in docs/.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from vlavad.synthetic import make_dataset
+
+from test_webapp import start_app, stop_app
+
+pytestmark = pytest.mark.browser
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+playwright = pytest.importorskip("playwright.sync_api")
+if not CHROMIUM.exists():
+    pytest.skip("needs /usr/bin/chromium (apt-get install -y chromium)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("browser")
+    make_dataset(base / "data" / "tiny-synthetic", n_train=2, n_test=2, frames=60)
+    return base / "app", base / "data", base
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser, url):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(url)
+    page.get_by_role("tab", name="Analyse").wait_for()
+    return page
+
+
+def shoot(page, name: str, scroll_to: str | None = None, zoom: float = 0.75) -> None:
+    """A 1280x900 picture of a tab, the page zoomed out so that its results fit in one screen."""
+    page.evaluate(f"document.body.style.zoom = '{zoom}'")
+    page.evaluate("window.scrollTo(0, 0)")
+    if scroll_to:
+        page.locator(scroll_to).first.evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(DOCS / f"screenshot-{name}.png"))
+    page.evaluate("document.body.style.zoom = '1'")
+
+
+def choose(page, label: str, option: str) -> None:
+    page.get_by_label(label).click()
+    page.get_by_role("option", name=option).click()
+
+
+def test_every_tab_in_a_browser(dirs, browser):
+    app_dir, data_root, base = dirs
+    DOCS.mkdir(exist_ok=True)
+    proc, url = start_app(app_dir, data_root, base / "app.log")
+    page = None
+    try:
+        page = open_page(browser, url)
+        # Analyse the bundled example, fitting on its first 5 s, and keep that model.
+        page.get_by_role("button", name="Use the bundled example").click()
+        page.wait_for_function("() => [...document.querySelectorAll('video')].some(v => v.src.includes('plaza'))", timeout=30_000)
+        page.get_by_text("Options").click()
+        page.get_by_label("Save the fitted model as (optional)").fill("plaza")
+        page.get_by_role("button", name="Analyse", exact=True).click()
+        page.get_by_text("Result id").wait_for(timeout=120_000)
+        page.wait_for_function("() => [...document.querySelectorAll('video')].some(v => v.src.includes('annotated') && v.duration > 0)", timeout=30_000)
+        page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)  # the timeline rendered
+        page.locator("td", has_text=re.compile(r"track \d+: .*fast")).first.wait_for(state="attached", timeout=10_000)  # the cart's event and why
+        result_id = page.locator("code").filter(has_text=re.compile(r"^\d{8}-")).first.inner_text()
+        page.get_by_role("button", name="Show this frame").click()
+        page.wait_for_timeout(1500)
+        page.get_by_text("Options").click()  # folded again for the picture
+        # Pause the annotated video while the cart crosses, so the picture shows boxes and captions.
+        page.evaluate("() => { const v = [...document.querySelectorAll('video')].find(v => v.src.includes('annotated')); v.pause(); v.currentTime = 9.5; }")
+        shoot(page, "analyse")
+
+        # Prompt pool: re-run selection, delete a question, re-run: the chart follows the pool.
+        page.get_by_role("tab", name="Prompt pool").click()
+        choose(page, "Model whose normal videos to use", "plaza")
+        page.get_by_role("button", name="Validate and re-run selection").click()
+        page.get_by_text("Valid pool of 6 question(s)").wait_for(timeout=60_000)
+        assert page.locator(".js-plotly-plot .ytick").filter(has_text="What shape").count() == 1
+        page.get_by_label("Row # to delete").fill("4")  # "What shape is the object?"
+        page.get_by_role("button", name="Delete row").click()
+        page.wait_for_timeout(500)
+        page.get_by_role("button", name="Validate and re-run selection").click()
+        page.get_by_text("Valid pool of 5 question(s)").wait_for(timeout=60_000)
+        page.wait_for_timeout(500)
+        assert page.locator(".js-plotly-plot .ytick").filter(has_text="What shape").count() == 0
+        shoot(page, "prompt-pool", zoom=0.6)
+
+        # Annotate: mark the cart's interval, save.
+        page.get_by_role("tab", name="Annotate").click()
+        page.get_by_label("…or a saved result id").fill(result_id)
+        page.get_by_role("button", name="Open", exact=True).click()
+        page.get_by_text("marked interval(s)").wait_for(timeout=30_000)
+        page.get_by_label("start (s)", exact=True).fill("6")
+        page.get_by_label("end (s)", exact=True).fill("14.7")
+        page.get_by_role("button", name="Add interval").click()
+        page.get_by_text("1 marked interval(s)").wait_for(timeout=30_000)
+        page.get_by_label("Event #").fill("1")
+        page.get_by_label("false alarm").check()
+        page.get_by_role("button", name="Label", exact=True).click()
+        page.wait_for_timeout(800)
+        page.get_by_role("button", name="Save annotations").click()
+        page.get_by_text("Saved 1 interval(s)").wait_for(timeout=30_000)
+        assert page.get_by_text(re.compile(r"AUC of the model's score against your annotations: \d\.\d{3}")).count() == 1
+        shoot(page, "annotate")
+
+        # Benchmark on the tiny synthetic dataset.
+        page.get_by_role("tab", name="Benchmark").click()
+        page.get_by_role("button", name="Run benchmark").click()
+        page.get_by_text(re.compile(r"micro AUC \d\.\d{3}")).first.wait_for(timeout=180_000)
+        page.wait_for_timeout(1000)
+        assert page.locator("td", has_text="tiny-synthetic").count() >= 1  # listed among past runs
+        shoot(page, "benchmark")
+    except Exception:
+        if page is not None:  # what the browser showed, for whoever reads the failure
+            page.screenshot(path=str(base / "failure.png"), full_page=True)
+            print(f"failure screenshot: {base / 'failure.png'}")
+        raise
+    finally:
+        stop_app(proc)
+
+    # The annotation survives a restart.
+    proc, url = start_app(app_dir, data_root, base / "app2.log")
+    try:
+        page = open_page(browser, url)
+        page.get_by_role("tab", name="Annotate").click()
+        page.get_by_label("…or a saved result id").fill(result_id)
+        page.get_by_role("button", name="Open", exact=True).click()
+        page.get_by_text("1 marked interval(s)").wait_for(timeout=30_000)
+        assert page.locator("td", has_text="false alarm").count() == 1
+    finally:
+        stop_app(proc)
