@@ -235,9 +235,14 @@ class Pipeline:
         for stage in ("detector", "describer", "encoder"):
             fitted, current = model.backends.get(stage, {}), self.backends[stage]
             if fitted != current:
+                differences = ", ".join(
+                    f"{key} {fitted.get(key)!r} → {current.get(key)!r}"
+                    for key in sorted(set(fitted) | set(current))
+                    if fitted.get(key) != current.get(key)
+                )
                 raise ModelError(
-                    f"This model was fitted with {stage} {fitted.get(stage, fitted)!r} but this run uses "
-                    f"{current.get(stage, current)!r}; fit a new model with the same backends."
+                    f"This model's {stage} differs from this run's ({differences}); "
+                    "answers from different backends or versions cannot be compared: fit a new model."
                 )
 
     def _embedding_sequences(self, stages: _VideoStages, model: FittedModel) -> dict[int, np.ndarray]:
@@ -274,6 +279,8 @@ class Pipeline:
                 steps = steps.sort_values(["track_id", "frame"])
                 steps["order"] = steps.groupby("track_id").cumcount()
                 steps = steps.drop(columns="temporal_score").merge(error_table, on=["track_id", "order"], how="left")
+        # An object the describer abstained on (no static score) is not scored at all.
+        steps.loc[steps["static_score"].isna(), "temporal_score"] = np.nan
         return spread_to_frames(stages.tracks, steps, ["caption", "static_score", "temporal_score"])
 
     def _load_predictor(self, model: FittedModel):
@@ -312,7 +319,8 @@ class Pipeline:
             objects["temporal_score"].fillna(n.temporal_fill) - n.temporal_mean
         ) / n.temporal_std
         objects = objects.sort_values(["frame", "track_id"]).reset_index(drop=True)
-        top = objects.loc[objects.groupby("frame")["object_score"].idxmax().dropna()] if len(objects) else objects
+        scored = objects.dropna(subset=["object_score"])
+        top = scored.loc[scored.groupby("frame")["object_score"].idxmax()] if len(scored) else scored
         frames = frames.merge(
             top[["frame", "track_id", "caption"]].rename(columns={"track_id": "top_track", "caption": "top_caption"}), on="frame", how="left"
         )

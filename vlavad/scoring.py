@@ -20,11 +20,21 @@ from scipy.ndimage import gaussian_filter1d
 FRAME_COLUMNS = ["frame", "static", "temporal", "fused"]
 
 
+_UNSCORED = -1.0  # stands for a step's own NaN while carrying forward (scores are never negative)
+
+
 def spread_to_frames(tracks: pd.DataFrame, step_scores: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Carries each step's scores forward to the track's frames until its next step."""
-    merged = tracks[["frame", "track_id"]].merge(step_scores[["frame", "track_id", *columns]], on=["frame", "track_id"], how="left")
+    """Carries each step's scores forward to the track's frames until its next step.
+
+    A step that has no score of its own (an abstention, or before the S3M's first window)
+    passes that on: it does not inherit the previous step's score.
+    """
+    numeric = [c for c in columns if pd.api.types.is_numeric_dtype(step_scores[c])]
+    steps = step_scores[["frame", "track_id", *columns]].fillna({c: _UNSCORED for c in numeric})
+    merged = tracks[["frame", "track_id"]].merge(steps, on=["frame", "track_id"], how="left")
     merged = merged.sort_values(["track_id", "frame"], kind="stable")
     merged[columns] = merged.groupby("track_id")[columns].ffill()
+    merged[numeric] = merged[numeric].mask(merged[numeric] == _UNSCORED)
     return merged
 
 

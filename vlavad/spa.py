@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .describe import ABSTAIN
 from .metrics import frame_auc
 from .prompts import Prompt
 
@@ -60,7 +61,7 @@ class AnswerFrequencies:
     def from_answers(cls, answers: pd.DataFrame, smoothing: float = 1.0) -> "AnswerFrequencies":
         counts = {
             prompt_id: {str(a): int(c) for a, c in group["answer"].value_counts().items()}
-            for prompt_id, group in answers.groupby("prompt_id")
+            for prompt_id, group in _scorable(answers).groupby("prompt_id")
         }
         return cls(counts, smoothing)
 
@@ -75,6 +76,12 @@ class AnswerFrequencies:
     def static_score(self, prompt_id: str, answers: np.ndarray) -> np.ndarray:
         """The paper's static score: reciprocal of the answer's normal-training frequency."""
         return 1.0 / self.frequency(prompt_id, answers)
+
+
+def _scorable(answers: pd.DataFrame) -> pd.DataFrame:
+    """Answers SPA can score: a describer's abstention ("partly out of view") says nothing about
+    normality, so it is neither counted nor scored (its object is left out of the frame max)."""
+    return answers[answers["answer"] != ABSTAIN]
 
 
 def concentration(counts: dict[str, int], top_k: int) -> float:
@@ -102,8 +109,8 @@ def select_prompts(
         total = max(1, sum(counts.values()))
         separation = None
         if pseudo_answers is not None and counts:
-            normal = normal_answers.loc[normal_answers["prompt_id"] == prompt.id, "answer"].to_numpy()
-            pseudo = pseudo_answers.loc[pseudo_answers["prompt_id"] == prompt.id, "answer"].to_numpy()
+            normal = _scorable(normal_answers).query("prompt_id == @prompt.id")["answer"].to_numpy()
+            pseudo = _scorable(pseudo_answers).query("prompt_id == @prompt.id")["answer"].to_numpy()
             if len(pseudo):
                 scores = np.log(frequencies.static_score(prompt.id, np.concatenate([normal, pseudo])))
                 labels = np.r_[np.zeros(len(normal)), np.ones(len(pseudo))]
@@ -137,7 +144,7 @@ def object_static_scores(frequencies: AnswerFrequencies, selected: list[str], an
     With one selected prompt this is exactly the paper's 1/frequency; with several, the product
     of their reciprocals (the joint frequency if answers were independent).
     """
-    chosen = answers[answers["prompt_id"].isin(selected)].copy()
+    chosen = _scorable(answers[answers["prompt_id"].isin(selected)]).copy()
     if chosen.empty:
         return pd.DataFrame(columns=["frame", "track_id", "static_score"])
     chosen["log_score"] = 0.0

@@ -230,10 +230,10 @@ def build_tab(app: AppDir, session: gr.State, gpu=lambda fn: fn, concurrency: in
         with gr.Column(scale=2):
             summary = gr.Markdown("Upload a video (or use the example) and press **Analyse**.")
             video_out = gr.Video(label="Annotated video (box colour: green usual · orange unusual · red anomalous)", height=360, autoplay=False, interactive=False)
-    timeline = gr.Plot(label="Timeline")
+    timeline = gr.Plot(label="Timeline (click a point to see that frame)", elem_id="timeline")
     with gr.Row():
-        frame_no = gr.Slider(0, 1, value=0, step=1, label="Frame", scale=3)
-        show_btn = gr.Button("Show this frame", scale=1)
+        frame_no = gr.Slider(0, 1, value=0, step=1, label="Frame", scale=3, elem_id="frame-slider")
+        show_btn = gr.Button("Show this frame", scale=1, elem_id="show-frame")
     frame_img = gr.Image(label="Frame with its boxes", height=320, interactive=False)
     events = gr.Dataframe(label="Events", interactive=False, wrap=True, value=events_table([]))
     downloads = gr.File(label="Downloads: frames CSV, objects CSV, result JSON, annotated video, HTML report", file_count="multiple", interactive=False)

@@ -18,6 +18,29 @@ CSS = """
 footer {display: none !important}
 """
 
+# gr.Plot has no click event: this hook forwards a click on the timeline (whose fused trace
+# carries the frame index as customdata) to the frame slider and presses "Show this frame".
+PLOT_CLICK_JS = """
+() => {
+  const attach = () => {
+    document.querySelectorAll('#timeline .js-plotly-plot').forEach((plot) => {
+      if (plot.dataset.vlavadClick || typeof plot.on !== 'function') return;
+      plot.dataset.vlavadClick = '1';
+      plot.on('plotly_click', (event) => {
+        const point = event.points.find((p) => p.customdata);
+        const input = document.querySelector('#frame-slider input[type=number]');
+        if (!point || !input) return;
+        input.value = point.customdata[0];
+        input.dispatchEvent(new Event('input', {bubbles: true}));
+        input.dispatchEvent(new Event('change', {bubbles: true}));
+        setTimeout(() => document.querySelector('#show-frame').click(), 150);
+      });
+    });
+  };
+  new MutationObserver(attach).observe(document.body, {childList: true, subtree: true});
+}
+"""
+
 try:  # On Hugging Face ZeroGPU Spaces, GPU work must run inside functions decorated with spaces.GPU.
     import spaces
 
@@ -65,6 +88,7 @@ def launch(**overrides) -> None:
         server_port=port,
         theme=gr.themes.Soft(),
         css=CSS,
+        js=PLOT_CLICK_JS,
         allowed_paths=[str(app.root)],
         max_file_size=f"{int(Limits().max_upload_mb)}mb",
         show_error=True,
