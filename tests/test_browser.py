@@ -79,7 +79,7 @@ def test_every_tab_in_a_browser(dirs, browser):
         page.get_by_text("Result id").wait_for(timeout=120_000)
         page.wait_for_function("() => [...document.querySelectorAll('video')].some(v => v.src.includes('annotated') && v.duration > 0)", timeout=30_000)
         page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)  # the timeline rendered
-        page.locator("td", has_text=re.compile(r"track \d+: .*fast")).first.wait_for(state="attached", timeout=10_000)  # the cart's event and why
+        page.locator("td", has_text=re.compile(r"track \d+: .*fast")).first.wait_for(state="attached", timeout=60_000)  # the cart's event and why
         result_id = page.locator("code").filter(has_text=re.compile(r"^\d{8}-")).first.inner_text()
         # Clicking the timeline a quarter of the way in (4 s, frame ~40) shows that frame.
         slider = page.locator("#frame-slider input[type=number]")
