@@ -245,3 +245,15 @@ def resolve_device(device: str) -> str:
     if device not in ("cpu", "cuda"):
         raise ConfigError(f"Unknown device {device!r}; choose auto, cpu or cuda.")
     return device
+
+
+def backends_line(backends: dict) -> str:
+    """What produced a result, in words; the offline motion describer is never called a VLM."""
+    describer = backends.get("describer", {})
+    if backends.get("describer_is_vlm") or describer.get("is_vlm"):
+        what = f"VLM: {describer.get('model') or describer.get('describer')}"
+    else:
+        what = "offline motion describer — not a vision-language model"
+    detector = backends.get("detector", {}).get("detector", "?")
+    encoder = backends.get("encoder", {})
+    return f"{what} · detector: {detector} · text encoder: {encoder.get('model') or encoder.get('encoder', '?')}"

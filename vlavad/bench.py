@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .cache import atomic_write_text
@@ -139,15 +138,3 @@ def metrics_table(result: BenchResult) -> str:
     ]
     lines += [f"| {name} | {fmt_auc(auc)} |" for name, auc in m.per_video.items()]
     return "\n".join(lines)
-
-
-def describe_backends_line(backends: dict) -> str:
-    describer = backends["describer"]
-    kind = "vision-language model" if backends.get("describer_is_vlm") else "offline, not a VLM"
-    return (
-        f"detector {backends['detector'].get('detector')}, describer {describer.get('describer')} ({kind}), "
-        f"text encoder {backends['encoder'].get('encoder')}"
-    )
-
-
-__all__ = ["BenchResult", "run_benchmark", "save_benchmark", "metrics_table", "describe_backends_line", "np"]

@@ -51,7 +51,7 @@ def _pipeline(args, settings):
 
 
 def cmd_fit(args) -> None:
-    from .bench import describe_backends_line
+    from .backends import backends_line
     from .datasets import load_dataset
 
     settings = _settings(args)
@@ -67,14 +67,14 @@ def cmd_fit(args) -> None:
     seconds = time.perf_counter() - started
     frames = model.training["frames"]
     print(f"fitted on {len(videos)} video(s), {frames} frames in {seconds:.1f} s ({frames / max(seconds, 1e-9):.0f} frames/s)")
-    print(f"backends: {describe_backends_line(model.backends)}")
+    print(f"backends: {backends_line(model.backends)}")
     print(f"SPA selected: {'; '.join(p.question for p in model.selected_prompts)}")
     print(f"cache: {pipeline.cache.summary()}")
     print(f"model saved to {path}")
 
 
 def cmd_score(args) -> None:
-    from .bench import describe_backends_line
+    from .backends import backends_line
     from .model import FittedModel
     from .results import save_result
 
@@ -105,11 +105,12 @@ def cmd_score(args) -> None:
             why = f" — {event.reasons[0]}" if event.reasons else ""
             print(f"  {event.start_s:7.1f}s – {event.end_s:7.1f}s  peak {event.peak_score:.2f}{why}")
         print(f"  results in {folder}")
-    print(f"backends: {describe_backends_line(model.backends)}")
+    print(f"backends: {backends_line(model.backends)}")
 
 
 def cmd_bench(args) -> None:
-    from .bench import describe_backends_line, metrics_table, run_benchmark, save_benchmark
+    from .backends import backends_line
+    from .bench import metrics_table, run_benchmark, save_benchmark
     from .datasets import load_dataset
 
     dataset = load_dataset(args.dataset, layout=args.layout)
@@ -121,7 +122,7 @@ def cmd_bench(args) -> None:
     out = save_benchmark(result, args.out or Path("runs") / f"{dataset.name}-{settings.preset}")
     print(metrics_table(result))
     print()
-    print(f"backends: {describe_backends_line(result.backends)}")
+    print(f"backends: {backends_line(result.backends)}")
     print(f"SPA selected: {'; '.join(p.question for p in result.model.selected_prompts)}")
     print(f"cache: {result.cache_summary}")
     print(f"results, ROC plot and model in {out}")

@@ -16,6 +16,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from vlavad.backends import backends_line
 from vlavad.cache import atomic_write_text
 from vlavad.config import preset
 from vlavad.model import FittedModel
@@ -25,7 +26,7 @@ from vlavad.video import BrowserVideoWriter, VideoInfo, content_key, iter_frames
 
 from . import plots
 from .render import render_frame, render_video
-from .state import EXAMPLE_VIDEO, AppDir, Limits, backends_line, check_name, now_iso, read_json, user_errors, write_json
+from .state import EXAMPLE_VIDEO, AppDir, Limits, check_name, now_iso, read_json, user_errors, write_json
 
 NORMAL_SEGMENT = "First seconds of this video"
 NORMAL_CLIPS = "Uploaded normal clips"

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from vlavad.backends import describe_backends, make_describer, make_detector, make_encoder
+from vlavad.backends import backends_line, describe_backends, make_describer, make_detector, make_encoder
 from vlavad.config import Settings
 
 from . import analyse, annotate, benchmark, prompt_pool
-from .state import AppDir, Limits, backends_line, default_data_root
+from .state import AppDir, Limits, default_data_root
 
 CSS = """
 #banner {border-left: 4px solid #1f77b4; padding: 6px 12px; background: #f3f7fb; border-radius: 4px}

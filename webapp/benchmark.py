@@ -14,13 +14,14 @@ import gradio as gr
 import pandas as pd
 
 from vlavad import backends as vb
+from vlavad.backends import backends_line
 from vlavad.bench import run_benchmark, save_benchmark
 from vlavad.config import preset, preset_names
 from vlavad.datasets import load_dataset
 from vlavad.pipeline import Pipeline
 
 from . import plots
-from .state import AppDir, backends_line, dataset_names, read_json, resolve_dataset, user_errors
+from .state import AppDir, dataset_names, read_json, resolve_dataset, user_errors
 
 RUN_COLUMNS = ["run", "dataset", "preset", "micro AUC", "macro AUC", "time (s)", "backends"]
 
@@ -36,6 +37,8 @@ def benchmark_dataset(app: AppDir, data_root: Path, dataset: str, preset_name: s
     if preset_name not in preset_names():
         raise gr.Error(f"Unknown preset {preset_name!r}.")
     settings = preset(preset_name).updated(detector=detector, describer=describer, encoder=encoder, epochs=int(epochs))
+    # Refuse at once, naming the missing model, rather than after minutes of tracking.
+    settings, _ = vb.resolve_backend("offline", settings, explicit=("detector", "describer", "encoder"))
     data = load_dataset(folder)
     result = run_benchmark(data, Pipeline(settings, cache_dir=app.cache))
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")

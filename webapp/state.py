@@ -179,20 +179,6 @@ def user_errors(fn):
     return wrapper
 
 
-def backends_line(backends: dict) -> str:
-    """What runs, in words; the offline motion describer is never called a vision-language model."""
-    describer = backends.get("describer", {})
-    if backends.get("describer_is_vlm") or describer.get("is_vlm"):
-        model_id = describer.get("model_id") or describer.get("model") or describer.get("describer")
-        what = f"VLM: {model_id}"
-    else:
-        what = "offline motion describer — not a vision-language model"
-    detector = backends.get("detector", {}).get("detector", "?")
-    encoder = backends.get("encoder", {})
-    encoder_name = encoder.get("model_id") or encoder.get("model") or encoder.get("encoder", "?")
-    return f"{what} · detector: {detector} · text encoder: {encoder_name}"
-
-
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
