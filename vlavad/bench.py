@@ -17,7 +17,6 @@ from pathlib import Path
 import pandas as pd
 
 from .cache import atomic_write_text
-from .config import Settings
 from .datasets import Dataset, check_labels
 from .errors import DatasetError
 from .metrics import BenchMetrics, evaluate
@@ -128,8 +127,8 @@ def save_roc_png(metrics: BenchMetrics, path: Path, title: str) -> None:
 def metrics_table(result: BenchResult) -> str:
     m, t = result.metrics, result.timings
     lines = [
-        f"| dataset | micro AUC | macro AUC (videos) | fit frames/s | score frames/s | peak RSS MB |",
-        f"| --- | --- | --- | --- | --- | --- |",
+        "| dataset | micro AUC | macro AUC (videos) | fit frames/s | score frames/s | peak RSS MB |",
+        "| --- | --- | --- | --- | --- | --- |",
         f"| {result.dataset} | {fmt_auc(m.micro_auc)} | {fmt_auc(m.macro_auc)} ({m.macro_videos}, {len(m.macro_skipped)} skipped) "
         f"| {t['fit_fps']} | {t['score_fps']} | {t['peak_rss_mb']} |",
         "",

@@ -11,7 +11,7 @@ cheap and recomputed. Progress is reported with tqdm, which the web app mirrors 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -84,7 +84,6 @@ class _VideoStages:
     info: VideoInfo
     tracks: pd.DataFrame
     answers: pd.DataFrame  # ANSWER_COLUMNS, at the track steps
-    tracks_key: str = field(repr=False, default="")
 
 
 class Pipeline:
@@ -152,7 +151,7 @@ class Pipeline:
     def _stages(self, video: str | Path, prompts: list[Prompt], stride: int = 1) -> _VideoStages:
         info = self.probe(video)
         tracks, key = self.tracks(info, stride)
-        return _VideoStages(info, tracks, self.answers(info, tracks, key, prompts), key)
+        return _VideoStages(info, tracks, self.answers(info, tracks, key, prompts))
 
     # --- fit -----------------------------------------------------------------------------------
 
@@ -170,7 +169,7 @@ class Pipeline:
         self.describer.fit([(info, t) for info, (t, _) in zip(infos, track_tables)])
 
         normal = [
-            _VideoStages(info, t, self.answers(info, t, key, self.prompts), key)
+            _VideoStages(info, t, self.answers(info, t, key, self.prompts))
             for info, (t, key) in self._bar(list(zip(infos, track_tables)), desc="fit: describe objects", unit="video")
         ]
         pseudo_answers = None

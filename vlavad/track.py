@@ -14,7 +14,7 @@ units, so that nothing downstream depends on the video's resolution or frame rat
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable
 
 import cv2
