@@ -196,7 +196,7 @@ class Pipeline:
             predictor_config=None,
         )
 
-        sequences = [seq for v in normal for seq in self._embedding_sequences(v, model).values()]
+        sequences = [seq for v in normal for seq in self._embedding_sequences(_captions(v.answers, model)).values()]
         losses = self._train_predictor(model, sequences)
 
         per_video = [self._frame_maxima(v, model) for v in normal]
@@ -244,9 +244,8 @@ class Pipeline:
                     "answers from different backends or versions cannot be compared: fit a new model."
                 )
 
-    def _embedding_sequences(self, stages: _VideoStages, model: FittedModel) -> dict[int, np.ndarray]:
-        """Per track, the embeddings of its selected-prompt answers, one row per step."""
-        captions = _captions(stages.answers, model)
+    def _embedding_sequences(self, captions: pd.DataFrame) -> dict[int, np.ndarray]:
+        """Per track, the embeddings of its step captions (see `_captions`), one row per step."""
         if captions.empty:
             return {}
         vectors = self.encoder.encode(captions["caption"].tolist())
@@ -264,7 +263,7 @@ class Pipeline:
         steps["temporal_score"] = np.nan
         predictor = self._load_predictor(model)
         if predictor is not None:
-            sequences = self._embedding_sequences(stages, model)
+            sequences = self._embedding_sequences(captions)
             if sequences:
                 from .s3m import temporal_errors_batch
 
