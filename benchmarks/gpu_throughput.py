@@ -6,7 +6,8 @@ CLIP's base text encoder, and measures:
 
 - VQA crops/s of BLIP-2 `generate` at several batch sizes, in bf16 and fp16, with a fixed answer
   length (random weights would otherwise stop at arbitrary lengths), and peak GPU memory;
-- YOLO11n frames/s and CLIP text embeddings/s;
+- YOLO11n frames/s, CLIP text embeddings/s, and training windows/s of the S3M, GRU and
+  Transformer predictors;
 - end-to-end frames/s on a synthetic 640x360 clip: blob tracking + BLIP-2 answering the paper's
   three questions about every object step + CLIP embedding of the answers, through the real
   `vlavad` pieces. (A random YOLO finds no objects, so tracks come from the blob detector.)
@@ -48,12 +49,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--objects", type=int, default=8, help="walkers on screen in the end-to-end clip")
     parser.add_argument("--frames", type=int, default=100, help="frames of the end-to-end clip (10 fps)")
     parser.add_argument("--e2e-batch", type=int, default=32, help="VLM batch size of the end-to-end run")
+    parser.add_argument("--tracks", type=int, default=400, help="random 40-step tracks for the predictor training measurement")
+    parser.add_argument("--windows", type=int, default=8192, help="training windows per epoch (the presets' max_windows)")
+    parser.add_argument("--epochs", type=int, default=3, help="timed predictor training epochs")
     args = parser.parse_args(argv)
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     args.dtypes = args.dtypes.split(",")
     if args.dry_run:  # small enough for a CPU in seconds
         args.batch_sizes, args.dtypes, args.seconds = [b for b in args.batch_sizes if b <= 4] or [1], ["float32"], 0.2
         args.objects, args.frames = 2, 20
+        args.tracks, args.windows, args.epochs = 20, 256, 1
     return args
 
 
@@ -202,6 +207,36 @@ def measure_clip_text(model, device: str, args) -> dict:
     return {"stage": "CLIP text embed", "dtype": "float32", "batch": batch, "value": batch / seconds, "unit": "texts/s"}
 
 
+def measure_predictor_training(device: str, args) -> list[dict]:
+    """Training windows/s of the three temporal predictors at the Ped2 preset's sizes
+    (512-d answers, 10 -> 2 steps, 3 layers, batch 256): the CPU fit spends most of its time here."""
+    import numpy as np
+
+    from vlavad.s3m import KINDS, build_predictor, train_predictor
+
+    rng = np.random.default_rng(0)
+    sequences = [rng.standard_normal((40, 512)).astype(np.float32) for _ in range(args.tracks)]
+    rows = []
+    for kind in KINDS:
+        model = build_predictor(kind, dim=512, past=10, future=2).to(device)
+        train_predictor(model, sequences, past=10, future=2, epochs=1, max_windows=args.windows)  # warm-up
+        _sync(device)
+        started = time.perf_counter()
+        train_predictor(model, sequences, past=10, future=2, epochs=args.epochs, max_windows=args.windows)
+        _sync(device)
+        windows = min(args.windows, args.tracks * (40 - 12 + 1)) * args.epochs
+        fused = kind == "s3m" and device == "cuda" and _fused_scan_available()
+        rows.append({"stage": f"{kind} training" + (" (mamba-ssm kernel)" if fused else ""), "dtype": "float32",
+                     "batch": 256, "value": windows / (time.perf_counter() - started), "unit": "windows/s"})
+    return rows
+
+
+def _fused_scan_available() -> bool:
+    from vlavad.s3m import _fused_scan
+
+    return _fused_scan() is not None
+
+
 def measure_end_to_end(blip2, processor, clip, clip_tok, device: str, args) -> dict:
     """Tracking, describing and embedding a synthetic 640x360 clip with the real vlavad stages."""
     from vlavad.clip_text import ClipTextEncoder
@@ -284,6 +319,7 @@ def main(argv=None) -> int:
     clip = build_on(device, torch.float32, clip_text_config(full), CLIPTextModelWithProjection)
     rows.append(measure_yolo(device, args))
     rows.append(measure_clip_text(clip, device, args))
+    rows.extend(measure_predictor_training(device, args))
 
     size = blip2.config.vision_config.image_size
     processor = Blip2Processor(BlipImageProcessor(size={"height": size, "width": size}), local_tokenizer(),
