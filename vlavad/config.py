@@ -73,7 +73,10 @@ class Settings:
     def from_dict(cls, data: dict) -> "Settings":
         data = dict(data)
         data["blobs"] = BlobSettings(**data.get("blobs", {}))
-        data["track"] = TrackSettings(**data.get("track", {}))
+        track = dict(data.get("track", {}))
+        if track:  # models saved before flow_quantile existed measured the median flow
+            track.setdefault("flow_quantile", 0.5)
+        data["track"] = TrackSettings(**track)
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:

@@ -43,6 +43,11 @@ class TrackSettings:
     lost_track_s: float = 1.0  # ByteTrack keeps a lost track alive this long
     min_track_frames: int = 3  # shorter tracks are flicker, not objects
     flow_grid: int = 5  # flow is sampled on a grid of flow_grid² points per box
+    # An object's speed is this quantile of its points' flow magnitudes (its direction is their
+    # median). The upper quartile follows the fastest coherent part of a box, e.g. a cyclist
+    # merged with walkers into one blob, which the median hides. Chosen on Ped2's *training*
+    # videos by pseudo-anomaly separation (`benchmarks/select_settings.py`).
+    flow_quantile: float = 0.75
 
 
 ProgressFn = Callable[[int, int], None]
@@ -95,7 +100,8 @@ def track_video(
         keep = tracked.tracker_id >= 0 if len(tracked) else np.zeros(0, bool)
         if keep.any():
             boxes = tracked.xyxy[keep].astype(np.float64)
-            velocity = _box_velocity(history, boxes, detector.foreground(), settings.flow_grid) / seconds_per_interval
+            velocity = _box_velocity(history, boxes, detector.foreground(), settings.flow_grid, settings.flow_quantile)
+            velocity /= seconds_per_interval
             rows.append(_rows(frame_index, tracked.tracker_id[keep], boxes, tracked.confidence[keep], velocity, work_size, scale))
         if progress:
             progress(done, total)
@@ -129,8 +135,9 @@ def _rows(frame_index, track_ids, boxes, confidences, velocity, work_size, scale
     )
 
 
-def _box_velocity(history: deque, boxes: np.ndarray, foreground: np.ndarray | None, grid: int) -> np.ndarray:
-    """Median optical-flow displacement (working pixels per interval) of each box's pixels.
+def _box_velocity(history: deque, boxes: np.ndarray, foreground: np.ndarray | None, grid: int, quantile: float) -> np.ndarray:
+    """Optical-flow displacement (working pixels per interval) of each box's pixels: the median
+    direction, with the `quantile` of the points' displacement lengths as its length.
 
     Points on a grid inside each box are tracked backwards from the current frame to the frame
     one interval earlier with pyramidal Lucas-Kanade; grid points on the detector's foreground
@@ -164,7 +171,10 @@ def _box_velocity(history: deque, boxes: np.ndarray, foreground: np.ndarray | No
     for i in range(len(boxes)):
         mine = ok & (owner == i)
         if mine.sum() >= 2:
-            velocity[i] = np.median(motion[mine], axis=0)
+            direction = np.median(motion[mine], axis=0)
+            norm = np.hypot(*direction)
+            speed = np.quantile(np.hypot(*motion[mine].T), quantile)
+            velocity[i] = direction * (speed / norm) if norm > 1e-6 else direction
     return velocity
 
 
