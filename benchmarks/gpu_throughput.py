@@ -49,6 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--objects", type=int, default=8, help="walkers on screen in the end-to-end clip")
     parser.add_argument("--frames", type=int, default=100, help="frames of the end-to-end clip (10 fps)")
     parser.add_argument("--e2e-batch", type=int, default=32, help="VLM batch size of the end-to-end run")
+    parser.add_argument("--profile", action="store_true", help="print where the end-to-end run spends its time (cProfile)")
     parser.add_argument("--tracks", type=int, default=400, help="random 40-step tracks for the predictor training measurement")
     parser.add_argument("--windows", type=int, default=8192, help="training windows per epoch (the presets' max_windows)")
     parser.add_argument("--epochs", type=int, default=3, help="timed predictor training epochs")
@@ -325,7 +326,15 @@ def main(argv=None) -> int:
     processor = Blip2Processor(BlipImageProcessor(size={"height": size, "width": size}), local_tokenizer(),
                                num_query_tokens=blip2.config.num_query_tokens)
     processor.tokenizer.padding_side = "left"
-    e2e = measure_end_to_end(blip2, processor, clip, clip_tokenizer(), device, args)
+    if args.profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        e2e = profiler.runcall(measure_end_to_end, blip2, processor, clip, clip_tokenizer(), device, args)
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
+    else:
+        e2e = measure_end_to_end(blip2, processor, clip, clip_tokenizer(), device, args)
     e2e["dtype"] = args.dtypes[-1]
 
     report = {
