@@ -69,6 +69,16 @@ def test_unknown_preset_and_missing_model(tmp_path, synthetic_dataset):
     assert result.returncode == 2 and "No VLAVAD model" in result.stderr
 
 
+def test_stage_settings_are_set_by_dotted_name(tmp_path, synthetic_dataset):
+    from vlavad.config import preset
+
+    settings = preset("ped2").updated(**{"track.flow_quantile": 0.5, "blobs.background_samples": 20, "lam": 0.3})
+    assert (settings.track.flow_quantile, settings.blobs.background_samples, settings.lam) == (0.5, 20, 0.3)
+    assert preset("ped2").track.flow_quantile is None  # the preset itself is untouched
+    result = run_cli("bench", str(synthetic_dataset), "--set", "track.no_such=1", cache=tmp_path)
+    assert result.returncode == 2 and "Unknown setting(s): track.no_such" in result.stderr
+
+
 def test_labels_that_do_not_fit_the_videos(synthetic_dataset, tmp_path):
     dataset = shutil.copytree(synthetic_dataset, tmp_path / "ds")
     labels = json.loads((synthetic_dataset / "test_labels.json").read_text())

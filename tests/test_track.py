@@ -1,4 +1,4 @@
-"""Optical-flow speed of a box: the median direction with an upper quantile of the point speeds."""
+"""Optical-flow velocity of a box: the median flow vector, or its direction with a quantile of the point speeds."""
 
 from collections import deque
 
@@ -25,8 +25,8 @@ def _shifted_pair(fast_px: float, slow_px: float, split: int) -> deque:
     return deque([earlier, later], maxlen=2)
 
 
-@pytest.mark.parametrize("quantile, expected", [(0.5, 1.0), (0.75, 4.0)])
-def test_upper_quantile_follows_the_fast_part_of_a_merged_box(quantile, expected):
+@pytest.mark.parametrize("quantile, expected", [(None, 1.0), (0.5, 1.0), (0.75, 4.0)])
+def test_median_follows_the_majority_and_upper_quantile_the_fast_part(quantile, expected):
     history = _shifted_pair(fast_px=4.0, slow_px=1.0, split=110)  # 3 of the 5 grid columns move slowly
     box = np.array([[40.0, 30.0, 160.0, 90.0]])
     velocity = _box_velocity(history, box, foreground=None, grid=5, quantile=quantile)

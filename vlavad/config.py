@@ -73,10 +73,7 @@ class Settings:
     def from_dict(cls, data: dict) -> "Settings":
         data = dict(data)
         data["blobs"] = BlobSettings(**data.get("blobs", {}))
-        track = dict(data.get("track", {}))
-        if track:  # models saved before flow_quantile existed measured the median flow
-            track.setdefault("flow_quantile", 0.5)
-        data["track"] = TrackSettings(**track)
+        data["track"] = TrackSettings(**data.get("track", {}))
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -84,9 +81,20 @@ class Settings:
         return cls(**data)
 
     def updated(self, **changes) -> "Settings":
+        """A copy with `changes`; a stage setting is named `group.name`, e.g. `track.flow_quantile`."""
+        nested: dict[str, dict] = {}
+        for key in [k for k in changes if "." in k]:
+            group, name = key.split(".", 1)
+            nested.setdefault(group, {})[name] = changes.pop(key)
         unknown = set(changes) - {f.name for f in fields(self)}
+        for group, values in nested.items():
+            current = getattr(self, group, None) if group in ("blobs", "track") else None
+            known = {f.name for f in fields(current)} if current is not None else set()
+            unknown |= {f"{group}.{name}" for name in values if name not in known}
         if unknown:
             raise ConfigError(f"Unknown setting(s): {', '.join(sorted(unknown))}")
+        for group, values in nested.items():
+            changes[group] = replace(getattr(self, group), **values)
         return replace(self, **changes)
 
 

@@ -43,11 +43,12 @@ class TrackSettings:
     lost_track_s: float = 1.0  # ByteTrack keeps a lost track alive this long
     min_track_frames: int = 3  # shorter tracks are flicker, not objects
     flow_grid: int = 5  # flow is sampled on a grid of flow_grid² points per box
-    # An object's speed is this quantile of its points' flow magnitudes (its direction is their
-    # median). The upper quartile follows the fastest coherent part of a box, e.g. a cyclist
-    # merged with walkers into one blob, which the median hides. Chosen on Ped2's *training*
-    # videos by pseudo-anomaly separation (`benchmarks/select_settings.py`).
-    flow_quantile: float = 0.75
+    # None: an object's velocity is the median flow vector of its points, which flow noise
+    # (e.g. from lossy encoding) averages out. A number q: the median direction with the
+    # q-quantile of the points' speeds, which follows the fastest part of a box (a cyclist merged
+    # with walkers into one blob) but grows with flow noise. See `benchmarks/select_settings.py`
+    # and the README for how the two compare on Ped2.
+    flow_quantile: float | None = None
 
 
 ProgressFn = Callable[[int, int], None]
@@ -135,9 +136,11 @@ def _rows(frame_index, track_ids, boxes, confidences, velocity, work_size, scale
     )
 
 
-def _box_velocity(history: deque, boxes: np.ndarray, foreground: np.ndarray | None, grid: int, quantile: float) -> np.ndarray:
-    """Optical-flow displacement (working pixels per interval) of each box's pixels: the median
-    direction, with the `quantile` of the points' displacement lengths as its length.
+def _box_velocity(
+    history: deque, boxes: np.ndarray, foreground: np.ndarray | None, grid: int, quantile: float | None = None
+) -> np.ndarray:
+    """Optical-flow displacement (working pixels per interval) of each box's pixels: their median
+    displacement, or with a `quantile`, its direction with that quantile of their lengths.
 
     Points on a grid inside each box are tracked backwards from the current frame to the frame
     one interval earlier with pyramidal Lucas-Kanade; grid points on the detector's foreground
@@ -171,10 +174,10 @@ def _box_velocity(history: deque, boxes: np.ndarray, foreground: np.ndarray | No
     for i in range(len(boxes)):
         mine = ok & (owner == i)
         if mine.sum() >= 2:
-            direction = np.median(motion[mine], axis=0)
-            norm = np.hypot(*direction)
-            speed = np.quantile(np.hypot(*motion[mine].T), quantile)
-            velocity[i] = direction * (speed / norm) if norm > 1e-6 else direction
+            velocity[i] = np.median(motion[mine], axis=0)
+            norm = np.hypot(*velocity[i])
+            if quantile is not None and norm > 1e-6:
+                velocity[i] *= np.quantile(np.hypot(*motion[mine].T), quantile) / norm
     return velocity
 
 
