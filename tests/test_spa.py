@@ -55,3 +55,14 @@ def test_joint_score_of_two_prompts_is_product_of_reciprocals():
     scores = object_static_scores(freq, selected, normal).sort_values("track_id")
     expected = freq.static_score(a.id, np.array(["x", "x", "y"])) * freq.static_score(b.id, np.array(["u", "v", "v"]))
     np.testing.assert_allclose(scores["static_score"].to_numpy(), expected)
+
+
+def test_normal_feedback_makes_an_answer_less_rare_and_skips_abstentions():
+    from vlavad.describe import ABSTAIN
+
+    q = Prompt("What is the person doing?")
+    freq = AnswerFrequencies.from_answers(answers(q, ["walking"] * 9 + ["cycling"]))
+    before = freq.static_score(q.id, np.array(["cycling"]))[0]
+    freq.add(answers(q, ["cycling", "cycling", ABSTAIN]))
+    assert freq.counts[q.id] == {"walking": 9, "cycling": 3}
+    assert freq.static_score(q.id, np.array(["cycling"]))[0] < before

@@ -15,6 +15,7 @@ from vlavad.video import (
     list_frame_files,
     probe,
     read_frame,
+    write_clip,
 )
 
 # --- builders ----------------------------------------------------------------------------------
@@ -370,3 +371,10 @@ def test_writer_rejects_bad_frames_and_empty_output(tmp_path):
         with BrowserVideoWriter(path, 10, 64, 48):
             pass
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_clip_keeps_the_first_frames_playable(mp4, tmp_path):
+    out = write_clip(mp4, tmp_path / "head.mp4", frames=3)
+    assert probe(out).frame_count == 3 and probe(out).fps == probe(mp4).fps
+    # lossy H.264, so the grey ramp survives only approximately
+    np.testing.assert_allclose(grey_levels(out), grey_levels(mp4)[:3], atol=3)

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .config import Settings
@@ -21,6 +22,9 @@ from .errors import ModelError
 from .prompts import Prompt
 from .scoring import Normaliser
 from .spa import AnswerFrequencies, PromptStats
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FORMAT = "vlavad-model/1"
 
@@ -44,6 +48,11 @@ class FittedModel:
     def selected_prompts(self) -> list[Prompt]:
         by_id = {p.id: p for p in self.prompts}
         return [by_id[i] for i in self.selected if i in by_id]
+
+    def add_normal_answers(self, answers: pd.DataFrame) -> None:
+        """Counts `answers` (ANSWER_COLUMNS) as normal: feedback that a flagged moment was not
+        an anomaly makes its answers more frequent, so less rare. Abstentions are not counted."""
+        self.frequencies.add(answers)
 
     def to_json(self) -> dict:
         return {

@@ -27,7 +27,7 @@ from .errors import ModelError
 from .model import FittedModel
 from .prompts import Prompt, default_pool
 from .scoring import Normaliser, frame_maxima, fuse, spread_to_frames
-from .spa import object_static_scores, select_prompts
+from .spa import PromptStats, object_static_scores, select_prompts
 from .track import track_video
 from .video import VideoInfo, content_key, probe
 
@@ -172,14 +172,7 @@ class Pipeline:
             _VideoStages(info, t, self.answers(info, t, key, self.prompts))
             for info, (t, key) in self._bar(list(zip(infos, track_tables)), desc="fit: describe objects", unit="video")
         ]
-        pseudo_answers = None
-        if s.pseudo_stride > 1:
-            pseudo = []
-            for info in self._bar(infos, desc="fit: pseudo-anomalies", unit="video"):
-                tracks, key = self.tracks(info, stride=s.pseudo_stride)
-                pseudo.append(self.answers(info, tracks, key, self.prompts))
-            pseudo_answers = pd.concat(pseudo, ignore_index=True)
-
+        pseudo_answers = self._pseudo_answers(infos)
         normal_answers = pd.concat([v.answers for v in normal], ignore_index=True)
         frequencies, selected, stats = select_prompts(
             self.prompts, normal_answers, pseudo_answers, top_k=s.spa_top_k, n_select=s.spa_select
@@ -211,6 +204,45 @@ class Pipeline:
             "s3m_losses": [round(x, 6) for x in losses],
         }
         return model
+
+    def _pseudo_answers(self, infos: list[VideoInfo]) -> pd.DataFrame | None:
+        """Answers on the pseudo-anomalies SPA selects with: the normal videos played faster."""
+        stride = self.settings.pseudo_stride
+        if stride <= 1:
+            return None
+        pseudo = []
+        for info in self._bar(infos, desc="fit: pseudo-anomalies", unit="video"):
+            tracks, key = self.tracks(info, stride=stride)
+            pseudo.append(self.answers(info, tracks, key, self.prompts))
+        return pd.concat(pseudo, ignore_index=True)
+
+    def prompt_statistics(self, model: FittedModel, normal_videos: Iterable[str | Path]) -> list[PromptStats]:
+        """SPA's statistics and selection for this pipeline's prompt pool, on the normal videos
+        `model` was fitted on and with its describer references. Only questions not asked
+        before are answered; everything else comes from the stage cache."""
+        self.describer.load_state(model.describer_state)
+        s = model.settings
+        infos, normal = [], []
+        for video in self._bar(list(normal_videos), desc="answer new questions", unit="video"):
+            info = self.probe(video)
+            tracks, key = self.tracks(info)
+            infos.append(info)
+            normal.append(self.answers(info, tracks, key, self.prompts))
+        if not normal:
+            raise ModelError("No normal videos to ask the questions about.")
+        _, _, stats = select_prompts(
+            self.prompts, pd.concat(normal, ignore_index=True), self._pseudo_answers(infos), top_k=s.spa_top_k, n_select=s.spa_select
+        )
+        return stats
+
+    def normal_answers(self, model: FittedModel, video: str | Path, frames: Iterable[int]) -> pd.DataFrame:
+        """The answers to `model`'s selected questions about every object in `frames` of `video`
+        (cached by its scoring), e.g. to add to the model as normal (`FittedModel.add_normal_answers`)."""
+        self.describer.load_state(model.describer_state)
+        info = self.probe(video)
+        tracks, key = self.tracks(info)
+        answers = self.answers(info, tracks, key, model.selected_prompts)
+        return answers[answers["frame"].isin(list(frames))]
 
     def _train_predictor(self, model: FittedModel, sequences: list[np.ndarray]) -> list[float]:
         from .s3m import build_predictor, train_predictor

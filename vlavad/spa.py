@@ -65,6 +65,13 @@ class AnswerFrequencies:
         }
         return cls(counts, smoothing)
 
+    def add(self, answers: pd.DataFrame) -> None:
+        """Counts more normal answers (ANSWER_COLUMNS)."""
+        for prompt_id, group in _scorable(answers).groupby("prompt_id"):
+            table = self.counts.setdefault(str(prompt_id), {})
+            for answer, n in group["answer"].value_counts().items():
+                table[str(answer)] = table.get(str(answer), 0) + int(n)
+
     def frequency(self, prompt_id: str, answers: np.ndarray) -> np.ndarray:
         table = self.counts.get(prompt_id, {})
         total = sum(table.values())

@@ -413,3 +413,15 @@ class BrowserVideoWriter:
                 pass  # the file is being thrown away; a failed close changes nothing
             self._container = None
         self._tmp.unlink(missing_ok=True)
+
+
+def write_clip(video: str | Path, out: str | Path, frames: int, fps_hint: float | None = None) -> Path:
+    """The first `frames` frames of `video` as a browser-playable clip of their own (atomic), e.g.
+    the opening seconds of an upload that the user says are normal. Returns `out`."""
+    info = probe(video, fps_hint=fps_hint)
+    with BrowserVideoWriter(out, info.fps, info.width, info.height) as writer:
+        for index, frame in iter_frames(info.path, fps_hint=fps_hint):
+            if index >= frames:
+                break
+            writer.write(frame)
+    return Path(out)

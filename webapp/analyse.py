@@ -22,7 +22,7 @@ from vlavad.config import preset
 from vlavad.model import FittedModel
 from vlavad.pipeline import Pipeline, VideoResult
 from vlavad.results import save_result
-from vlavad.video import BrowserVideoWriter, VideoInfo, content_key, iter_frames, probe
+from vlavad.video import VideoInfo, content_key, probe, write_clip
 
 from . import plots
 from .render import render_frame, render_video
@@ -75,17 +75,6 @@ def _copy_in(source: Path, target: Path) -> Path:
     return target
 
 
-def write_segment(video: Path, info: VideoInfo, seconds: float, out: Path) -> Path:
-    """The first `seconds` of `video` as its own clip, to fit the normal model on."""
-    last = int(round(seconds * info.fps))
-    with BrowserVideoWriter(out, info.fps, info.width, info.height) as writer:
-        for index, frame in iter_frames(video):
-            if index >= last:
-                break
-            writer.write(frame)
-    return out
-
-
 @user_errors
 def analyse_video(
     app: AppDir,
@@ -121,7 +110,7 @@ def analyse_video(
             seconds = float(normal_seconds or 0)
             if not 1.0 <= seconds <= info.duration_s - 1.0:
                 raise gr.Error(f"The normal segment must be between 1 s and {info.duration_s - 1:.1f} s (the video lasts {info.duration_s:.1f} s).")
-            clip = write_segment(local, info, seconds, folder / "normal-segment.mp4")
+            clip = write_clip(local, folder / "normal-segment.mp4", frames=int(round(seconds * info.fps)))
             clips = [clip]
             model_label = f"fitted on the first {seconds:g} s of this video"
         elif normal_mode == NORMAL_CLIPS:

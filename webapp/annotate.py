@@ -74,17 +74,10 @@ def add_normal_feedback(app: AppDir, saved: dict, frames: np.ndarray) -> str:
         source, base = saved["folder"] / "model", meta["name"]
     model = FittedModel.load(source)
     pipeline = Pipeline(model.settings, prompts=model.prompts, cache_dir=app.cache)
-    pipeline.describer.load_state(model.describer_state)
-    info = pipeline.probe(saved["folder"] / meta["video"])
-    tracks, key = pipeline.tracks(info)
-    answers = pipeline.answers(info, tracks, key, model.selected_prompts)  # cached by the analysis
-    chosen = answers[answers["frame"].isin(frames)]
+    chosen = pipeline.normal_answers(model, saved["folder"] / meta["video"], frames)
     if chosen.empty:
         raise gr.Error("No described object in the frames marked as normal.")
-    for prompt_id, group in chosen.groupby("prompt_id"):
-        counts = model.frequencies.counts.setdefault(prompt_id, {})
-        for answer, n in group["answer"].value_counts().items():
-            counts[str(answer)] = counts.get(str(answer), 0) + int(n)
+    model.add_normal_answers(chosen)
     name = app.free_model_name(_slug(base), new_version=True)
     model.training = {**model.training, "feedback": [*model.training.get("feedback", []), {"video": meta["name"], "answers": int(len(chosen))}]}
     model.save(app.models / name)

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import gradio as gr
 import pandas as pd
-from tqdm.auto import tqdm
 
 from vlavad.cache import atomic_write_text
 from vlavad.describe import MEASURES
 from vlavad.model import FittedModel
 from vlavad.pipeline import Pipeline
 from vlavad.prompts import Prompt, pool_to_json, validate_pool
-from vlavad.spa import select_prompts
 
 from . import plots
 from .state import AppDir, check_name, user_errors
@@ -55,21 +53,7 @@ def reselect(app: AppDir, model_name: str, prompts: list[Prompt]) -> list[dict]:
     videos = app.model_meta(model_name).get("normal_videos", [])
     if not videos:
         raise gr.Error(f"Model {model_name!r} has no record of its normal videos (it was not fitted in this app).")
-    pipeline = Pipeline(model.settings, prompts=prompts, cache_dir=app.cache)
-    pipeline.describer.load_state(model.describer_state)  # the references it was fitted with
-    stride = model.settings.pseudo_stride
-    normal, pseudo = [], []
-    for video in tqdm(videos, desc="answer new questions", unit="video"):
-        info = pipeline.probe(video)
-        tracks, key = pipeline.tracks(info)
-        normal.append(pipeline.answers(info, tracks, key, prompts))
-        if stride > 1:
-            fast, fast_key = pipeline.tracks(info, stride=stride)
-            pseudo.append(pipeline.answers(info, fast, fast_key, prompts))
-    _, _, stats = select_prompts(
-        prompts, pd.concat(normal, ignore_index=True), pd.concat(pseudo, ignore_index=True) if pseudo else None,
-        top_k=model.settings.spa_top_k, n_select=model.settings.spa_select,
-    )
+    stats = Pipeline(model.settings, prompts=prompts, cache_dir=app.cache).prompt_statistics(model, videos)
     return [s.to_dict() for s in stats]
 
 
