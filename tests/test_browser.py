@@ -2,12 +2,15 @@
 
 One app subprocess (temp app dir, temp data root with a tiny synthetic dataset) goes through
 every tab as a user would; the app is restarted once to check that annotations persist.
-Skipped when /usr/bin/chromium or playwright is missing. Screenshots land in docs/.
+Skipped when /usr/bin/chromium or playwright is missing. Screenshots land in a temporary folder,
+or in docs/ with VLAVAD_UPDATE_SCREENSHOTS=1 (how the README's pictures are made).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,7 +22,11 @@ from test_webapp import start_app, stop_app
 pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+SHOTS = (
+    Path(__file__).resolve().parent.parent / "docs"
+    if os.environ.get("VLAVAD_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.mkdtemp(prefix="vlavad-screenshots-"))
+)
 playwright = pytest.importorskip("playwright.sync_api")
 if not CHROMIUM.exists():
     pytest.skip("needs /usr/bin/chromium (apt-get install -y chromium)", allow_module_level=True)
@@ -54,7 +61,7 @@ def shoot(page, name: str, scroll_to: str | None = None, zoom: float = 0.75) -> 
     if scroll_to:
         page.locator(scroll_to).first.evaluate("e => e.scrollIntoView({block: 'start'})")
     page.wait_for_timeout(800)
-    page.screenshot(path=str(DOCS / f"screenshot-{name}.png"))
+    page.screenshot(path=str(SHOTS / f"screenshot-{name}.png"))
     page.evaluate("document.body.style.zoom = '1'")
 
 
@@ -65,7 +72,7 @@ def choose(page, label: str, option: str) -> None:
 
 def test_every_tab_in_a_browser(dirs, browser):
     app_dir, data_root, base = dirs
-    DOCS.mkdir(exist_ok=True)
+    SHOTS.mkdir(exist_ok=True)
     proc, url = start_app(app_dir, data_root, base / "app.log")
     page = None
     try:

@@ -87,7 +87,10 @@ def build_tab(app: AppDir, analyse_pool: gr.Dropdown):
         save_btn = gr.Button("Save pool version")
     status = gr.Markdown()
     chart = gr.Plot(label="Per-prompt statistics")
-    stats = gr.Dataframe(label="Per-prompt statistics", interactive=False, wrap=True)
+    # Fixed widths: left to itself the table squeezes the number columns until their headers
+    # wrap one letter per line.
+    stats = gr.Dataframe(label="Per-prompt statistics", interactive=False, wrap=True,
+                         column_widths=["4%", "26%", "10%", "14%", "12%", "34%"])
 
     def load(name):
         return pool_table(app.load_pool(name))
