@@ -326,9 +326,17 @@ def test_clip_embeddings_are_normalised_batched_and_unique(clip_dir, monkeypatch
 
 
 def test_yolo_detects_on_working_frames(yolo_weights):
+    import torch
+
     detector = make_detector(_settings(detector="yolo", yolo_weights=yolo_weights, yolo_classes="0,2"))
     frame = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
-    detections = detector.detect(frame, frame[..., 0])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count())  # ultralytics would set cores - 1 on the CPU
+    try:
+        detections = detector.detect(frame, frame[..., 0])
+        assert torch.get_num_threads() == os.cpu_count()  # its setting does not leak out
+    finally:
+        torch.set_num_threads(threads)
     assert isinstance(detections, sv.Detections)  # random weights may well find nothing
     assert np.isin(detections.class_id, [0, 2]).all()
     identity = detector.identity()

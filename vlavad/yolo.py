@@ -130,11 +130,20 @@ class YoloDetector(Detector):
         return ids
 
     def detect(self, frame_bgr: np.ndarray, frame_gray: np.ndarray) -> sv.Detections:
+        import torch
+
         model, device = self._model()
-        result = model.predict(
-            frame_bgr, conf=self.conf, iou=self.iou, classes=self.class_ids(model.names),
-            imgsz=self.imgsz, device=device, verbose=False,
-        )[0]
+        # On the CPU, ultralytics sets torch's thread count to (cores - 1) for every predict call;
+        # left so, everything after it (the S3M's training, a VLM on the CPU) runs on fewer
+        # threads: one on a 2-core machine.
+        threads = torch.get_num_threads()
+        try:
+            result = model.predict(
+                frame_bgr, conf=self.conf, iou=self.iou, classes=self.class_ids(model.names),
+                imgsz=self.imgsz, device=device, verbose=False,
+            )[0]
+        finally:
+            torch.set_num_threads(threads)
         return self.filter(sv.Detections.from_ultralytics(result), frame_bgr.shape[:2], model.names)
 
     def filter(self, detections: sv.Detections, frame_shape: tuple[int, int], names: dict[int, str]) -> sv.Detections:
