@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 
 from .detect import BlobSettings
 from .errors import ConfigError
@@ -88,8 +88,8 @@ class Settings:
             nested.setdefault(group, {})[name] = changes.pop(key)
         unknown = set(changes) - {f.name for f in fields(self)}
         for group, values in nested.items():
-            current = getattr(self, group, None) if group in ("blobs", "track") else None
-            known = {f.name for f in fields(current)} if current is not None else set()
+            current = getattr(self, group, None)
+            known = {f.name for f in fields(current)} if is_dataclass(current) else set()
             unknown |= {f"{group}.{name}" for name in values if name not in known}
         if unknown:
             raise ConfigError(f"Unknown setting(s): {', '.join(sorted(unknown))}")
