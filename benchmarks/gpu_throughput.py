@@ -238,6 +238,25 @@ def _fused_scan_available() -> bool:
     return _fused_scan() is not None
 
 
+def _time_calls(obj, name: str, device: str) -> list:
+    """Wraps obj.name so that [total seconds, calls] accumulates in the returned list."""
+    spent = [0.0, 0]
+    real = getattr(obj, name)
+
+    def timed(*args, **kwargs):
+        _sync(device)
+        started = time.perf_counter()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            _sync(device)
+            spent[0] += time.perf_counter() - started
+            spent[1] += 1
+
+    setattr(obj, name, timed)
+    return spent
+
+
 def measure_end_to_end(blip2, processor, clip, clip_tok, device: str, args) -> dict:
     """Tracking, describing and embedding a synthetic 640x360 clip with the real vlavad stages."""
     from vlavad.clip_text import ClipTextEncoder
@@ -257,6 +276,7 @@ def measure_end_to_end(blip2, processor, clip, clip_tok, device: str, args) -> d
         encoder = ClipTextEncoder("random-clip-text", device=device)
         # The models were built here, not loaded: hand them to the stages directly.
         describer._model = lambda: (blip2, processor)
+        generate_s = _time_calls(describer, "_generate", device)
         encoder._model = lambda: (clip, clip_tok)
 
         started = time.perf_counter()
@@ -273,6 +293,7 @@ def measure_end_to_end(blip2, processor, clip, clip_tok, device: str, args) -> d
         "frames": info.frame_count, "size": [info.width, info.height], "tracks": int(tracks["track_id"].nunique()),
         "steps": len(steps), "questions": len(answers), "vlm_batch": args.e2e_batch,
         "track_s": tracked - started, "describe_s": described - tracked, "embed_s": done - described,
+        "describe_in_generate_s": generate_s[0], "generate_calls": generate_s[1],
         "frames_per_s": info.frame_count / (done - started),
     }
 

@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p, with_preset=True):
         if with_preset:
             p.add_argument("--preset", default="custom", choices=None, help=f"settings preset: {', '.join(preset_names())}")
-            p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. --set lam=0.2 (repeatable)")
+            p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. --set lam=0.2 or --set track.flow_quantile=0.75 (repeatable)")
             p.add_argument("--predictor", help="temporal model: s3m (default), gru, transformer")
             p.add_argument("--prompts", help="prompt pool JSON (default: the bundled pool for the describer)")
             p.add_argument(
