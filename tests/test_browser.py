@@ -47,6 +47,10 @@ def browser():
         b.close()
 
 
+# Gradio 6 draws table data as role=gridcell divs; its <td>s are a hidden row used to size columns.
+CELL = "[role=gridcell]"
+
+
 def open_page(browser, url):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(url)
@@ -86,7 +90,7 @@ def test_every_tab_in_a_browser(dirs, browser):
         page.get_by_text("Result id").wait_for(timeout=120_000)
         page.wait_for_function("() => [...document.querySelectorAll('video')].some(v => v.src.includes('annotated') && v.duration > 0)", timeout=30_000)
         page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)  # the timeline rendered
-        page.locator("td", has_text=re.compile(r"track \d+: .*fast")).first.wait_for(state="attached", timeout=60_000)  # the cart's event and why
+        page.locator(CELL, has_text=re.compile(r"track \d+: .*fast")).first.wait_for(state="attached", timeout=60_000)  # the cart's event and why
         result_id = page.locator("code").filter(has_text=re.compile(r"^\d{8}-")).first.inner_text()
         # Clicking the timeline a quarter of the way in (4 s, frame ~40) shows that frame.
         slider = page.locator("#frame-slider input[type=number]")
@@ -139,7 +143,7 @@ def test_every_tab_in_a_browser(dirs, browser):
         page.get_by_role("button", name="Run benchmark").click()
         page.get_by_text(re.compile(r"micro AUC \d\.\d{3}")).first.wait_for(timeout=180_000)
         page.wait_for_timeout(1000)
-        assert page.locator("td", has_text="tiny-synthetic").count() >= 1  # listed among past runs
+        assert page.locator(CELL, has_text="tiny-synthetic").count() >= 1  # listed among past runs
         shoot(page, "benchmark")
     except Exception:
         if page is not None:  # what the browser showed, for whoever reads the failure
@@ -157,6 +161,6 @@ def test_every_tab_in_a_browser(dirs, browser):
         page.get_by_label("…or a saved result id").fill(result_id)
         page.get_by_role("button", name="Open", exact=True).click()
         page.get_by_text("1 marked interval(s)").wait_for(timeout=30_000)
-        assert page.locator("td", has_text="false alarm").count() == 1
+        assert page.locator(CELL, has_text="false alarm").count() == 1
     finally:
         stop_app(proc)
