@@ -5,7 +5,7 @@ from collections import deque
 import numpy as np
 import pytest
 
-from vlavad.track import _box_velocity
+from vlavad.track import _box_velocity, _row_quantile
 
 
 def _shifted_pair(fast_px: float, slow_px: float, split: int) -> deque:
@@ -38,3 +38,27 @@ def test_box_without_enough_history_has_unknown_velocity():
     history = deque([np.zeros((50, 50), np.uint8)], maxlen=2)
     velocity = _box_velocity(history, np.array([[5.0, 5.0, 20.0, 20.0]]), None, 5, 0.75)
     assert np.isnan(velocity).all()
+
+
+def test_forward_backward_check_drops_points_that_cannot_be_followed():
+    """Columns right of the split are replaced by fresh noise in the later frame (an occluder,
+    or a patch ruined by compression): flow there is garbage that inflates an upper quantile,
+    and the forward-backward check removes it."""
+    history = _shifted_pair(fast_px=1.0, slow_px=1.0, split=110)
+    rng = np.random.default_rng(1)
+    history[1][:, 110:] = rng.integers(0, 256, (120, 90), dtype=np.uint8)
+    box = np.array([[40.0, 30.0, 160.0, 90.0]])
+    checked = _box_velocity(history, box, None, grid=5, quantile=0.9, fb_max_px=0.5)
+    assert checked[0, 0] == pytest.approx(1.0, abs=0.3)
+    unchecked = _box_velocity(history, box, None, grid=5, quantile=0.9)
+    assert np.hypot(*unchecked[0]) > 2.0  # what the check protects against
+
+
+def test_row_quantile_matches_numpy_on_ragged_rows():
+    rng = np.random.default_rng(2)
+    values = rng.normal(size=(6, 25))
+    values[rng.random((6, 25)) < 0.4] = np.nan
+    values[5] = np.nan  # a box with no reliable point
+    for q in (0.5, 0.75, 0.9):
+        expected = [np.quantile(row[np.isfinite(row)], q) if np.isfinite(row).any() else np.nan for row in values]
+        np.testing.assert_allclose(_row_quantile(values, q), expected, equal_nan=True)
