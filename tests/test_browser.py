@@ -2,7 +2,7 @@
 
 One app subprocess (temp app dir, temp data root with a tiny synthetic dataset) goes through
 every tab as a user would; the app is restarted once to check that annotations persist.
-Skipped when /usr/bin/chromium or playwright is missing. Screenshots land in a temporary folder,
+Skipped when /usr/bin/chromium or playwright is missing. Screenshots land in the test's temporary folder,
 or in docs/ with VLAVAD_UPDATE_SCREENSHOTS=1 (how the README's pictures are made).
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,11 +21,7 @@ from test_webapp import start_app, stop_app
 pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
-SHOTS = (
-    Path(__file__).resolve().parent.parent / "docs"
-    if os.environ.get("VLAVAD_UPDATE_SCREENSHOTS") == "1"
-    else Path(tempfile.mkdtemp(prefix="vlavad-screenshots-"))
-)
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 playwright = pytest.importorskip("playwright.sync_api")
 if not CHROMIUM.exists():
     pytest.skip("needs /usr/bin/chromium (apt-get install -y chromium)", allow_module_level=True)
@@ -58,14 +53,14 @@ def open_page(browser, url):
     return page
 
 
-def shoot(page, name: str, scroll_to: str | None = None, zoom: float = 0.75) -> None:
+def shoot(page, folder: Path, name: str, scroll_to: str | None = None, zoom: float = 0.75) -> None:
     """A 1280x900 picture of a tab, the page zoomed out so that its results fit in one screen."""
     page.evaluate(f"document.body.style.zoom = '{zoom}'")
     page.evaluate("window.scrollTo(0, 0)")
     if scroll_to:
         page.locator(scroll_to).first.evaluate("e => e.scrollIntoView({block: 'start'})")
     page.wait_for_timeout(800)
-    page.screenshot(path=str(SHOTS / f"screenshot-{name}.png"))
+    page.screenshot(path=str(folder / f"screenshot-{name}.png"))
     page.evaluate("document.body.style.zoom = '1'")
 
 
@@ -76,7 +71,8 @@ def choose(page, label: str, option: str) -> None:
 
 def test_every_tab_in_a_browser(dirs, browser):
     app_dir, data_root, base = dirs
-    SHOTS.mkdir(exist_ok=True)
+    shots = DOCS if os.environ.get("VLAVAD_UPDATE_SCREENSHOTS") == "1" else base / "screenshots"
+    shots.mkdir(exist_ok=True)
     proc, url = start_app(app_dir, data_root, base / "app.log")
     page = None
     try:
@@ -103,7 +99,7 @@ def test_every_tab_in_a_browser(dirs, browser):
         page.get_by_text("Options").click()  # folded again for the picture
         # Pause the annotated video while the cart crosses, so the picture shows boxes and captions.
         page.evaluate("() => { const v = [...document.querySelectorAll('video')].find(v => v.src.includes('annotated')); v.pause(); v.currentTime = 9.5; }")
-        shoot(page, "analyse")
+        shoot(page, shots, "analyse")
 
         # Prompt pool: re-run selection, delete a question, re-run: the chart follows the pool.
         page.get_by_role("tab", name="Prompt pool").click()
@@ -118,7 +114,7 @@ def test_every_tab_in_a_browser(dirs, browser):
         page.get_by_text("Valid pool of 5 question(s)").wait_for(timeout=60_000)
         page.wait_for_timeout(500)
         assert page.locator(".js-plotly-plot .ytick").filter(has_text="What shape").count() == 0
-        shoot(page, "prompt-pool", zoom=0.6)
+        shoot(page, shots, "prompt-pool", zoom=0.6)
 
         # Annotate: mark the cart's interval, save.
         page.get_by_role("tab", name="Annotate").click()
@@ -136,7 +132,7 @@ def test_every_tab_in_a_browser(dirs, browser):
         page.get_by_role("button", name="Save annotations").click()
         page.get_by_text("Saved 1 interval(s)").wait_for(timeout=30_000)
         assert page.get_by_text(re.compile(r"AUC of the model's score against your annotations: \d\.\d{3}")).count() == 1
-        shoot(page, "annotate")
+        shoot(page, shots, "annotate")
 
         # Benchmark on the tiny synthetic dataset.
         page.get_by_role("tab", name="Benchmark").click()
@@ -144,7 +140,7 @@ def test_every_tab_in_a_browser(dirs, browser):
         page.get_by_text(re.compile(r"micro AUC \d\.\d{3}")).first.wait_for(timeout=180_000)
         page.wait_for_timeout(1000)
         assert page.locator(CELL, has_text="tiny-synthetic").count() >= 1  # listed among past runs
-        shoot(page, "benchmark")
+        shoot(page, shots, "benchmark")
     except Exception:
         if page is not None:  # what the browser showed, for whoever reads the failure
             page.screenshot(path=str(base / "failure.png"), full_page=True)
