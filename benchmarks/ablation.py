@@ -20,6 +20,7 @@ import pandas as pd
 from scipy.ndimage import gaussian_filter1d
 
 from vlavad.bench import fmt_auc
+from vlavad.config import Settings
 from vlavad.datasets import load_dataset
 from vlavad.metrics import evaluate
 
@@ -35,8 +36,8 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     for run in args.runs:
         results = json.loads((run / "results.json").read_text())
-        settings = results["settings"]
-        sigma_frames = settings["sigma_s"] * settings["default_fps"]
+        settings = Settings.from_dict(results["settings"])  # also reads runs written by 0.1.0
+        sigma_frames = settings.fusion.sigma_s * settings.default_fps
         scores = pd.read_csv(run / "scores.csv")
         cells = []
         for part in ("static", "temporal", "fused"):
@@ -48,7 +49,7 @@ def main() -> None:
                 per_video[video] = (labels[video], curve)
             m = evaluate(per_video)
             cells.append(f"{fmt_auc(m.micro_auc)} / {fmt_auc(m.macro_auc)}")
-        print(f"| {run.name} | {settings['predictor']} | " + " | ".join(cells) + " |")
+        print(f"| {run.name} | {settings.temporal.predictor} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def main() -> None:
     args = parser.parse_args()
 
     dataset = load_dataset(args.dataset)
-    settings = preset(args.preset).updated(epochs=0)  # the static part only: no S3M to train
+    settings = preset(args.preset).updated(**{"temporal.epochs": 0})  # the static part only: no S3M to train
     pipeline = Pipeline(settings)
     model = pipeline.fit([ref.path for ref in dataset.train])
 
@@ -95,7 +95,7 @@ def main() -> None:
             curve = np.full(result.info.frame_count, np.nan)
             curve[per_frame.index.to_numpy()] = per_frame.to_numpy()
             curve = np.where(np.isfinite(curve), curve, np.nanmedian(curve) if np.isfinite(curve).any() else 0.0)
-            sigma = settings.sigma_s * result.info.fps
+            sigma = settings.fusion.sigma_s * result.info.fps
             curves[name][ref.name] = (dataset.labels[ref.name], gaussian_filter1d(curve, sigma, mode="nearest"))
 
     print(f"{dataset.name}: {len(train)} normal training objects (HOG 32x64, K={K}). Reads test labels: a diagnostic.\n")

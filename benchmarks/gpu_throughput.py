@@ -259,21 +259,22 @@ def _time_calls(obj, name: str, device: str) -> list:
 
 def measure_end_to_end(blip2, processor, clip, clip_tok, device: str, args) -> dict:
     """Tracking, describing and embedding a synthetic 640x360 clip with the real vlavad stages."""
-    from vlavad.clip_text import ClipTextEncoder
     from vlavad.describe import track_steps
-    from vlavad.detect import MotionBlobDetector
+    from vlavad.describe.vlm import Blip2Describer, VLMSettings
+    from vlavad.detect.blobs import MotionBlobDetector
+    from vlavad.embed.clip import ClipSettings, ClipTextEncoder
     from vlavad.prompts import default_pool
     from vlavad.synthetic import render_scene
     from vlavad.track import track_video
     from vlavad.video import probe
-    from vlavad.vlm import Blip2Describer
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "clip.mp4"
         render_scene(path, frames=args.frames, width=640, height=360, fps=10.0, walkers=args.objects, seed=0)
         info = probe(path)
-        describer = Blip2Describer("random-blip2-opt-2.7b", device=device, batch_size=args.e2e_batch, max_new_tokens=args.max_new_tokens)
-        encoder = ClipTextEncoder("random-clip-text", device=device)
+        vlm = VLMSettings(model="random-blip2-opt-2.7b", batch_size=args.e2e_batch, max_new_tokens=args.max_new_tokens)
+        describer = Blip2Describer(vlm, device=device)
+        encoder = ClipTextEncoder(ClipSettings(model="random-clip-text"), device=device)
         # The models were built here, not loaded: hand them to the stages directly.
         describer._model = lambda: (blip2, processor)
         generate_s = _time_calls(describer, "_generate", device)

@@ -36,7 +36,7 @@ DEFAULT_VARY = ["track.flow_quantile=null,0.5,0.75,0.9", "motion_smooth_s=0.5,1.
 
 def separation(settings, train_videos, stride: int, cache: str | None) -> tuple[str, float]:
     """(selected question, its pseudo-anomaly separation) with pseudo-anomalies at `stride`."""
-    pipeline = Pipeline(settings.updated(pseudo_stride=stride, epochs=0), cache_dir=cache or "default", show_progress=False)
+    pipeline = Pipeline(settings.updated(**{"spa.pseudo_stride": stride, "temporal.epochs": 0}), cache_dir=cache or "default", show_progress=False)
     model = pipeline.fit(train_videos)
     chosen = next(s for s in model.prompt_stats if s.selected)
     return chosen.question, chosen.separation

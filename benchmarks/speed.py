@@ -29,7 +29,7 @@ def child(mode: str, video: str, model: str, epochs: int) -> None:
     from vlavad.pipeline import Pipeline
     from vlavad.video import probe
 
-    settings = preset("ped2").updated(epochs=epochs)
+    settings = preset("ped2").updated(**{"temporal.epochs": epochs})
     pipeline = Pipeline(settings, cache_dir=None, show_progress=False)
     frames = probe(video).frame_count
     started = time.perf_counter()

@@ -6,6 +6,8 @@ import pytest
 
 from vlavad.synthetic import make_dataset
 
+pytest_plugins = ["hub_models"]  # tiny hub-tier models: blip2_dir, clip_dir, yolo_weights, ...
+
 
 @pytest.fixture(scope="session")
 def synthetic_dataset(tmp_path_factory) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 from vlavad.cli import main
 from vlavad.synthetic import render_scene
 
-FAST = ["--set", "epochs=2", "--set", "past=4", "--set", "future=1", "--set", "default_fps=10", "-q"]
+FAST = ["--set", "temporal.epochs=2", "--set", "temporal.past=4", "--set", "temporal.future=1", "--set", "default_fps=10", "-q"]
 
 
 def run_cli(*args: str, cache: Path) -> subprocess.CompletedProcess:
@@ -72,11 +73,11 @@ def test_unknown_preset_and_missing_model(tmp_path, synthetic_dataset):
 def test_stage_settings_are_set_by_dotted_name(tmp_path, synthetic_dataset):
     from vlavad.config import preset
 
-    settings = preset("ped2").updated(**{"track.flow_quantile": 0.5, "blobs.background_samples": 20, "lam": 0.3})
-    assert (settings.track.flow_quantile, settings.blobs.background_samples, settings.lam) == (0.5, 20, 0.3)
+    settings = preset("ped2").updated(**{"track.flow_quantile": 0.5, "detect.blobs.background_samples": 20, "fusion.lam": 0.3})
+    assert (settings.track.flow_quantile, settings.detect.blobs.background_samples, settings.fusion.lam) == (0.5, 20, 0.3)
     assert preset("ped2").track.flow_quantile is None  # the preset itself is untouched
     result = run_cli("bench", str(synthetic_dataset), "--set", "track.no_such=1", cache=tmp_path)
-    assert result.returncode == 2 and "Unknown setting(s): track.no_such" in result.stderr
+    assert result.returncode == 2 and "Unknown setting 'track.no_such'" in result.stderr
 
 
 def test_labels_that_do_not_fit_the_videos(synthetic_dataset, tmp_path):
@@ -99,3 +100,46 @@ def test_score_writes_tables_and_events(model_dir, synthetic_dataset, tmp_path):
     assert summary["events"], "the fast cart should raise at least one event"
     assert any("fast" in reason for event in summary["events"] for reason in event["reasons"])
     assert (out / "frames.csv").read_text().startswith("frame,time_s,static,temporal,fused")
+
+
+def test_fit_out_never_replaces_a_users_folder_or_file(synthetic_dataset, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.tex").write_text("three years of work")
+    for out in (home, home / "thesis.tex", home / "thesis.tex" / "model"):
+        result = run_cli("fit", "--dataset", str(synthetic_dataset), "--out", str(out), *FAST, cache=tmp_path / "c")
+        assert result.returncode == 2, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
+    assert (home / "thesis.tex").read_text() == "three years of work" and sorted(p.name for p in home.iterdir()) == ["thesis.tex"]
+    result = subprocess.run([sys.executable, "-m", "vlavad", "fit", "--dataset", str(synthetic_dataset), "--out", ".", *FAST],
+                            capture_output=True, text=True, cwd=home, env={**os.environ, "VLAVAD_CACHE": str(tmp_path / "c")})
+    assert result.returncode == 2 and "already holds files" in result.stderr
+
+
+def test_refitting_into_a_model_folder_replaces_it(model_dir, synthetic_dataset, tmp_path):
+    out = tmp_path / "model"
+    shutil.copytree(model_dir, out)
+    result = run_cli("fit", "--dataset", str(synthetic_dataset), "--out", str(out), *FAST, "--set", "fusion.lam=0.5", cache=tmp_path / "c")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "model.json").read_text())["settings"]["fusion"]["lam"] == 0.5
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("lam=abc", r"error: settings: fusion\.lam: input should be a valid number \(got 'abc'\)"),
+        ("step_hz=0", r"error: settings: describe\.step_hz: input should be greater than 0"),
+        ("track=3", r"error: track is a group of settings"),
+        ("fusion.lamda=0.2", r"did you mean 'fusion\.lam'"),
+    ],
+)
+def test_bad_settings_are_one_line_naming_the_field(setting, message, synthetic_dataset, tmp_path):
+    result = run_cli("bench", str(synthetic_dataset), "--set", setting, "-q", cache=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and re.search(message, errors[0]), result.stderr
+
+
+def test_settings_lists_every_dotted_name():
+    result = subprocess.run([sys.executable, "-m", "vlavad", "settings", "--preset", "ped2"], capture_output=True, text=True)
+    assert result.returncode == 0 and "fusion.sigma_s = 0.6" in result.stdout and "detect.blobs.min_threshold = 12.0" in result.stdout

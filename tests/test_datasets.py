@@ -366,35 +366,45 @@ def test_check_labels_names_a_test_video_without_labels(tmp_path):
 
 
 # --- symlinks ----------------------------------------------------------------------------------
+# The web app reads datasets confined to its data root (`confine_to`): no link may lead it outside.
+# From the command line a dataset may link to other disks freely.
 
 
-def test_symlinked_video_outside_root_is_refused(tmp_path):
-    root = make_custom(tmp_path / "mine")
+def test_symlinked_video_outside_the_data_root_is_refused(tmp_path):
+    root = make_custom(tmp_path / "data" / "mine")
     os.symlink(video(tmp_path / "secret.avi", 2), root / "test/evil.avi")
-    with pytest.raises(DatasetError, match=r"evil\.avi: points outside the dataset folder"):
-        load_dataset(root)
+    with pytest.raises(DatasetError, match=r"test/evil\.avi points outside the data folder"):
+        load_dataset(root, confine_to=tmp_path / "data")
+    assert "evil" in names(load_dataset(root).test)
 
 
-def test_symlinked_frame_outside_root_is_refused(tmp_path):
-    root = make_custom(tmp_path / "mine")
+def test_symlinked_frame_outside_the_data_root_is_refused(tmp_path):
+    root = make_custom(tmp_path / "data" / "mine")
     os.symlink(frames(tmp_path / "secret", 1) / "000.jpg", root / "test/gate/009.png")
-    with pytest.raises(DatasetError, match=r"009\.png: points outside the dataset folder"):
-        load_dataset(root)
+    with pytest.raises(DatasetError, match=r"gate/009\.png points outside the data folder"):
+        load_dataset(root, confine_to=tmp_path / "data")
 
 
-def test_symlinked_folder_outside_root_is_refused(tmp_path):
-    root = make_shanghaitech(tmp_path / "sh")
+def test_symlinked_folder_outside_the_data_root_is_refused(tmp_path):
+    root = make_shanghaitech(tmp_path / "data" / "sh")
     # move the mask folder out of the dataset and leave a link to it in its place
     (root / "testing/test_frame_mask").rename(tmp_path / "masks")
     os.symlink(tmp_path / "masks", root / "testing/test_frame_mask")
-    with pytest.raises(DatasetError, match=r"test_frame_mask: points outside the dataset folder"):
-        load_dataset(root)
+    with pytest.raises(DatasetError, match=r"testing/test_frame_mask points outside the data folder"):
+        load_dataset(root, confine_to=tmp_path / "data")
+
+
+def test_a_train_folder_linked_from_another_disk_works_from_the_command_line(tmp_path):
+    root = make_custom(tmp_path / "mine", train="train")
+    (root / "train").rename(tmp_path / "big-disk-train")
+    os.symlink(tmp_path / "big-disk-train", root / "train")
+    assert len(load_dataset(root).train) >= 1
 
 
 def test_symlink_inside_root_is_fine(tmp_path):
-    root = make_custom(tmp_path / "mine")
+    root = make_custom(tmp_path / "data" / "mine")
     os.symlink(root / "test/plaza.avi", root / "test/plaza_again.avi")
-    assert names(load_dataset(root).test) == ["gate", "plaza", "plaza_again"]
+    assert names(load_dataset(root, confine_to=tmp_path / "data").test) == ["gate", "plaza", "plaza_again"]
 
 
 def test_list_datasets(tmp_path):

@@ -25,5 +25,5 @@ def test_release_0_1_0_model_scores_identically(tmp_path):
     video = tmp_path / "test.mp4"
     render_scene(video, **expected["video"])
     model = FittedModel.load(FIXTURE)
-    result = Pipeline(model.settings, prompts=model.prompts, cache_dir=None, show_progress=False).score(model, video)
+    result = Pipeline(model.settings, cache_dir=None, show_progress=False).score(model, video)
     np.testing.assert_allclose(result.frames["fused"].to_numpy(), expected["fused"], atol=1e-5)

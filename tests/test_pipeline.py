@@ -17,7 +17,7 @@ from vlavad.pipeline import Pipeline
 from vlavad.synthetic import plan_scene, render_scene
 
 # Small but real: the same stages as a benchmark, with a short S3M training.
-FAST = dict(default_fps=10.0, step_hz=10.0, epochs=4, past=6, future=2, sigma_s=0.4)
+FAST = {"default_fps": 10.0, "describe.step_hz": 10.0, "temporal.epochs": 4, "temporal.past": 6, "temporal.future": 2, "fusion.sigma_s": 0.4}
 
 
 def make_pipeline(cache_dir, **changes) -> Pipeline:
@@ -96,9 +96,9 @@ def test_changing_fusion_reuses_cached_stages(fitted):
     video = dataset.test[0].path
     first = make_pipeline(cache)
     base = first.score(model, video)
-    again = make_pipeline(cache, lam=0.5)
+    again = make_pipeline(cache, **{"fusion.lam": 0.5})
     model_lam = FittedModel.load(model.save(cache.parent / "m-lam"))
-    model_lam.settings = model_lam.settings.updated(lam=0.5)
+    model_lam.settings = model_lam.settings.updated(**{"fusion.lam": 0.5})
     changed = again.score(model_lam, video)
     assert again.cache.misses == {} and again.cache.hits["tracks"] == 1 and again.cache.hits["answers"] == 1
     np.testing.assert_allclose(changed.frames["static"], base.frames["static"])
@@ -121,7 +121,7 @@ def test_still_and_one_frame_videos_give_flat_valid_results(fitted, tmp_path):
 
 def test_scoring_with_other_backends_is_refused(fitted):
     _, model, dataset, _ = fitted
-    other = Pipeline(preset("custom").updated(**FAST, motion_smooth_s=0.3), cache_dir=None, show_progress=False)
+    other = Pipeline(preset("custom").updated(**FAST, **{"describe.motion.smooth_s": 0.3}), cache_dir=None, show_progress=False)
     with pytest.raises(ModelError, match="describer"):
         other.score(model, dataset.test[0].path)
 
@@ -151,3 +151,24 @@ def test_corrupt_cache_entry_is_recomputed(fitted, tmp_path):
     again = make_pipeline(tmp_path / "cache")
     pd.testing.assert_frame_equal(first, again.score(model, video).frames)
     assert again.cache.misses["tracks"] == 1
+
+
+def test_variable_frame_rate_events_use_real_times(fitted, tmp_path):
+    from vlavad.video import BrowserVideoWriter, iter_frames, probe
+
+    pipeline, model, _, _ = fitted
+    scene = tmp_path / "cart.mp4"
+    render_scene(scene, frames=100, walkers=4, anomaly="fast", anomaly_start=30, seed=11)
+    # The same frames, but the camera paused for 4 s after frame 20 (as motion-triggered cameras do).
+    times = [i / 10 + (4.0 if i > 20 else 0.0) for i in range(100)]
+    vfr = tmp_path / "cart-vfr.mp4"
+    with BrowserVideoWriter(vfr, 10, 320, 240, timestamps=tuple(times)) as writer:
+        for _, frame in iter_frames(scene):
+            writer.write(frame)
+    assert probe(vfr).timestamps is not None
+    result = pipeline.score(model, vfr)
+    np.testing.assert_allclose(result.frames["time_s"], times, atol=1e-3)
+    assert result.events, "the cart should raise an event"
+    for event in result.events:
+        assert abs(event.start_s - times[event.start_frame]) <= 0.1 and abs(event.end_s - times[event.end_frame]) <= 0.1
+    assert result.events[0].start_s > 6.0  # frame ~30 is at ~6.9 s, not at 3.0 s

@@ -1,4 +1,5 @@
 import os
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -378,3 +379,49 @@ def test_write_clip_keeps_the_first_frames_playable(mp4, tmp_path):
     assert probe(out).frame_count == 3 and probe(out).fps == probe(mp4).fps
     # lossy H.264, so the grey ramp survives only approximately
     np.testing.assert_allclose(grey_levels(out), grey_levels(mp4)[:3], atol=3)
+
+
+# --- variable frame rate -------------------------------------------------------------------------
+
+
+def write_vfr(path, times_s, size=(64, 48)):
+    """An H.264 mp4 whose frames are shown at `times_s` (seconds), as a phone may record."""
+    import av
+
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for i, t in enumerate(times_s):
+            image = np.full((size[1], size[0], 3), (i * 7) % 255, np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = round(t * 1000), Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+def test_variable_frame_rate_gives_real_timestamps(tmp_path):
+    # 60 frames: 10 fps for 3 s, a 5-s pause, then 10 fps again (like a camera that only records motion)
+    times = [i / 10 for i in range(30)] + [8.0 + i / 10 for i in range(30)]
+    path = tmp_path / "vfr.mp4"
+    write_vfr(path, times)
+    info = probe(path)
+    assert info.frame_count == 60 and info.timestamps is not None
+    np.testing.assert_allclose(info.times(), times, atol=1e-3)
+    assert info.duration_s == pytest.approx(10.9 + 1 / info.fps, abs=0.02)
+
+    out = tmp_path / "copy.mp4"
+    with BrowserVideoWriter(out, info.fps, 64, 48, timestamps=info.timestamps) as writer:
+        for _, frame in iter_frames(path):
+            writer.write(frame)
+    np.testing.assert_allclose(probe(out).times(), times, atol=1e-3)  # the annotated video keeps them
+
+
+def test_constant_frame_rate_keeps_plain_times(tmp_path):
+    path = tmp_path / "cfr.mp4"
+    write_vfr(path, [i / 25 for i in range(20)])
+    info = probe(path)
+    assert info.timestamps is None and info.fps == pytest.approx(25, rel=0.01)
+    np.testing.assert_allclose(info.times(), np.arange(20) / info.fps)

@@ -2,12 +2,12 @@
 
 Used by `vlavad bench` and the web app's Benchmark tab. A run folder gets `results.json`
 (metrics, per-video AUC, settings, backends, timings, cache use), `per_video.csv`, `scores.csv`
-(every test frame's label and scores), `roc.png` and the fitted `model/`.
+(every test frame's label and scores), `roc.png` and the fitted `model/`. It is built beside its
+target and renamed into place, so a run folder is complete or absent.
 """
 
 from __future__ import annotations
 
-import json
 import platform
 import resource
 import time
@@ -16,12 +16,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from .cache import atomic_write_text
 from .datasets import Dataset, check_labels
 from .errors import DatasetError
+from .fileio import atomic_write_json, atomic_write_text, staged_folder
 from .metrics import BenchMetrics, evaluate
 from .model import FittedModel
-from .pipeline import Pipeline, VideoResult
+from .pipeline import Pipeline
+from .results import VideoResult
+
+FORMAT = "vlavad-run/1"
 
 
 @dataclass
@@ -36,6 +39,7 @@ class BenchResult:
 
     def to_json(self) -> dict:
         return {
+            "format": FORMAT,
             "dataset": self.dataset,
             "metrics": self.metrics.to_dict(),
             "settings": self.model.settings.to_dict(),
@@ -60,17 +64,18 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_benchmark(dataset: Dataset, pipeline: Pipeline) -> BenchResult:
+def run_benchmark(dataset: Dataset, pipeline: Pipeline, prompts: list | None = None) -> BenchResult:
     if not dataset.labels:
         raise DatasetError(f"Dataset {dataset.name} has no test labels, so it cannot be benchmarked.")
+    # Labels that do not fit their videos are reported before minutes of work, not after.
+    check_labels(dataset, {ref.name: pipeline.probe(ref.path).frame_count for ref in dataset.test})
     started = time.perf_counter()
-    model = pipeline.fit([ref.path for ref in dataset.train])
+    model = pipeline.fit([ref.path for ref in dataset.train], prompts)
     fitted = time.perf_counter()
 
     results = {}
-    for ref in pipeline._bar(dataset.test, desc="bench: score test videos", unit="video"):
+    for ref in pipeline.progress_bar(dataset.test, desc="bench: scoring test videos", unit="video"):
         results[ref.name] = pipeline.score(model, ref.path, name=ref.name)
-    check_labels(dataset, {name: r.info.frame_count for name, r in results.items()})
     scored = time.perf_counter()
 
     metrics = evaluate({name: (dataset.labels[name], r.frames["fused"].to_numpy()) for name, r in results.items()})
@@ -88,18 +93,18 @@ def run_benchmark(dataset: Dataset, pipeline: Pipeline) -> BenchResult:
     return BenchResult(dataset.name, metrics, results, model, timings, pipeline.cache.summary(), model.backends)
 
 
-def save_benchmark(result: BenchResult, out_dir: str | Path) -> Path:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "results.json", json.dumps(result.to_json(), indent=1))
-    per_video = pd.DataFrame(
-        [{"video": k, "auc": v, "frames": result.results[k].info.frame_count} for k, v in result.metrics.per_video.items()]
-    )
-    atomic_write_text(out / "per_video.csv", per_video.to_csv(index=False))
-    atomic_write_text(out / "scores.csv", result.scores_table().to_csv(index=False, float_format="%.5f"))
-    save_roc_png(result.metrics, out / "roc.png", title=f"{result.dataset}: ROC, micro AUC {fmt_auc(result.metrics.micro_auc)}")
-    result.model.save(out / "model")
-    return out
+def save_benchmark(result: BenchResult, out_dir: str | Path, *, replace: bool = True) -> Path:
+    """Writes the run folder; an existing one is replaced only if it is a vlavad run."""
+    with staged_folder(out_dir, "run", replace=replace) as out:
+        per_video = pd.DataFrame(
+            [{"video": k, "auc": v, "frames": result.results[k].info.frame_count} for k, v in result.metrics.per_video.items()]
+        )
+        atomic_write_text(out / "per_video.csv", per_video.to_csv(index=False))
+        atomic_write_text(out / "scores.csv", result.scores_table().to_csv(index=False, float_format="%.5f"))
+        save_roc_png(result.metrics, out / "roc.png", title=f"{result.dataset}: ROC, micro AUC {fmt_auc(result.metrics.micro_auc)}")
+        result.model.save(out / "model")
+        atomic_write_json(out / "results.json", result.to_json())  # the marker, last
+    return Path(out_dir)
 
 
 def fmt_auc(value: float | None) -> str:

@@ -4,7 +4,8 @@ A stage's key hashes the content key of its input video, the identity of its bac
 settings of this stage and every stage before it, so changing a later stage (the prompt pool,
 λ, σ) never recomputes an earlier one. Tables are stored as `.npz` of plain arrays (read back
 with `allow_pickle=False`: a cache file can never execute code), written atomically: a killed
-run leaves either the old file or the new one, never half of one.
+run leaves either the old file or the new one, never half of one. A file that cannot be read,
+or whose columns are not the ones the stage writes, counts as a miss and is recomputed.
 """
 
 from __future__ import annotations
@@ -12,37 +13,19 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .fileio import atomic_write_bytes
+
 
 def stable_key(*parts) -> str:
     """A short hex digest of JSON-able parts (dict key order does not matter)."""
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
 
 
 class StageCache:
@@ -56,20 +39,24 @@ class StageCache:
     def _path(self, stage: str, key: str) -> Path:
         return self.root / stage / f"{key}.npz"
 
-    def load(self, stage: str, key: str) -> pd.DataFrame | None:
-        if self.root is None:
-            return None
-        path = self._path(stage, key)
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                columns = json.loads(str(data["__columns__"]))
-                table = pd.DataFrame({c: data[f"c{i}"] for i, c in enumerate(columns)})
-        except (FileNotFoundError, ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile, json.JSONDecodeError):
-            # Missing or unreadable (e.g. from an older version): recompute.
+    def load(self, stage: str, key: str, columns: list[str]) -> pd.DataFrame | None:
+        """The stored table, or None (a miss) when there is none, it cannot be read, or its
+        columns are not `columns` (a file from another version, or damaged)."""
+        table = self._read(self._path(stage, key)) if self.root is not None else None
+        if table is None or list(table.columns) != list(columns):
             self.misses[stage] = self.misses.get(stage, 0) + 1
             return None
         self.hits[stage] = self.hits.get(stage, 0) + 1
         return table
+
+    @staticmethod
+    def _read(path: Path) -> pd.DataFrame | None:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                columns = json.loads(str(data["__columns__"]))
+                return pd.DataFrame({c: data[f"c{i}"] for i, c in enumerate(columns)})
+        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile, TypeError):
+            return None
 
     def save(self, stage: str, key: str, table: pd.DataFrame) -> None:
         if self.root is None:

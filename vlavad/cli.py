@@ -1,7 +1,9 @@
-"""Command line: `vlavad fit | score | bench` (also `python -m vlavad`).
+"""Command line: `vlavad fit | score | bench | settings` (also `python -m vlavad`).
 
 Every problem the user can cause ends with a one-line `error: …` and exit status 2; an
-interrupted run exits 130. Neither leaves a half-written file behind (see `vlavad.cache`).
+interrupted run exits 130. Output folders are checked before any work starts: vlavad writes a
+new folder, an empty one, or one it wrote itself, never over a user's files, and neither an
+error nor Ctrl-C leaves a half-written file behind.
 """
 
 from __future__ import annotations
@@ -10,51 +12,61 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from .errors import ConfigError, VlavadError
 
+# --detector etc. set one stage's backend; --predictor the temporal model.
+BACKEND_OPTIONS = {"detector": "detect.backend", "describer": "describe.backend", "encoder": "embed.backend", "predictor": "temporal.predictor"}
+
 
 def _settings(args):
-    from .config import preset
+    from .backends import resolve
+    from .config import modern_name, preset
 
-    settings = preset(args.preset)
-    changes = {}
-    for name in ("detector", "describer", "encoder", "predictor"):
-        if getattr(args, name, None):
-            changes[name] = getattr(args, name)
+    changes = {setting: getattr(args, option) for option, setting in BACKEND_OPTIONS.items() if getattr(args, option, None)}
     for item in args.set or []:
         key, sep, value = item.partition("=")
-        if not sep:
+        if not sep or not key.strip():
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         try:
             changes[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
-            changes[key.strip()] = value
-    settings = settings.updated(**changes)
-    from .backends import resolve_backend
-
-    explicit = [stage for stage in ("detector", "describer", "encoder") if stage in changes]
-    settings, warnings = resolve_backend(args.backend, settings, explicit=explicit)
-    for line in warnings:
+            changes[key.strip()] = value  # a plain word: a string setting (or a type error naming it)
+    with warnings.catch_warnings(record=True) as notes:
+        warnings.simplefilter("always", DeprecationWarning)
+        settings = preset(args.preset).updated(**changes)
+    for note in notes:
+        print(f"note: {note.message}", file=sys.stderr)
+    explicit = [modern_name(key).split(".")[0] for key in changes if modern_name(key).endswith(".backend")]
+    settings, lines = resolve(settings, args.backend, explicit=explicit)
+    for line in lines:
         print(f"warning: {line}", file=sys.stderr)
     return settings
 
 
 def _pipeline(args, settings):
     from .pipeline import Pipeline
+
+    cache = None if args.no_cache else (args.cache or "default")
+    return Pipeline(settings, cache_dir=cache, show_progress=not args.quiet)
+
+
+def _prompts(args):
     from .prompts import load_pool
 
-    prompts = load_pool(args.prompts) if getattr(args, "prompts", None) else None
-    cache = None if args.no_cache else (args.cache or "default")
-    return Pipeline(settings, prompts=prompts, cache_dir=cache, show_progress=not args.quiet)
+    return load_pool(args.prompts) if getattr(args, "prompts", None) else None
 
 
 def cmd_fit(args) -> None:
     from .backends import backends_line
     from .datasets import load_dataset
+    from .fileio import check_output_folder
 
+    check_output_folder(args.out, "model")
     settings = _settings(args)
+    prompts = _prompts(args)
     videos = list(args.videos)
     if args.dataset:
         videos += [ref.path for ref in load_dataset(args.dataset).train]
@@ -62,7 +74,7 @@ def cmd_fit(args) -> None:
         raise ConfigError("Give normal videos to fit on, or --dataset ROOT to use a dataset's training split.")
     pipeline = _pipeline(args, settings)
     started = time.perf_counter()
-    model = pipeline.fit(videos)
+    model = pipeline.fit(videos, prompts)
     path = model.save(args.out)
     seconds = time.perf_counter() - started
     frames = model.training["frames"]
@@ -74,30 +86,32 @@ def cmd_fit(args) -> None:
 
 
 def cmd_score(args) -> None:
-    from .backends import backends_line
+    from .backends import backends_line, check_available
+    from .fileio import check_output_folder
     from .model import FittedModel
     from .results import save_result
 
-    from .backends import resolve_backend
-
     model = FittedModel.load(args.model)
     settings = model.settings
-    # Fails at once, naming the model, if the weights this model was fitted with are not here.
-    resolve_backend("offline", settings, explicit=("detector", "describer", "encoder"))
-    for name in ("detector", "describer", "encoder"):
-        requested = getattr(args, name, None)
-        if requested and requested != getattr(settings, name):
+    for option, setting in BACKEND_OPTIONS.items():
+        requested = getattr(args, option, None)
+        fitted = settings.temporal.predictor if option == "predictor" else getattr(settings, setting.split(".")[0]).backend
+        if requested and requested != fitted:
             raise ConfigError(
-                f"This model was fitted with {name} {getattr(settings, name)!r}; scoring with {requested!r} would compare "
+                f"This model was fitted with {option} {fitted!r}; scoring with {requested!r} would compare "
                 "answers from different backends. Fit a new model instead."
             )
-    pipeline = _pipeline(args, settings)
+    check_available(settings)  # fails at once, naming the model, if its weights are not here
     out = Path(args.out)
-    for video in args.videos:
+    folders = {video: (out / Path(video).stem if len(args.videos) > 1 else out) for video in args.videos}
+    for folder in folders.values():
+        check_output_folder(folder, "result")
+    pipeline = _pipeline(args, settings)
+    for video, folder in folders.items():
         started = time.perf_counter()
         result = pipeline.score(model, video)
         seconds = time.perf_counter() - started
-        folder = save_result(result, out / result.name if len(args.videos) > 1 else out)
+        save_result(result, folder)
         n = result.info.frame_count
         print(f"{result.name}: {n} frames in {seconds:.1f} s ({n / max(seconds, 1e-9):.0f} frames/s), "
               f"{len(result.events)} event(s) above threshold {result.threshold:.2f}")
@@ -112,14 +126,16 @@ def cmd_bench(args) -> None:
     from .backends import backends_line
     from .bench import metrics_table, run_benchmark, save_benchmark
     from .datasets import load_dataset
+    from .fileio import check_output_folder
 
     dataset = load_dataset(args.dataset, layout=args.layout)
     settings = _settings(args)
-    if settings.preset == "custom" and args.preset == "custom":
+    out = check_output_folder(args.out or Path("runs") / f"{dataset.name}-{settings.preset}", "run")
+    if args.preset == "custom":
         print("note: using the 'custom' preset; pass --preset ped2|avenue|shanghaitech for the paper's settings", file=sys.stderr)
     pipeline = _pipeline(args, settings)
-    result = run_benchmark(dataset, pipeline)
-    out = save_benchmark(result, args.out or Path("runs") / f"{dataset.name}-{settings.preset}")
+    result = run_benchmark(dataset, pipeline, _prompts(args))
+    save_benchmark(result, out)
     print(metrics_table(result))
     print()
     print(f"backends: {backends_line(result.backends)}")
@@ -128,26 +144,36 @@ def cmd_bench(args) -> None:
     print(f"results, ROC plot and model in {out}")
 
 
+def cmd_settings(args) -> None:
+    from .config import preset, settings_reference
+
+    for name, value in settings_reference(preset(args.preset)):
+        print(f"{name} = {json.dumps(value)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .backends import MODE_ALIASES, MODES
     from .config import preset_names
 
-    parser = argparse.ArgumentParser(prog="vlavad", description="VLAVAD video anomaly detection (offline backends by default).")
+    parser = argparse.ArgumentParser(prog="vlavad", description="VLAVAD video anomaly detection (weight-free backends by default).")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p, with_preset=True):
         if with_preset:
-            p.add_argument("--preset", default="custom", choices=None, help=f"settings preset: {', '.join(preset_names())}")
-            p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. --set lam=0.2 or --set track.flow_quantile=0.75 (repeatable)")
-            p.add_argument("--predictor", help="temporal model: s3m (default), gru, transformer")
+            p.add_argument("--preset", default="custom", help=f"settings preset: {', '.join(preset_names())}")
+            p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                           help="override a setting by its dotted name, e.g. --set fusion.lam=0.2 or --set track.flow_grid=7 "
+                           "(repeatable; `vlavad settings` lists every name)")
             p.add_argument("--prompts", help="prompt pool JSON (default: the bundled pool for the describer)")
             p.add_argument(
-                "--backend", choices=("auto", "offline", "models"), default="offline",
-                help="offline (default): no download; models: YOLO + BLIP-2 + CLIP, fails at once if one is missing; "
-                "auto: models where their weights are available, else offline with a warning",
+                "--backend", choices=(*MODES, *MODE_ALIASES), default="weight-free",
+                help="weight-free (default): no download; hub: YOLO + BLIP-2 + CLIP, fails at once if one is missing; "
+                "auto: the best tier whose models are available, saying which",
             )
         p.add_argument("--detector", help="detector backend (default: blobs)")
         p.add_argument("--describer", help="describer backend (default: motion)")
         p.add_argument("--encoder", help="text encoder backend (default: hashing)")
+        p.add_argument("--predictor", help="temporal model: s3m (default), gru, transformer")
         p.add_argument("--cache", help="cache folder (default: $VLAVAD_CACHE or ~/.cache/vlavad)")
         p.add_argument("--no-cache", action="store_true", help="recompute every stage")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -155,14 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="learn normality from normal videos")
     fit.add_argument("videos", nargs="*", help="normal video files or frame folders")
     fit.add_argument("--dataset", help="use this dataset's training videos")
-    fit.add_argument("--out", required=True, help="model folder to write")
+    fit.add_argument("--out", required=True, help="model folder to write (new, empty, or a vlavad model to replace)")
     common(fit)
     fit.set_defaults(run=cmd_fit)
 
     score = sub.add_parser("score", help="score videos with a fitted model")
     score.add_argument("model", help="model folder written by `fit`")
     score.add_argument("videos", nargs="+", help="video files or frame folders")
-    score.add_argument("--out", default="vlavad-results", help="output folder (default: vlavad-results)")
+    score.add_argument("--out", default="vlavad-results", help="result folder (one per video when several; default: vlavad-results)")
     common(score, with_preset=False)
     score.set_defaults(run=cmd_score)
 
@@ -172,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", help="run folder (default: runs/<dataset>-<preset>)")
     common(bench)
     bench.set_defaults(run=cmd_bench)
+
+    settings = sub.add_parser("settings", help="list every setting's dotted name and value (for --set)")
+    settings.add_argument("--preset", default="custom", help=f"show a preset's values: {', '.join(preset_names())}")
+    settings.set_defaults(run=cmd_settings)
     return parser
 
 

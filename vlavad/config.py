@@ -1,101 +1,211 @@
-"""Settings of a run, and the dataset presets that carry the paper's hyperparameters."""
+"""Settings of a run, grouped by stage, and the dataset presets that carry the paper's values.
+
+    preset, default_fps, device
+    detect    backend + one group per detector    (--set detect.blobs.min_threshold=15)
+    track     ByteTrack and optical flow          (--set track.flow_grid=7)
+    describe  backend, step_hz + describer groups (--set describe.motion.smooth_s=0.5)
+    embed     backend + one group per encoder     (--set embed.clip.model=ID)
+    spa       prompt selection                    (--set spa.select=2)
+    temporal  the S3M and its training            (--set temporal.epochs=4)
+    fusion    λ, σ and the event threshold        (--set fusion.lam=0.2)
+
+Each backend declares its own group (see `vlavad.registry`), so a new backend's settings appear
+here without editing this file. Every value is checked when the settings are made (types,
+ranges, names), and each stage's cache key holds only what that stage and the ones before it
+depend on. The flat names of release 0.1.0 (`lam`, `yolo_weights`, ...) still work, with a
+deprecation note, and 0.1.0's model files load unchanged.
+"""
 
 from __future__ import annotations
 
+import difflib
 import json
-from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+import warnings
+from importlib import resources
+from typing import Literal
 
-from .detect import BlobSettings
+from pydantic import Field, create_model, field_validator
+
+from .describe import DESCRIBERS
+from .detect import DETECTORS
+from .embed import ENCODERS
 from .errors import ConfigError
-from .prompts import ASSETS
+from .registry import Registry
+from .schema import Schema, validate
 from .track import TrackSettings
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything that decides a result. Stage settings are grouped so each stage's cache key
-    holds only what that stage (and the stages before it) depend on."""
+def _with_backend_groups(base: type[Schema], registry: Registry) -> type[Schema]:
+    """`base` plus one field per settings group of the registry's backends."""
+    groups = {}
+    for _, cls in registry.items():
+        if cls.Settings.model_fields:
+            groups.setdefault(cls.group(), (cls.Settings, cls.Settings()))
+    return create_model(base.__name__, __base__=base, __module__=__name__, **groups)
+
+
+def _known_backend(registry: Registry):
+    def check(name: str) -> str:
+        if name not in registry.names():
+            raise ValueError(f"unknown {registry.stage} {name!r}; choose one of: {', '.join(registry.names())}")
+        return name
+
+    return check
+
+
+class _DetectBase(Schema):
+    backend: str = "blobs"
+    _known = field_validator("backend")(_known_backend(DETECTORS))
+
+
+class _DescribeBase(Schema):
+    backend: str = "motion"
+    step_hz: float = Field(10.0, gt=0, le=120)  # objects are described (and the S3M steps) at this rate
+    _known = field_validator("backend")(_known_backend(DESCRIBERS))
+
+
+class _EmbedBase(Schema):
+    backend: str = "hashing"
+    _known = field_validator("backend")(_known_backend(ENCODERS))
+
+
+DetectSettings = _with_backend_groups(_DetectBase, DETECTORS)
+DescribeSettings = _with_backend_groups(_DescribeBase, DESCRIBERS)
+EmbedSettings = _with_backend_groups(_EmbedBase, ENCODERS)
+
+
+class SPASettings(Schema):
+    top_k: int = Field(3, ge=1, le=100)  # k of the paper's top-k concentration statistic
+    select: int = Field(1, ge=1, le=50)  # how many prompts SPA selects
+    # Pseudo-anomalies for prompt selection: the normal clips played this much faster (0 or 1: none).
+    pseudo_stride: int = Field(3, ge=0, le=16)
+
+
+class TemporalSettings(Schema):
+    predictor: Literal["s3m", "gru", "transformer"] = "s3m"  # the paper's S3M, or the ablation's RNN / Transformer
+    past: int = Field(10, ge=1, le=200)  # steps read ...
+    future: int = Field(2, ge=1, le=50)  # ... steps predicted
+    layers: int = Field(3, ge=1, le=12)
+    d_model: int = Field(64, ge=4, le=1024)
+    max_windows: int = Field(8192, ge=1)  # trains on at most this many windows (a seeded random subset)
+    epochs: int = Field(8, ge=0, le=1000)  # 0: no temporal model, the static score alone
+    lr: float = Field(1e-3, gt=0, le=1)
+    seed: int = Field(0, ge=0)
+
+
+class FusionSettings(Schema):
+    lam: float = Field(0.1, ge=0, le=100)  # weight of the temporal score: static + λ·temporal
+    sigma_s: float = Field(0.6, ge=0, le=60)  # Gaussian smoothing of the curve, seconds
+    threshold_quantile: float = Field(0.99, gt=0, lt=1)  # events: frames above this quantile of training scores
+
+
+class Settings(Schema):
+    """Everything that decides a result."""
 
     preset: str = "custom"
-    default_fps: float = 25.0  # for frame folders, which carry no frame rate
-    # backends (see vlavad.backends): offline ones need no download
-    detector: str = "blobs"  # blobs | yolo
-    describer: str = "motion"  # motion | blip2 | hf
-    encoder: str = "hashing"  # hashing | clip
-    blobs: BlobSettings = field(default_factory=BlobSettings)
-    track: TrackSettings = field(default_factory=TrackSettings)
-    # model-backed backends (vlavad.yolo, vlavad.vlm, vlavad.clip_text); ignored by offline ones
-    device: str = "auto"  # auto | cpu | cuda: where models run (never part of a cache key)
-    yolo_weights: str = "yolo11n.pt"  # a path, or a file name looked up in the working and app folders
-    yolo_classes: str = "person,bicycle,car,motorcycle,bus,truck"  # class names or ids, comma-separated
-    yolo_conf: float = 0.5
-    yolo_iou: float = 0.3  # NMS IoU
-    yolo_min_area_frac: float = 0.0012  # minimum box area as a fraction of the frame area
-    yolo_imgsz: int = 640  # YOLO's inference size (the working frame is letterboxed to it)
-    vlm_model: str = ""  # model id or local folder; "" = the describer's default (BLIP-2 OPT-2.7B)
-    vlm_revision: str = ""  # hub revision (branch, tag or commit); "" = main
-    vlm_dtype: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 on CPU) | float32 | float16 | bfloat16
-    vlm_batch_size: int = 16  # crops × question pairs per generate call (speed only)
-    vlm_max_new_tokens: int = 10  # answers are short phrases
-    vlm_stride: int = 1  # ask every n-th step of a track; skipped steps keep the last answer
-    crop_margin: float = 0.15  # object crops are padded by this fraction of the box size per side
-    crop_min_side: int = 32  # smaller crops are enlarged around their centre, source pixels
-    clip_model: str = "openai/clip-vit-base-patch32"
-    clip_revision: str = ""
-    # description
-    step_hz: float = 10.0  # objects are described (and the S3M steps) at this rate
-    # The motion describer phrases medians over this window of the track. 1 s was chosen on
-    # Ped2's *training* videos: it separated pseudo-anomalies better (AUC .988) than 0.5 s (.980).
-    motion_smooth_s: float = 1.0
-    # SPA
-    spa_top_k: int = 3  # k of the paper's top-k concentration statistic
-    spa_select: int = 1  # how many prompts SPA selects
-    pseudo_stride: int = 3  # pseudo-anomalies for prompt selection: clips played this much faster (0: off)
-    # S3M
-    predictor: str = "s3m"  # s3m | gru | transformer (the paper's ablation)
-    past: int = 10
-    future: int = 2
-    layers: int = 3
-    d_model: int = 64
-    max_windows: int = 8192  # S3M trains on at most this many windows (a seeded random subset)
-    epochs: int = 8  # ~10 s an epoch on Ped2 on 2 CPU cores; the loss has flattened by then
-    lr: float = 1e-3
-    seed: int = 0
-    # fusion
-    lam: float = 0.1
-    sigma_s: float = 0.6
-    threshold_quantile: float = 0.99  # events: frames above this quantile of training scores
+    default_fps: float = Field(25.0, gt=0, le=1000)  # for frame folders, which carry no frame rate
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")  # where networks run (never part of a cache key)
+    detect: DetectSettings = DetectSettings()
+    track: TrackSettings = TrackSettings()
+    describe: DescribeSettings = DescribeSettings()
+    embed: EmbedSettings = EmbedSettings()
+    spa: SPASettings = SPASettings()
+    temporal: TemporalSettings = TemporalSettings()
+    fusion: FusionSettings = FusionSettings()
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return self.model_dump()
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Settings":
-        data = dict(data)
-        data["blobs"] = BlobSettings(**data.get("blobs", {}))
-        data["track"] = TrackSettings(**data.get("track", {}))
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"Unknown setting(s): {', '.join(sorted(unknown))}")
-        return cls(**data)
+    def from_dict(cls, data: dict, what: str = "settings") -> "Settings":
+        """Settings from a dict: this release's groups, or release 0.1.0's flat names."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{what}: expected an object of settings, got {type(data).__name__}")
+        flat = _flatten(data)
+        if any(key.split(".")[0] in LEGACY_NAMES or key.startswith("blobs.") for key in flat):
+            flat = {modern_name(key): value for key, value in flat.items()}
+        return validate(cls, _nest(flat), what, ConfigError)
 
     def updated(self, **changes) -> "Settings":
-        """A copy with `changes`; a stage setting is named `group.name`, e.g. `track.flow_quantile`."""
-        nested: dict[str, dict] = {}
-        for key in [k for k in changes if "." in k]:
-            group, name = key.split(".", 1)
-            nested.setdefault(group, {})[name] = changes.pop(key)
-        unknown = set(changes) - {f.name for f in fields(self)}
-        for group, values in nested.items():
-            current = getattr(self, group, None)
-            known = {f.name for f in fields(current)} if is_dataclass(current) else set()
-            unknown |= {f"{group}.{name}" for name in values if name not in known}
-        if unknown:
-            raise ConfigError(f"Unknown setting(s): {', '.join(sorted(unknown))}")
-        for group, values in nested.items():
-            changes[group] = replace(getattr(self, group), **values)
-        return replace(self, **changes)
+        """A copy with `changes`, each named by its dotted path (`fusion.lam`, `track.flow_grid`,
+        `detect.blobs.min_threshold`). Unknown names get a "did you mean"."""
+        flat = _flatten(self.model_dump())
+        groups = _group_names(flat)
+        for key, value in changes.items():
+            name = modern_name(key)
+            if name != key:
+                warnings.warn(f"setting {key!r} is now called {name!r}", DeprecationWarning, stacklevel=2)
+            if name in groups:
+                example = next(k for k in flat if k.startswith(name + "."))
+                raise ConfigError(f"{name} is a group of settings: set one of its fields, e.g. {example}={json.dumps(flat[example])}")
+            if name not in flat:
+                raise ConfigError(f"Unknown setting {key!r}{_did_you_mean(key, list(flat) + list(LEGACY_NAMES))}")
+            flat[name] = value
+        return validate(Settings, _nest(flat), "settings", ConfigError)
+
+
+# Release 0.1.0's flat names, and where each lives now.
+LEGACY_NAMES = {
+    "detector": "detect.backend",
+    "describer": "describe.backend",
+    "encoder": "embed.backend",
+    "blobs": "detect.blobs",
+    **{f"yolo_{name}": f"detect.yolo.{name}" for name in ("weights", "classes", "conf", "iou", "min_area_frac", "imgsz")},
+    **{f"vlm_{name}": f"describe.vlm.{name}" for name in ("model", "revision", "dtype", "batch_size", "max_new_tokens", "stride")},
+    "crop_margin": "describe.vlm.crop_margin",
+    "crop_min_side": "describe.vlm.crop_min_side",
+    "clip_model": "embed.clip.model",
+    "clip_revision": "embed.clip.revision",
+    "step_hz": "describe.step_hz",
+    "motion_smooth_s": "describe.motion.smooth_s",
+    "spa_top_k": "spa.top_k",
+    "spa_select": "spa.select",
+    "pseudo_stride": "spa.pseudo_stride",
+    **{name: f"temporal.{name}" for name in ("predictor", "past", "future", "layers", "d_model", "max_windows", "epochs", "lr", "seed")},
+    **{name: f"fusion.{name}" for name in ("lam", "sigma_s", "threshold_quantile")},
+}
+
+
+def modern_name(key: str) -> str:
+    head, dot, rest = key.partition(".")
+    return LEGACY_NAMES[head] + dot + rest if head in LEGACY_NAMES else key
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    """{"fusion": {"lam": 0.1}} -> {"fusion.lam": 0.1}; a dict value is always a group."""
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _nest(flat: dict) -> dict:
+    nested: dict = {}
+    for key, value in flat.items():
+        *groups, name = key.split(".")
+        target = nested
+        for group in groups:
+            target = target.setdefault(group, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"{'.'.join(groups)} is a setting, not a group: {key!r} cannot be set")
+        target[name] = value
+    return nested
+
+
+def _group_names(flat: dict) -> set[str]:
+    return {key.rsplit(".", i)[0] for key in flat for i in range(1, key.count(".") + 1)}
+
+
+def _did_you_mean(key: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    close = close or [name for name in names if name.endswith("." + key.rsplit(".", 1)[-1])][:1]
+    return f"; did you mean {modern_name(close[0])!r}?" if close else "; see `vlavad settings` for every name"
+
+
+# --- presets -----------------------------------------------------------------------------------
 
 
 def preset_names() -> list[str]:
@@ -106,8 +216,17 @@ def preset(name: str) -> Settings:
     presets = _presets()
     if name not in presets or name.startswith("_"):
         raise ConfigError(f"Unknown preset {name!r}; choose one of: {', '.join(preset_names())}")
-    return Settings(preset=name).updated(**presets[name])
+    try:
+        return Settings(preset=name).updated(**_flatten(presets[name]))
+    except ConfigError as exc:
+        raise ConfigError(f"preset {name!r} in presets.json: {exc}") from None
 
 
 def _presets() -> dict:
-    return json.loads((ASSETS / "presets.json").read_text())
+    return json.loads(resources.files("vlavad").joinpath("assets", "presets.json").read_text())
+
+
+def settings_reference(settings: Settings | None = None) -> list[tuple[str, object]]:
+    """Every setting's dotted name and value (default: the defaults), group by group."""
+    return list(_flatten((settings or Settings()).model_dump()).items())
+

@@ -2,8 +2,9 @@
 copy, and a custom layout for the user's own videos.
 
 `load_dataset` lists the train and test videos and reads the frame-level test labels; it decodes no
-video. Every path it hands out stays inside the dataset root, even through symlinks, because the web
-app lists datasets under a configured data root and must not be led outside it.
+video. With `confine_to` (the web app passes its data root), every path it hands out stays inside
+that folder, even through symlinks, so that no dataset can lead the app elsewhere. From the
+command line nothing is confined: a `train/` that links to another disk is the user's own layout.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import re
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,13 +69,26 @@ _LOOKED_FOR = (
 )
 
 
+# The folder every path must stay inside while a dataset is read (None: no confinement). A
+# context variable rather than an argument of every layout parser: they all check paths the same way.
+_CONFINED_TO: ContextVar[Path | None] = ContextVar("confined_to", default=None)
+
+
 def load_dataset(
-    root: str | Path, layout: str = "auto", frame_counter: FrameCounter = count_frames
+    root: str | Path, layout: str = "auto", frame_counter: FrameCounter = count_frames, *, confine_to: str | Path | None = None
 ) -> Dataset:
     """Read a dataset folder; `layout` is one of LAYOUTS or "auto" to detect it.
 
     `frame_counter` is used only for custom labels given as [start, end] intervals.
     """
+    token = _CONFINED_TO.set(Path(confine_to).resolve() if confine_to else None)
+    try:
+        return _load(root, layout, frame_counter)
+    finally:
+        _CONFINED_TO.reset(token)
+
+
+def _load(root: str | Path, layout: str, frame_counter: FrameCounter) -> Dataset:
     if layout != "auto" and layout not in LAYOUTS:
         raise ConfigError(
             f"unknown dataset layout {layout!r}; expected auto or one of {', '.join(LAYOUTS)}"
@@ -349,10 +364,10 @@ def _binary(values, path: Path, name: str) -> np.ndarray:
 
 
 def _inside(path: Path, root: Path) -> Path:
-    """`path` if it resolves inside `root` (already resolved), else DatasetError: a symlink must not
-    lead outside the dataset."""
-    if not path.resolve().is_relative_to(root):
-        raise DatasetError(f"{path}: points outside the dataset folder {root}")
+    """`path`, or DatasetError if a symlink leads it outside the folder reading is confined to."""
+    boundary = _CONFINED_TO.get()
+    if boundary is not None and not path.resolve().is_relative_to(boundary):
+        raise DatasetError(f"{path.parent.name}/{path.name} points outside the data folder")
     return path
 
 

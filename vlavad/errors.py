@@ -24,3 +24,7 @@ class ConfigError(VlavadError):
 
 class ModelError(VlavadError):
     """A fitted model that is missing, corrupt, or incompatible with the request."""
+
+
+class OutputError(VlavadError):
+    """An output path that would overwrite something vlavad did not write, or cannot be written."""

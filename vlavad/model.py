@@ -2,31 +2,96 @@
 
 A model folder holds `model.json` (settings, prompt pool, selected prompts, answer frequencies,
 normalisation statistics, the describer's fitted state and the backends that produced it) and
-`predictor.safetensors` (the S3M weights). It is written to a temporary folder and renamed into
-place, so a killed `fit` leaves no half-written model behind.
+`predictor.safetensors` (the S3M weights). It is built beside its target and renamed into place
+(`vlavad.fileio.staged_folder`), so a killed `fit` leaves no half-written model, and an existing
+folder is replaced only if it is a vlavad model. Loading checks every field of `model.json`
+against a declared schema: a bad value is one line naming the field.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import Field, Strict, model_validator
 
 from . import __version__
 from .config import Settings
-from .errors import ModelError
-from .prompts import Prompt
+from .errors import ConfigError, ModelError
+from .fileio import atomic_write_json, staged_folder
+from .prompts import Prompt, PromptRecord
+from .schema import Schema, read_json_file, validate
 from .scoring import Normaliser
 from .spa import AnswerFrequencies, PromptStats
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .s3m import TemporalModel
+
 FORMAT = "vlavad-model/1"
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class _PromptStatsRecord(Schema):
+    prompt_id: str
+    question: str
+    answers: int = Field(ge=0)
+    concentration: float = Field(ge=0, le=1)
+    separation: float | None = Field(ge=0, le=1)
+    top_answers: list[Annotated[tuple[str, float], Strict(False)]]
+    selected: bool
+
+
+class _FrequenciesRecord(Schema):
+    counts: dict[str, dict[str, Annotated[int, Field(ge=0)]]]
+    smoothing: float = Field(gt=0, allow_inf_nan=False)
+
+
+class _NormaliserRecord(Schema):
+    static_mean: FiniteFloat
+    static_std: float = Field(gt=0, allow_inf_nan=False)
+    static_fill: FiniteFloat
+    temporal_mean: FiniteFloat
+    temporal_std: float = Field(gt=0, allow_inf_nan=False)
+    temporal_fill: FiniteFloat
+
+
+class _PredictorConfigRecord(Schema):
+    kind: Literal["s3m", "gru", "transformer"]
+    dim: int = Field(ge=1, le=65536)
+    past: int = Field(ge=1, le=200)
+    future: int = Field(ge=1, le=50)
+    layers: int = Field(ge=1, le=12)
+    d_model: int = Field(ge=1, le=1024)
+
+
+class ModelFile(Schema):
+    """`model.json`, field by field (settings are checked by `Settings.from_dict`, which also
+    reads release 0.1.0's flat names)."""
+
+    format: Literal["vlavad-model/1"]
+    vlavad_version: str
+    settings: dict
+    backends: dict
+    prompts: list[PromptRecord] = Field(min_length=1)
+    selected: list[str]
+    prompt_stats: list[_PromptStatsRecord]
+    frequencies: _FrequenciesRecord
+    normaliser: _NormaliserRecord
+    describer_state: dict
+    predictor_config: _PredictorConfigRecord | None
+    threshold: FiniteFloat
+    training: dict = {}
+
+    @model_validator(mode="after")
+    def _selected_are_prompts(self) -> "ModelFile":
+        ids = {Prompt(p.question, p.measures).id for p in self.prompts}
+        unknown = [s for s in self.selected if s not in ids]
+        if unknown:
+            raise ValueError(f"selected prompt {unknown[0]!r} is not one of the model's prompts")
+        return self
 
 
 @dataclass
@@ -39,8 +104,7 @@ class FittedModel:
     normaliser: Normaliser
     describer_state: dict
     backends: dict
-    predictor_config: dict | None  # None when no track was long enough to train the S3M
-    predictor_state: dict = field(default_factory=dict, repr=False)  # name -> torch tensor
+    temporal: TemporalModel | None = None  # None when no track was long enough to train the S3M
     threshold: float = 0.0  # event threshold on the fused score (a training quantile)
     training: dict = field(default_factory=dict)  # videos, frames, losses: for the record
 
@@ -66,70 +130,62 @@ class FittedModel:
             "frequencies": {"counts": self.frequencies.counts, "smoothing": self.frequencies.smoothing},
             "normaliser": self.normaliser.to_dict(),
             "describer_state": self.describer_state,
-            "predictor_config": self.predictor_config,
+            "predictor_config": self.temporal.config() if self.temporal else None,
             "threshold": self.threshold,
             "training": self.training,
         }
 
-    def save(self, path: str | Path) -> Path:
-        from safetensors.torch import save_file
+    def save(self, path: str | Path, *, replace: bool = True, extra: dict[str, dict] | None = None) -> Path:
+        """Writes the model folder. An existing folder is replaced only if it is a vlavad model
+        (and `replace`); otherwise OutputError, or FileExistsError when `replace` is False.
+        `extra` maps file names to JSON data saved with the model (an app's own record of it)."""
+        with staged_folder(path, "model", replace=replace) as staging:
+            for name, data in (extra or {}).items():
+                atomic_write_json(staging / name, data)
+            if self.temporal:
+                from safetensors.torch import save_file
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-        try:
-            (staging / "model.json").write_text(json.dumps(self.to_json(), indent=1))
-            if self.predictor_state:
-                save_file({k: v.contiguous() for k, v in self.predictor_state.items()}, str(staging / "predictor.safetensors"))
-            if path.exists():
-                # Swap in two renames so that some complete model is on disk at every instant.
-                old = path.with_name(f".{path.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(path, old)
-                os.replace(staging, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(staging, path)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return path
+                state = {k: v.contiguous() for k, v in self.temporal.state_dict().items()}
+                save_file(state, str(staging / "predictor.safetensors"))
+            atomic_write_json(staging / "model.json", self.to_json())
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | Path) -> "FittedModel":
         path = Path(path)
-        meta_path = path / "model.json"
-        if not meta_path.is_file():
+        if not (path / "model.json").is_file():
             raise ModelError(f"No VLAVAD model at {path} (expected a folder with model.json; create one with `vlavad fit`).")
+        data = read_json_file(path / "model.json", "model file", ModelError)
+        if isinstance(data, dict) and data.get("format") != FORMAT:
+            raise ModelError(f"{path / 'model.json'} is not a {FORMAT} model (format={data.get('format')!r}).")
+        meta = validate(ModelFile, data, "model.json", ModelError)
         try:
-            meta = json.loads(meta_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ModelError(f"The model file {meta_path} is corrupt: {exc}") from None
-        if meta.get("format") != FORMAT:
-            raise ModelError(f"{meta_path} is not a {FORMAT} model (format={meta.get('format')!r}).")
-        state = {}
-        if meta.get("predictor_config"):
+            settings = Settings.from_dict(meta.settings, "model.json: settings")
+        except ConfigError as exc:
+            raise ModelError(str(exc)) from None
+        temporal = None
+        if meta.predictor_config:
+            from .s3m import TemporalModel
+
             weights = path / "predictor.safetensors"
             try:
                 from safetensors.torch import load_file
 
-                state = load_file(str(weights))
-            except Exception as exc:  # safetensors raises several types for a bad file
-                raise ModelError(f"Cannot read the S3M weights {weights}: {exc}") from None
-        try:
-            return cls(
-                settings=Settings.from_dict(meta["settings"]),
-                prompts=[Prompt(p["question"], p.get("measures")) for p in meta["prompts"]],
-                selected=list(meta["selected"]),
-                frequencies=AnswerFrequencies(meta["frequencies"]["counts"], meta["frequencies"]["smoothing"]),
-                prompt_stats=[PromptStats(**{**s, "top_answers": [tuple(a) for a in s["top_answers"]]}) for s in meta["prompt_stats"]],
-                normaliser=Normaliser(**meta["normaliser"]),
-                describer_state=meta["describer_state"],
-                backends=meta["backends"],
-                predictor_config=meta["predictor_config"],
-                predictor_state=state,
-                threshold=float(meta["threshold"]),
-                training=meta.get("training", {}),
-            )
-        except (KeyError, TypeError) as exc:
-            raise ModelError(f"The model file {meta_path} is incomplete or from another version ({exc}).") from None
+                temporal = TemporalModel.from_state(meta.predictor_config.model_dump(), load_file(str(weights)))
+            except Exception as exc:  # safetensors and load_state_dict raise several types for a bad file
+                raise ModelError(f"Cannot read the S3M weights {weights.name}: {' '.join(str(exc).split())[:200]}") from None
+        return cls(
+            settings=settings,
+            prompts=[Prompt(p.question, p.measures) for p in meta.prompts],
+            selected=list(meta.selected),
+            frequencies=AnswerFrequencies(
+                {pid: dict(table) for pid, table in meta.frequencies.counts.items()}, meta.frequencies.smoothing
+            ),
+            prompt_stats=[PromptStats(**{**s.model_dump(), "top_answers": list(s.top_answers)}) for s in meta.prompt_stats],
+            normaliser=Normaliser(**meta.normaliser.model_dump()),
+            describer_state=meta.describer_state,
+            backends=meta.backends,
+            temporal=temporal,
+            threshold=meta.threshold,
+            training=meta.training,
+        )

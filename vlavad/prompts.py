@@ -11,11 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
-from .errors import ConfigError
+from pydantic import Field
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+from .errors import ConfigError
+from .schema import Schema, read_json_file, validate
+
 MAX_QUESTION_CHARS = 200
 MAX_PROMPTS = 50
 
@@ -32,6 +35,21 @@ class Prompt:
 
     def to_dict(self) -> dict:
         return {"question": self.question, **({"measures": self.measures} if self.measures else {})}
+
+
+class PromptRecord(Schema):
+    """One prompt as stored in a pool or model file."""
+
+    question: str = Field(max_length=MAX_QUESTION_CHARS)
+    measures: str | None = Field(None, max_length=40)
+
+
+class PoolFile(Schema):
+    """A prompt pool file: `{"prompts": [{"question": ..., "measures": ...}, ...]}`."""
+
+    prompts: list[PromptRecord] = Field(max_length=MAX_PROMPTS)
+    note: str = ""
+    describer: str = ""
 
 
 def validate_pool(prompts: list[Prompt]) -> list[Prompt]:
@@ -58,19 +76,15 @@ def validate_pool(prompts: list[Prompt]) -> list[Prompt]:
 
 def load_pool(path: str | Path) -> list[Prompt]:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-        prompts = [Prompt(item["question"], item.get("measures")) for item in data["prompts"]]
-    except FileNotFoundError:
-        raise ConfigError(f"Prompt pool not found: {path}") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ConfigError(f"Prompt pool {path} is not a valid pool file ({exc.__class__.__name__}: {exc}).") from None
-    return validate_pool(prompts)
+    pool = validate(PoolFile, read_json_file(path, "Prompt pool", ConfigError), f"prompt pool {path.name}", ConfigError)
+    return validate_pool([Prompt(p.question, p.measures) for p in pool.prompts])
 
 
 def default_pool(describer_kind: str) -> list[Prompt]:
     """The bundled pool for a describer kind: 'motion' or 'vlm'."""
-    return load_pool(ASSETS / "prompts" / f"{'motion' if describer_kind == 'motion' else 'vlm'}.json")
+    name = "motion" if describer_kind == "motion" else "vlm"
+    with resources.as_file(resources.files("vlavad").joinpath("assets", "prompts", f"{name}.json")) as path:
+        return load_pool(path)
 
 
 def pool_to_json(prompts: list[Prompt], note: str = "") -> str:

@@ -406,3 +406,53 @@ def temporal_errors_batch(
         predicted = counts > 0
         per_step[predicted] = sums[predicted] / counts[predicted]
     return np.split(per_step, np.cumsum(lengths)[:-1])
+
+
+# --------------------------------------------------------------------------------------------
+# The temporal scorer as the pipeline uses it
+# --------------------------------------------------------------------------------------------
+
+
+class TemporalModel:
+    """A predictor with its training and its per-step errors: what `fit` trains, `score` uses
+    and a model folder stores (`config()` in model.json, `state_dict()` as safetensors)."""
+
+    def __init__(self, predictor: SequencePredictor):
+        self.predictor = predictor
+
+    @classmethod
+    def create(cls, kind: str, dim: int, past: int, future: int, layers: int, d_model: int) -> "TemporalModel":
+        return cls(build_predictor(kind, dim, past, future, layers, d_model))
+
+    @classmethod
+    def from_state(cls, config: dict, state: dict[str, Tensor]) -> "TemporalModel":
+        predictor = build_predictor(**config)
+        predictor.load_state_dict(state)
+        predictor.eval()
+        return cls(predictor)
+
+    def fit(
+        self,
+        sequences: Sequence[np.ndarray],
+        *,
+        epochs: int,
+        lr: float,
+        seed: int,
+        max_windows: int,
+        progress: Callable[[int, int, float], None] | None = None,
+    ) -> list[float]:
+        """Trains on normal sequences; returns each epoch's loss ([] when no track is long enough)."""
+        p = self.predictor
+        return train_predictor(
+            p, sequences, past=p.past, future=p.future, epochs=epochs, lr=lr, seed=seed, max_windows=max_windows, progress=progress
+        )
+
+    def errors(self, sequences: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Per-step prediction error of each sequence (NaN where no window predicts the step)."""
+        return temporal_errors_batch(self.predictor, sequences, self.predictor.past, self.predictor.future)
+
+    def config(self) -> dict:
+        return self.predictor.config()
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {k: v.detach().cpu() for k, v in self.predictor.state_dict().items()}

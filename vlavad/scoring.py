@@ -1,4 +1,5 @@
-"""From object scores to the anomaly curve: per-frame max, normalisation, fusion, smoothing.
+"""From object scores to the anomaly curve and its events: per-frame max, normalisation,
+fusion, smoothing, and the runs above the threshold with the objects that drove them.
 
 Per frame, the static (SPA) and temporal (S3M) scores are each the maximum over the objects in
 it; a frame with no scored object gets the typical normal value. Each is standardised with
@@ -17,8 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter1d
 
-FRAME_COLUMNS = ["frame", "static", "temporal", "fused"]
-
+from .results import Event
 
 _UNSCORED = -1.0  # stands for a step's own NaN while carrying forward (scores are never negative)
 
@@ -79,6 +79,13 @@ class Normaliser:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def standardise(self, log_static: np.ndarray, temporal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Training-standardised static (log scale) and temporal scores; NaN (nothing scored)
+        becomes the training median."""
+        static_z = (np.where(np.isfinite(log_static), log_static, self.static_fill) - self.static_mean) / self.static_std
+        temporal_z = (np.where(np.isfinite(temporal), temporal, self.temporal_fill) - self.temporal_mean) / self.temporal_std
+        return static_z, temporal_z
+
 
 def fuse(
     static: np.ndarray,
@@ -89,10 +96,48 @@ def fuse(
     sigma_frames: float,
 ) -> pd.DataFrame:
     """The anomaly curve of one video: standardised parts and their smoothed fusion."""
-    n = normaliser
-    static_z = (np.where(np.isfinite(static), static, n.static_fill) - n.static_mean) / n.static_std
-    temporal_z = (np.where(np.isfinite(temporal), temporal, n.temporal_fill) - n.temporal_mean) / n.temporal_std
+    static_z, temporal_z = normaliser.standardise(static, temporal)
     fused = static_z + lam * temporal_z
     if sigma_frames > 0 and len(fused) > 1:
         fused = gaussian_filter1d(fused, sigma=sigma_frames, mode="nearest")
     return pd.DataFrame({"frame": np.arange(len(fused)), "static": static_z, "temporal": temporal_z, "fused": fused})
+
+
+def object_scores(objects: pd.DataFrame, normaliser: Normaliser, lam: float) -> pd.Series:
+    """Each object's own fused score, on the curve's scale: standardised log static score plus
+    λ times its standardised temporal score. NaN for an object that was not scored."""
+    log_static = np.log(objects["static_score"].astype(float).to_numpy())
+    static_z, temporal_z = normaliser.standardise(log_static, objects["temporal_score"].astype(float).to_numpy())
+    return pd.Series(np.where(np.isfinite(log_static), static_z + lam * temporal_z, np.nan), index=objects.index)
+
+
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of true values as (first, last) index pairs."""
+    edges = np.flatnonzero(np.diff(np.r_[0, np.asarray(mask, dtype=int), 0]))
+    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def find_events(frames: pd.DataFrame, objects: pd.DataFrame, threshold: float, times: np.ndarray) -> list[Event]:
+    """Runs of frames above threshold, each with the captions of the objects that drove it.
+    `times` are the frames' timestamps in seconds."""
+    events = []
+    for start, last in runs(frames["fused"].to_numpy() > threshold):
+        span = frames.iloc[start : last + 1]
+        peak = int(span["fused"].idxmax())
+        inside = objects[(objects["frame"] >= start) & (objects["frame"] <= last)]
+        reasons = []
+        if len(inside):
+            best = inside.sort_values("object_score", ascending=False).drop_duplicates("track_id").head(3)
+            reasons = [f"track {int(r.track_id)}: {r.caption}" for r in best.itertuples()]
+        events.append(
+            Event(
+                start_frame=start,
+                end_frame=last,
+                start_s=float(times[start]),
+                end_s=float(times[last]),
+                peak_frame=peak,
+                peak_score=float(frames["fused"].iloc[peak]),
+                reasons=reasons,
+            )
+        )
+    return events

@@ -14,15 +14,16 @@ units, so that nothing downstream depends on the video's resolution or frame rat
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 from typing import Callable
 
 import cv2
 import numpy as np
 import pandas as pd
+from pydantic import Field
 from trackers import ByteTrackTracker
 
 from .detect import Detector
+from .schema import Schema
 from .video import VideoInfo, iter_frames
 
 TRACK_COLUMNS = [
@@ -36,23 +37,22 @@ TRACK_COLUMNS = [
 ]
 
 
-@dataclass(frozen=True)
-class TrackSettings:
-    working_height: int = 240
-    motion_interval_s: float = 0.1  # flow is measured between frames this far apart
-    lost_track_s: float = 1.0  # ByteTrack keeps a lost track alive this long
-    min_track_frames: int = 3  # shorter tracks are flicker, not objects
-    flow_grid: int = 5  # flow is sampled on a grid of flow_grid² points per box
+class TrackSettings(Schema):
+    working_height: int = Field(240, ge=32, le=2160)  # every frame is resized to this height first
+    motion_interval_s: float = Field(0.1, gt=0, le=10)  # flow is measured between frames this far apart
+    lost_track_s: float = Field(1.0, ge=0, le=60)  # ByteTrack keeps a lost track alive this long
+    min_track_frames: int = Field(3, ge=1)  # shorter tracks are flicker, not objects
+    flow_grid: int = Field(5, ge=2, le=15)  # flow is sampled on a grid of flow_grid² points per box
     # None: an object's velocity is the median flow vector of its points, which flow noise
     # (e.g. from lossy encoding) averages out. A number q: the median direction with the
     # q-quantile of the points' speeds, which follows the fastest part of a box (a cyclist merged
     # with walkers into one blob) but grows with flow noise. See `benchmarks/select_settings.py`
     # and the README for how the two compare on Ped2.
-    flow_quantile: float | None = None
+    flow_quantile: float | None = Field(None, ge=0, le=1)
     # A flow point counts only if tracking it back to the current frame lands within this many
     # working pixels of where it started (forward-backward check): points on textureless or
     # compression-damaged patches fail it. None: no check.
-    flow_fb_max_px: float | None = None
+    flow_fb_max_px: float | None = Field(None, gt=0)
 
 
 ProgressFn = Callable[[int, int], None]
@@ -81,6 +81,7 @@ def track_video(
     fps = info.fps
     interval = max(1, int(round(settings.motion_interval_s * fps)))
     seconds_per_interval = interval / fps
+    times = info.times()
 
     def working_gray(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         small = cv2.resize(frame, work_size, interpolation=cv2.INTER_AREA)
@@ -96,17 +97,22 @@ def track_video(
         minimum_consecutive_frames=2,
     )
     history: deque[np.ndarray] = deque(maxlen=interval + 1)
+    history_times: deque[float] = deque(maxlen=interval + 1)
     rows: list[np.ndarray] = []
     total = (info.frame_count + stride - 1) // stride
     for done, (frame_index, frame) in enumerate(iter_frames(info.path, stride=stride, fps_hint=info.fps), 1):
         small, gray = working_gray(frame)
         history.append(gray)
+        history_times.append(times[frame_index] / stride)  # played `stride` times faster
         tracked = tracker.update(detector.detect(small, gray))
         keep = tracked.tracker_id >= 0 if len(tracked) else np.zeros(0, bool)
         if keep.any():
             boxes = tracked.xyxy[keep].astype(np.float64)
             velocity = _box_velocity(history, boxes, detector.foreground(), settings.flow_grid, settings.flow_quantile, settings.flow_fb_max_px)
-            velocity /= seconds_per_interval
+            # Real time between the two frames (variable-rate video); across a pause in the
+            # recording the displacement says nothing about speed.
+            elapsed = history_times[-1] - history_times[0]
+            velocity = velocity / elapsed if elapsed <= 2 * seconds_per_interval else np.full_like(velocity, np.nan)
             rows.append(_rows(frame_index, tracked.tracker_id[keep], boxes, tracked.confidence[keep], velocity, work_size, scale))
         if progress:
             progress(done, total)

@@ -48,17 +48,31 @@ _HASH_CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What the pipeline needs to know about a video before reading its frames."""
+    """What the pipeline needs to know about a video before reading its frames.
+
+    `fps` is the stream's rate; for a variable-frame-rate file (a phone recording, a screen
+    capture) it is the typical rate, and `timestamps` holds each frame's real time, which every
+    time shown to a user (the curve, events, the annotated video) and every speed uses.
+    """
 
     path: str
     fps: float
     width: int
     height: int
     frame_count: int
+    timestamps: tuple[float, ...] | None = None  # seconds from the first frame; None: constant rate
 
     @property
     def duration_s(self) -> float:
+        if self.timestamps:
+            return self.timestamps[-1] + 1.0 / self.fps
         return self.frame_count / self.fps
+
+    def times(self) -> np.ndarray:
+        """Each frame's time in seconds from the first frame."""
+        if self.timestamps:
+            return np.asarray(self.timestamps, dtype=np.float64)
+        return np.arange(self.frame_count) / self.fps
 
 
 # --- frame folders ---------------------------------------------------------------------------
@@ -217,8 +231,25 @@ def _probe_cached(path: Path, _size: int, _mtime_ns: int, fps_hint: float | None
         fps = _stream_fps(stream) or fps_hint or DEFAULT_FPS
     frames = _decode(path)
     _, first = next(frames)  # _decode raises rather than yield nothing
-    count = 1 + sum(1 for _ in frames)
-    return VideoInfo(str(path), fps, first.width, first.height, count)
+    times = [first.time] + [frame.time for _, frame in frames]
+    fps, timestamps = _variable_rate(times, fps)
+    return VideoInfo(str(path), fps, first.width, first.height, len(times), timestamps)
+
+
+def _variable_rate(times: list[float | None], fps: float) -> tuple[float, tuple[float, ...] | None]:
+    """(rate, timestamps) from the decoded frames' presentation times: (the stream's rate, None)
+    when frame i is shown at i / rate to within half a frame, as in every constant-rate file;
+    else (the typical rate, that of the median gap between frames, so that a pause in the
+    recording does not slow every measurement down; each frame's time from the first). A file
+    without usable times (missing or going backwards) is taken at the stream's rate."""
+    if len(times) < 2 or any(t is None for t in times):
+        return fps, None
+    relative = np.asarray(times, dtype=np.float64) - times[0]
+    if np.any(np.diff(relative) <= 0):
+        return fps, None
+    if np.max(np.abs(relative - np.arange(len(relative)) / fps)) <= 0.5 / fps:
+        return fps, None
+    return 1.0 / float(np.median(np.diff(relative))), tuple(float(t) for t in relative)
 
 
 def iter_frames(
@@ -310,6 +341,8 @@ class BrowserVideoWriter:
     or height is padded by one replicated pixel. Frames go to a hidden temporary file beside
     `path`, renamed onto it only when the `with` block ends cleanly: an exception or Ctrl-C leaves
     `path` untouched. The same frames always give the same bytes (see `_open_encoder`).
+    With `timestamps` (a variable-rate source's frame times, `VideoInfo.timestamps`) each frame
+    is shown at its own time rather than at `i / fps`.
     """
 
     def __init__(
@@ -321,12 +354,14 @@ class BrowserVideoWriter:
         *,
         crf: int = 23,
         preset: str = "veryfast",
+        timestamps: tuple[float, ...] | None = None,
     ) -> None:
         if fps <= 0 or width <= 0 or height <= 0:
             raise ValueError(f"fps, width and height must be positive, got {fps}, {width}, {height}")
         self.path = Path(path)
         self.fps, self.width, self.height = fps, width, height
         self.crf, self.preset = crf, preset
+        self.timestamps = timestamps
         self.frames_written = 0
         self._container: av.container.OutputContainer | None = None
 
@@ -351,7 +386,8 @@ class BrowserVideoWriter:
             self._stream.width = self.width + self.width % 2
             self._stream.height = self.height + self.height % 2
             self._stream.pix_fmt = "yuv420p"
-            self._stream.codec_context.time_base = 1 / rate
+            # Millisecond ticks place a variable-rate source's frames at their own times.
+            self._stream.codec_context.time_base = Fraction(1, 1000) if self.timestamps else 1 / rate
             # No B-frames: with them this x264 build's output varies from run to run (it depends on
             # uninitialised memory; seen for widths that are not a multiple of 128 px). Without,
             # the same frames always give the same bytes, at about 10% more size.
@@ -376,7 +412,7 @@ class BrowserVideoWriter:
         # default shifts chroma by a level, tinting greys green.
         i420 = cv2.cvtColor(padded, cv2.COLOR_BGR2YUV_I420)
         frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
-        frame.pts = self.frames_written
+        frame.pts = round(self.timestamps[self.frames_written] * 1000) if self.timestamps else self.frames_written
         frame.time_base = self._stream.codec_context.time_base
         self._encode(frame)
         self.frames_written += 1

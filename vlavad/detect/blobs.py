@@ -1,8 +1,4 @@
-"""Object detection: the `Detector` interface and the offline motion-blob detector.
-
-A detector sees frames at the pipeline's working resolution (every frame is resized to a fixed
-height first, so thresholds and kernel sizes mean the same thing at every input resolution) and
-returns boxes in those working coordinates as `supervision.Detections`.
+"""The weight-free motion-blob detector (`blobs`).
 
 `MotionBlobDetector` needs no weights: it subtracts a background model (the per-pixel median of
 frames sampled across the whole video, then slowly updated) and turns the connected foreground
@@ -12,55 +8,36 @@ benchmarks care about; it cannot see an object that never moves.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
-from typing import Iterable
+from collections.abc import Iterable
 
 import cv2
 import numpy as np
 import supervision as sv
+from pydantic import Field
+
+from ..schema import Schema
+from .base import DETECTORS, Detector
 
 
-class Detector(ABC):
-    """Finds objects in one frame at a time. `begin` is called once per video."""
-
-    name: str = "detector"
-
-    def begin(self, sample_frames: Iterable[np.ndarray]) -> None:
-        """Resets per-video state. `sample_frames` are working-resolution grey frames spread
-        over the video, for detectors that model the background; others may ignore them."""
-
-    @abstractmethod
-    def detect(self, frame_bgr: np.ndarray, frame_gray: np.ndarray) -> sv.Detections:
-        """Boxes (xyxy, working pixels) with confidences for one working-resolution frame."""
-
-    def foreground(self) -> np.ndarray | None:
-        """The last frame's foreground mask, when the detector has one (helps motion sampling)."""
-        return None
-
-    @abstractmethod
-    def identity(self) -> dict:
-        """Name and settings: enters cache keys and saved models."""
-
-
-@dataclass(frozen=True)
-class BlobSettings:
+class BlobSettings(Schema):
     """Settings of the motion-blob detector, all relative to the working frame height."""
 
-    background_samples: int = 50
-    background_update: float = 0.02  # per-frame blend rate of background pixels (lighting drift)
-    min_threshold: float = 12.0  # grey levels; raised automatically on noisy (lossy) video
-    noise_factor: float = 4.0  # threshold = max(min_threshold, noise_factor * noise sigma)
-    close_frac: float = 0.02  # closing kernel, fraction of frame height: joins a body's parts
-    min_area_frac: float = 0.0012  # minimum box area as a fraction of the frame area
-    min_height_frac: float = 0.04  # minimum box height as a fraction of frame height
-    max_area_frac: float = 0.35  # larger blobs are lighting changes, not objects
+    background_samples: int = Field(50, ge=1, le=1000)
+    background_update: float = Field(0.02, ge=0, le=1)  # per-frame blend rate of background pixels (lighting drift)
+    min_threshold: float = Field(12.0, gt=0, le=255)  # grey levels; raised automatically on noisy (lossy) video
+    noise_factor: float = Field(4.0, gt=0)  # threshold = max(min_threshold, noise_factor * noise sigma)
+    close_frac: float = Field(0.02, ge=0, le=0.5)  # closing kernel, fraction of frame height: joins a body's parts
+    min_area_frac: float = Field(0.0012, ge=0, le=1)  # minimum box area as a fraction of the frame area
+    min_height_frac: float = Field(0.04, ge=0, le=1)  # minimum box height as a fraction of frame height
+    max_area_frac: float = Field(0.35, gt=0, le=1)  # larger blobs are lighting changes, not objects
 
 
+@DETECTORS.register
 class MotionBlobDetector(Detector):
     """Background subtraction + connected components: a weight-free detector."""
 
-    name = "motion-blobs"
+    name = "blobs"
+    Settings = BlobSettings
 
     def __init__(self, settings: BlobSettings = BlobSettings()):
         self.settings = settings
@@ -68,7 +45,8 @@ class MotionBlobDetector(Detector):
         self._mask: np.ndarray | None = None
 
     def identity(self) -> dict:
-        return {"detector": self.name, **asdict(self.settings)}
+        # "motion-blobs" is the name 0.1.0 recorded: kept so its models and caches stay valid.
+        return {"detector": "motion-blobs", **self.settings.model_dump()}
 
     def begin(self, sample_frames: Iterable[np.ndarray]) -> None:
         samples = list(sample_frames)[: self.settings.background_samples]

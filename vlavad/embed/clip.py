@@ -13,27 +13,41 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from pydantic import field_validator
 
-from .backends import hf_local_snapshot, hub_offline, resolve_device
-from .config import Settings
-from .embed import TextEncoder
-from .errors import ConfigError
+from ..hub import check_model_source, hf_local_snapshot, hf_missing, hub_offline, load_error, load_once, resolve_device, resolved_revision
+from ..registry import Missing
+from ..schema import Schema
+from .base import ENCODERS, TextEncoder
 
 CONTEXT_TOKENS = 77  # CLIP's text context length
-_LOADED: dict[tuple, tuple] = {}  # (model, revision, device) -> (model, tokenizer)
 
 
+class ClipSettings(Schema):
+    model: str = "openai/clip-vit-base-patch32"
+    revision: str = ""
+
+    _model_source = field_validator("model")(check_model_source)
+
+
+@ENCODERS.register
 class ClipTextEncoder(TextEncoder):
     name = "clip"
+    tier = "hub"
+    Settings = ClipSettings
 
-    def __init__(self, model_id: str = "openai/clip-vit-base-patch32", *, revision: str = "", device: str = "auto", batch_size: int = 256):
-        self.model_id, self.revision = model_id, revision
+    def __init__(self, settings: ClipSettings = ClipSettings(), device: str = "auto", batch_size: int = 256):
+        self.model_id, self.revision = settings.model, settings.revision
         self.requested_device = device
         self.batch_size = batch_size  # speed only: not part of the identity
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "ClipTextEncoder":
-        return cls(settings.clip_model, revision=settings.clip_revision, device=settings.device)
+    def create(cls, settings: ClipSettings, device: str) -> "ClipTextEncoder":
+        return cls(settings, device)
+
+    @classmethod
+    def missing(cls, settings: ClipSettings) -> Missing | None:
+        return hf_missing(settings.model, settings.revision)
 
     @property
     def dim(self) -> int:
@@ -45,8 +59,7 @@ class ClipTextEncoder(TextEncoder):
         return int(config.get("projection_dim") or config.get("text_config", {}).get("projection_dim", 512))
 
     def identity(self) -> dict:
-        snapshot = hf_local_snapshot(self.model_id, self.revision)
-        revision = (snapshot[1] if snapshot and snapshot[1] else None) or self.revision or ("local" if snapshot else "main")
+        revision = resolved_revision(self.model_id, self.revision)
         return {"encoder": self.name, "model": self.model_id, "revision": revision, "dim": self.dim, "max_tokens": CONTEXT_TOKENS}
 
     def _encode_unique(self, texts: list[str]) -> np.ndarray:
@@ -70,8 +83,8 @@ class ClipTextEncoder(TextEncoder):
     def _model(self):
         device = resolve_device(self.requested_device)
         snapshot = hf_local_snapshot(self.model_id, self.revision)
-        key = (self.model_id, snapshot[1] if snapshot else self.revision, device)
-        if key not in _LOADED:
+
+        def load():
             from transformers import AutoTokenizer, CLIPTextModelWithProjection
 
             source = str(snapshot[0]) if snapshot else self.model_id
@@ -81,6 +94,7 @@ class ClipTextEncoder(TextEncoder):
                 tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only, **revision)
                 model = CLIPTextModelWithProjection.from_pretrained(source, local_files_only=local_only, **revision)
             except OSError as exc:  # transformers' "not found / cannot connect": the user's to fix
-                raise ConfigError(f"Cannot load {self.model_id!r} ({' '.join(str(exc).split())}). Run once with internet: `hf download {self.model_id}`.") from None
-            _LOADED[key] = (model.to(device).eval(), tokenizer)
-        return _LOADED[key]
+                raise load_error(self.model_id, exc) from None
+            return model.to(device).eval(), tokenizer
+
+        return load_once(("clip", self.model_id, snapshot[1] if snapshot else self.revision, device), load)

@@ -12,8 +12,8 @@ Every question of the prompt pool is asked about a crop of each object at each t
 With `stride` n only every n-th step of a track is asked and the skipped steps repeat the last
 answer, so the cost grows with the number of tracks, not with the frame rate.
 
-Models are loaded on first use, once per process (`_LOADED`), so the web app does not reload
-BLIP-2 per request. The describer's identity (model id, revision, dtype, prompt template,
+Models are loaded on first use, once per process (`vlavad.hub.load_once`), so the web app does
+not reload BLIP-2 per request. The describer's identity (model id, revision, dtype, prompt template,
 max_new_tokens, crop and stride settings) enters cache keys; batch size and device do not,
 because they do not change the answers.
 """
@@ -24,17 +24,21 @@ import re
 from abc import abstractmethod
 from collections.abc import Iterator
 
+from typing import Literal
+
 import numpy as np
 import pandas as pd
+from pydantic import Field, field_validator
 
-from .backends import hf_local_snapshot, hub_offline, resolve_device, vlm_model_id
-from .config import Settings
-from .describe import ANSWER_COLUMNS, Describer, ProgressFn
-from .errors import ConfigError
-from .prompts import Prompt
-from .video import VideoInfo, iter_frames
+from ..errors import ConfigError
+from ..hub import check_model_source, hf_local_snapshot, hf_missing, hub_offline, load_error, load_once, resolve_device, resolved_revision
+from ..prompts import Prompt
+from ..registry import Missing
+from ..schema import Schema
+from ..video import VideoInfo, iter_frames
+from .base import ANSWER_COLUMNS, DESCRIBERS, Describer, ProgressFn
 
-_LOADED: dict[tuple, tuple] = {}  # (class, model, revision, dtype, device) -> (model, processor)
+DEFAULT_BLIP2 = "Salesforce/blip2-opt-2.7b"
 
 _PUNCTUATION = re.compile(r"[^\w\s']|_|(?<!\w)'|'(?!\w)")  # apostrophes survive only inside words
 _ARTICLES = re.compile(r"^(?:(?:a|an|the) )+")
@@ -79,47 +83,48 @@ def iter_crops(info: VideoInfo, asked: pd.DataFrame, margin: float, min_side: in
             return  # the rest of the video has nothing to describe
 
 
+class VLMSettings(Schema):
+    model: str = ""  # model id or local folder; "" = the describer's default (BLIP-2 OPT-2.7B for blip2)
+    revision: str = ""  # hub revision (branch, tag or commit); "" = main
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"  # auto: bf16/fp16 on CUDA, fp32 on CPU
+    batch_size: int = Field(16, ge=1, le=4096)  # crops × question pairs per generate call (speed only)
+    max_new_tokens: int = Field(10, ge=1, le=256)  # answers are short phrases
+    stride: int = Field(1, ge=1, le=1000)  # ask every n-th step of a track; skipped steps keep the last answer
+    crop_margin: float = Field(0.15, ge=0, le=2)  # crops are padded by this fraction of the box size per side
+    crop_min_side: int = Field(32, ge=1, le=4096)  # smaller crops are enlarged around their centre, source pixels
+
+    _model_source = field_validator("model")(check_model_source)
+
+
 class VLMDescriber(Describer):
     """Shared machinery of the model-backed describers; subclasses load a model and phrase a question."""
 
     is_vlm = True
-    name = "vlm"
+    tier = "hub"
+    Settings = VLMSettings
+    settings_group = "vlm"  # blip2 and hf share one group: the VLM is a setting of either
+    default_model = ""
 
-    def __init__(
-        self,
-        model_id: str,
-        *,
-        revision: str = "",
-        dtype: str = "auto",
-        device: str = "auto",
-        batch_size: int = 16,
-        max_new_tokens: int = 10,
-        stride: int = 1,
-        crop_margin: float = 0.15,
-        crop_min_side: int = 32,
-    ):
-        if batch_size < 1 or stride < 1 or max_new_tokens < 1:
-            raise ConfigError("vlm_batch_size, vlm_stride and vlm_max_new_tokens must be at least 1.")
-        if dtype not in ("auto", "float32", "float16", "bfloat16"):
-            raise ConfigError(f"Unknown vlm_dtype {dtype!r}; choose auto, float32, float16 or bfloat16.")
-        self.model_id, self.revision = model_id, revision
-        self.requested_dtype, self.requested_device = dtype, device
-        self.batch_size, self.max_new_tokens, self.stride = batch_size, max_new_tokens, stride
-        self.crop_margin, self.crop_min_side = crop_margin, crop_min_side
+    def __init__(self, settings: VLMSettings = VLMSettings(), device: str = "auto"):
+        self.model_id, self.revision = self.model_for(settings), settings.revision
+        self.requested_dtype, self.requested_device = settings.dtype, device
+        self.batch_size, self.max_new_tokens, self.stride = settings.batch_size, settings.max_new_tokens, settings.stride
+        self.crop_margin, self.crop_min_side = settings.crop_margin, settings.crop_min_side
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "VLMDescriber":
-        return cls(
-            vlm_model_id(settings),
-            revision=settings.vlm_revision,
-            dtype=settings.vlm_dtype,
-            device=settings.device,
-            batch_size=settings.vlm_batch_size,
-            max_new_tokens=settings.vlm_max_new_tokens,
-            stride=settings.vlm_stride,
-            crop_margin=settings.crop_margin,
-            crop_min_side=settings.crop_min_side,
-        )
+    def create(cls, settings: VLMSettings, device: str) -> "VLMDescriber":
+        return cls(settings, device)
+
+    @classmethod
+    def model_for(cls, settings: VLMSettings) -> str:
+        """The model to load: `settings.model`, else this describer's default."""
+        if settings.model or cls.default_model:
+            return settings.model or cls.default_model
+        raise ConfigError(f"The {cls.name!r} describer needs a model: pass --set describe.vlm.model=ID (any image-text-to-text model).")
+
+    @classmethod
+    def missing(cls, settings: VLMSettings) -> Missing | None:
+        return hf_missing(cls.model_for(settings), settings.revision)
 
     # --- identity -----------------------------------------------------------------------------
 
@@ -138,19 +143,12 @@ class VLMDescriber(Describer):
 
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
 
-    def resolved_revision(self) -> str:
-        """The commit hash of the local copy when known (the hub cache names snapshots by
-        commit), else the requested revision: found without loading the model, so a model's
-        identity is the same before and after it is loaded."""
-        snapshot = hf_local_snapshot(self.model_id, self.revision)
-        return (snapshot[1] if snapshot and snapshot[1] else None) or self.revision or ("local" if snapshot else "main")
-
     def identity(self) -> dict:
         return {
             "describer": self.name,
             "is_vlm": True,
             "model": self.model_id,
-            "revision": self.resolved_revision(),
+            "revision": resolved_revision(self.model_id, self.revision),
             "dtype": self.dtype,
             "prompt_template": self.prompt_template,
             "max_new_tokens": self.max_new_tokens,
@@ -249,26 +247,29 @@ class VLMDescriber(Describer):
         import torch
 
         device, dtype = self.device, self.dtype
-        key = (type(self).__name__, self.model_id, self.resolved_revision(), dtype, device)
-        if key not in _LOADED:
+
+        def load():
             snapshot = hf_local_snapshot(self.model_id, self.revision)
             source = str(snapshot[0]) if snapshot else self.model_id
             try:
                 model, processor = self._load_model(source, snapshot is not None or hub_offline(), getattr(torch, dtype))
             except OSError as exc:  # transformers' "not found / cannot connect": the user's to fix
-                raise ConfigError(f"Cannot load {self.model_id!r} ({' '.join(str(exc).split())}). Run once with internet: `hf download {self.model_id}`.") from None
+                raise load_error(self.model_id, exc) from None
             # Batched generation with a decoder-only model needs the padding on the left.
             processor.tokenizer.padding_side = "left"
             if processor.tokenizer.pad_token is None:
                 processor.tokenizer.pad_token = processor.tokenizer.eos_token
-            _LOADED[key] = (model.to(device).eval(), processor)
-        return _LOADED[key]
+            return model.to(device).eval(), processor
+
+        return load_once((type(self).__name__, self.model_id, resolved_revision(self.model_id, self.revision), dtype, device), load)
 
 
+@DESCRIBERS.register
 class Blip2Describer(VLMDescriber):
     """BLIP-2 (the paper's VLM) with its VQA prompt `Question: {q} Answer:`."""
 
     name = "blip2"
+    default_model = DEFAULT_BLIP2
     prompt_template = "Question: {q} Answer:"
 
     def prompt_text(self, question: str, processor) -> str:
@@ -283,6 +284,7 @@ class Blip2Describer(VLMDescriber):
         return model, processor
 
 
+@DESCRIBERS.register
 class HFVLMDescriber(VLMDescriber):
     """Any transformers image-text-to-text model, prompted through its chat template."""
 

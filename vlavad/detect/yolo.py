@@ -6,8 +6,8 @@ default), and drops boxes smaller than a fraction of the frame area, like the bl
 Association over time stays with ByteTrack in `vlavad.track`: this class only detects.
 
 Unlike the blob detector it also sees objects that never move. Weights are a local file: with
-`YOLO_OFFLINE=1` ultralytics cannot download, and a missing file is reported by
-`vlavad.backends.resolve_backend` before any video is read.
+`YOLO_OFFLINE=1` ultralytics cannot download, and a missing file is reported (`missing`) before
+any video is read.
 """
 
 from __future__ import annotations
@@ -18,14 +18,24 @@ from pathlib import Path
 
 import numpy as np
 import supervision as sv
+from pydantic import Field
 
-from .backends import resolve_device
-from .config import Settings
-from .detect import Detector
-from .errors import ConfigError
+from ..errors import ConfigError
+from ..hub import load_once, package_missing, resolve_device
+from ..registry import Missing
+from ..schema import Schema
+from .base import DETECTORS, Detector
 
-APP_DIR = Path(__file__).resolve().parent.parent
-_LOADED: dict[tuple, object] = {}  # (weights file, device) -> ultralytics YOLO
+APP_DIR = Path(__file__).resolve().parents[2]
+
+
+class YoloSettings(Schema):
+    weights: str = "yolo11n.pt"  # a path, or a file name looked up in the working and app folders
+    classes: str = "person,bicycle,car,motorcycle,bus,truck"  # class names or ids, comma-separated
+    conf: float = Field(0.5, ge=0, le=1)
+    iou: float = Field(0.3, ge=0, le=1)  # NMS IoU
+    min_area_frac: float = Field(0.0012, ge=0, le=1)  # minimum box area as a fraction of the frame area
+    imgsz: int = Field(640, ge=32, le=4096)  # YOLO's inference size (the working frame is letterboxed to it)
 
 
 def find_weights(weights: str) -> Path | None:
@@ -52,41 +62,36 @@ def _file_digest(path: str, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()[:16]
 
 
+@DETECTORS.register
 class YoloDetector(Detector):
     name = "yolo"
+    tier = "hub"
+    Settings = YoloSettings
 
-    def __init__(
-        self,
-        weights: str = "yolo11n.pt",
-        *,
-        classes: str = "person,bicycle,car,motorcycle,bus,truck",
-        conf: float = 0.5,
-        iou: float = 0.3,
-        min_area_frac: float = 0.0012,
-        imgsz: int = 640,
-        device: str = "auto",
-    ):
-        self.weights = weights
-        self.classes = [c.strip() for c in classes.split(",") if c.strip()]
-        self.conf, self.iou, self.min_area_frac, self.imgsz = conf, iou, min_area_frac, imgsz
+    def __init__(self, settings: YoloSettings = YoloSettings(), device: str = "auto"):
+        self.weights = settings.weights
+        self.classes = [c.strip() for c in settings.classes.split(",") if c.strip()]
+        self.conf, self.iou, self.min_area_frac, self.imgsz = settings.conf, settings.iou, settings.min_area_frac, settings.imgsz
         self.requested_device = device
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "YoloDetector":
-        return cls(
-            settings.yolo_weights,
-            classes=settings.yolo_classes,
-            conf=settings.yolo_conf,
-            iou=settings.yolo_iou,
-            min_area_frac=settings.yolo_min_area_frac,
-            imgsz=settings.yolo_imgsz,
-            device=settings.device,
+    def create(cls, settings: YoloSettings, device: str) -> "YoloDetector":
+        return cls(settings, device)
+
+    @classmethod
+    def missing(cls, settings: YoloSettings) -> Missing | None:
+        if find_weights(settings.weights) is not None:
+            return package_missing("ultralytics")
+        return Missing(
+            f"YOLO weights {settings.weights!r} were not found",
+            f"Put {Path(settings.weights).name} next to the app (or in the working folder) or pass --set detect.yolo.weights=PATH; "
+            "with internet, `yolo predict model=yolo11n.pt` downloads it.",
         )
 
     def _weights_path(self) -> Path:
         path = find_weights(self.weights)
         if path is None:
-            raise ConfigError(f"YOLO weights {self.weights!r} not found; put the file next to the app or pass --set yolo_weights=PATH.")
+            raise ConfigError(f"YOLO weights {self.weights!r} not found; put the file next to the app or pass --set detect.yolo.weights=PATH.")
         return path
 
     def identity(self) -> dict:
@@ -109,12 +114,14 @@ class YoloDetector(Detector):
 
     def _model(self):
         device = resolve_device(self.requested_device)
-        key = (str(self._weights_path()), device)
-        if key not in _LOADED:
+        weights = str(self._weights_path())
+
+        def load():
             from ultralytics import YOLO
 
-            _LOADED[key] = YOLO(key[0])
-        return _LOADED[key], device
+            return YOLO(weights)
+
+        return load_once(("yolo", weights, device), load), device
 
     def class_ids(self, names: dict[int, str]) -> list[int]:
         """The configured classes as ids of this model (names, or ids written as numbers)."""

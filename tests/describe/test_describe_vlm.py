@@ -1,0 +1,155 @@
+"""The hub-tier vision-language describers (BLIP-2, any HF image-text-to-text model) on tiny
+random models: answers, batching, crops, stride, identity and shared loading."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hub_models import settings
+
+from vlavad.backends import make
+from vlavad.describe import vlm
+from vlavad.errors import ConfigError
+from vlavad.prompts import Prompt, default_pool
+from vlavad.video import iter_frames
+
+pytestmark = pytest.mark.usefixtures("offline_env")
+
+
+def describer(model_dir, **changes):
+    return make(settings(**{"describe.backend": "blip2", "describe.vlm.model": model_dir, **changes}), "describe")
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("A man.", "man"),
+        ("  The  Man's   BIKE!! ", "man's bike"),
+        ("an apple, a pear", "apple a pear"),
+        ("another man", "another man"),
+        ("theatre", "theatre"),
+        ("riding_a-bike", "riding a bike"),
+        ("...", "no answer"),
+        ("", "no answer"),
+    ],
+)
+def test_answers_are_normalised(raw, expected):
+    assert vlm.normalise_answer(raw) == expected
+
+
+def test_crop_windows_are_padded_enlarged_and_inside_the_frame():
+    boxes = np.array([[100, 100, 140, 180], [0, 0, 4, 4], [315, 235, 320, 240]], dtype=float)
+    windows = vlm.crop_box(boxes, 320, 240, margin=0.15, min_side=32)
+    # 40x80 box: 6 / 12 px of margin on every side
+    assert windows[0].tolist() == [94, 88, 146, 192]
+    # tiny boxes grow to 32 px around their centre, shifted inside the frame at the corners
+    assert windows[1].tolist() == [0, 0, 32, 32]
+    assert windows[2].tolist() == [288, 208, 320, 240]
+    # a min side larger than the frame is clipped to the frame
+    assert vlm.crop_box(np.array([[10, 10, 20, 20]]), 50, 40, 0.0, 64)[0].tolist() == [0, 0, 50, 40]
+
+
+def test_crops_come_from_one_streaming_pass_in_rgb(clip_video, monkeypatch):
+    info, steps = clip_video
+    passes = []
+
+    def counting_iter_frames(*args, **kwargs):
+        passes.append(1)
+        return iter_frames(*args, **kwargs)
+
+    monkeypatch.setattr(vlm, "iter_frames", counting_iter_frames)
+    crops = dict(vlm.iter_crops(info, steps, margin=0.15, min_side=32))
+    assert len(passes) == 1 and sorted(crops) == list(range(len(steps)))
+    frames = dict(iter_frames(info.path))
+    windows = vlm.crop_box(steps[["x1", "y1", "x2", "y2"]].to_numpy(), info.width, info.height, 0.15, 32)
+    for position in (0, len(steps) - 1):
+        x1, y1, x2, y2 = windows[position]
+        expected = frames[steps["frame"].iloc[position]][y1:y2, x1:x2, ::-1]
+        assert crops[position].shape == (32, 32, 3)
+        np.testing.assert_array_equal(crops[position], expected)
+
+
+def _spy_generate(monkeypatch, describer):
+    """Records the texts of every batch handed to the model."""
+    calls = []
+    real = describer._generate
+
+    def spy(model, processor, crops, texts):
+        calls.append(list(texts))
+        return real(model, processor, crops, texts)
+
+    monkeypatch.setattr(describer, "_generate", spy)
+    return calls
+
+
+def test_blip2_answers_every_step_and_question_in_batches(blip2_dir, clip_video, monkeypatch):
+    info, steps = clip_video
+    prompts = default_pool("vlm")
+    blip2 = describer(blip2_dir, **{"describe.vlm.batch_size": 7})
+    assert blip2.is_vlm and blip2.tier == "hub"
+    calls = _spy_generate(monkeypatch, blip2)
+    answers = blip2.answer(info, steps, steps, prompts)
+
+    assert list(answers.columns) == ["frame", "track_id", "prompt_id", "answer"]
+    assert len(answers) == len(steps) * len(prompts)
+    assert set(answers["prompt_id"]) == {p.id for p in prompts}
+    assert answers["answer"].map(lambda a: isinstance(a, str) and a == a.lower() and a.strip() == a and a != "").all()
+    pairs = len(steps) * len(prompts)
+    assert [len(c) for c in calls] == [7] * (pairs // 7) + ([pairs % 7] if pairs % 7 else [])
+    assert {t for c in calls for t in c} == {f"Question: {p.question} Answer:" for p in prompts}
+
+    single = describer(blip2_dir, **{"describe.vlm.batch_size": 1})
+    pd.testing.assert_frame_equal(single.answer(info, steps, steps, prompts), answers)
+
+
+def test_blip2_prompt_identity_and_lazy_shared_loading(blip2_dir):
+    assert vlm.Blip2Describer().prompt_text("What is it?", None) == "Question: What is it? Answer:"
+    assert vlm.Blip2Describer().model_id == vlm.DEFAULT_BLIP2  # construction loads nothing, so it cannot fail
+
+    first = describer(blip2_dir, **{"describe.vlm.batch_size": 1})
+    second = make(settings(**{"describe.backend": "blip2", "describe.vlm.model": blip2_dir, "describe.vlm.batch_size": 64, "device": "auto"}), "describe")
+    identity = first.identity()
+    assert identity == second.identity()  # batch size and device do not change the answers
+    assert identity["model"] == blip2_dir and identity["revision"] == "local" and identity["dtype"] == "float32"
+    assert identity["prompt_template"] == "Question: {q} Answer:" and identity["max_new_tokens"] == 10
+    assert "batch_size" not in json.dumps(identity) and "device" not in identity
+    assert first._model()[0] is second._model()[0]  # loaded once per process
+
+
+def test_vlm_stride_asks_every_nth_step_and_carries_answers(blip2_dir, clip_video, monkeypatch):
+    info, steps = clip_video
+    prompts = [Prompt("What is the person doing?")]
+    strided = describer(blip2_dir, **{"describe.vlm.stride": 3, "describe.vlm.batch_size": 64})
+    calls = _spy_generate(monkeypatch, strided)
+    answers = strided.answer(info, steps, steps, prompts)
+
+    per_track = steps.groupby("track_id").size()
+    assert sum(len(c) for c in calls) == sum((n + 2) // 3 for n in per_track)
+    assert len(answers) == len(steps)
+    every = describer(blip2_dir).answer(info, steps, steps, prompts)
+    for _, track in answers.groupby("track_id"):
+        track = track.sort_values("frame")
+        expected = every.set_index(["frame", "track_id"]).loc[list(zip(track["frame"], track["track_id"])), "answer"].to_numpy()
+        # asked steps agree with a stride-1 run; skipped steps repeat the last asked answer
+        np.testing.assert_array_equal(track["answer"].to_numpy(), np.repeat(expected[::3], 3)[: len(track)])
+
+
+def test_hf_describer_uses_the_chat_template(blip2_dir, clip_video, monkeypatch):
+    info, steps = clip_video
+    prompts = [Prompt("Is it a bike?")]
+    hf = make(settings(**{"describe.backend": "hf", "describe.vlm.model": blip2_dir, "describe.vlm.batch_size": 8}), "describe")
+    calls = _spy_generate(monkeypatch, hf)
+    answers = hf.answer(info, steps, steps.iloc[:5], prompts)
+    assert len(answers) == 5 and calls[0][0] == "User: Is it a bike? Assistant:"
+    assert hf.identity()["describer"] == "hf"
+    with pytest.raises(ConfigError, match="describe.vlm.model"):
+        make(settings(**{"describe.backend": "hf"}), "describe")
+
+
+def test_model_setting_refuses_paths_that_are_not_models():
+    with pytest.raises(ConfigError, match=r"describe\.vlm\.model: '\.\./\.\./etc' is neither"):
+        settings(**{"describe.vlm.model": "../../etc"})
+    assert settings(**{"describe.vlm.model": "Salesforce/blip2-opt-2.7b"}).describe.vlm.model == "Salesforce/blip2-opt-2.7b"

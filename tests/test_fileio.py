@@ -1,0 +1,109 @@
+"""Outputs never destroy what vlavad did not write, and folders are complete or absent."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+import pytest
+
+from vlavad.errors import OutputError
+from vlavad.fileio import atomic_write_text, check_output_folder, staged_folder, written_by_vlavad
+
+
+def model_folder(path):
+    """What staged_folder needs to accept a folder as a model: its marker."""
+    (path / "model.json").write_text(json.dumps({"format": "vlavad-model/1"}))
+
+
+def test_new_empty_and_own_folders_are_accepted(tmp_path):
+    assert check_output_folder(tmp_path / "new" / "deeper", "model")
+    (tmp_path / "empty").mkdir()
+    assert check_output_folder(tmp_path / "empty", "model")
+    with staged_folder(tmp_path / "mine", "model") as staging:
+        model_folder(staging)
+    assert check_output_folder(tmp_path / "mine", "model")
+
+
+@pytest.mark.parametrize("case", ["user folder", "file", "under a file", "a run is not a model", "cwd"])
+def test_anything_else_is_refused_and_left_untouched(tmp_path, case, monkeypatch):
+    thesis = tmp_path / "home" / "thesis.tex"
+    thesis.parent.mkdir()
+    thesis.write_text("three years of work")
+    target = {
+        "user folder": thesis.parent,
+        "file": thesis,
+        "under a file": thesis / "model",
+        "a run is not a model": tmp_path / "run",
+        "cwd": tmp_path / "home",
+    }[case]
+    if case == "a run is not a model":
+        target.mkdir()
+        (target / "results.json").write_text(json.dumps({"format": "vlavad-run/1"}))
+    with pytest.raises(OutputError) as error:
+        check_output_folder(target, "model")
+    assert "\n" not in str(error.value)
+    assert thesis.read_text() == "three years of work"
+
+
+def test_unwritable_folder_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as for a folder this user may not write (root may write anywhere)
+    with pytest.raises(OutputError, match="permission denied"):
+        check_output_folder(tmp_path / "model", "model")
+
+
+def test_a_failed_build_leaves_nothing_and_keeps_the_old_folder(tmp_path):
+    with staged_folder(tmp_path / "model", "model") as staging:
+        model_folder(staging)
+        (staging / "weights").write_text("old")
+    with pytest.raises(KeyboardInterrupt):
+        with staged_folder(tmp_path / "model", "model") as staging:
+            model_folder(staging)
+            raise KeyboardInterrupt
+    assert (tmp_path / "model" / "weights").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_a_folder_without_its_marker_is_never_put_in_place(tmp_path):
+    with pytest.raises(RuntimeError, match="marker"):
+        with staged_folder(tmp_path / "model", "model") as staging:
+            (staging / "weights").write_text("no model.json")
+    assert not (tmp_path / "model").exists()
+
+
+def test_a_user_folder_that_appeared_meanwhile_is_not_replaced(tmp_path):
+    with pytest.raises(OutputError):
+        with staged_folder(tmp_path / "model", "model") as staging:
+            model_folder(staging)
+            (tmp_path / "model").mkdir()
+            (tmp_path / "model" / "notes.txt").write_text("mine")
+    assert (tmp_path / "model" / "notes.txt").read_text() == "mine"
+
+
+def test_racing_replacements_never_collide(tmp_path):
+    errors = []
+
+    def save(i):
+        try:
+            with staged_folder(tmp_path / "model", "model") as staging:
+                model_folder(staging)
+                (staging / "who").write_text(str(i))
+        except Exception as exc:  # any collision is a failure of the test
+            errors.append(exc)
+
+    for _ in range(5):
+        threads = [threading.Thread(target=save, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert written_by_vlavad(tmp_path / "model", "model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no leftovers
+
+
+def test_atomic_text_keeps_the_usual_permissions(tmp_path):
+    path = tmp_path / "a.json"
+    atomic_write_text(path, "{}")
+    assert path.stat().st_mode & 0o644 == 0o644

@@ -1,0 +1,59 @@
+"""The describer interface: the role the vision-language model plays in VLAVAD.
+
+A describer answers every question of the prompt pool about an object at a step of its track,
+as a short text: one row per (step, prompt) with columns `ANSWER_COLUMNS`, the record every
+describer hands to SPA and the text encoder. `is_vlm` is True only for real vision-language
+models; the app and every result say which kind produced an answer.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable
+
+import pandas as pd
+
+from ..prompts import Prompt
+from ..registry import Backend, Registry
+from ..video import VideoInfo
+
+ANSWER_COLUMNS = ["frame", "track_id", "prompt_id", "answer"]
+ABSTAIN = "partly out of view"  # the describer cannot tell: not evidence either way (SPA does not score it)
+ProgressFn = Callable[[int, int], None]
+
+
+class Describer(Backend):
+    """Answers prompt-pool questions about tracked objects."""
+
+    is_vlm: bool = False  # True only for real vision-language models
+
+    def fit(self, normal_tracks: list[tuple[VideoInfo, pd.DataFrame]]) -> None:
+        """Learns whatever the describer needs from normal training tracks (default: nothing)."""
+
+    def state(self) -> dict:
+        """JSON-able fitted state, saved with the model."""
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        """Restores `state()`."""
+
+    @abstractmethod
+    def answer(
+        self,
+        info: VideoInfo,
+        tracks: pd.DataFrame,
+        steps: pd.DataFrame,
+        prompts: list[Prompt],
+        progress: ProgressFn | None = None,
+    ) -> pd.DataFrame:
+        """One row per (step, prompt) with columns `ANSWER_COLUMNS`.
+
+        `tracks` is the full per-frame trajectory table; `steps` the rows to answer at.
+        """
+
+
+DESCRIBERS: Registry[Describer] = Registry("describer")
+
+
+def empty_answers() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="int64" if c in ("frame", "track_id") else object) for c in ANSWER_COLUMNS})

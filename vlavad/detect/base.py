@@ -1,0 +1,37 @@
+"""The detector interface: one working-resolution frame in, boxes out.
+
+A detector sees frames at the pipeline's working resolution (every frame is resized to a fixed
+height first, so thresholds and kernel sizes mean the same thing at every input resolution) and
+returns boxes in those working coordinates as `supervision.Detections`, the one record every
+detector, tracker and annotator speaks. Detectors with classes put them in `class_id` and their
+names in `data["class_name"]`.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterable
+
+import numpy as np
+import supervision as sv
+
+from ..registry import Backend, Registry
+
+
+class Detector(Backend):
+    """Finds objects in one frame at a time. `begin` is called once per video."""
+
+    def begin(self, sample_frames: Iterable[np.ndarray]) -> None:
+        """Resets per-video state. `sample_frames` are working-resolution grey frames spread
+        over the video, for detectors that model the background; others may ignore them."""
+
+    @abstractmethod
+    def detect(self, frame_bgr: np.ndarray, frame_gray: np.ndarray) -> sv.Detections:
+        """Boxes (xyxy, working pixels) with confidences for one working-resolution frame."""
+
+    def foreground(self) -> np.ndarray | None:
+        """The last frame's foreground mask, when the detector has one (helps motion sampling)."""
+        return None
+
+
+DETECTORS: Registry[Detector] = Registry("detector")

@@ -1,0 +1,162 @@
+"""Writing files and folders so that nothing is ever half-written, and nothing is lost.
+
+- Files are written to a hidden temporary file beside the target, then renamed onto it: a
+  killed process leaves the old file or the new one, never half of one.
+- A folder of results (a model, a benchmark run, a video's scores) is built beside its target
+  and renamed into place when complete, so it is complete or absent.
+- An existing target is replaced only if vlavad wrote it: each such folder carries a marker
+  file (`model.json`, `results.json`, `result.json`) whose `format` names what it is. Anything
+  else, a user's thesis folder or a file, is refused with one line and left untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import OutputError
+
+# What each kind of folder holds as its marker, and the formats that marker may name.
+MARKERS = {
+    "model": ("model.json", {"vlavad-model/1"}),
+    "run": ("results.json", {"vlavad-run/1"}),
+    "result": ("result.json", {"vlavad-result/1"}),
+}
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would otherwise stick to the file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: str | Path, data) -> None:
+    atomic_write_text(path, json.dumps(data, indent=1))
+
+
+def written_by_vlavad(folder: Path, kind: str) -> bool:
+    """True when `folder` holds the marker of a `kind` folder ("model", "run", "result")."""
+    name, formats = MARKERS[kind]
+    try:
+        meta = json.loads((Path(folder) / name).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(meta, dict):
+        return False
+    # Runs written by release 0.1.0 carried no format, but always these two keys.
+    legacy_run = kind == "run" and "metrics" in meta and "dataset" in meta
+    return meta.get("format") in formats or legacy_run
+
+
+def check_output_folder(path: str | Path, kind: str) -> Path:
+    """`path` if a `kind` folder may be written there, else OutputError (one line, path named).
+
+    Allowed: a path that does not exist yet (under a folder we can write to), an empty folder,
+    or a folder that vlavad wrote as the same kind (it is replaced as a whole).
+    """
+    path = Path(path)
+    shown = str(path)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise OutputError(f"{shown} is a file, not a folder: choose a new folder for the {kind} (nothing was written).")
+    if path.is_dir():
+        if any(path.iterdir()) and not written_by_vlavad(path, kind):
+            raise OutputError(
+                f"{shown} already holds files that are not a vlavad {kind}: choose a new or empty folder "
+                "(vlavad replaces only folders it wrote, and nothing was touched)."
+            )
+        parent = path.resolve().parent
+    else:
+        parent = _nearest_existing(path.resolve().parent)
+        if not parent.is_dir():
+            raise OutputError(f"Cannot create {shown}: {parent} is a file, not a folder.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"Cannot write to {parent}: permission denied.")
+    return path
+
+
+@contextlib.contextmanager
+def staged_folder(target: str | Path, kind: str, *, replace: bool = True) -> Iterator[Path]:
+    """A fresh hidden folder beside `target` to build a `kind` folder in; on success it becomes
+    `target` in one rename, on any error it is deleted and `target` is untouched.
+
+    An existing `target` is replaced only if vlavad wrote it (checked again now, under a lock,
+    since another process may have written there meanwhile) and `replace` is True; otherwise
+    FileExistsError, so that callers choosing a free name can try the next one.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.part")
+    staging.mkdir()
+    try:
+        yield staging
+        if not written_by_vlavad(staging, kind):
+            raise RuntimeError(f"a {kind} folder must hold its marker file {MARKERS[kind][0]}")
+        _put_in_place(staging, target, kind, replace)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _put_in_place(staging: Path, target: Path, kind: str, replace: bool) -> None:
+    with _lock(target):
+        if not target.exists():
+            os.rename(staging, target)
+            return
+        if not replace:
+            raise FileExistsError(target)
+        if not (target.is_dir() and not target.is_symlink() and (written_by_vlavad(target, kind) or not any(target.iterdir()))):
+            raise OutputError(f"{target} is not a vlavad {kind} any more: it was left untouched, and nothing was written.")
+        # Two renames, so that one complete folder is in place at every instant but the one
+        # between them; the old one is deleted only once the new one is in place.
+        old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.old")
+        os.rename(target, old)
+        os.rename(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _lock(target: Path) -> Iterator[None]:
+    """An exclusive lock on `target`'s parent folder, across threads and processes (a lock on the
+    folder itself leaves no lock file behind in the user's folder)."""
+    fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once: os.umask() sets it, which is not safe once threads run
