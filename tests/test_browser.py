@@ -36,9 +36,13 @@ def dirs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
+    """One browser profile for the module: its storage (the visitor's workspace key) persists
+    across pages and app restarts, as a real visitor's browser does."""
     with playwright.sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
+        context = b.new_context(viewport={"width": 1280, "height": 900})
+        yield context
+        context.close()
         b.close()
 
 
@@ -47,9 +51,10 @@ CELL = "[role=gridcell]"
 
 
 def open_page(browser, url):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page = browser.new_page()
     page.goto(url)
     page.get_by_role("tab", name="Analyse").wait_for()
+    page.wait_for_timeout(1000)  # the page's load event fills the lists from the workspace
     return page
 
 
@@ -114,6 +119,9 @@ def test_every_tab_in_a_browser(dirs, browser):
         page.get_by_text("Valid pool of 5 question(s)").wait_for(timeout=60_000)
         page.wait_for_timeout(500)
         assert page.locator(".js-plotly-plot .ytick").filter(has_text="What shape").count() == 0
+        page.get_by_label("Save pool as").fill("no-shape")
+        page.get_by_role("button", name="Save pool version").click()
+        page.get_by_text("Saved pool").wait_for(timeout=30_000)
         shoot(page, shots, "prompt-pool", zoom=0.6)
 
         # Annotate: mark the cart's interval, save.
@@ -149,10 +157,15 @@ def test_every_tab_in_a_browser(dirs, browser):
     finally:
         stop_app(proc)
 
-    # The annotation survives a restart.
-    proc, url = start_app(app_dir, data_root, base / "app2.log")
+    # The annotation survives a restart, and what was saved before is offered in a new session.
+    # Same address: a browser keeps a site's storage (the workspace key) per host and port.
+    proc, url = start_app(app_dir, data_root, base / "app2.log", port=int(url.rsplit(":", 1)[1].strip("/")))
     try:
         page = open_page(browser, url)
+        page.get_by_role("tab", name="Prompt pool").click()
+        page.get_by_label("Pool", exact=True).click()
+        page.get_by_role("option", name="no-shape").wait_for(timeout=20_000)
+        page.keyboard.press("Escape")
         page.get_by_role("tab", name="Annotate").click()
         page.get_by_label("…or a saved result id").fill(result_id)
         page.get_by_role("button", name="Open", exact=True).click()

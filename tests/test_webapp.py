@@ -1,4 +1,5 @@
-"""Web app without a browser: bad input gives a visible gr.Error, concurrent users stay apart.
+"""Web app without a browser: bad input gives a visible gr.Error, visitors stay apart, and nothing
+a visitor made can be read by another, whatever they send.
 
 The handlers are called directly for the error cases (fast); one app subprocess serves the
 gradio_client tests, as a real deployment would.
@@ -6,11 +7,14 @@ gradio_client tests, as a real deployment would.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,9 +27,10 @@ from vlavad.pipeline import Pipeline
 from vlavad.synthetic import make_dataset, render_scene
 from vlavad.video import content_key
 from webapp.analyse import NORMAL_MODEL, analyse_video
-from webapp.benchmark import benchmark_dataset
+from webapp.annotate import MAX_INTERVALS, add_normal_feedback, clean_annotations
+from webapp.benchmark import benchmark_dataset, resolve_dataset, runs_table
 from webapp.prompt_pool import table_pool
-from webapp.state import AppDir, Limits, resolve_dataset, write_json
+from webapp.store import AppError, Limits, ModelMeta, Store
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = dict(frames=60, width=320, height=240, fps=10.0)
@@ -40,14 +45,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(app_dir: Path, data_root: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    """`python app.py` in a subprocess on a free port; returns (process, url) once it answers."""
-    port = free_port()
+def start_app(app_dir: Path, data_root: Path, log: Path, port: int | None = None, **env_extra) -> tuple[subprocess.Popen, str]:
+    """`python app.py` in a subprocess (on a free port unless given); returns (process, url) once it answers."""
+    port = port or free_port()
     env = {**os.environ, "VLAVAD_APP_DIR": str(app_dir), "VLAVAD_DATA_ROOT": str(data_root), "PORT": str(port),
-           "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "VLAVAD_CACHE": str(app_dir / "lib-cache")}
+           "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "VLAVAD_CACHE": str(app_dir / "lib-cache"), **env_extra}
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"app exited: {log.read_text()[-2000:]}")
@@ -57,7 +62,7 @@ def start_app(app_dir: Path, data_root: Path, log: Path) -> tuple[subprocess.Pop
         except OSError:
             time.sleep(0.3)
     proc.kill()
-    raise RuntimeError("app did not start in 60 s")
+    raise RuntimeError("app did not start in 90 s")
 
 
 def stop_app(proc: subprocess.Popen) -> None:
@@ -68,39 +73,61 @@ def stop_app(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def save_tiny_model(app: AppDir, name: str, normal_clip: Path) -> None:
-    """A model fitted with small settings, registered in the app dir as the app would."""
-    normal = app.store_normal_clip(normal_clip, content_key(normal_clip))
-    model = Pipeline(preset("custom").updated(epochs=2), cache_dir=app.cache, show_progress=False).fit([normal])
-    model.save(app.models / name)
-    write_json(app.models / f"{name}.json", {"normal_videos": [str(normal)]})
+def save_tiny_model(store: Store, key: str, name: str, normal_clip: Path) -> str:
+    """A model fitted with small settings, saved in the workspace of the visitor with `key`."""
+    clip = store.keep_clip(normal_clip, content_key(normal_clip))
+    model = Pipeline(preset("custom").updated(**{"temporal.epochs": 2}), cache_dir=store.cache, show_progress=False).fit([store.clip_path(clip)])
+    return store.workspace(key).save_model(model, name, ModelMeta(normal_clips=[clip]))
 
 
 # --- bad input ---------------------------------------------------------------------------------
 
 
 @pytest.fixture
-def app(tmp_path) -> AppDir:
-    return AppDir(tmp_path / "app")
+def store(tmp_path) -> Store:
+    return Store(tmp_path / "app")
 
 
-def test_non_video_upload_is_a_visible_error(app, tmp_path):
+@pytest.fixture
+def workspace(store):
+    return store.workspace(store.new_visitor_key())
+
+
+def test_non_video_upload_is_a_visible_error(store, workspace, tmp_path):
     fake = tmp_path / "notes.mp4"
     fake.write_text("this is not a video")
-    with pytest.raises(gr.Error):
-        analyse_video(app, fake)
+    with pytest.raises(gr.Error) as error:
+        analyse_video(store, workspace, fake)
+    assert str(tmp_path) not in str(error.value)  # no server path in what the user reads
+    assert workspace.result_ids() == [] and not list((workspace.root / "results").iterdir())  # nothing left behind
 
 
-def test_oversized_upload_is_refused(app, tmp_path):
+def test_oversized_upload_is_refused(tmp_path):
     clip = tmp_path / "clip.mp4"
     render_scene(clip, **TINY)
-    with pytest.raises(gr.Error, match="limit"):
-        analyse_video(app, clip, limits=Limits(max_upload_mb=0.001))
-    with pytest.raises(gr.Error, match="limit"):
-        analyse_video(app, clip, limits=Limits(max_duration_s=2))
+    for limits in (Limits(max_upload_mb=0.001), Limits(max_duration_s=2)):
+        store = Store(tmp_path / "app", limits=limits)
+        with pytest.raises(gr.Error, match="limit"):
+            analyse_video(store, store.workspace(store.new_visitor_key()), clip)
 
 
-def test_empty_and_zero_frame_videos_are_refused(app, tmp_path):
+def test_bad_choices_are_refused_before_any_work(store, workspace, tmp_path):
+    clip = tmp_path / "clip.mp4"
+    render_scene(clip, **TINY)
+    for kwargs, message in [
+        ({"save_model_as": "../../etc"}, "Invalid model name"),
+        ({"epochs": 10_000}, "between 1 and 12"),
+        ({"normal_mode": "everything"}, "Unknown choice"),
+        ({"normal_mode": NORMAL_MODEL, "model_name": "someone-elses"}, "No saved model"),
+        ({"pool_name": "../secret"}, "Invalid pool name"),
+        ({"normal_seconds": 5.5}, "between 1 s and 5.0 s"),
+    ]:
+        with pytest.raises(gr.Error, match=message):
+            analyse_video(store, workspace, clip, **kwargs)
+    assert not list((workspace.root / "results").iterdir())
+
+
+def test_empty_and_zero_frame_videos_are_refused(store, workspace, tmp_path):
     import av
 
     empty = tmp_path / "empty.mp4"
@@ -111,10 +138,10 @@ def test_empty_and_zero_frame_videos_are_refused(app, tmp_path):
         stream.width, stream.height = 64, 64
     for video in (empty, no_frames):
         with pytest.raises(gr.Error):
-            analyse_video(app, video)
+            analyse_video(store, workspace, video)
 
 
-def test_empty_prompt_pool_is_refused():
+def test_bad_prompt_pools_are_refused():
     with pytest.raises(gr.Error, match="empty"):
         table_pool(pd.DataFrame(columns=["question", "measures"]))
     with pytest.raises(gr.Error, match="Duplicate"):
@@ -123,26 +150,92 @@ def test_empty_prompt_pool_is_refused():
         table_pool(pd.DataFrame({"question": ["How tall?"], "measures": ["height"]}))
 
 
-def test_benchmark_refuses_path_tricks(app, tmp_path):
+def test_annotations_are_capped_and_checked():
+    many = {"intervals": [[i, i + 0.5] for i in range(MAX_INTERVALS + 1)]}
+    started = time.perf_counter()
+    with pytest.raises(AppError, match=f"at most {MAX_INTERVALS}"):
+        clean_annotations({"intervals": [[i, i + 0.5] for i in range(100_000)]}, duration_s=1e6)
+    with pytest.raises(AppError, match=f"at most {MAX_INTERVALS}"):
+        clean_annotations(many, duration_s=1e6)
+    assert time.perf_counter() - started < 1
+    with pytest.raises(AppError, match=r"intervals\[0\]"):
+        clean_annotations({"intervals": [["a", 2]]}, duration_s=10)
+    with pytest.raises(AppError, match="not inside the video"):
+        clean_annotations({"intervals": [[5, 2]]}, duration_s=8.0)
+    assert clean_annotations({"intervals": [[1, 2]], "event_labels": {"3-9": "true alarm", "1-2": "maybe"}}, 8.0) == {
+        "intervals": [[1.0, 2.0]], "event_labels": {"3-9": "true alarm"}}
+
+
+def test_benchmark_refuses_path_tricks_and_a_killed_run_is_not_listed(store, workspace, tmp_path, monkeypatch):
     root = tmp_path / "data"
     make_dataset(root / "tiny", n_train=1, n_test=1, frames=40)
     outside = make_dataset(tmp_path / "outside", n_train=1, n_test=1, frames=40)
     (root / "escape").symlink_to(outside, target_is_directory=True)
-    assert resolve_dataset("tiny", root) == (root / "tiny").resolve()
-    for name in ("..", "../outside", str(outside), "/etc", "escape", "tiny/../..", ""):
-        with pytest.raises(gr.Error):
+    for name in ("../outside", str(outside), "escape", "", "nope"):
+        with pytest.raises((gr.Error, AppError)):
             resolve_dataset(name, root)
-        with pytest.raises(gr.Error):
-            benchmark_dataset(app, root, name, "custom", "blobs", "motion", "hashing", 1)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # as if the process were stopped while the run folder is written
+
+    monkeypatch.setattr("vlavad.bench.save_roc_png", killed)
+    with pytest.raises(KeyboardInterrupt):
+        benchmark_dataset(store, workspace, root, "tiny", "custom", "blobs", "motion", "hashing", 1)
+    assert runs_table(workspace).empty and not list((workspace.root / "runs").iterdir())
 
 
-# --- a served app: stays up after errors, keeps users apart -------------------------------------
+def test_normal_feedback_saves_a_new_model_version(store, workspace, tmp_path):
+    from vlavad.model import FittedModel
+
+    clip = tmp_path / "scene.mp4"
+    render_scene(clip, frames=80, width=320, height=240, fps=10.0, seed=3, anomaly="fast", anomaly_start=40)
+    done = analyse_video(store, workspace, clip, normal_seconds=3.5, epochs=1, save_model_as="scene")
+    before = workspace.load_model("scene").frequencies.counts
+    name = add_normal_feedback(store, workspace, done.result_id, done.result.frames["frame"].to_numpy()[40:])
+    assert name == "scene-v2" and [n for n in workspace.model_names() if not n.startswith("run:")] == ["scene", "scene-v2"]
+    after = FittedModel.load(workspace.model_path(name)).frequencies.counts
+    assert sum(map(sum, (c.values() for c in after.values()))) > sum(map(sum, (c.values() for c in before.values())))
+    # Nothing a visitor can download holds a server path.
+    for file in done.downloads:
+        assert str(store.root) not in Path(file).read_text(errors="ignore"), file
+
+
+def test_two_saves_racing_for_one_name_both_succeed(store, workspace, tmp_path):
+    clip = tmp_path / "normal.mp4"
+    render_scene(clip, **TINY)
+    name = save_tiny_model(store, workspace.store.new_visitor_key(), "race", clip)
+    model = store.workspace(store.new_visitor_key())  # another visitor: their own namespace
+    from vlavad.model import FittedModel
+
+    fitted = FittedModel.load(next((store.root / "workspaces").glob(f"*/models/{name}")))
+    with ThreadPoolExecutor(4) as pool:
+        names = list(pool.map(lambda _: model.save_model(fitted, "race", ModelMeta()), range(8)))
+    assert sorted(names) == sorted(["race", *[f"race-v{i}" for i in range(2, 9)]])
+
+
+def test_retention_prunes_old_results_oldest_first_and_never_saved_models(tmp_path):
+    store = Store(tmp_path / "app", limits=Limits(keep_hours=24, keep_gb=0.0000005))  # 500 bytes
+    workspace = store.workspace(store.new_visitor_key())
+    for i in range(3):
+        with workspace.result_staging(f"r{i}") as folder:
+            (folder / "result.json").write_text(json.dumps({"format": "vlavad-result/1"}) + " " * 300)
+        os.utime(workspace.result_dir(f"r{i}"), (time.time() - (3 - i) * 3600,) * 2)
+    (workspace.root / "results" / "notes.txt").write_text("not ours")
+    removed = store.prune()
+    assert workspace.result_ids() == ["r2"] and removed["results"] == 2
+    assert (workspace.root / "results" / "notes.txt").exists()  # never delete what the app did not write
+    os.utime(workspace.result_dir("r2"), (time.time() - 30 * 3600,) * 2)
+    store.prune()
+    assert workspace.result_ids() == []
+
+
+# --- through the server -------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     base = tmp_path_factory.mktemp("served")
-    app = AppDir(base / "app")
+    store = Store(base / "app")
     clips = []
     for i in range(8):  # a different length per user, so a mixed-up result is easy to spot
         clip = base / f"user{i}.mp4"
@@ -150,38 +243,47 @@ def served(tmp_path_factory):
         clips.append(clip)
     normal = base / "normal.mp4"
     render_scene(normal, frames=80, width=320, height=240, fps=10.0, seed=7)
-    save_tiny_model(app, "tiny", normal)
-    proc, url = start_app(app.root, base / "no-data", base / "app.log")
-    yield url, clips, base
+    proc, url = start_app(store.root, base / "no-data", base / "app.log")
+    yield url, clips, normal, base
     stop_app(proc)
 
 
-def _analyse(url: str, clip: Path):
-    from gradio_client import Client, handle_file
+def _client(url):
+    from gradio_client import Client
 
-    client = Client(url, verbose=False)
-    out = client.predict(handle_file(str(clip)), NORMAL_MODEL, 5, None, "tiny", "motion (bundled)", 2, "", api_name="/analyse")
-    frame = client.predict(3, api_name="/show_frame")  # this client's own session state
-    return out, frame
+    return Client(url, verbose=False)
+
+
+def _analyse(client, clip: Path, mode="First seconds of this video", model=None, save_as=""):
+    from gradio_client import handle_file
+
+    return client.predict(handle_file(str(clip)), mode, 3, None, model, "motion (bundled)", 1, save_as, api_name="/analyse")
 
 
 def test_bad_upload_through_the_server_leaves_it_running(served):
-    from gradio_client import Client, handle_file
-    from gradio_client.exceptions import AppError
+    from gradio_client.exceptions import AppError as ClientError
 
-    url, clips, base = served
+    url, clips, _, base = served
     fake = base / "fake.mp4"
     fake.write_text("not a video")
-    with pytest.raises(AppError, match="(?i)video"):
-        Client(url, verbose=False).predict(handle_file(str(fake)), NORMAL_MODEL, 5, None, "tiny", "motion (bundled)", 2, "", api_name="/analyse")
-    out, _ = _analyse(url, clips[0])
+    client = _client(url)
+    with pytest.raises(ClientError, match="(?i)video") as error:
+        _analyse(client, fake)
+    assert str(base) not in str(error.value)
+    out = _analyse(client, clips[0])
     assert "60 frames" in out[4]
 
 
 def test_eight_concurrent_users_get_their_own_results(served):
-    url, clips, _ = served
+    url, clips, _, _ = served
+
+    def one(clip):
+        client = _client(url)
+        out = _analyse(client, clip)
+        return out, client.predict(3, api_name="/show_frame")  # this client's own session state
+
     with ThreadPoolExecutor(8) as pool:
-        outputs = list(pool.map(lambda c: _analyse(url, c), clips))
+        outputs = list(pool.map(one, clips))
     ids = set()
     for i, ((video, plot, events, files, summary, slider, model_choices), frame) in enumerate(outputs):
         n = 60 + 2 * i
@@ -194,19 +296,51 @@ def test_eight_concurrent_users_get_their_own_results(served):
     assert len(ids) == 8  # one result folder per request
 
 
-def test_normal_feedback_saves_a_new_model_version(app, tmp_path):
-    from webapp.analyse import load_analysis
-    from webapp.annotate import add_normal_feedback, clean_annotations
-    from vlavad.model import FittedModel
+def test_a_second_visitor_cannot_reach_the_first_visitors_work(served):
+    from gradio_client.exceptions import AppError as ClientError
 
-    clip = tmp_path / "scene.mp4"
-    render_scene(clip, frames=80, width=320, height=240, fps=10.0, seed=3, anomaly="fast", anomaly_start=40)
-    done = analyse_video(app, clip, normal_seconds=3.5, epochs=1, save_model_as="scene")
-    saved = load_analysis(app, done.result_id)
-    before = FittedModel.load(app.models / "scene").frequencies.counts
-    name = add_normal_feedback(app, saved, saved["frames"]["frame"].to_numpy()[40:])
-    assert name == "scene-v2" and set(app.model_names()) == {"scene", "scene-v2"}
-    after = FittedModel.load(app.models / name).frequencies.counts
-    assert sum(map(sum, (c.values() for c in after.values()))) > sum(map(sum, (c.values() for c in before.values())))
-    with pytest.raises(gr.Error):
-        clean_annotations({"intervals": [[5, 2]]}, duration_s=8.0)
+    from gradio_client import handle_file
+
+    url, clips, normal, base = served
+    alice, mallory = _client(url), _client(url)
+    out = _analyse(alice, clips[1], save_as="alice-model")
+    summary, files = out[4], out[3]
+    result_id = summary.split("`")[-2]
+    pool = {"headers": ["question", "measures"], "data": [["How fast is the object moving?", "speed"]]}
+    assert "Saved pool" in alice.predict(pool, "alice-pool", api_name="/save_pool")[0]
+    # Mallory knows the names, the result id and where the app keeps its files: all useless.
+    with pytest.raises(ClientError, match="No saved model"):
+        _analyse(mallory, clips[2], mode=NORMAL_MODEL, model="alice-model")
+    with pytest.raises(ClientError, match="No saved prompt pool"):
+        mallory.predict(handle_file(str(clips[2])), "First seconds of this video", 3, None, None, "alice-pool", 1, "", api_name="/analyse")
+    with pytest.raises(ClientError, match="No analysis result"):
+        mallory.predict(result_id, api_name="/open_result")
+    app_dir = base / "app"
+    upload = next(app_dir.glob(f"workspaces/*/results/{result_id}/input.mp4"))
+    for path in (upload, next(app_dir.glob("workspaces/*/models/alice-model/model.json")), app_dir / "secret"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{url}gradio_api/file={path}")
+        assert refused.value.code == 403
+    # Alice's own downloads reach her with readable names, published in unguessable folders.
+    assert sorted(Path(f).name for f in files) == sorted(f"user1-{n}" for n in ("annotated.mp4", "report.html", "frames.csv", "objects.csv", "result.json"))
+    assert all(len(folder.name) == 32 for folder in (app_dir / "outbox").iterdir())
+
+
+def test_a_huge_annotation_import_is_refused_while_the_app_stays_responsive(served):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError as ClientError
+
+    url, clips, _, base = served
+    client = _client(url)
+    out = _analyse(client, clips[3])
+    result_id = out[4].split("`")[-2]
+    client.predict(result_id, api_name="/open_result")
+    huge = base / "huge.json"
+    huge.write_text(json.dumps({"intervals": [[i * 0.001, i * 0.001 + 0.0005] for i in range(100_000)]}))
+    with ThreadPoolExecutor(2) as pool:
+        importing = pool.submit(lambda: client.predict(handle_file(str(huge)), api_name="/import_annotations"))
+        started = time.perf_counter()
+        urllib.request.urlopen(url, timeout=2).read()  # another visitor opens the page meanwhile
+        assert time.perf_counter() - started < 2
+        with pytest.raises(ClientError, match="KB"):
+            importing.result(timeout=60)

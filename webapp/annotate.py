@@ -1,54 +1,57 @@
 """The Annotate tab: mark what really was anomalous, judge the alarms, teach the model.
 
-Annotations are stored per video *content* (annotations/<content key>.json), so they survive a
-restart and reappear whenever the same video is analysed again. "This is normal" feedback never
-edits a model: it writes a new version (`<model>-v2`, `-v3`, ...) beside the old one.
+Annotations are stored in the visitor's workspace per video *content* (annotations/<content
+key>.json), so they survive a restart and reappear whenever that visitor analyses the same video
+again; another visitor never sees them. Every set of annotations, typed or imported, goes through
+one schema with a cap on its size, and is checked before it is saved. "This is normal" feedback
+never edits a model: it writes a new version (`<model>-v2`, `-v3`, ...) beside the old one.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Annotated
 
 import gradio as gr
 import numpy as np
 import pandas as pd
+from pydantic import Field, Strict
 
 from vlavad.metrics import frame_auc
-from vlavad.model import FittedModel
 from vlavad.pipeline import Pipeline
+from vlavad.results import VideoResult, load_result
+from vlavad.schema import Schema, read_json_file, validate
 
 from . import plots
-from .analyse import events_table, load_analysis
-from .state import AppDir, now_iso, read_json, user_errors, write_json
+from .common import TabHooks, download_stem, events_table, result_meta, user_errors, workspace_of
+from .store import AppError, ModelMeta, Store, Workspace, now_iso
 
 VERDICTS = ("true alarm", "false alarm")
 INTERVAL_COLUMNS = ["start (s)", "end (s)"]
+MAX_INTERVALS = 500
 
 
-def annotation_path(app: AppDir, saved: dict) -> Path:
-    return app.annotations / f"{saved['meta']['content_key']}.json"
+class Annotations(Schema):
+    """A video's annotations, as saved, imported and exported."""
+
+    intervals: list[Annotated[tuple[float, float], Strict(False)]] = Field(default_factory=list, max_length=MAX_INTERVALS)
+    event_labels: dict[str, str] = Field(default_factory=dict, max_length=1000)
 
 
-def load_annotations(app: AppDir, saved: dict) -> dict:
-    found = read_json(annotation_path(app, saved), None)
-    return found or {"intervals": [], "event_labels": {}}
-
-
-def clean_annotations(data: dict, duration_s: float) -> dict:
-    """Checks intervals and verdicts (from the editor or an imported file)."""
+def clean_annotations(data, duration_s: float) -> dict:
+    """Checks intervals and verdicts (from the editor or an imported file): each a one-line error."""
     if not isinstance(data, dict):
-        raise gr.Error("An annotation file holds a JSON object with 'intervals' and 'event_labels'.")
+        raise AppError("An annotation file holds a JSON object with 'intervals' and 'event_labels'.")
+    data = {k: data[k] for k in ("intervals", "event_labels") if k in data}
+    if isinstance(data.get("intervals"), list) and len(data["intervals"]) > MAX_INTERVALS:
+        raise AppError(f"{len(data['intervals'])} intervals: at most {MAX_INTERVALS} are kept per video.")
+    annotations = validate(Annotations, data, "annotations", AppError)
     intervals = []
-    for item in data.get("intervals", []):
-        try:
-            start, end = float(item[0]), float(item[1])
-        except (TypeError, ValueError, IndexError):
-            raise gr.Error(f"An interval must be [start_s, end_s], got {item!r}.") from None
+    for start, end in annotations.intervals:
         if not (np.isfinite(start) and np.isfinite(end)) or start < 0 or end <= start or start > duration_s:
-            raise gr.Error(f"Interval {start:g}–{end:g} s is not inside the video (0–{duration_s:.1f} s, start < end).")
+            raise AppError(f"Interval {start:g}–{end:g} s is not inside the video (0–{duration_s:.1f} s, start < end).")
         intervals.append([round(start, 3), round(min(end, duration_s), 3)])
-    labels = {str(k): v for k, v in dict(data.get("event_labels", {})).items() if v in VERDICTS}
+    labels = {k: v for k, v in annotations.event_labels.items() if v in VERDICTS}
     return {"intervals": sorted(intervals), "event_labels": labels}
 
 
@@ -63,38 +66,38 @@ def event_key(event: dict) -> str:
     return f"{event['start_frame']}-{event['end_frame']}"
 
 
+def load_annotations(workspace: Workspace, content_key: str, duration_s: float) -> dict:
+    path = workspace.annotations_path(content_key)
+    if not path.is_file():
+        return {"intervals": [], "event_labels": {}}
+    return clean_annotations(read_json_file(path, "annotations file", AppError), duration_s)
+
+
 @user_errors
-def add_normal_feedback(app: AppDir, saved: dict, frames: np.ndarray) -> str:
+def add_normal_feedback(store: Store, workspace: Workspace, result_id: str, frames: np.ndarray) -> str:
     """Adds the answers of every object in `frames` to the model's normal answer counts and
     saves the result as a new model version; returns its name."""
-    meta = saved["meta"]
+    folder = workspace.result_dir(result_id)
+    meta = result_meta(folder)
     if meta["model"]["kind"] == "saved":
-        source, base = app.model_path(meta["model"]["name"]), meta["model"]["name"]
+        base = meta["model"]["name"]
+        model, parent = workspace.load_model(base), workspace.model_meta(base)
     else:
-        source, base = saved["folder"] / "model", meta["name"]
-    model = FittedModel.load(source)
-    pipeline = Pipeline(model.settings, prompts=model.prompts, cache_dir=app.cache)
-    chosen = pipeline.normal_answers(model, saved["folder"] / meta["video"], frames)
+        from vlavad.model import FittedModel
+
+        base = meta["name"]
+        model, parent = FittedModel.load(folder / "model"), ModelMeta.model_validate(result_meta(folder / "model"))
+    chosen = Pipeline(model.settings, cache_dir=store.cache).normal_answers(model, folder / meta["video"], frames)
     if chosen.empty:
-        raise gr.Error("No described object in the frames marked as normal.")
+        raise AppError("No described object in the frames marked as normal.")
     model.add_normal_answers(chosen)
-    name = app.free_model_name(_slug(base), new_version=True)
     model.training = {**model.training, "feedback": [*model.training.get("feedback", []), {"video": meta["name"], "answers": int(len(chosen))}]}
-    model.save(app.models / name)
-    normal = meta.get("normal_videos", [])
-    if meta["model"]["kind"] == "saved":
-        normal = app.model_meta(base).get("normal_videos", normal)
-    write_json(app.models / f"{name}.json", {"normal_videos": normal, "created": now_iso(), "parent": base, "feedback_from": meta["id"]})
-    return name
+    return workspace.save_model(model, base, parent.model_copy(update={"created": now_iso(), "source": f"feedback on {base}"}), new_version=True)
 
 
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "_-." else "-" for c in text)[:50].strip("-.") or "model"
-
-
-def build_tab(app: AppDir, session: gr.State, analysed: gr.events.Dependency):
-    gr.Markdown("Pick a video you analysed in this session (or reopen a saved result by its id), mark the intervals that "
-                "really were anomalous, and judge each detected event. Annotations are saved per video and survive restarts.")
+def build_tab(store: Store, session: gr.State, analysed):
+    gr.Markdown("Pick a video you analysed (or reopen a result by its id), mark the intervals that really were anomalous, and judge "
+                "each detected event. Annotations are kept in this browser's workspace, per video, and survive restarts.")
     with gr.Row():
         result = gr.Dropdown(choices=[], label="Analysed video (this session)", scale=2)
         result_id = gr.Textbox(label="…or a saved result id", placeholder="shown in the Analyse summary", scale=2)
@@ -134,90 +137,105 @@ def build_tab(app: AppDir, session: gr.State, analysed: gr.events.Dependency):
 
     def table_intervals(table) -> list[list[float]]:
         table = pd.DataFrame(table, columns=INTERVAL_COLUMNS).replace("", np.nan).dropna(how="all")
-        return [[row[0], row[1]] for row in table.itertuples(index=False)]
+        if len(table) > MAX_INTERVALS:
+            raise AppError(f"At most {MAX_INTERVALS} intervals are kept per video.")
+        try:
+            return [[float(row[0]), float(row[1])] for row in table.itertuples(index=False)]
+        except (TypeError, ValueError):
+            raise AppError("Every interval needs a start and an end in seconds.") from None
 
-    def view(rid, rows, labels):
+    def opened(state, rid) -> tuple[Workspace, VideoResult, dict]:
+        if not rid:
+            raise AppError("Open an analysed video first.")
+        workspace, _ = workspace_of(store, state)
+        folder = workspace.result_dir(rid)
+        return workspace, load_result(folder), result_meta(folder)
+
+    def view(state, rid, rows, labels):
         """Everything the tab shows for a result and the annotations being edited."""
-        saved = load_analysis(app, rid)
-        frames = saved["frames"]
-        duration = len(frames) / saved["summary"]["fps"]
-        data = clean_annotations({"intervals": rows, "event_labels": labels}, duration)
-        evs = saved["summary"]["events"]
+        _, saved, meta = opened(state, rid)
+        data = clean_annotations({"intervals": rows, "event_labels": labels}, saved.info.duration_s)
+        evs = [e.to_dict() for e in saved.events]
         table = events_table(evs)
         table.insert(4, "verdict", [data["event_labels"].get(event_key(e), "") for e in evs])
-        fig = plots.timeline(frames, evs, saved["summary"]["threshold"], saved["summary"]["fps"], title=saved["meta"]["name"],
-                             marked=[tuple(i) for i in data["intervals"]])
-        truth = frame_labels(data["intervals"], frames["time_s"].to_numpy())
-        value = frame_auc(truth, frames["fused"].to_numpy())
-        text = (f"**{saved['meta']['name']}** · {len(data['intervals'])} marked interval(s) · AUC of the model's score against your annotations: "
+        fig = plots.timeline(saved.frames, evs, saved.threshold, title=meta["name"], marked=[tuple(i) for i in data["intervals"]])
+        value = frame_auc(frame_labels(data["intervals"], saved.frames["time_s"].to_numpy()), saved.frames["fused"].to_numpy())
+        text = (f"**{meta['name']}** · {len(data['intervals'])} marked interval(s) · AUC of the model's score against your annotations: "
                 + (f"**{value:.3f}**" if value is not None else "n/a (mark at least one interval, and leave some frames unmarked)"))
         return text, fig, pd.DataFrame(data["intervals"], columns=INTERVAL_COLUMNS), table, data["event_labels"]
 
-    def open_result(rid):
-        if not rid:
-            raise gr.Error("Choose an analysed video or enter a result id.")
-        saved = load_analysis(app, rid)
-        stored = clean_annotations(load_annotations(app, saved), len(saved["frames"]) / saved["summary"]["fps"])
-        return (rid, *view(rid, stored["intervals"], stored["event_labels"]))
+    @user_errors
+    def open_result(state, rid):
+        workspace, saved, meta = opened(state, (rid or "").strip())
+        stored = load_annotations(workspace, meta["content_key"], saved.info.duration_s)
+        return (rid.strip(), *view(state, rid.strip(), stored["intervals"], stored["event_labels"]))
 
     outputs = [auc, timeline, intervals, events, labels_state]
 
-    def need(rid):
-        if not rid:
-            raise gr.Error("Open an analysed video first.")
-        return rid
-
-    def add_interval(rid, rows, labels, s, e):
+    @user_errors
+    def add_interval(state, rid, rows, labels, s, e):
         if s is None or e is None:
-            raise gr.Error("Enter a start and an end time in seconds.")
-        return view(need(rid), [*table_intervals(rows), [s, e]], labels)
+            raise AppError("Enter a start and an end time in seconds.")
+        return view(state, rid, [*table_intervals(rows), [s, e]], labels)
 
-    def add_events(rid, rows, labels):
-        evs = load_analysis(app, need(rid))["summary"]["events"]
-        return view(rid, [*table_intervals(rows), *[[e["start_s"], e["end_s"]] for e in evs]], labels)
+    @user_errors
+    def add_events(state, rid, rows, labels):
+        _, saved, _ = opened(state, rid)
+        return view(state, rid, [*table_intervals(rows), *[[e.start_s, e.end_s] for e in saved.events]], labels)
 
-    def label_event(rid, rows, labels, number, choice):
-        evs = load_analysis(app, need(rid))["summary"]["events"]
+    @user_errors
+    def clear(state, rid, labels):
+        return view(state, rid, [], labels)
+
+    @user_errors
+    def label_event(state, rid, rows, labels, number, choice):
+        _, saved, _ = opened(state, rid)
+        evs = [e.to_dict() for e in saved.events]
         if number is None or not 1 <= int(number) <= len(evs):
-            raise gr.Error(f"Event # must be between 1 and {len(evs)}." if evs else "This video has no detected event.")
+            raise AppError(f"Event # must be between 1 and {len(evs)}." if evs else "This video has no detected event.")
         if choice not in VERDICTS:
-            raise gr.Error("Choose a verdict: true alarm or false alarm.")
-        return view(rid, table_intervals(rows), {**labels, event_key(evs[int(number) - 1]): choice})
+            raise AppError("Choose a verdict: true alarm or false alarm.")
+        return view(state, rid, table_intervals(rows), {**labels, event_key(evs[int(number) - 1]): choice})
 
-    def save(rid, rows, labels):
-        saved = load_analysis(app, need(rid))
-        data = clean_annotations({"intervals": table_intervals(rows), "event_labels": labels}, len(saved["frames"]) / saved["summary"]["fps"])
-        path = write_json(annotation_path(app, saved), {"video": saved["meta"]["name"], "content_key": saved["meta"]["content_key"],
-                                                        "fps": saved["summary"]["fps"], "frames": len(saved["frames"]), **data, "updated": now_iso()})
-        return (*view(rid, data["intervals"], data["event_labels"]), str(path), f"Saved {len(data['intervals'])} interval(s) and {len(data['event_labels'])} verdict(s).")
+    def save_data(state, rid, data):
+        workspace, saved, meta = opened(state, rid)
+        data = clean_annotations(data, saved.info.duration_s)
+        record = {"video": meta["name"], "fps": saved.info.fps, "frames": saved.info.frame_count, **data, "updated": now_iso()}
+        path = workspace.save_annotations(meta["content_key"], record)
+        export = store.publish({f"{download_stem(meta['name'])}-annotations.json": path})[0]
+        return (*view(state, rid, data["intervals"], data["event_labels"]), export, f"Saved {len(data['intervals'])} interval(s) and {len(data['event_labels'])} verdict(s).")
 
-    def import_json(rid, file):
+    @user_errors
+    def save(state, rid, rows, labels):
+        return save_data(state, rid, {"intervals": table_intervals(rows), "event_labels": labels})
+
+    @user_errors
+    def import_json(state, rid, file):
         if not file:
             return gr.skip()
-        try:
-            data = json.loads(Path(file).read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise gr.Error("The imported file is not valid JSON.") from None
-        saved = load_analysis(app, need(rid))
-        data = clean_annotations(data, len(saved["frames"]) / saved["summary"]["fps"])
-        return save(rid, data["intervals"], data["event_labels"])
+        size_kb = Path(file).stat().st_size / 1024
+        if size_kb > store.limits.max_import_kb:
+            raise AppError(f"The annotations file is {size_kb:.0f} KB; at most {store.limits.max_import_kb:.0f} KB are read.")
+        return save_data(state, rid, read_json_file(file, "annotations file", AppError))
 
-    def feedback(rid, labels):
-        saved = load_analysis(app, need(rid))
-        false = [e for e in saved["summary"]["events"] if labels.get(event_key(e)) == "false alarm"]
+    @user_errors
+    def feedback(state, rid, labels):
+        workspace, saved, _ = opened(state, rid)
+        false = [e for e in saved.events if labels.get(event_key(e.to_dict())) == "false alarm"]
         if not false:
-            raise gr.Error("Label at least one event as a false alarm first: its objects' answers are what becomes normal.")
-        frames = np.concatenate([np.arange(e["start_frame"], e["end_frame"] + 1) for e in false])
-        name = add_normal_feedback(app, saved, frames)
+            raise AppError("Label at least one event as a false alarm first: its objects' answers are what becomes normal.")
+        frames = np.concatenate([np.arange(e.start_frame, e.end_frame + 1) for e in false])
+        name = add_normal_feedback(store, workspace, rid, frames)
         return f"Saved new model **{name}** (the old one is kept). Choose it under *A saved model* in Analyse."
 
     analysed.then(session_choices, session, result)
-    result.select(open_result, result, [current, *outputs])
-    open_btn.click(open_result, result_id, [current, *outputs], api_name="open_result")
-    add_btn.click(add_interval, [current, intervals, labels_state, start, end], outputs)
-    from_events_btn.click(add_events, [current, intervals, labels_state], outputs)
-    clear_btn.click(lambda rid, labels: view(need(rid), [], labels), [current, labels_state], outputs)
-    label_btn.click(label_event, [current, intervals, labels_state, event_no, verdict], outputs)
-    save_btn.click(save, [current, intervals, labels_state], [*outputs, export_file, status], api_name="save_annotations")
-    import_file.upload(import_json, [current, import_file], [*outputs, export_file, status])
-    feedback_btn.click(feedback, [current, labels_state], status, concurrency_limit=2, concurrency_id="analyse")
+    result.select(open_result, [session, result], [current, *outputs], api_name=False)
+    open_btn.click(open_result, [session, result_id], [current, *outputs], api_name="open_result")
+    add_btn.click(add_interval, [session, current, intervals, labels_state, start, end], outputs)
+    from_events_btn.click(add_events, [session, current, intervals, labels_state], outputs)
+    clear_btn.click(clear, [session, current, labels_state], outputs)
+    label_btn.click(label_event, [session, current, intervals, labels_state, event_no, verdict], outputs)
+    save_btn.click(save, [session, current, intervals, labels_state], [*outputs, export_file, status], api_name="save_annotations")
+    import_file.upload(import_json, [session, current, import_file], [*outputs, export_file, status], api_name="import_annotations")
+    feedback_event = feedback_btn.click(feedback, [session, current, labels_state], status, concurrency_limit=2, concurrency_id="analyse")
+    return TabHooks(lambda state: [], [], saves=[feedback_event])

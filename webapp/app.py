@@ -7,11 +7,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from vlavad.backends import backends_line, describe_backends, make_describer, make_detector, make_encoder
+from vlavad.backends import settings_line
 from vlavad.config import Settings
 
 from . import analyse, annotate, benchmark, prompt_pool
-from .state import AppDir, Limits, default_data_root
+from .benchmark import default_data_root
+from .store import Store
 
 CSS = """
 #banner {border-left: 4px solid #1f77b4; padding: 6px 12px; background: #f3f7fb; border-radius: 4px}
@@ -50,34 +51,49 @@ except ImportError:
         return fn
 
 
-def current_backends() -> dict:
-    """The backends a run with default settings uses (the offline ones when no weights exist)."""
-    settings = Settings()
-    return describe_backends(make_detector(settings), make_describer(settings), make_encoder(settings))
-
-
 def build_app(app_dir: str | Path | None = None, data_root: str | Path | None = None) -> gr.Blocks:
-    app = AppDir(app_dir)
+    store = Store(app_dir)
     root = Path(data_root).resolve() if data_root else default_data_root()
-    with gr.Blocks(title="VLAVAD: explainable video anomaly detection") as demo:
+    store.prune()
+    # Gradio's own copies of uploads and downloads are deleted hourly once a day old.
+    with gr.Blocks(title="VLAVAD: explainable video anomaly detection", delete_cache=(3600, 86400)) as demo:
         gr.Markdown("# VLAVAD · explainable video anomaly detection\nEvery alarm comes with the object captions that caused it.")
-        gr.Markdown(f"**Running:** {backends_line(current_backends())}", elem_id="banner")
-        session = gr.State({})  # this browser session's result ids: never shared between users
+        gr.Markdown(f"**Running:** {settings_line(Settings())}", elem_id="banner")
+        # The visitor's key to their workspace, kept (encrypted) in their browser; the session
+        # state holds it for the handlers, with this session's result ids.
+        visitor = gr.BrowserState(None, storage_key="vlavad-visitor", secret=store.secret())
+        session = gr.State({})
         with gr.Tabs():
             with gr.Tab("Analyse", id="analyse"):
-                tab = analyse.build_tab(app, session, gpu=gpu)
+                analyse_hooks, analysed = analyse.build_tab(store, session, gpu=gpu)
             with gr.Tab("Benchmark", id="benchmark"):
-                benchmark.build_tab(app, root, gpu=gpu)
+                benchmark_hooks = benchmark.build_tab(store, session, root, gpu=gpu)
             with gr.Tab("Prompt pool", id="prompt-pool"):
-                prompt_pool.build_tab(app, tab["pool_name"])
+                pool_hooks = prompt_pool.build_tab(store, session)
             with gr.Tab("Annotate", id="annotate"):
-                annotate.build_tab(app, session, tab["run_event"])
+                annotate_hooks = annotate.build_tab(store, session, analysed)
+        hooks = [analyse_hooks, benchmark_hooks, pool_hooks, annotate_hooks]
+        lists = [c for hook in hooks for c in hook.components]
+
+        def refresh_all(state):
+            """Every list, from the visitor's workspace: what was saved after the app started, or
+            in another tab, can be chosen everywhere."""
+            return [update for hook in hooks for update in hook.refresh(state)]
+
+        def on_load(key, state):
+            """Gives a new visitor a key, then fills every list."""
+            state = {**(state or {}), "key": key or store.new_visitor_key()}
+            return [state["key"], state, *refresh_all(state)]
+
+        demo.load(on_load, [visitor, session], [visitor, session, *lists])
+        for event in (e for hook in hooks for e in hook.saves):
+            event.then(refresh_all, session, lists)
     return demo
 
 
 def launch(**overrides) -> None:
     """Builds the app and serves it on 127.0.0.1 (0.0.0.0 on Spaces, where SPACE_ID is set)."""
-    app = AppDir()
+    store = Store()
     demo = build_app()
     port = int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860)
     # Per-event limits queue long runs rather than running many at once; the default covers the
@@ -89,8 +105,10 @@ def launch(**overrides) -> None:
         theme=gr.themes.Soft(),
         css=CSS,
         js=PLOT_CLICK_JS,
-        allowed_paths=[str(app.root)],
-        max_file_size=f"{int(Limits().max_upload_mb)}mb",
+        # Only the outbox, where each download is copied under a random folder name, is served;
+        # never the app's state.
+        allowed_paths=[str(store.outbox)],
+        max_file_size=f"{int(store.limits.max_upload_mb)}mb",
         show_error=True,
         **overrides,
     )

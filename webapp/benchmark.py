@@ -1,82 +1,111 @@
 """The Benchmark tab: fit on a dataset's normal videos, score its test videos, report frame AUC.
 
-Datasets are offered only from the data root's listing and re-validated by name on submit, so no
-request can point the app at an arbitrary path. A run occupies one worker of its own queue
-(concurrency_id "benchmark"), so analyses from other users keep running meanwhile.
+Datasets are offered only from the data root's listing and re-validated by name on submit, and
+read confined to the data root, so no request can point the app at an arbitrary path or follow a
+link out of it. Runs go to the visitor's workspace, complete or absent; their models can be used
+in every tab. A run occupies one worker of its own queue (concurrency_id "benchmark"), so
+analyses from other users keep running meanwhile.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import os
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
-from vlavad import backends as vb
-from vlavad.backends import backends_line
-from vlavad.bench import run_benchmark, save_benchmark
+from vlavad.backends import STAGES, backends_line, resolve
+from vlavad.bench import fmt_auc, run_benchmark, save_benchmark
 from vlavad.config import preset, preset_names
-from vlavad.datasets import load_dataset
+from vlavad.datasets import list_datasets, load_dataset
+from vlavad.errors import VlavadError
 from vlavad.pipeline import Pipeline
+from vlavad.schema import read_json_file
 
 from . import plots
-from .state import AppDir, dataset_names, read_json, resolve_dataset, user_errors
+from .common import TabHooks, choices_update, user_errors, workspace_of
+from .store import AppError, Store, Workspace
 
 RUN_COLUMNS = ["run", "dataset", "preset", "micro AUC", "macro AUC", "time (s)", "backends"]
+REPO = Path(__file__).resolve().parent.parent
 
 
-def _auc(value) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+def default_data_root() -> Path:
+    """`VLAVAD_DATA_ROOT`, else the team's shared data folder next to the repo, else ./data."""
+    if os.environ.get("VLAVAD_DATA_ROOT"):
+        return Path(os.environ["VLAVAD_DATA_ROOT"]).resolve()
+    shared = REPO.parent / "shared" / "data"
+    return shared.resolve() if shared.is_dir() else (REPO / "data").resolve()
+
+
+def dataset_names(data_root: Path) -> list[str]:
+    try:
+        return list_datasets(data_root)
+    except VlavadError:
+        return []  # no data folder: the tab says so instead of failing the whole app
+
+
+def resolve_dataset(name: str, data_root: Path) -> Path:
+    """The folder of a dataset the user picked: only names the listing offers, never a path."""
+    name = (name or "").strip()
+    if not name:
+        raise AppError("Choose a dataset.")
+    if name not in dataset_names(data_root):
+        raise AppError(f"No dataset called {name[:40]!r} on this server.")
+    return data_root / name
 
 
 @user_errors
-def benchmark_dataset(app: AppDir, data_root: Path, dataset: str, preset_name: str, detector: str, describer: str, encoder: str, epochs: int):
-    """Runs and saves one benchmark; returns (BenchResult, run folder)."""
+def benchmark_dataset(store: Store, workspace: Workspace, data_root: Path, dataset: str, preset_name: str,
+                      detector: str, describer: str, encoder: str, epochs: int):
+    """Runs and saves one benchmark; returns (BenchResult, run name)."""
     folder = resolve_dataset(dataset, data_root)
     if preset_name not in preset_names():
-        raise gr.Error(f"Unknown preset {preset_name!r}.")
-    settings = preset(preset_name).updated(detector=detector, describer=describer, encoder=encoder, epochs=int(epochs))
+        raise AppError(f"Unknown preset {str(preset_name)[:40]!r}.")
+    if not isinstance(epochs, (int, float)) or not 1 <= int(epochs) <= 12:
+        raise AppError("S3M training epochs must be between 1 and 12.")
+    settings = preset(preset_name).updated(**{"detect.backend": detector, "describe.backend": describer, "embed.backend": encoder,
+                                              "temporal.epochs": int(epochs)})
     # Refuse at once, naming the missing model, rather than after minutes of tracking.
-    settings, _ = vb.resolve_backend("offline", settings, explicit=("detector", "describer", "encoder"))
-    data = load_dataset(folder)
-    result = run_benchmark(data, Pipeline(settings, cache_dir=app.cache))
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    out = save_benchmark(result, app.runs / f"{stamp}-{data.name}-{preset_name}")
-    return result, out
+    settings, _ = resolve(settings, "weight-free", explicit=list(STAGES))
+    data = load_dataset(folder, confine_to=data_root)
+    result = run_benchmark(data, Pipeline(settings, cache_dir=store.cache))
+    name = workspace.new_result_id(f"{data.name}-{preset_name}")
+    save_benchmark(result, workspace.run_dir(name), replace=False)
+    store.prune()
+    return result, name
 
 
-def runs_table(app: AppDir) -> pd.DataFrame:
-    """Every saved run, newest first, for side-by-side comparison."""
+def runs_table(workspace: Workspace) -> pd.DataFrame:
+    """This visitor's saved runs, newest first, for side-by-side comparison."""
     rows = []
-    for folder in sorted(app.runs.iterdir(), reverse=True):
-        meta = read_json(folder / "results.json") if (folder / "results.json").is_file() else None
-        if not meta:
-            continue
+    for name in workspace.run_names():
+        meta = read_json_file(workspace.run_dir(name) / "results.json", "run record")
         timings = meta.get("timings", {})
         rows.append({
-            "run": folder.name,
+            "run": name,
             "dataset": meta.get("dataset"),
             "preset": meta.get("settings", {}).get("preset"),
             "backends": backends_line(meta.get("backends", {})),
-            "micro AUC": _auc(meta["metrics"].get("micro_auc")),
-            "macro AUC": _auc(meta["metrics"].get("macro_auc")),
+            "micro AUC": fmt_auc(meta["metrics"].get("micro_auc")),
+            "macro AUC": fmt_auc(meta["metrics"].get("macro_auc")),
             "time (s)": round(timings.get("fit_s", 0) + timings.get("score_s", 0), 1),
         })
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
-def build_tab(app: AppDir, data_root: Path, gpu=lambda fn: fn):
+def build_tab(store: Store, session: gr.State, data_root: Path, gpu=lambda fn: fn):
     names = dataset_names(data_root)
-    gr.Markdown(f"Datasets found under the data folder `{data_root}`" + ("" if names else " — **none found**: set `VLAVAD_DATA_ROOT`."))
+    gr.Markdown("Benchmark datasets found on this server" + ("." if names else ": **none found**; an operator sets `VLAVAD_DATA_ROOT`."))
     with gr.Row():
         dataset = gr.Dropdown(choices=names, value=names[0] if names else None, label="Dataset", allow_custom_value=False)
         preset_box = gr.Dropdown(choices=preset_names(), value="custom", label="Preset")
-        epochs = gr.Slider(1, 12, value=preset("custom").epochs, step=1, label="S3M training epochs")
+        epochs = gr.Slider(1, 12, value=preset("custom").temporal.epochs, step=1, label="S3M training epochs")
     with gr.Row():
-        detector = gr.Dropdown(choices=list(vb.DETECTORS), value=vb.DETECTORS[0], label="Detector")
-        describer = gr.Dropdown(choices=list(vb.DESCRIBERS), value=vb.DESCRIBERS[0], label="Describer")
-        encoder = gr.Dropdown(choices=list(vb.ENCODERS), value=vb.ENCODERS[0], label="Text encoder")
+        detector = gr.Dropdown(choices=STAGES["detect"].names(), value="blobs", label="Detector")
+        describer = gr.Dropdown(choices=STAGES["describe"].names(), value="motion", label="Describer")
+        encoder = gr.Dropdown(choices=STAGES["embed"].names(), value="hashing", label="Text encoder")
     run_btn = gr.Button("Run benchmark", variant="primary")
     summary = gr.Markdown()
     with gr.Row():
@@ -84,20 +113,30 @@ def build_tab(app: AppDir, data_root: Path, gpu=lambda fn: fn):
         per_video = gr.Dataframe(label="AUC per test video", interactive=False)
     curves = gr.Plot(label="Per-video scores")
     gr.Markdown("### Past runs")
-    runs = gr.Dataframe(value=runs_table(app), label="Saved runs (newest first)", interactive=False, wrap=True)
+    runs = gr.Dataframe(value=pd.DataFrame(columns=RUN_COLUMNS), label="Your saved runs (newest first)", interactive=False, wrap=True)
 
-    def run(name, preset_name, det, desc, enc, n_epochs, progress=gr.Progress(track_tqdm=True)):
-        progress(0, desc="loading dataset")
-        result, out = benchmark_dataset(app, data_root, name, preset_name, det, desc, enc, n_epochs)
+    def run(name, preset_name, det, desc, enc, n_epochs, state, progress=gr.Progress(track_tqdm=True)):
+        workspace, state = workspace_of(store, state)
+        progress(0, desc="loading the dataset")
+        result, run_name = benchmark_dataset(store, workspace, data_root, name, preset_name, det, desc, enc, n_epochs)
         m = result.metrics
-        text = (f"**{result.dataset}** · micro AUC **{_auc(m.micro_auc)}** · macro AUC **{_auc(m.macro_auc)}** "
+        text = (f"**{result.dataset}** · micro AUC **{fmt_auc(m.micro_auc)}** · macro AUC **{fmt_auc(m.macro_auc)}** "
                 f"({m.macro_videos} videos, {len(m.macro_skipped)} skipped: one class only)  \n"
-                f"Backends: {backends_line(result.backends)} · fit {result.timings['fit_s']} s, score {result.timings['score_s']} s · saved to `{out.name}`")
-        table = pd.DataFrame([{"video": k, "AUC": _auc(v), "frames": result.results[k].info.frame_count} for k, v in m.per_video.items()])
-        data = load_dataset(resolve_dataset(name, data_root))
-        series = {k: (data.labels[k], result.results[k].frames["fused"].to_numpy(), m.per_video.get(k)) for k in result.results}
-        return text, plots.roc(m.roc_fpr, m.roc_tpr, f"micro AUC {_auc(m.micro_auc)}"), table, plots.per_video_curves(series), runs_table(app)
+                f"Backends: {backends_line(result.backends)} · fit {result.timings['fit_s']} s, score {result.timings['score_s']} s · "
+                f"saved as run `{run_name}`; its model is offered as `run:{run_name}` in the other tabs")
+        table = pd.DataFrame([{"video": k, "AUC": fmt_auc(v), "frames": result.results[k].info.frame_count} for k, v in m.per_video.items()])
+        labels = load_dataset(resolve_dataset(name, data_root), confine_to=data_root).labels
+        series = {k: (labels[k], result.results[k].frames["fused"].to_numpy(), m.per_video.get(k)) for k in result.results}
+        return text, plots.roc(m.roc_fpr, m.roc_tpr, f"micro AUC {fmt_auc(m.micro_auc)}"), table, plots.per_video_curves(series), runs_table(workspace), state
 
-    run_btn.click(gpu(run), [dataset, preset_box, detector, describer, encoder, epochs], [summary, roc, per_video, curves, runs],
+    run_event = run_btn.click(gpu(run), [dataset, preset_box, detector, describer, encoder, epochs, session], [summary, roc, per_video, curves, runs, session],
                   concurrency_limit=1, concurrency_id="benchmark", api_name="benchmark")
-    preset_box.change(lambda name: gr.update(value=preset(name).epochs), preset_box, epochs)
+    preset_box.change(lambda name: gr.update(value=preset(name).temporal.epochs), preset_box, epochs)
+    # The preset follows the dataset when one is named after it (ped2, avenue, shanghaitech).
+    dataset.change(lambda name: gr.update(value=name) if name in preset_names() else gr.skip(), dataset, preset_box)
+
+    def refresh(state):
+        workspace, state = workspace_of(store, state)
+        return runs_table(workspace), choices_update(dataset_names(data_root))
+
+    return TabHooks(refresh, [runs, dataset], saves=[run_event])

@@ -1,4 +1,8 @@
-"""Plotly figures for the web app and the standalone HTML report."""
+"""Plotly figures for the web app.
+
+Shaded intervals (events, marked intervals, ground truth) are drawn as one filled trace per kind
+rather than one shape each: Plotly lays out shapes one by one, so hundreds of them took a minute.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +13,34 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from vlavad.scoring import runs
+
 FUSED, STATIC, TEMPORAL, THRESHOLD = "#1f77b4", "#9467bd", "#17becf", "#d62728"
 LAYOUT = dict(template="plotly_white", margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", y=1.12, x=0))
 
 
-def intervals(mask: np.ndarray) -> list[tuple[int, int]]:
-    """Runs of true values as (first, last) index pairs."""
-    edges = np.flatnonzero(np.diff(np.r_[0, np.asarray(mask, dtype=int), 0]))
-    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
+def bands(spans: list[tuple[float, float]], name: str, color: str, opacity: float) -> go.Scatter:
+    """Vertical bands over the whole plot height as one trace: rectangles in paper y, joined by gaps."""
+    xs, ys = [], []
+    for start, end in spans:
+        xs += [start, start, end, end, start, None]
+        ys += [0, 1, 1, 0, 0, None]
+    return go.Scatter(x=xs, y=ys, yaxis="y2", fill="toself", mode="none", fillcolor=color, opacity=opacity, name=name,
+                      hoverinfo="skip", showlegend=bool(spans))
 
 
-def timeline(frames: pd.DataFrame, events: list[dict], threshold: float, fps: float, title: str = "", marked: list[tuple[float, float]] | None = None, cursor_s: float | None = None) -> go.Figure:
+def _with_band_axis(fig: go.Figure) -> None:
+    fig.update_layout(yaxis2=dict(range=[0, 1], overlaying="y", visible=False, fixedrange=True))
+
+
+def timeline(frames: pd.DataFrame, events: list[dict], threshold: float, title: str = "", marked: list[tuple[float, float]] | None = None) -> go.Figure:
     """Fused score per frame with its static (SPA) and temporal (S3M) parts, the event threshold,
     detected events shaded red and, when given, the user's marked intervals shaded grey."""
     fig = go.Figure()
+    # Half a frame on each side, so that a one-frame event is visible.
+    half = 0.5 * float(np.median(np.diff(frames["time_s"]))) if len(frames) > 1 else 0.05
+    fig.add_trace(bands([(e["start_s"] - half, e["end_s"] + half) for e in events], "detected events", THRESHOLD, 0.12))
+    fig.add_trace(bands([tuple(m) for m in marked or []], "your marked intervals", "grey", 0.25))
     captions = frames["top_caption"].fillna("no object").astype(str) if "top_caption" in frames else pd.Series([""] * len(frames))
     tracks = frames["top_track"] if "top_track" in frames else pd.Series([np.nan] * len(frames))
     who = [f"track {int(t)}: {html.escape(c)}" if pd.notna(t) else "no object" for t, c in zip(tracks, captions)]
@@ -33,13 +51,7 @@ def timeline(frames: pd.DataFrame, events: list[dict], threshold: float, fps: fl
     fig.add_trace(go.Scatter(x=x, y=frames["static"], name="static (SPA: answer rarity)", line=dict(color=STATIC, width=1, dash="dot"), visible="legendonly"))
     fig.add_trace(go.Scatter(x=x, y=frames["temporal"], name="temporal (S3M: prediction error)", line=dict(color=TEMPORAL, width=1, dash="dot"), visible="legendonly"))
     fig.add_hline(y=threshold, line=dict(color=THRESHOLD, dash="dash", width=1), annotation_text="event threshold", annotation_position="top left")
-    half_frame = 0.5 / fps
-    for event in events:
-        fig.add_vrect(x0=event["start_s"] - half_frame, x1=event["end_s"] + half_frame, fillcolor=THRESHOLD, opacity=0.12, line_width=0)
-    for start, end in marked or []:
-        fig.add_vrect(x0=start, x1=end, fillcolor="grey", opacity=0.25, line_width=0, annotation_text="marked", annotation_position="bottom left")
-    if cursor_s is not None:
-        fig.add_vline(x=cursor_s, line=dict(color="black", width=1))
+    _with_band_axis(fig)
     fig.update_layout(title=title, xaxis_title="time (s)", yaxis_title="anomaly score", hovermode="x unified", height=380, **LAYOUT)
     return fig
 
@@ -63,9 +75,12 @@ def per_video_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, float | Non
     for i, name in enumerate(names):
         labels, scores, _ = curves[name]
         r, c = i // cols + 1, i % cols + 1
+        truth = [(start - 0.5, end + 0.5) for start, end in runs(labels)]
+        low, high = float(np.nanmin(scores)), float(np.nanmax(scores))
+        xs = [x for s, e in truth for x in (s, s, e, e, None)]
+        ys = [y for _ in truth for y in (low, high, high, low, None)]
+        fig.add_trace(go.Scatter(x=xs, y=ys, fill="toself", mode="none", fillcolor=THRESHOLD, opacity=0.15, showlegend=False, hoverinfo="skip"), row=r, col=c)
         fig.add_trace(go.Scatter(y=scores, line=dict(color=FUSED, width=1.5), showlegend=False, name=name), row=r, col=c)
-        for start, end in intervals(labels):
-            fig.add_vrect(x0=start - 0.5, x1=end + 0.5, fillcolor=THRESHOLD, opacity=0.15, line_width=0, row=r, col=c)
     fig.update_layout(title="Scores per test video (red: ground-truth anomaly)", height=max(300, 220 * rows), template="plotly_white",
                       margin=dict(l=40, r=20, t=70, b=30))
     fig.update_xaxes(title_text="frame", row=rows)

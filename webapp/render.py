@@ -14,7 +14,7 @@ import pandas as pd
 import supervision as sv
 from tqdm.auto import tqdm
 
-from vlavad.video import BrowserVideoWriter, iter_frames, read_frame
+from vlavad.video import BrowserVideoWriter, VideoInfo, iter_frames, read_frame
 
 # Score buckets, in the order of the palette: usual, unusual, above the event threshold.
 BUCKET_NAMES = ("usual", "unusual", "anomalous")
@@ -95,12 +95,13 @@ class FrameAnnotator:
         return image
 
 
-def render_video(video: str | Path, out: str | Path, objects: pd.DataFrame, frames: pd.DataFrame, threshold: float, fps: float, width: int, height: int) -> Path:
-    """Writes the annotated video as browser-playable H.264 (yuv420p), atomically."""
-    scale = upscale(width)
+def render_video(video: str | Path, out: str | Path, objects: pd.DataFrame, frames: pd.DataFrame, threshold: float, info: VideoInfo) -> Path:
+    """Writes the annotated video as browser-playable H.264 (yuv420p), atomically, each frame at
+    its source time (variable-rate sources included)."""
+    scale = upscale(info.width)
     annotator = FrameAnnotator(objects, frames, threshold, scale=scale)
-    with BrowserVideoWriter(out, fps, width * scale, height * scale) as writer:
-        for index, frame in tqdm(iter_frames(video), total=len(frames), desc="render annotated video", unit="fr", leave=False):
+    with BrowserVideoWriter(out, info.fps, info.width * scale, info.height * scale, timestamps=info.timestamps) as writer:
+        for index, frame in tqdm(iter_frames(video), total=len(frames), desc="drawing the annotated video", unit="frame", leave=False):
             writer.write(annotator.draw(frame, index))
     return Path(out)
 
