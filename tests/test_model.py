@@ -1,4 +1,4 @@
-"""Model files, prompt pools and cache tables read back through one schema: each bad value is a
+"""Model files, prompt pools read back through one schema: each bad value is a
 one-line error naming the field, never a traceback, and nothing is unpickled."""
 
 from __future__ import annotations
@@ -7,15 +7,11 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
-from vlavad.cache import StageCache
 from vlavad.errors import ConfigError, ModelError
 from vlavad.model import FittedModel
 from vlavad.prompts import load_pool
-from vlavad.track import TRACK_COLUMNS
 
 FIXTURE = Path(__file__).parent / "fixtures" / "model-0.1.0"
 
@@ -91,11 +87,3 @@ def test_malformed_pools_are_one_line_errors(tmp_path, pool, message):
     with pytest.raises(ConfigError, match=message):
         load_pool(path)
 
-
-def test_a_cache_table_with_the_wrong_columns_is_recomputed(tmp_path):
-    cache = StageCache(tmp_path)
-    cache.save("tracks", "k", pd.DataFrame({"frame": np.arange(3), "colour": ["a", "b", "c"]}))
-    assert cache.load("tracks", "k", TRACK_COLUMNS) is None and cache.misses == {"tracks": 1}
-    good = pd.DataFrame({c: np.zeros(2) for c in TRACK_COLUMNS})
-    cache.save("tracks", "k", good)
-    pd.testing.assert_frame_equal(cache.load("tracks", "k", TRACK_COLUMNS), good)

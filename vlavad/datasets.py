@@ -20,10 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, DatasetError, VideoError
+from .video import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 LAYOUTS = ("ucsd", "avenue", "shanghaitech", "mp4_json", "custom")
-VIDEO_EXTS = frozenset({".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
 
 
 @dataclass(frozen=True)
@@ -399,14 +398,14 @@ def _entries(folder: Path, root: Path) -> list[Path]:
 
 def _images(folder: Path) -> list[os.DirEntry]:
     with os.scandir(folder) as it:
-        return [e for e in it if _visible(e.name) and Path(e.name).suffix.lower() in IMAGE_EXTS]
+        return [e for e in it if _visible(e.name) and Path(e.name).suffix.lower() in IMAGE_SUFFIXES]
 
 
 def _frame_folder(folder: Path, root: Path) -> VideoRef:
     images = _images(folder)
     if not images:
         raise DatasetError(
-            f"{folder}: frame folder holds no images ({', '.join(sorted(IMAGE_EXTS))})"
+            f"{folder}: frame folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
         )
     for image in images:
         if image.is_symlink():  # only symlinks can lead out; resolving every frame would be slow
@@ -437,7 +436,7 @@ def _videos(folder: Path, root: Path) -> list[VideoRef]:
 
 
 def _is_video(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in VIDEO_EXTS
+    return path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES
 
 
 def _nonempty(refs: list[VideoRef], folder: Path, what: str) -> list[VideoRef]:

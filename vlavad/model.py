@@ -113,6 +113,15 @@ class FittedModel:
         by_id = {p.id: p for p in self.prompts}
         return [by_id[i] for i in self.selected if i in by_id]
 
+    def check_backends(self, current: dict) -> None:
+        """ModelError unless `current` (a pipeline's backends record) is what the model was
+        fitted with: answers from different backends or versions cannot be compared."""
+        for stage in ("detector", "describer", "encoder"):
+            fitted, now = self.backends.get(stage, {}), current[stage]
+            if fitted != now:
+                differences = ", ".join(f"{key} {fitted.get(key)!r} → {now.get(key)!r}" for key in sorted(set(fitted) | set(now)) if fitted.get(key) != now.get(key))
+                raise ModelError(f"This model's {stage} differs from this run's ({differences}); answers from different backends or versions cannot be compared: fit a new model.")
+
     def add_normal_answers(self, answers: pd.DataFrame) -> None:
         """Counts `answers` (ANSWER_COLUMNS) as normal: feedback that a flagged moment was not
         an anomaly makes its answers more frequent, so less rare. Abstentions are not counted."""

@@ -200,19 +200,6 @@ class Pipeline:
 
     # --- scoring -------------------------------------------------------------------------------
 
-    def _check_compatible(self, model: FittedModel) -> None:
-        """A model only makes sense with the backends it was fitted with."""
-        for stage in ("detector", "describer", "encoder"):
-            fitted, current = model.backends.get(stage, {}), self.backends[stage]
-            if fitted != current:
-                differences = ", ".join(
-                    f"{key} {fitted.get(key)!r} → {current.get(key)!r}" for key in sorted(set(fitted) | set(current)) if fitted.get(key) != current.get(key)
-                )
-                raise ModelError(
-                    f"This model's {stage} differs from this run's ({differences}); "
-                    "answers from different backends or versions cannot be compared: fit a new model."
-                )
-
     def _object_scores(self, stages: _VideoStages, model: FittedModel) -> pd.DataFrame:
         """Static and temporal score per (frame, track) over every frame of every track."""
         static = object_static_scores(model.frequencies, model.selected, stages.answers)
@@ -241,7 +228,7 @@ class Pipeline:
 
     def score(self, model: FittedModel, video: str | Path, name: str | None = None) -> VideoResult:
         """Scores one video with a fitted model."""
-        self._check_compatible(model)
+        model.check_backends(self.backends)
         self.describer.load_state(model.describer_state)
         stages = self._stages(video, model.selected_prompts)
         objects = self._object_scores(stages, model)

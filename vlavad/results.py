@@ -9,7 +9,6 @@ for the app, reports and tools: nothing else needs to know the file layout.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -118,7 +117,3 @@ def load_result(folder: str | Path) -> VideoResult:
     events = [Event(**e.model_dump()) for e in summary.events]
     return VideoResult(summary.video, info, frames, objects, events, summary.threshold, summary.backends, summary.selected_questions)
 
-
-def result_summary(folder: str | Path) -> dict:
-    """Just `result.json`, for listings that need no table."""
-    return json.loads((Path(folder) / "result.json").read_text())

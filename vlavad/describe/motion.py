@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from typing import Literal
 
-from ..errors import ConfigError
-from ..schema import Schema
+from pydantic import Field, model_validator
+
+from ..errors import ConfigError, ModelError
+from ..schema import Schema, validate
 from ..video import VideoInfo
 from .base import ABSTAIN, ANSWER_COLUMNS, DESCRIBERS, Describer
 
@@ -63,6 +65,21 @@ class RowReference:
         return {"centres": self.centres, "values": self.values}
 
 
+class _Reference(Schema):
+    centres: list[float] = Field(min_length=1)
+    values: list[float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _same_length(self) -> "_Reference":
+        if len(self.centres) != len(self.values):
+            raise ValueError("centres and values differ in length")
+        return self
+
+
+class _MotionState(Schema):
+    references: dict[Literal["speed", "height", "aspect"], _Reference]
+
+
 class MotionSettings(Schema):
     # Measurements are medians over this window of the track. 1 s was chosen on Ped2's *training*
     # videos: it separated pseudo-anomalies better (AUC .988) than 0.5 s (.980).
@@ -105,7 +122,8 @@ class MotionDescriber(Describer):
         return {name: ref.to_dict() for name, ref in self.references.items()}
 
     def load_state(self, state: dict) -> None:
-        self.references = {name: RowReference(d["centres"], d["values"]) for name, d in state.items()}
+        checked = validate(_MotionState, {"references": state}, "model.json: describer_state", ModelError)
+        self.references = {name: RowReference(r.centres, r.values) for name, r in checked.references.items()}
 
     def answer(self, info, tracks, steps, prompts, progress=None) -> pd.DataFrame:
         if not self.references:
