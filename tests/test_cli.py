@@ -100,6 +100,18 @@ def test_score_writes_tables_and_events(model_dir, synthetic_dataset, tmp_path):
     assert summary["events"], "the fast cart should raise at least one event"
     assert any("fast" in reason for event in summary["events"] for reason in event["reasons"])
     assert (out / "frames.csv").read_text().startswith("frame,time_s,static,temporal,fused")
+    assert not (out / "annotated.mp4").exists() and not (out / "report.html").exists()
+
+
+def test_score_writes_the_annotated_video_and_the_report_when_asked(model_dir, synthetic_dataset, tmp_path):
+    from vlavad.video import probe
+
+    video = next((synthetic_dataset / "test").iterdir())
+    out = tmp_path / "out"
+    assert main(["score", str(model_dir), str(video), "--out", str(out), "--video", "--report", "--cache", str(tmp_path / "c"), "-q"]) == 0
+    assert probe(out / "annotated.mp4").frame_count == probe(video).frame_count
+    report = (out / "report.html").read_text()
+    assert "<svg" in report and "Anomaly report" in report and len(report) < 200_000
 
 
 def test_fit_out_never_replaces_a_users_folder_or_file(synthetic_dataset, tmp_path):

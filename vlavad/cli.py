@@ -111,7 +111,7 @@ def cmd_score(args) -> None:
         started = time.perf_counter()
         result = pipeline.score(model, video)
         seconds = time.perf_counter() - started
-        save_result(result, folder)
+        save_result(result, folder, extras=lambda staging: _extras(args, video, result, staging))
         n = result.info.frame_count
         print(f"{result.name}: {n} frames in {seconds:.1f} s ({n / max(seconds, 1e-9):.0f} frames/s), "
               f"{len(result.events)} event(s) above threshold {result.threshold:.2f}")
@@ -120,6 +120,18 @@ def cmd_score(args) -> None:
             print(f"  {event.start_s:7.1f}s – {event.end_s:7.1f}s  peak {event.peak_score:.2f}{why}")
         print(f"  results in {folder}")
     print(f"backends: {backends_line(model.backends)}")
+
+
+def _extras(args, video, result, folder: Path) -> None:
+    """The annotated video and the HTML report, when asked for (`--video`, `--report`)."""
+    if args.video:
+        from .render import render_video
+
+        render_video(video, folder / "annotated.mp4", result.objects, result.frames, result.threshold, result.info)
+    if args.report:
+        from .report import write_report
+
+        write_report(result, folder / "report.html", f"the model in {Path(args.model).name}")
 
 
 def cmd_bench(args) -> None:
@@ -189,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("model", help="model folder written by `fit`")
     score.add_argument("videos", nargs="+", help="video files or frame folders")
     score.add_argument("--out", default="vlavad-results", help="result folder (one per video when several; default: vlavad-results)")
+    score.add_argument("--video", action="store_true", help="also write annotated.mp4: boxes, captions and the score, as the app shows them")
+    score.add_argument("--report", action="store_true", help="also write report.html, a standalone page for stakeholders")
     common(score, with_preset=False)
     score.set_defaults(run=cmd_score)
 

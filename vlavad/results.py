@@ -9,6 +9,7 @@ for the app, reports and tools: nothing else needs to know the file layout.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -73,10 +74,13 @@ def write_result_files(result: VideoResult, folder: Path) -> None:
     atomic_write_json(folder / "result.json", result.summary())
 
 
-def save_result(result: VideoResult, folder: str | Path) -> Path:
-    """Writes the result folder; an existing one is replaced only if it is a vlavad result."""
+def save_result(result: VideoResult, folder: str | Path, extras: Callable[[Path], None] | None = None) -> Path:
+    """Writes the result folder; an existing one is replaced only if it is a vlavad result.
+    `extras(folder)` may add files (an annotated video, a report) before it is put in place."""
     with staged_folder(folder, "result") as staging:
         write_result_files(result, staging)
+        if extras:
+            extras(staging)
     return Path(folder)
 
 

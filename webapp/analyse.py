@@ -24,7 +24,7 @@ from vlavad.video import VideoInfo, content_key, probe, write_clip
 
 from . import plots
 from .common import EXAMPLE_VIDEO, TabHooks, choices_update, download_stem, events_table, result_meta, user_errors, workspace_of
-from .render import render_frame, render_video
+from vlavad.render import render_frame, render_video
 from .store import BUNDLED_POOL, AppError, ModelMeta, Store, Workspace, check_name, now_iso
 
 NORMAL_SEGMENT = "First seconds of this video"

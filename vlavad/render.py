@@ -14,7 +14,7 @@ import pandas as pd
 import supervision as sv
 from tqdm.auto import tqdm
 
-from vlavad.video import BrowserVideoWriter, VideoInfo, iter_frames, read_frame
+from .video import BrowserVideoWriter, VideoInfo, iter_frames, read_frame
 
 # Score buckets, in the order of the palette: usual, unusual, above the event threshold.
 BUCKET_NAMES = ("usual", "unusual", "anomalous")
