@@ -31,6 +31,8 @@ TRACK_COLUMNS = [
     "track_id",
     "x1", "y1", "x2", "y2",  # box, source pixels
     "confidence",
+    "class_id",  # the detector's class (an index into its class_names), -1 when it has none
+    "class_name",  # that class in words ("bicycle"), "" when the detector has no classes
     "cx", "cy",  # box centre as a fraction of frame width / height
     "w", "h",  # box size as a fraction of frame height (aspect-preserving)
     "vx", "vy",  # velocity of the object's pixels, frame heights per second (NaN: unknown)
@@ -59,7 +61,8 @@ ProgressFn = Callable[[int, int], None]
 
 
 def empty_tracks() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="int64" if c in ("frame", "track_id") else "float64") for c in TRACK_COLUMNS})
+    dtypes = {"frame": "int64", "track_id": "int64", "class_id": "int64", "class_name": object}
+    return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, "float64")) for c in TRACK_COLUMNS})
 
 
 def track_video(
@@ -88,7 +91,7 @@ def track_video(
         return small, cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
 
     sample_step = max(1, info.frame_count // 50)
-    detector.begin(working_gray(f)[1] for i, f in iter_frames(info.path, stride=sample_step, fps_hint=info.fps))
+    detector.begin((working_gray(f)[1] for i, f in iter_frames(info.path, stride=sample_step, fps_hint=info.fps)), fps=fps)
 
     tracker = ByteTrackTracker(
         lost_track_buffer=max(1, int(round(settings.lost_track_s * fps))),
@@ -113,20 +116,23 @@ def track_video(
             # recording the displacement says nothing about speed.
             elapsed = history_times[-1] - history_times[0]
             velocity = velocity / elapsed if elapsed <= 2 * seconds_per_interval else np.full_like(velocity, np.nan)
-            rows.append(_rows(frame_index, tracked.tracker_id[keep], boxes, tracked.confidence[keep], velocity, work_size, scale))
+            classes = tracked.class_id[keep] if tracked.class_id is not None else np.full(int(keep.sum()), -1)
+            rows.append(_rows(frame_index, tracked.tracker_id[keep], boxes, tracked.confidence[keep], classes, velocity, work_size, scale))
         if progress:
             progress(done, total)
 
     if not rows:
         return empty_tracks()
-    table = pd.DataFrame(np.concatenate(rows), columns=TRACK_COLUMNS)
-    table = table.astype({"frame": "int64", "track_id": "int64"})
+    numeric = [c for c in TRACK_COLUMNS if c != "class_name"]
+    table = pd.DataFrame(np.concatenate(rows), columns=numeric).astype({"frame": "int64", "track_id": "int64", "class_id": "int64"})
+    names = np.array([*detector.class_names, ""], dtype=object)  # class -1 is the last: ""
+    table.insert(TRACK_COLUMNS.index("class_name"), "class_name", names[table["class_id"].to_numpy()])
     lengths = table.groupby("track_id")["frame"].transform("size")
     table = table[lengths >= settings.min_track_frames]
     return table.sort_values(["track_id", "frame"], kind="stable").reset_index(drop=True)
 
 
-def _rows(frame_index, track_ids, boxes, confidences, velocity, work_size, scale) -> np.ndarray:
+def _rows(frame_index, track_ids, boxes, confidences, classes, velocity, work_size, scale) -> np.ndarray:
     work_w, work_h = work_size
     x1, y1, x2, y2 = boxes.T
     if confidences is None:
@@ -137,6 +143,7 @@ def _rows(frame_index, track_ids, boxes, confidences, velocity, work_size, scale
             track_ids,
             boxes / scale,
             confidences,
+            classes,
             (x1 + x2) / 2 / work_w,
             (y1 + y2) / 2 / work_h,
             (x2 - x1) / work_h,

@@ -21,9 +21,12 @@ from ..registry import Backend, Registry
 class Detector(Backend):
     """Finds objects in one frame at a time. `begin` is called once per video."""
 
-    def begin(self, sample_frames: Iterable[np.ndarray]) -> None:
+    class_names: tuple[str, ...] = ()  # names of the class ids it reports; () for class-less detectors
+
+    def begin(self, sample_frames: Iterable[np.ndarray], fps: float) -> None:
         """Resets per-video state. `sample_frames` are working-resolution grey frames spread
-        over the video, for detectors that model the background; others may ignore them."""
+        over the video (decoded only if iterated), for detectors that model the background;
+        `fps` is the video's frame rate."""
 
     @abstractmethod
     def detect(self, frame_bgr: np.ndarray, frame_gray: np.ndarray) -> sv.Detections:

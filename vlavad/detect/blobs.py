@@ -48,7 +48,7 @@ class MotionBlobDetector(Detector):
         # "motion-blobs" is the name 0.1.0 recorded: kept so its models and caches stay valid.
         return {"detector": "motion-blobs", **self.settings.model_dump()}
 
-    def begin(self, sample_frames: Iterable[np.ndarray]) -> None:
+    def begin(self, sample_frames: Iterable[np.ndarray], fps: float = 25.0) -> None:
         samples = list(sample_frames)[: self.settings.background_samples]
         # The median of frames spread over the whole clip is the empty scene as long as no
         # pixel is covered by objects in most samples; it needs no warm-up, unlike MOG2, so
@@ -96,7 +96,7 @@ class MotionBlobDetector(Detector):
         return sv.Detections(
             xyxy=np.asarray(boxes, dtype=np.float32),
             confidence=np.asarray(confidences, dtype=np.float32),
-            class_id=np.zeros(len(boxes), dtype=int),
+            class_id=np.full(len(boxes), -1, dtype=int),  # blobs have no class
         )
 
     def foreground(self) -> np.ndarray | None:

@@ -123,6 +123,10 @@ class YoloDetector(Detector):
 
         return load_once(("yolo", weights, device), load), device
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(str(name) for name in self._model()[0].names.values())
+
     def class_ids(self, names: dict[int, str]) -> list[int]:
         """The configured classes as ids of this model (names, or ids written as numbers)."""
         by_name = {str(n).lower(): i for i, n in names.items()}

