@@ -14,7 +14,7 @@ Three tiers, named in every result, the CLI, the app's banner and saved models:
 from __future__ import annotations
 
 from .config import Settings
-from .describe import DESCRIBERS
+from .describe import DESCRIBERS, ComposedDescriber
 from .detect import DETECTORS
 from .embed import ENCODERS
 from .errors import ConfigError
@@ -25,28 +25,31 @@ TIER_BACKENDS = {
     "weight-free": {"detect": "blobs", "describe": "motion", "embed": "hashing"},
     "hub": {"detect": "yolo", "describe": "blip2", "embed": "clip"},
 }
+TIER_BACKENDS_ORDER = ("weight-free", "packaged", "hub")
 MODES = ("auto", *TIER_BACKENDS)
 MODE_ALIASES = {"offline": "weight-free", "models": "hub"}  # release 0.1.0's names
 
 
-def backend_class(settings: Settings, stage: str) -> type[Backend]:
-    return STAGES[stage].get(getattr(settings, stage).backend)
+def backend_classes(settings: Settings, stage: str) -> list[type[Backend]]:
+    """The classes of `stage`'s chosen backend: one, or the parts of a composed describer
+    ("motion+appearance")."""
+    return [STAGES[stage].get(name) for name in getattr(settings, stage).backend.split("+")]
 
 
-def backend_settings(settings: Settings, stage: str):
-    """The settings group of `stage`'s chosen backend."""
-    cls = backend_class(settings, stage)
+def _group(settings: Settings, stage: str, cls: type[Backend]):
+    """The settings group of one backend class."""
     return getattr(getattr(settings, stage), cls.group(), None) or cls.Settings()
 
 
 def make(settings: Settings, stage: str) -> Backend:
     """The backend `settings` choose for `stage` ("detect", "describe" or "embed")."""
-    return backend_class(settings, stage).create(backend_settings(settings, stage), settings.device)
+    built = [cls.create(_group(settings, stage, cls), settings.device) for cls in backend_classes(settings, stage)]
+    return built[0] if len(built) == 1 else ComposedDescriber(built)
 
 
 def missing(settings: Settings, stage: str) -> Missing | None:
     """None when `stage`'s backend can run here; nothing is loaded to find out."""
-    return backend_class(settings, stage).missing(backend_settings(settings, stage))
+    return next((problem for cls in backend_classes(settings, stage) if (problem := cls.missing(_group(settings, stage, cls)))), None)
 
 
 def check_available(settings: Settings) -> None:
@@ -89,8 +92,9 @@ def resolve(settings: Settings, mode: str, explicit: tuple[str, ...] | list[str]
 
 
 def tiers(settings: Settings) -> dict[str, str]:
-    """The tier of each stage's backend."""
-    return {stage: backend_class(settings, stage).tier for stage in STAGES}
+    """The tier of each stage's backend (of a composed describer: its highest part's)."""
+    order = list(TIER_BACKENDS_ORDER)
+    return {stage: max((cls.tier for cls in backend_classes(settings, stage)), key=order.index) for stage in STAGES}
 
 
 def backends_record(detector: Backend, describer: Backend, encoder: Backend) -> dict:
@@ -119,7 +123,8 @@ def backends_line(backends: dict) -> str:
 
 def settings_line(settings: Settings) -> str:
     """`backends_line` for settings, from the registry alone: no model is built or loaded."""
-    describer = backend_class(settings, "describe")
-    what = f"VLM: {describer.name}" if describer.is_vlm else f"{describer.name} describer — not a vision-language model"
+    parts = backend_classes(settings, "describe")
+    vlms = [cls.name for cls in parts if cls.is_vlm]
+    what = f"VLM: {', '.join(vlms)}" if vlms else f"{settings.describe.backend} describer — not a vision-language model"
     tiers_used = sorted(set(tiers(settings).values()), key=["weight-free", "packaged", "hub"].index)
     return f"{what} · detector: {settings.detect.backend} · text encoder: {settings.embed.backend} · tier: {' + '.join(tiers_used)}"

@@ -44,10 +44,11 @@ def _with_backend_groups(base: type[Schema], registry: Registry) -> type[Schema]
     return create_model(base.__name__, __base__=base, __module__=__name__, **groups)
 
 
-def _known_backend(registry: Registry):
+def _known_backend(registry: Registry, composable: bool = False):
     def check(name: str) -> str:
-        if name not in registry.names():
-            raise ValueError(f"unknown {registry.stage} {name!r}; choose one of: {', '.join(registry.names())}")
+        for part in name.split("+") if composable else [name]:
+            if part not in registry.names():
+                raise ValueError(f"unknown {registry.stage} {part!r}; choose one of: {', '.join(registry.names())}")
         return name
 
     return check
@@ -61,7 +62,7 @@ class _DetectBase(Schema):
 class _DescribeBase(Schema):
     backend: str = "motion"
     step_hz: float = Field(10.0, gt=0, le=120)  # objects are described (and the S3M steps) at this rate
-    _known = field_validator("backend")(_known_backend(DESCRIBERS))
+    _known = field_validator("backend")(_known_backend(DESCRIBERS, composable=True))  # "motion+appearance"
 
 
 class _EmbedBase(Schema):

@@ -83,25 +83,30 @@ class Pipeline:
 
     def answers(self, info: VideoInfo, tracks: pd.DataFrame, tracks_key: str, prompts: list[Prompt]) -> pd.DataFrame:
         """Answers to `prompts` at every track step; each prompt's answers are cached on their
-        own, so editing the pool only asks the new questions."""
-        steps = track_steps(tracks, info.fps, self.settings.describe.step_hz)
-        base = stable_key("answers", tracks_key, self.describer.identity(), self.describer.state(), self.settings.describe.step_hz)
-        found, missing = [], []
+        own, keyed by the describer that answers it, so editing the pool (or one describer of a
+        composed pair) only asks the questions whose answers may change."""
+        step_hz = self.settings.describe.step_hz
+        steps = track_steps(tracks, info.fps, step_hz)
+        found, missing = [], {}
         for prompt in prompts:
-            table = self.cache.load("answers", stable_key(base, prompt.id), ANSWER_COLUMNS)
-            (found.append(table) if table is not None else missing.append(prompt))
-        if missing and len(steps):
+            part = self.describer.part_for(prompt)
+            key = stable_key(stable_key("answers", tracks_key, part.identity(), part.state(), step_hz), prompt.id)
+            table = self.cache.load("answers", key, ANSWER_COLUMNS)
+            (found.append(table) if table is not None else missing.setdefault(id(part), (part, {}))[1].update({prompt.id: (prompt, key)}))
+        for part, asked in missing.values():
+            if not len(steps):
+                break
             name = Path(info.path).name
-            with self.progress_bar(total=len(steps), desc=f"describing objects in {name}", unit="step", leave=False) as bar:
-                fresh = self.describer.answer(info, tracks, steps, missing, progress=lambda done, total: bar.update(done - bar.n))
-            for prompt in missing:
+            with self.progress_bar(total=len(steps), desc=f"describing objects in {name} ({part.name})", unit="step", leave=False) as bar:
+                fresh = part.answer(info, tracks, steps, [p for p, _ in asked.values()], progress=lambda done, total: bar.update(done - bar.n))
+            for prompt, key in asked.values():
                 table = fresh[fresh["prompt_id"] == prompt.id].reset_index(drop=True)
-                self.cache.save("answers", stable_key(base, prompt.id), table)
+                self.cache.save("answers", key, table)
                 found.append(table)
         if not found:
             return empty_answers()
         table = pd.concat(found, ignore_index=True)
-        return table.astype({"frame": "int64", "track_id": "int64", "prompt_id": str, "answer": str})
+        return table.astype({"frame": "int64", "track_id": "int64", "prompt_id": str, "answer": str, "detail": str})
 
     def _stages(self, video: str | Path, prompts: list[Prompt], stride: int = 1) -> _VideoStages:
         info = self.probe(video)
@@ -217,6 +222,8 @@ class Pipeline:
             steps = steps.drop(columns="temporal_score").merge(error_table, on=["track_id", "order"], how="left")
         # An object the describer abstained on (no static score) is not scored at all.
         steps.loc[steps["static_score"].isna(), "temporal_score"] = np.nan
+        # From here on the caption is what people read: the answers with their details.
+        steps = steps.drop(columns="caption").rename(columns={"shown": "caption"})
         return spread_to_frames(stages.tracks, steps, ["caption", "static_score", "temporal_score"])
 
     def _frame_maxima(self, stages: _VideoStages, model: FittedModel) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ import pytest
 from hub_models import settings
 
 from vlavad.backends import make
-from vlavad.describe import vlm
+from vlavad.describe import crops, vlm
 from vlavad.errors import ConfigError
 from vlavad.prompts import Prompt, default_pool
 from vlavad.video import iter_frames
@@ -42,14 +42,14 @@ def test_answers_are_normalised(raw, expected):
 
 def test_crop_windows_are_padded_enlarged_and_inside_the_frame():
     boxes = np.array([[100, 100, 140, 180], [0, 0, 4, 4], [315, 235, 320, 240]], dtype=float)
-    windows = vlm.crop_box(boxes, 320, 240, margin=0.15, min_side=32)
+    windows = crops.crop_box(boxes, 320, 240, margin=0.15, min_side=32)
     # 40x80 box: 6 / 12 px of margin on every side
     assert windows[0].tolist() == [94, 88, 146, 192]
     # tiny boxes grow to 32 px around their centre, shifted inside the frame at the corners
     assert windows[1].tolist() == [0, 0, 32, 32]
     assert windows[2].tolist() == [288, 208, 320, 240]
     # a min side larger than the frame is clipped to the frame
-    assert vlm.crop_box(np.array([[10, 10, 20, 20]]), 50, 40, 0.0, 64)[0].tolist() == [0, 0, 50, 40]
+    assert crops.crop_box(np.array([[10, 10, 20, 20]]), 50, 40, 0.0, 64)[0].tolist() == [0, 0, 50, 40]
 
 
 def test_crops_come_from_one_streaming_pass_in_rgb(clip_video, monkeypatch):
@@ -60,16 +60,16 @@ def test_crops_come_from_one_streaming_pass_in_rgb(clip_video, monkeypatch):
         passes.append(1)
         return iter_frames(*args, **kwargs)
 
-    monkeypatch.setattr(vlm, "iter_frames", counting_iter_frames)
-    crops = dict(vlm.iter_crops(info, steps, margin=0.15, min_side=32))
-    assert len(passes) == 1 and sorted(crops) == list(range(len(steps)))
+    monkeypatch.setattr(crops, "iter_frames", counting_iter_frames)
+    cut = dict(crops.iter_crops(info, steps, margin=0.15, min_side=32))
+    assert len(passes) == 1 and sorted(cut) == list(range(len(steps)))
     frames = dict(iter_frames(info.path))
-    windows = vlm.crop_box(steps[["x1", "y1", "x2", "y2"]].to_numpy(), info.width, info.height, 0.15, 32)
+    windows = crops.crop_box(steps[["x1", "y1", "x2", "y2"]].to_numpy(), info.width, info.height, 0.15, 32)
     for position in (0, len(steps) - 1):
         x1, y1, x2, y2 = windows[position]
         expected = frames[steps["frame"].iloc[position]][y1:y2, x1:x2, ::-1]
-        assert crops[position].shape == (32, 32, 3)
-        np.testing.assert_array_equal(crops[position], expected)
+        assert cut[position].shape == (32, 32, 3)
+        np.testing.assert_array_equal(cut[position], expected)
 
 
 def _spy_generate(monkeypatch, describer):
@@ -93,7 +93,7 @@ def test_blip2_answers_every_step_and_question_in_batches(blip2_dir, clip_video,
     calls = _spy_generate(monkeypatch, blip2)
     answers = blip2.answer(info, steps, steps, prompts)
 
-    assert list(answers.columns) == ["frame", "track_id", "prompt_id", "answer"]
+    assert list(answers.columns) == ["frame", "track_id", "prompt_id", "answer", "detail"]
     assert len(answers) == len(steps) * len(prompts)
     assert set(answers["prompt_id"]) == {p.id for p in prompts}
     assert answers["answer"].map(lambda a: isinstance(a, str) and a == a.lower() and a.strip() == a and a != "").all()

