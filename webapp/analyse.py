@@ -218,7 +218,7 @@ def build_tab(store: Store, session: gr.State, gpu=lambda fn: fn, concurrency: i
         index = int(index or 0)
         if not 0 <= index < saved.info.frame_count:
             raise AppError(f"Frame {index} is outside the video (0–{saved.info.frame_count - 1}).")
-        return render_frame(folder / result_meta(folder)["video"], index, saved.objects, saved.frames, saved.threshold)
+        return render_frame(folder / result_meta(folder)["video"], index, saved.objects, saved.frames, saved.threshold)[0]
 
     show_btn.click(show, [frame_no, session], frame_img, concurrency_limit=4, concurrency_id="frame", api_name="show_frame")
     run_event.then(show, [frame_no, session], frame_img)

@@ -1,0 +1,59 @@
+"""The annotated frames: readable labels that never collide or leave the frame, real glyphs, and a
+neutral style for objects that were not scored."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from vlavad.render import COLOURS, NOT_SCORED, FrameAnnotator, font, score_buckets
+
+
+def crowded_frame():
+    """Nine objects in a row along the right edge of a 360x240 frame, where labels must dodge."""
+    rows = []
+    for i in range(9):
+        x = 250 + 12 * (i % 3)
+        y = 20 + 24 * i
+        rows.append({"frame": 0, "track_id": i + 1, "x1": x, "y1": y, "x2": x + 30, "y2": y + 40,
+                     "caption": "moving fast (2.0× the usual speed here); looks like a wheeled vehicle (tricycle)",
+                     "object_score": [5.0, 1.0, -3.0, np.nan][i % 4]})
+    objects = pd.DataFrame(rows)
+    frames = pd.DataFrame({"frame": [0], "time_s": [0.0], "fused": [5.0]})
+    return objects, frames
+
+
+def test_labels_stay_inside_the_frame_and_do_not_overlap():
+    objects, frames = crowded_frame()
+    image, layout = FrameAnnotator(objects, frames, threshold=2.0, scale=2).draw(np.zeros((240, 360, 3), np.uint8), 0)
+    height, width = image.shape[:2]
+    assert len(layout) == 9
+    for label in layout:
+        x1, y1, x2, y2 = label.rect
+        assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+    anomalous = [label for label in layout if label.bucket == 3]
+    others = [label for label in layout if label.bucket != 3]
+    for a in anomalous:  # the labels that matter are never covered
+        for b in layout:
+            if a is not b:
+                assert min(a.rect[2], b.rect[2]) <= max(a.rect[0], b.rect[0]) or min(a.rect[3], b.rect[3]) <= max(a.rect[1], b.rect[1]), (a, b)
+    assert others
+
+
+def test_captions_only_for_what_matters_and_a_reason_when_not_scored():
+    objects, frames = crowded_frame()
+    _, layout = FrameAnnotator(objects, frames, threshold=2.0).draw(np.zeros((240, 360, 3), np.uint8), 0)
+    texts = {label.track_id: label.text for label in layout}
+    assert texts[1].startswith("#1 moving fast (2.0×") and "…" in texts[1]  # anomalous: its caption
+    assert texts[3] == "#3"  # usual: its id only
+    assert texts[4] == f"#4 {NOT_SCORED}"
+    assert list(score_buckets(np.array([np.nan, -5.0, 1.5, 3.0]), 2.0)) == [0, 1, 2, 3]
+    assert COLOURS[0] == (150, 150, 150)
+
+
+def test_the_font_has_the_glyphs_opencv_lacks():
+    regular = font(14)
+    question = np.asarray(regular.getmask("?"))
+    for glyph in "×…":
+        mask = np.asarray(regular.getmask(glyph))
+        assert mask.any() and (mask.shape != question.shape or (mask != question).any())
