@@ -55,12 +55,7 @@ def test_object_scores_are_on_the_curves_scale():
 def test_runs_and_events():
     assert runs(np.array([0, 1, 1, 0, 1], bool)) == [(1, 2), (4, 4)] and runs(np.zeros(3, bool)) == []
     frames = pd.DataFrame({"frame": range(6), "fused": [0.0, 2.0, 3.0, 0.0, 0.0, 5.0]})
-    objects = pd.DataFrame({
-        "frame": [1, 1, 2, 2, 5], "track_id": [7, 8, 7, 9, 3], "caption": ["fast", "slow", "fast", "slow", "odd"],
-        "object_score": [2.5, -1.0, 3.1, 0.2, 5.0],
-    })
     times = np.array([0.0, 0.1, 0.2, 0.3, 0.9, 1.5])  # a variable-rate video: real times are used
-    events = find_events(frames, objects, threshold=1.0, times=times)
-    assert [(e.start_frame, e.end_frame, e.peak_frame) for e in events] == [(1, 2, 2), (5, 5, 5)]
+    events = find_events(frames, threshold=1.0, times=times)
+    assert [(e.start_frame, e.end_frame, e.peak_frame, e.peak_score) for e in events] == [(1, 2, 2, 3.0), (5, 5, 5, 5.0)]
     assert (events[0].start_s, events[0].end_s, events[1].start_s) == (0.1, 0.2, 1.5)
-    assert events[0].reasons[0] == "track 7: fast" and len(events[0].reasons) == 3

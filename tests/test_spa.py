@@ -66,3 +66,33 @@ def test_normal_feedback_makes_an_answer_less_rare_and_skips_abstentions():
     freq.add(answers(q, ["cycling", "cycling", ABSTAIN]))
     assert freq.counts[q.id] == {"walking": 9, "cycling": 3}
     assert freq.static_score(q.id, np.array(["cycling"]))[0] < before
+
+
+def test_complementary_questions_are_added_only_when_they_do_no_harm():
+    """Pseudo-anomalies (clips played faster) only change speed. What an object *is* cannot be
+    tested on them, but a question that is consistent on normal objects (the detector's kind)
+    costs nothing and is kept, while one whose answers scatter (a classifier's guess, the
+    direction of walkers) makes held-out normal objects look rare and is turned away."""
+    rng = np.random.default_rng(0)
+    speed, kind = Prompt("How fast?", "speed"), Prompt("What kind?", "kind")
+    looks, way = Prompt("What does it look like?", "appearance"), Prompt("Which way?", "direction")
+
+    def objects(video: int, n: int, speeds: list[str]) -> pd.DataFrame:
+        rows = {
+            speed.id: rng.choice(speeds, n),
+            kind.id: np.where(rng.random(n) < 0.01, "a bicycle", "a person"),
+            looks.id: rng.choice([f"group {i}" for i in range(12)], n),
+            way.id: rng.choice(["left", "right", "up", "down", "up-left", "down-right"], n),
+        }
+        return pd.concat([
+            pd.DataFrame({"video": video, "frame": np.arange(n), "track_id": 1, "prompt_id": pid, "answer": answers})
+            for pid, answers in rows.items()
+        ], ignore_index=True)
+
+    normal = pd.concat([objects(v, 300, ["slow", "medium"]) for v in range(4)], ignore_index=True)
+    pseudo = pd.concat([objects(v, 100, ["fast", "medium"]) for v in range(4)], ignore_index=True)
+    pool = [speed, kind, looks, way]
+    _, selected, _ = select_prompts(pool, normal, pseudo, n_select=3)
+    assert selected == [speed.id, kind.id]
+    _, selected, _ = select_prompts(pool, normal, pseudo, n_select=1)
+    assert selected == [speed.id]  # one question: exactly the single-question rule

@@ -271,7 +271,7 @@ def test_bad_upload_through_the_server_leaves_it_running(served):
         _analyse(client, fake)
     assert str(base) not in str(error.value)
     out = _analyse(client, clips[0])
-    assert "60 frames" in out[4]
+    assert "60 frames" in out[5]
 
 
 def test_eight_concurrent_users_get_their_own_results(served):
@@ -285,13 +285,14 @@ def test_eight_concurrent_users_get_their_own_results(served):
     with ThreadPoolExecutor(8) as pool:
         outputs = list(pool.map(one, clips))
     ids = set()
-    for i, ((video, plot, events, files, summary, slider, model_choices), frame) in enumerate(outputs):
+    for i, ((video, plot, events, cards, files, summary, slider), frame) in enumerate(outputs):
         n = 60 + 2 * i
         assert f"**user{i}**: {n} frames" in summary
         assert slider["maximum"] == n - 1
         frames = pd.read_csv(next(f for f in files if f.endswith("frames.csv")))
         assert len(frames) == n
         assert Path(video).stat().st_size > 0 and Path(frame).stat().st_size > 0
+        assert "Event 1" in cards and "data:image/jpeg;base64," in cards  # the cart's card, with its pictures
         ids.add(summary.split("`")[-2])
     assert len(ids) == 8  # one result folder per request
 
@@ -304,7 +305,7 @@ def test_a_second_visitor_cannot_reach_the_first_visitors_work(served):
     url, clips, normal, base = served
     alice, mallory = _client(url), _client(url)
     out = _analyse(alice, clips[1], save_as="alice-model")
-    summary, files = out[4], out[3]
+    summary, files = out[5], out[4]
     result_id = summary.split("`")[-2]
     pool = {"headers": ["question", "measures"], "data": [["How fast is the object moving?", "speed"]]}
     assert "Saved pool" in alice.predict(pool, "alice-pool", api_name="/save_pool")[0]
@@ -333,7 +334,7 @@ def test_a_huge_annotation_import_is_refused_while_the_app_stays_responsive(serv
     url, clips, _, base = served
     client = _client(url)
     out = _analyse(client, clips[3])
-    result_id = out[4].split("`")[-2]
+    result_id = out[5].split("`")[-2]
     client.predict(result_id, api_name="/open_result")
     huge = base / "huge.json"
     huge.write_text(json.dumps({"intervals": [[i * 0.001, i * 0.001 + 0.0005] for i in range(100_000)]}))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from .config import Settings
 from .describe import DESCRIBERS, ComposedDescriber
-from .detect import DETECTORS
+from .detect import DETECTORS, ComposedDetector
 from .embed import ENCODERS
 from .errors import ConfigError
 from .registry import Backend, Missing, Registry
@@ -23,6 +23,7 @@ from .registry import Backend, Missing, Registry
 STAGES: dict[str, Registry] = {"detect": DETECTORS, "describe": DESCRIBERS, "embed": ENCODERS}
 TIER_BACKENDS = {
     "weight-free": {"detect": "blobs", "describe": "motion", "embed": "hashing"},
+    "packaged": {"detect": "nanodet+blobs", "describe": "motion+appearance", "embed": "minilm"},
     "hub": {"detect": "yolo", "describe": "blip2", "embed": "clip"},
 }
 TIER_BACKENDS_ORDER = ("weight-free", "packaged", "hub")
@@ -42,9 +43,18 @@ def _group(settings: Settings, stage: str, cls: type[Backend]):
 
 
 def make(settings: Settings, stage: str) -> Backend:
-    """The backend `settings` choose for `stage` ("detect", "describe" or "embed")."""
+    """The backend `settings` choose for `stage` ("detect", "describe" or "embed"). Two detectors
+    or several describers joined by "+" work as one (`ComposedDetector`, `ComposedDescriber`)."""
     built = [cls.create(_group(settings, stage, cls), settings.device) for cls in backend_classes(settings, stage)]
-    return built[0] if len(built) == 1 else ComposedDescriber(built)
+    if len(built) == 1:
+        return built[0]
+    if stage == "detect":
+        if len(built) != 2:
+            raise ConfigError("Join at most two detectors: a pretrained one, then one for what it misses (nanodet+blobs).")
+        return ComposedDetector(*built)
+    if stage == "embed":
+        raise ConfigError("One text encoder at a time.")
+    return ComposedDescriber(built)
 
 
 def missing(settings: Settings, stage: str) -> Missing | None:

@@ -129,9 +129,9 @@ def _extras(args, video, result, folder: Path) -> None:
 
         render_video(video, folder / "annotated.mp4", result.objects, result.frames, result.threshold, result.info)
     if args.report:
-        from .report import write_report
+        from .report import event_cards, write_report
 
-        write_report(result, folder / "report.html", f"the model in {Path(args.model).name}")
+        write_report(result, folder / "report.html", f"the model in {Path(args.model).name}", event_cards(result, video))
 
 
 def cmd_bench(args) -> None:

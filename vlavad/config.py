@@ -56,7 +56,7 @@ def _known_backend(registry: Registry, composable: bool = False):
 
 class _DetectBase(Schema):
     backend: str = "blobs"
-    _known = field_validator("backend")(_known_backend(DETECTORS))
+    _known = field_validator("backend")(_known_backend(DETECTORS, composable=True))  # "nanodet+blobs"
 
 
 class _DescribeBase(Schema):

@@ -25,6 +25,7 @@ from .config import Settings
 from .describe import ANSWER_COLUMNS, Describer, empty_answers, track_steps
 from .embed import embedding_sequences, step_captions
 from .errors import ModelError
+from .explain import causes
 from .model import FittedModel
 from .prompts import Prompt, default_pool
 from .results import VideoResult
@@ -61,7 +62,7 @@ class Pipeline:
         return backends.backends_record(self.detector, self.describer, self.encoder)
 
     def default_pool(self) -> list[Prompt]:
-        return default_pool("vlm" if self.describer.is_vlm else "motion")
+        return default_pool(self.describer.name)
 
     def progress_bar(self, iterable=None, **kwargs):
         return tqdm(iterable, disable=not self.show_progress, dynamic_ncols=True, **kwargs)
@@ -134,7 +135,7 @@ class Pipeline:
             _VideoStages(info, t, self.answers(info, t, key, prompts))
             for info, (t, key) in self.progress_bar(list(zip(infos, track_tables)), desc="fit: describing normal objects", unit="video")
         ]
-        normal_answers = pd.concat([v.answers for v in normal], ignore_index=True)
+        normal_answers = pd.concat([v.answers.assign(video=i) for i, v in enumerate(normal)], ignore_index=True)
         frequencies, selected, stats = select_prompts(
             prompts, normal_answers, self._pseudo_answers(infos, prompts), top_k=s.spa.top_k, n_select=s.spa.select
         )
@@ -161,9 +162,9 @@ class Pipeline:
         if stride <= 1:
             return None
         pseudo = []
-        for info in self.progress_bar(infos, desc="fit: pseudo-anomalies (normal videos played faster)", unit="video"):
+        for i, info in enumerate(self.progress_bar(infos, desc="fit: pseudo-anomalies (normal videos played faster)", unit="video")):
             tracks, key = self.tracks(info, stride=stride)
-            pseudo.append(self.answers(info, tracks, key, prompts))
+            pseudo.append(self.answers(info, tracks, key, prompts).assign(video=i))
         return pd.concat(pseudo, ignore_index=True)
 
     def _train_temporal(self, model: FittedModel, sequences: list[np.ndarray]) -> list[float]:
@@ -189,7 +190,7 @@ class Pipeline:
             info = self.probe(video)
             tracks, key = self.tracks(info)
             infos.append(info)
-            normal.append(self.answers(info, tracks, key, prompts))
+            normal.append(self.answers(info, tracks, key, prompts).assign(video=len(normal)))
         if not normal:
             raise ModelError("No normal videos to ask the questions about.")
         spa = model.settings.spa
@@ -250,12 +251,20 @@ class Pipeline:
         top = scored.loc[scored.groupby("frame")["object_score"].idxmax()] if len(scored) else scored
         top = top[["frame", "track_id", "caption"]].rename(columns={"track_id": "top_track", "caption": "top_caption"})
         frames = frames.merge(top, on="frame", how="left")
+        events = find_events(frames, model.threshold, times)
+        _, temporal_z = model.normaliser.standardise(np.log(objects["static_score"].astype(float)), objects["temporal_score"].astype(float).to_numpy())
+        temporal_z = pd.Series(temporal_z, index=objects.index)
+        for event in events:
+            found = causes(objects, stages.answers, event.start_frame, event.end_frame, model.threshold, times,
+                           model.selected_prompts, model.frequencies, temporal_z, model.settings.fusion.lam)
+            event.causes = [c.to_dict() for c in found]
+            event.reasons = [f"track {c.track_id}: {c.caption}" + (" (under the threshold on its own)" if c.below_threshold else "") for c in found]
         return VideoResult(
             name=name or Path(video).stem,
             info=stages.info,
             frames=frames,
             objects=objects,
-            events=find_events(frames, objects, model.threshold, times),
+            events=events,
             threshold=model.threshold,
             backends=model.backends,
             selected_questions=[p.question for p in model.selected_prompts],

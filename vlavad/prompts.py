@@ -80,11 +80,15 @@ def load_pool(path: str | Path) -> list[Prompt]:
     return validate_pool([Prompt(p.question, p.measures) for p in pool.prompts])
 
 
-def default_pool(describer_kind: str) -> list[Prompt]:
-    """The bundled pool for a describer kind: 'motion' or 'vlm'."""
-    name = "motion" if describer_kind == "motion" else "vlm"
-    with resources.as_file(resources.files("vlavad").joinpath("assets", "prompts", f"{name}.json")) as path:
-        return load_pool(path)
+def default_pool(describer: str) -> list[Prompt]:
+    """The bundled pool for a describer: `motion`, `vlm` (any vision-language model), or a
+    composition such as `motion+appearance`, whose pool joins its parts' pools."""
+    prompts = []
+    for part in describer.split("+"):
+        name = part if part in ("motion", "appearance") else "vlm"
+        with resources.as_file(resources.files("vlavad").joinpath("assets", "prompts", f"{name}.json")) as path:
+            prompts += load_pool(path)
+    return validate_pool(prompts)
 
 
 def pool_to_json(prompts: list[Prompt], note: str = "") -> str:

@@ -10,7 +10,7 @@ for the app, reports and tools: nothing else needs to know the file layout.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -33,7 +33,8 @@ class Event:
     end_s: float
     peak_frame: int
     peak_score: float
-    reasons: list[str]  # "track 7: moving fast (2.0× the usual speed here)"
+    reasons: list[str]  # "track 7: moving fast (2.0× the usual speed here)", one per cause
+    causes: list[dict] = field(default_factory=list)  # `vlavad.explain.Cause` records: what, where, how rare
 
     def to_dict(self) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -92,6 +93,7 @@ class _EventRecord(Schema):
     peak_frame: int
     peak_score: float
     reasons: list[str]
+    causes: list[dict] = []
 
 
 class _Summary(Schema):

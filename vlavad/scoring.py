@@ -117,27 +117,12 @@ def runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
 
 
-def find_events(frames: pd.DataFrame, objects: pd.DataFrame, threshold: float, times: np.ndarray) -> list[Event]:
-    """Runs of frames above threshold, each with the captions of the objects that drove it.
-    `times` are the frames' timestamps in seconds."""
+def find_events(frames: pd.DataFrame, threshold: float, times: np.ndarray) -> list[Event]:
+    """Runs of frames whose fused score is above the threshold, with their peaks. `times` are the
+    frames' timestamps in seconds. Their causes are added by `vlavad.explain`."""
+    fused = frames["fused"].to_numpy()
     events = []
-    for start, last in runs(frames["fused"].to_numpy() > threshold):
-        span = frames.iloc[start : last + 1]
-        peak = int(span["fused"].idxmax())
-        inside = objects[(objects["frame"] >= start) & (objects["frame"] <= last)]
-        reasons = []
-        if len(inside):
-            best = inside.sort_values("object_score", ascending=False).drop_duplicates("track_id").head(3)
-            reasons = [f"track {int(r.track_id)}: {r.caption}" for r in best.itertuples()]
-        events.append(
-            Event(
-                start_frame=start,
-                end_frame=last,
-                start_s=float(times[start]),
-                end_s=float(times[last]),
-                peak_frame=peak,
-                peak_score=float(frames["fused"].iloc[peak]),
-                reasons=reasons,
-            )
-        )
+    for start, last in runs(fused > threshold):
+        peak = start + int(np.argmax(fused[start : last + 1]))
+        events.append(Event(start, last, float(times[start]), float(times[last]), peak, float(fused[peak]), reasons=[]))
     return events

@@ -10,6 +10,16 @@ So SPA here ranks prompts by how well their rarity score separates normal object
 *pseudo-anomalies* made from the same normal videos (the clip played faster, the classic
 skip-frame pseudo-anomaly of Astrid et al., ICCVW 2021), and uses concentration to break ties
 (and alone when no pseudo-anomalies are available). No test data is involved.
+
+A pool may hold questions that these pseudo-anomalies cannot exercise: what an object is or looks
+like does not change when a clip plays faster. With `n_select` > 1, SPA adds questions to the
+first one greedily, each time the one that keeps the *joint* score (the sum of the selected
+questions' log-rarities) separating best, and only while it separates as well as before (within
+`SEPARATION_TIE`). Normal objects are scored there with frequencies counted on the *other*
+training videos (leave one video out), so a question whose answers scatter on normal objects
+(the classifier's guess about a walker) makes normal objects look rarer and is turned away, while
+one that is consistent on normal objects (the detector's "a person") costs nothing and is kept,
+ready to make a rare answer count when one comes.
 """
 
 from __future__ import annotations
@@ -139,10 +149,69 @@ def select_prompts(
         return (round(separation / SEPARATION_TIE), s.concentration)
 
     ranked = sorted((s for s in stats if s.answers > 0), key=rank, reverse=True)
-    selected = [s.prompt_id for s in ranked[:n_select]]
+    if pseudo_answers is None:  # nothing to test a combination on: the paper's concentration rule
+        selected = [s.prompt_id for s in ranked[:n_select]]
+    else:
+        selected = _add_complements([s.prompt_id for s in ranked[:1]], [s.prompt_id for s in ranked[1:]], normal_answers, pseudo_answers, n_select, smoothing)
     for s in stats:
         s.selected = s.prompt_id in selected
     return frequencies, selected, stats
+
+
+def _add_complements(selected: list[str], candidates: list[str], normal: pd.DataFrame, pseudo: pd.DataFrame, n_select: int, smoothing: float) -> list[str]:
+    """Greedy forward selection on the joint held-out separation (see the module docstring)."""
+    if not selected or n_select < 2:
+        return selected
+    normal, pseudo = _scorable(normal), _scorable(pseudo)
+    normal_rarity = _held_out_rarity(normal, normal, smoothing)
+    pseudo_rarity = _held_out_rarity(pseudo, normal, smoothing)
+    current = _joint_separation(selected, normal_rarity, pseudo_rarity)
+    candidates = list(candidates)
+    while len(selected) < n_select and candidates:
+        scored = [(_joint_separation(selected + [c], normal_rarity, pseudo_rarity), c) for c in candidates]
+        best, choice = max(scored, key=lambda sc: (-1.0 if sc[0] is None else sc[0]))
+        if best is None or current is None or best < current - SEPARATION_TIE:
+            break
+        selected, current = selected + [choice], max(current, best)
+        candidates.remove(choice)
+    return selected
+
+
+def _held_out_rarity(answers: pd.DataFrame, normal: pd.DataFrame, smoothing: float) -> pd.DataFrame:
+    """Each object's log-rarity per prompt, its answers counted among the normal answers of the
+    *other* training videos (of the other half of the clip when there is only one), so that
+    normal objects are scored as unseen ones would be, and pseudo-anomalies alike."""
+    split = "video" in normal and normal["video"].nunique() > 1
+
+    def folds(table: pd.DataFrame) -> pd.Series:
+        return table["video"] if split else table["frame"] > normal["frame"].median()
+
+    normal_folds, answer_folds = folds(normal), folds(answers)
+    tables = [_rarity(answers[answer_folds == fold], normal[normal_folds != fold], smoothing) for fold in pd.unique(answer_folds)]
+    return pd.concat(tables)
+
+
+def _rarity(answers: pd.DataFrame, counted: pd.DataFrame, smoothing: float) -> pd.DataFrame:
+    """log(1 / frequency) of each answer, frequencies counted in `counted`: one row per object
+    step (video, frame, track_id), one column per prompt."""
+    frequencies = AnswerFrequencies.from_answers(counted, smoothing)
+    scored = answers.assign(rarity=0.0)
+    for prompt_id, rows in scored.groupby("prompt_id").groups.items():
+        scored.loc[rows, "rarity"] = np.log(frequencies.static_score(prompt_id, scored.loc[rows, "answer"].to_numpy()))
+    keys = [c for c in ("video", "frame", "track_id") if c in scored]
+    return scored.pivot_table(index=keys, columns="prompt_id", values="rarity", aggfunc="first")
+
+
+def _joint_separation(prompt_ids: list[str], normal: pd.DataFrame, pseudo: pd.DataFrame) -> float | None:
+    """AUC of the summed log-rarity of `prompt_ids`: normal objects against pseudo-anomalies
+    (objects that abstained on any of them are left out)."""
+    if any(p not in normal or p not in pseudo for p in prompt_ids):
+        return None
+    normal_scores = normal[prompt_ids].dropna().sum(axis=1).to_numpy()
+    pseudo_scores = pseudo[prompt_ids].dropna().sum(axis=1).to_numpy()
+    if not len(normal_scores) or not len(pseudo_scores):
+        return None
+    return frame_auc(np.r_[np.zeros(len(normal_scores)), np.ones(len(pseudo_scores))], np.r_[normal_scores, pseudo_scores])
 
 
 def object_static_scores(frequencies: AnswerFrequencies, selected: list[str], answers: pd.DataFrame) -> pd.DataFrame:

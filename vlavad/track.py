@@ -96,7 +96,8 @@ def track_video(
     tracker = ByteTrackTracker(
         lost_track_buffer=max(1, int(round(settings.lost_track_s * fps))),
         frame_rate=fps,
-        track_activation_threshold=0.55,
+        track_activation_threshold=detector.track_activation,
+        high_conf_det_threshold=detector.track_activation + 0.05,
         minimum_consecutive_frames=2,
     )
     history: deque[np.ndarray] = deque(maxlen=interval + 1)

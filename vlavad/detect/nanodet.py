@@ -93,6 +93,7 @@ class NanoDetDetector(Detector):
     tier = "packaged"
     Settings = NanoDetSettings
     class_names = COCO_CLASSES
+    track_activation = 0.4  # NanoDet scores people 0.3-0.8 (Ped2); blobs' 0.55 would leave many untracked
 
     def __init__(self, settings: NanoDetSettings = NanoDetSettings(), device: str = "auto"):
         self.settings = settings

@@ -1,0 +1,70 @@
+"""Two detectors as one: a pretrained detector, plus whatever moves that it does not recognise.
+
+`detect.backend = "nanodet+blobs"` keeps every box of the first detector (with its class) and adds
+the second detector's boxes that the first did not explain, as objects of unknown kind. A
+pretrained detector knows only its classes: on Ped2, NanoDet never finds the cart in Test004, while
+the blob detector sees it move. And on a scene where every normal object is recognised (all
+people), "an object of unknown kind" is itself a rare answer.
+
+A box of the second detector counts as explained when the first detector's boxes cover at least
+`EXPLAINED` of its area (a blob that merges three walkers is covered by their three boxes). The
+second detector's foreground mask, when it has one, is passed on: optical flow is then sampled on
+the object's own pixels inside the pretrained detector's boxes too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import supervision as sv
+
+from .base import Detector
+
+EXPLAINED = 0.5
+
+
+class ComposedDetector(Detector):
+    def __init__(self, first: Detector, second: Detector):
+        self.first, self.second = first, second
+        self.name = f"{first.name}+{second.name}"
+        self.tier = max((first.tier, second.tier), key=["weight-free", "packaged", "hub"].index)
+        self.class_names = first.class_names
+
+    def identity(self) -> dict:
+        return {"detector": self.name, "parts": [self.first.identity(), self.second.identity()], "explained": EXPLAINED}
+
+    def begin(self, sample_frames: Iterable[np.ndarray], fps: float) -> None:
+        samples = list(sample_frames)  # both detectors may read them
+        self.first.begin(iter(samples), fps)
+        self.second.begin(iter(samples), fps)
+
+    def detect(self, frame_bgr: np.ndarray, frame_gray: np.ndarray) -> sv.Detections:
+        known = self.first.detect(frame_bgr, frame_gray)
+        extra = self.second.detect(frame_bgr, frame_gray)
+        covered = np.zeros(frame_gray.shape[:2], bool)
+        for x1, y1, x2, y2 in known.xyxy.astype(int):
+            covered[max(y1, 0) : y2, max(x1, 0) : x2] = True
+        unexplained = [i for i, (x1, y1, x2, y2) in enumerate(extra.xyxy.astype(int)) if covered[y1:y2, x1:x2].mean() < EXPLAINED]
+        boxes = np.concatenate([known.xyxy, extra.xyxy[unexplained]]).reshape(-1, 4)
+        return sv.Detections(
+            xyxy=boxes.astype(np.float32),
+            confidence=np.concatenate([_confidence(known, self.first), _confidence(extra, self.second)[unexplained]]).astype(np.float32),
+            class_id=np.concatenate([known.class_id if known.class_id is not None else np.full(len(known), -1), np.full(len(unexplained), -1)]).astype(int),
+        )
+
+    @property
+    def track_activation(self) -> float:
+        return 0.5  # both parts' confidences are mapped onto one scale (`_confidence`)
+
+    def foreground(self) -> np.ndarray | None:
+        return self.second.foreground() if self.second.foreground() is not None else self.first.foreground()
+
+
+def _confidence(detections: sv.Detections, detector: Detector) -> np.ndarray:
+    """Confidences on one scale, where each detector's own activation threshold maps to 0.5 and
+    certainty to 1: the two parts score on different scales (a NanoDet person scores 0.3-0.8, a
+    solid blob 0.5-1)."""
+    confidence = detections.confidence if detections.confidence is not None else np.ones(len(detections))
+    low = detector.track_activation
+    return 0.5 + 0.5 * np.clip((confidence - low) / max(1.0 - low, 1e-6), -1.0, 1.0)
