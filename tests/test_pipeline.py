@@ -86,7 +86,7 @@ def test_spa_selects_a_question_about_speed(fitted):
     speed = next(s for s in model.prompt_stats if s.selected)
     # The direction question is the most concentrated, yet useless against a fast object;
     # pseudo-anomaly separation is what picks speed.
-    direction = stats["Which way is the object moving?"]
+    direction = stats["Which way is the object moving? (measures: direction)"]
     assert direction.concentration > speed.concentration
     assert speed.separation > direction.separation + 0.2
 

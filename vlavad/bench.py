@@ -43,7 +43,7 @@ class BenchResult:
             "dataset": self.dataset,
             "metrics": self.metrics.to_dict(),
             "settings": self.model.settings.to_dict(),
-            "selected_questions": [p.question for p in self.model.selected_prompts],
+            "selected_questions": [p.label for p in self.model.selected_prompts],
             "prompt_stats": [s.to_dict() for s in self.model.prompt_stats],
             "backends": self.backends,
             "timings": self.timings,

@@ -80,7 +80,7 @@ def cmd_fit(args) -> None:
     frames = model.training["frames"]
     print(f"fitted on {len(videos)} video(s), {frames} frames in {seconds:.1f} s ({frames / max(seconds, 1e-9):.0f} frames/s)")
     print(f"backends: {backends_line(model.backends)}")
-    print(f"SPA selected: {'; '.join(p.question for p in model.selected_prompts)}")
+    print(f"SPA selected: {'; '.join(p.label for p in model.selected_prompts)}")
     print(f"cache: {pipeline.cache.summary()}")
     print(f"model saved to {path}")
 
@@ -151,7 +151,7 @@ def cmd_bench(args) -> None:
     print(metrics_table(result))
     print()
     print(f"backends: {backends_line(result.backends)}")
-    print(f"SPA selected: {'; '.join(p.question for p in result.model.selected_prompts)}")
+    print(f"SPA selected: {'; '.join(p.label for p in result.model.selected_prompts)}")
     print(f"cache: {result.cache_summary}")
     print(f"results, ROC plot and model in {out}")
 

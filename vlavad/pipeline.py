@@ -267,5 +267,5 @@ class Pipeline:
             events=events,
             threshold=model.threshold,
             backends=model.backends,
-            selected_questions=[p.question for p in model.selected_prompts],
+            selected_questions=[p.label for p in model.selected_prompts],
         )

@@ -33,6 +33,12 @@ class Prompt:
         text = f"{self.question}|{self.measures or ''}"
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
+    @property
+    def label(self) -> str:
+        """The question as people should read it: for a describer that cannot read, with what it
+        actually measures, so that no question claims what it does not measure."""
+        return f"{self.question} (measures: {self.measures})" if self.measures else self.question
+
     def to_dict(self) -> dict:
         return {"question": self.question, **({"measures": self.measures} if self.measures else {})}
 

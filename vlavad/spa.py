@@ -136,7 +136,7 @@ def select_prompts(
         stats.append(
             PromptStats(
                 prompt_id=prompt.id,
-                question=prompt.question,
+                question=prompt.label,
                 answers=len(counts),
                 concentration=concentration(counts, top_k),
                 separation=separation,
