@@ -77,7 +77,7 @@ EmbedSettings = _with_backend_groups(_EmbedBase, ENCODERS)
 
 class SPASettings(Schema):
     top_k: int = Field(3, ge=1, le=100)  # k of the paper's top-k concentration statistic
-    select: int = Field(1, ge=1, le=50)  # how many prompts SPA selects
+    select: int = Field(3, ge=1, le=50)  # at most this many prompts; see `vlavad.spa` for when SPA keeps more than one
     # Pseudo-anomalies for prompt selection: the normal clips played this much faster (0 or 1: none).
     pseudo_stride: int = Field(3, ge=0, le=16)
 

@@ -11,15 +11,17 @@ So SPA here ranks prompts by how well their rarity score separates normal object
 skip-frame pseudo-anomaly of Astrid et al., ICCVW 2021), and uses concentration to break ties
 (and alone when no pseudo-anomalies are available). No test data is involved.
 
-A pool may hold questions that these pseudo-anomalies cannot exercise: what an object is or looks
-like does not change when a clip plays faster. With `n_select` > 1, SPA adds questions to the
-first one greedily, each time the one that keeps the *joint* score (the sum of the selected
-questions' log-rarities) separating best, and only while it separates as well as before (within
-`SEPARATION_TIE`). Normal objects are scored there with frequencies counted on the *other*
-training videos (leave one video out), so a question whose answers scatter on normal objects
-(the classifier's guess about a walker) makes normal objects look rarer and is turned away, while
-one that is consistent on normal objects (the detector's "a person") costs nothing and is kept,
-ready to make a rare answer count when one comes.
+With `n_select` > 1 SPA may keep more questions, each for a reason that reads no test data:
+
+- a question the pseudo-anomalies exercise is added only if it *raises* the joint separation (of
+  the summed log-rarities, normal objects scored with frequencies counted on the *other* training
+  videos) by more than `SEPARATION_TIE`: a second way of asking about speed adds nothing;
+- a question they cannot exercise (what an object is or looks like does not change when a clip
+  plays faster: its separation stays within `BLIND` of chance) cannot be judged that way. For it
+  SPA falls back on the paper's own criterion, concentration, in its strictest form: it is added
+  when normal objects give one answer at least `CONSISTENT` of the time (the detector's "a
+  person"), so that any other answer is rare by construction. A question whose answers scatter
+  on normal objects (a classifier's guess about a walker, the direction of walking) is not.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from .metrics import frame_auc
 from .prompts import Prompt
 
 SEPARATION_TIE = 0.01  # separations closer than this count as equal; concentration decides
+BLIND = 0.05  # a separation this close to 0.5: the pseudo-anomalies do not exercise the question
+CONSISTENT = 0.95  # a question they cannot exercise is kept if normal objects answer it one way this often
 
 
 @dataclass
@@ -152,27 +156,31 @@ def select_prompts(
     if pseudo_answers is None:  # nothing to test a combination on: the paper's concentration rule
         selected = [s.prompt_id for s in ranked[:n_select]]
     else:
-        selected = _add_complements([s.prompt_id for s in ranked[:1]], [s.prompt_id for s in ranked[1:]], normal_answers, pseudo_answers, n_select, smoothing)
+        blind = [s for s in ranked[1:] if s.separation is not None and abs(s.separation - 0.5) <= BLIND]
+        exercised = [s.prompt_id for s in ranked[1:] if s not in blind]
+        selected = _add_improving([s.prompt_id for s in ranked[:1]], exercised, normal_answers, pseudo_answers, n_select, smoothing)
+        consistent = sorted((s for s in blind if s.top_answers and s.top_answers[0][1] >= CONSISTENT), key=lambda s: -s.top_answers[0][1])
+        selected += [s.prompt_id for s in consistent][: max(0, n_select - len(selected))]
     for s in stats:
         s.selected = s.prompt_id in selected
     return frequencies, selected, stats
 
 
-def _add_complements(selected: list[str], candidates: list[str], normal: pd.DataFrame, pseudo: pd.DataFrame, n_select: int, smoothing: float) -> list[str]:
-    """Greedy forward selection on the joint held-out separation (see the module docstring)."""
-    if not selected or n_select < 2:
+def _add_improving(selected: list[str], candidates: list[str], normal: pd.DataFrame, pseudo: pd.DataFrame, n_select: int, smoothing: float) -> list[str]:
+    """Greedy forward selection: the candidate that raises the joint held-out separation most,
+    while that raise exceeds `SEPARATION_TIE`."""
+    if not selected or not candidates or n_select < 2:
         return selected
     normal, pseudo = _scorable(normal), _scorable(pseudo)
     normal_rarity = _held_out_rarity(normal, normal, smoothing)
     pseudo_rarity = _held_out_rarity(pseudo, normal, smoothing)
     current = _joint_separation(selected, normal_rarity, pseudo_rarity)
     candidates = list(candidates)
-    while len(selected) < n_select and candidates:
-        scored = [(_joint_separation(selected + [c], normal_rarity, pseudo_rarity), c) for c in candidates]
-        best, choice = max(scored, key=lambda sc: (-1.0 if sc[0] is None else sc[0]))
-        if best is None or current is None or best < current - SEPARATION_TIE:
+    while current is not None and len(selected) < n_select and candidates:
+        best, choice = max(((_joint_separation(selected + [c], normal_rarity, pseudo_rarity) or 0.0, c) for c in candidates), key=lambda sc: sc[0])
+        if best <= current + SEPARATION_TIE:
             break
-        selected, current = selected + [choice], max(current, best)
+        selected, current = selected + [choice], best
         candidates.remove(choice)
     return selected
 
