@@ -66,6 +66,12 @@ def event_key(event: dict) -> str:
     return f"{event['start_frame']}-{event['end_frame']}"
 
 
+def verdicts_table(events: list[dict], verdicts: dict[str, str]) -> pd.DataFrame:
+    table = events_table(events)
+    table.insert(4, "verdict", [verdicts.get(event_key(e), "") for e in events])
+    return table
+
+
 def load_annotations(workspace: Workspace, content_key: str, duration_s: float) -> dict:
     path = workspace.annotations_path(content_key)
     if not path.is_file():
@@ -118,7 +124,7 @@ def build_tab(store: Store, session: gr.State, analysed):
             intervals = gr.Dataframe(headers=INTERVAL_COLUMNS, value=pd.DataFrame(columns=INTERVAL_COLUMNS), interactive=True, label="Intervals (editable)")
         with gr.Column():
             gr.Markdown("**Detected events**")
-            events = gr.Dataframe(interactive=False, wrap=True, label="Events and your verdicts")
+            events = gr.Dataframe(interactive=False, wrap=True, label="Events and your verdicts", value=verdicts_table([], {}))
             with gr.Row():
                 event_no = gr.Number(label="Event #", precision=0, minimum=1)
                 verdict = gr.Radio(list(VERDICTS), label="Verdict")
@@ -156,8 +162,7 @@ def build_tab(store: Store, session: gr.State, analysed):
         _, saved, meta = opened(state, rid)
         data = clean_annotations({"intervals": rows, "event_labels": labels}, saved.info.duration_s)
         evs = [e.to_dict() for e in saved.events]
-        table = events_table(evs)
-        table.insert(4, "verdict", [data["event_labels"].get(event_key(e), "") for e in evs])
+        table = verdicts_table(evs, data["event_labels"])
         fig = plots.timeline(saved.frames, evs, saved.threshold, title=meta["name"], marked=[tuple(i) for i in data["intervals"]])
         value = frame_auc(frame_labels(data["intervals"], saved.frames["time_s"].to_numpy()), saved.frames["fused"].to_numpy())
         text = (f"**{meta['name']}** · {len(data['intervals'])} marked interval(s) · AUC of the model's score against your annotations: "

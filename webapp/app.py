@@ -17,6 +17,13 @@ from .store import Store
 CSS = """
 #banner {border-left: 4px solid #1f77b4; padding: 6px 12px; background: #f3f7fb; border-radius: 4px}
 footer {display: none !important}
+/* On a phone, the four tab names fit on one line instead of two hiding behind "..." (Gradio
+   measures the names to decide which fit); the events' cards stack. */
+@media (max-width: 520px) {
+  .gradio-container {padding-left: 6px !important; padding-right: 6px !important}
+  .tab-container button {padding: 6px 5px !important; font-size: 12.5px !important}
+  #event-cards .card {padding: 8px}
+}
 """
 
 # gr.Plot has no click event: this hook forwards a click on the timeline (whose fused trace

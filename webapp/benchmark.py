@@ -15,9 +15,9 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from vlavad.backends import STAGES, backends_line, resolve
+from vlavad.backends import STAGES, TIER_BACKENDS, backends_line, missing, resolve
 from vlavad.bench import fmt_auc, run_benchmark, save_benchmark
-from vlavad.config import preset, preset_names
+from vlavad.config import Settings, preset, preset_names
 from vlavad.datasets import list_datasets, load_dataset
 from vlavad.errors import VlavadError
 from vlavad.pipeline import Pipeline
@@ -77,6 +77,29 @@ def benchmark_dataset(store: Store, workspace: Workspace, data_root: Path, datas
     return result, name
 
 
+def backend_choices(stage: str) -> list[tuple[str, str]]:
+    """(label, name) of every backend of a stage and combination a tier uses; the label says its
+    tier and, before anyone clicks, whether it can run here."""
+    names = list(dict.fromkeys([*STAGES[stage].names(), *(tier[stage] for tier in TIER_BACKENDS.values())]))
+    choices = []
+    for name in names:
+        problem = missing(Settings().updated(**{f"{stage}.backend": name}), stage)
+        tier = max((STAGES[stage].get(part).tier for part in name.split("+")), key=list(TIER_BACKENDS).index)
+        choices.append((f"{name} · {tier}" + (" · unavailable here" if problem else ""), name))
+    return choices
+
+
+def availability_note() -> str:
+    """Why each unavailable backend cannot run here, and what would fix it."""
+    lines = []
+    for stage in STAGES:
+        for name in STAGES[stage].names():
+            problem = missing(Settings().updated(**{f"{stage}.backend": name}), stage)
+            if problem:
+                lines.append(f"- **{name}** ({stage}): {problem}")
+    return ("Unavailable on this server:\n" + "\n".join(lines)) if lines else "Every backend can run here."
+
+
 def runs_table(workspace: Workspace) -> pd.DataFrame:
     """This visitor's saved runs, newest first, for side-by-side comparison."""
     rows = []
@@ -102,15 +125,17 @@ def build_tab(store: Store, session: gr.State, data_root: Path, gpu=lambda fn: f
         dataset = gr.Dropdown(choices=names, value=names[0] if names else None, label="Dataset", allow_custom_value=False)
         preset_box = gr.Dropdown(choices=preset_names(), value="custom", label="Preset")
         epochs = gr.Slider(1, 12, value=preset("custom").temporal.epochs, step=1, label="S3M training epochs")
+    tier = gr.Radio(list(TIER_BACKENDS), value="weight-free", label="Backends: a tier, or one per stage below")
     with gr.Row():
-        detector = gr.Dropdown(choices=STAGES["detect"].names(), value="blobs", label="Detector")
-        describer = gr.Dropdown(choices=STAGES["describe"].names(), value="motion", label="Describer")
-        encoder = gr.Dropdown(choices=STAGES["embed"].names(), value="hashing", label="Text encoder")
+        detector = gr.Dropdown(choices=backend_choices("detect"), value="blobs", label="Detector")
+        describer = gr.Dropdown(choices=backend_choices("describe"), value="motion", label="Describer")
+        encoder = gr.Dropdown(choices=backend_choices("embed"), value="hashing", label="Text encoder")
+    gr.Markdown(availability_note())
     run_btn = gr.Button("Run benchmark", variant="primary")
     summary = gr.Markdown()
     with gr.Row():
         roc = gr.Plot(label="ROC")
-        per_video = gr.Dataframe(label="AUC per test video", interactive=False)
+        per_video = gr.Dataframe(label="AUC per test video", interactive=False, value=pd.DataFrame(columns=["video", "AUC", "frames"]))
     curves = gr.Plot(label="Per-video scores")
     gr.Markdown("### Past runs")
     runs = gr.Dataframe(value=pd.DataFrame(columns=RUN_COLUMNS), label="Your saved runs (newest first)", interactive=False, wrap=True)
@@ -132,6 +157,7 @@ def build_tab(store: Store, session: gr.State, data_root: Path, gpu=lambda fn: f
     run_event = run_btn.click(gpu(run), [dataset, preset_box, detector, describer, encoder, epochs, session], [summary, roc, per_video, curves, runs, session],
                   concurrency_limit=1, concurrency_id="benchmark", api_name="benchmark")
     preset_box.change(lambda name: gr.update(value=preset(name).temporal.epochs), preset_box, epochs)
+    tier.change(lambda name: tuple(gr.update(value=TIER_BACKENDS[name][stage]) for stage in STAGES), tier, [detector, describer, encoder])
     # The preset follows the dataset when one is named after it (ped2, avenue, shanghaitech).
     dataset.change(lambda name: gr.update(value=name) if name in preset_names() else gr.skip(), dataset, preset_box)
 

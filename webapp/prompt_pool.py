@@ -9,15 +9,19 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
+from vlavad.config import preset
 from vlavad.describe.motion import MEASURES
 from vlavad.pipeline import Pipeline
 from vlavad.prompts import Prompt, default_pool, validate_pool
+from vlavad.video import write_clip
 
 from . import plots
-from .common import TabHooks, choices_update, user_errors, workspace_of
+from .common import EXAMPLE_VIDEO, TabHooks, choices_update, user_errors, workspace_of
 from .store import BUNDLED_POOL, AppError, Store, Workspace
 
 COLUMNS = ["question", "measures"]
+EXAMPLE_MODEL = "the bundled example (its first 5 s)"  # works on a first visit, before any model is saved
+_EXAMPLE: dict = {}
 
 
 def pool_table(prompts: list[Prompt]) -> pd.DataFrame:
@@ -48,16 +52,30 @@ def reselect(store: Store, workspace: Workspace, model_name: str, prompts: list[
     """
     if not model_name:
         raise AppError("Choose a model: its normal videos are what the questions are asked about.")
-    model = workspace.load_model(model_name)
-    videos = workspace.normal_videos(model_name)
+    model, videos = example_model(store) if model_name == EXAMPLE_MODEL else (workspace.load_model(model_name), workspace.normal_videos(model_name))
     if not videos:
         raise AppError(f"Model {model_name!r} has no record of its normal videos (it was not fitted in this app).")
     stats = Pipeline(model.settings, cache_dir=store.cache).prompt_statistics(model, videos, prompts)
     return [s.to_dict() for s in stats]
 
 
+STATS_COLUMNS = ["★", "question", "answers", "concentration", "separation", "commonest answers"]
+
+
+def example_model(store: Store):
+    """A model of the bundled example's first 5 s (no S3M: only SPA's statistics need it), made
+    once per process, and its normal clip."""
+    if "model" not in _EXAMPLE:
+        clip = store.root / "clips" / "example-first-5s.mp4"
+        if not clip.exists():
+            write_clip(EXAMPLE_VIDEO, clip, frames=50)
+        settings = preset("custom").updated(**{"temporal.epochs": 0})
+        _EXAMPLE["model"] = (Pipeline(settings, cache_dir=store.cache, show_progress=False).fit([clip]), [clip])
+    return _EXAMPLE["model"]
+
+
 def stats_table(stats: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame([
+    return pd.DataFrame(columns=STATS_COLUMNS, data=[
         {"★": "★" if s["selected"] else "", "question": s["question"], "answers": s["answers"],
          "concentration": round(s["concentration"], 3), "separation": None if s["separation"] is None else round(s["separation"], 3),
          "commonest answers": "; ".join(f"{a} ({share:.0%})" for a, share in s["top_answers"][:3])}
@@ -73,7 +91,7 @@ def build_tab(store: Store, session: gr.State):
     )
     with gr.Row():
         pool_name = gr.Dropdown(choices=[BUNDLED_POOL], value=BUNDLED_POOL, label="Pool", scale=2, allow_custom_value=True)
-        model_name = gr.Dropdown(choices=[], label="Model whose normal videos to use", scale=2, allow_custom_value=True)
+        model_name = gr.Dropdown(choices=[EXAMPLE_MODEL], value=EXAMPLE_MODEL, label="Model whose normal videos to use", scale=2, allow_custom_value=True)
     table = gr.Dataframe(value=pool_table(default_pool("motion")), headers=COLUMNS, interactive=True, show_row_numbers=True,
                          label="Prompt pool (editable)", wrap=True)
     with gr.Row():
@@ -88,7 +106,7 @@ def build_tab(store: Store, session: gr.State):
     chart = gr.Plot(label="Per-prompt statistics")
     # Fixed widths: left to itself the table squeezes the number columns until their headers
     # wrap one letter per line.
-    stats = gr.Dataframe(label="Per-prompt statistics", interactive=False, wrap=True,
+    stats = gr.Dataframe(label="Per-prompt statistics", interactive=False, wrap=True, value=stats_table([]),
                          column_widths=["4%", "26%", "10%", "14%", "12%", "34%"])
 
     @user_errors
@@ -129,6 +147,6 @@ def build_tab(store: Store, session: gr.State):
 
     def refresh(state):
         workspace, _ = workspace_of(store, state)
-        return choices_update(workspace.pool_names()), choices_update(workspace.model_names())
+        return choices_update(workspace.pool_names()), choices_update([EXAMPLE_MODEL, *workspace.model_names()])
 
     return TabHooks(refresh, [pool_name, model_name], saves=[save_event])

@@ -93,6 +93,8 @@ class VLMDescriber(Describer):
 
     @classmethod
     def missing(cls, settings: VLMSettings) -> Missing | None:
+        if not (settings.model or cls.default_model):
+            return Missing(f"the {cls.name!r} describer was given no model", "Pass --set describe.vlm.model=ID (any image-text-to-text model)")
         return hf_missing(cls.model_for(settings), settings.revision)
 
     def can_answer(self, prompt: Prompt) -> str | None:
