@@ -1,13 +1,15 @@
 """Make a transformed copy of an mp4 + test_labels.json dataset, to check that results do not
-depend on resolution, orientation, compression or frame rate.
+depend on orientation, resolution, compression or frame rate.
 
-Every clip is mirrored left-right, resized by --scale, re-encoded lossily (H.264, --crf) and
-resampled in time to --fps (frame j shows the source frame at time j / fps; labels follow the
-same mapping). Then benchmark both:
+Each change can be made alone or together: clips are mirrored left-right (--mirror), resized
+(--scale), re-encoded with H.264 at --crf (12 is visually lossless, 28-32 is what phones and
+camera uploads look like) and resampled in time to --fps (frame j shows the source frame at time
+j / fps; labels follow the same mapping). Then benchmark both:
 
-    python benchmarks/transform_dataset.py ../shared/data/ped2 /tmp/ped2-transformed
-    vlavad bench ../shared/data/ped2 --preset ped2
-    vlavad bench /tmp/ped2-transformed --preset ped2
+    python benchmarks/transform_dataset.py ../shared/data/ped2 /tmp/ped2-all --mirror --scale 1.5 --crf 28 --fps 15
+    vlavad bench /tmp/ped2-all --preset ped2
+
+`benchmarks/robustness.py` makes one copy per change and benchmarks them all.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import numpy as np
 from vlavad.video import BrowserVideoWriter, iter_frames, probe
 
 
-def transform_clip(src: Path, dst: Path, *, scale: float, fps: float, crf: int) -> np.ndarray:
+def transform_clip(src: Path, dst: Path, *, mirror: bool, scale: float, fps: float | None, crf: int) -> np.ndarray:
     """Writes the transformed clip; returns, per output frame, the source frame it shows."""
     info = probe(src)
+    fps = fps or info.fps
     n_out = max(1, int(round(info.frame_count * fps / info.fps)))
     source_index = np.minimum((np.arange(n_out) * info.fps / fps).astype(int), info.frame_count - 1)
     size = (int(round(info.width * scale)) // 2 * 2, int(round(info.height * scale)) // 2 * 2)
@@ -32,31 +35,38 @@ def transform_clip(src: Path, dst: Path, *, scale: float, fps: float, crf: int) 
     with BrowserVideoWriter(dst, fps, *size, crf=crf) as writer:
         for index, frame in iter_frames(src):
             if wanted[index]:
-                out = cv2.resize(cv2.flip(frame, 1), size, interpolation=cv2.INTER_AREA)
+                out = cv2.flip(frame, 1) if mirror else frame
+                out = cv2.resize(out, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR) if scale != 1 else out
                 for _ in range(wanted[index]):
                     writer.write(out)
     return source_index
+
+
+def transform_dataset(source: Path, dest: Path, *, mirror: bool = False, scale: float = 1.0, crf: int = 12, fps: float | None = None) -> Path:
+    """A transformed copy of `source` (train/, test/, test_labels.json) in `dest`."""
+    labels = json.loads((source / "test_labels.json").read_text())
+    new_labels = {}
+    for split in ("train", "test"):
+        (dest / split).mkdir(parents=True, exist_ok=True)
+        for clip in sorted((source / split).glob("*.mp4")):
+            mapping = transform_clip(clip, dest / split / clip.name, mirror=mirror, scale=scale, fps=fps, crf=crf)
+            if split == "test":
+                new_labels[clip.stem] = np.asarray(labels[clip.stem])[mapping].tolist()
+    (dest / "test_labels.json").write_text(json.dumps(new_labels))
+    return dest
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path)
     parser.add_argument("dest", type=Path)
-    parser.add_argument("--scale", type=float, default=1.5)
-    parser.add_argument("--fps", type=float, default=15.0)
-    parser.add_argument("--crf", type=int, default=28)
+    parser.add_argument("--mirror", action="store_true", help="flip left-right")
+    parser.add_argument("--scale", type=float, default=1.0, help="resize by this factor (default 1: no change)")
+    parser.add_argument("--crf", type=int, default=12, help="H.264 quality: 12 visually lossless (default), 28-32 lossy")
+    parser.add_argument("--fps", type=float, default=None, help="resample to this frame rate (default: keep it)")
     args = parser.parse_args()
-
-    labels = json.loads((args.source / "test_labels.json").read_text())
-    new_labels = {}
-    for split in ("train", "test"):
-        (args.dest / split).mkdir(parents=True, exist_ok=True)
-        for clip in sorted((args.source / split).glob("*.mp4")):
-            mapping = transform_clip(clip, args.dest / split / clip.name, scale=args.scale, fps=args.fps, crf=args.crf)
-            if split == "test":
-                new_labels[clip.stem] = np.asarray(labels[clip.stem])[mapping].tolist()
-            print(f"{split}/{clip.name}: {len(mapping)} frames")
-    (args.dest / "test_labels.json").write_text(json.dumps(new_labels))
+    transform_dataset(args.source, args.dest, mirror=args.mirror, scale=args.scale, crf=args.crf, fps=args.fps)
+    print(f"written to {args.dest}")
 
 
 if __name__ == "__main__":
