@@ -21,6 +21,7 @@ from ..video import VideoInfo
 from .base import ABSTAIN, ANSWER_COLUMNS, DESCRIBERS, Describer
 
 PHRASING_VERSION = 3  # bump when answers change wording: cached answers are keyed on it
+ENTERING = "entering or leaving the view, "
 MEASURES = ("speed", "direction", "size", "shape", "steadiness", "summary", "kind")
 _ROW_BANDS = 8
 _MIN_BAND_SAMPLES = 20
@@ -77,7 +78,7 @@ class _Reference(Schema):
 
 
 class _MotionState(Schema):
-    references: dict[Literal["speed", "height", "aspect"], _Reference]
+    references: dict[Literal["speed", "height", "aspect", "speed_at_edge"], _Reference]
 
 
 class MotionSettings(Schema):
@@ -112,14 +113,18 @@ class MotionDescriber(Describer):
         return None if prompt.measures in MEASURES else f"it answers only questions that name a measurement ({', '.join(MEASURES)})"
 
     def fit(self, normal_tracks: list[tuple[VideoInfo, pd.DataFrame]]) -> None:
-        measured = pd.concat([self._measure(info, tracks) for info, tracks in normal_tracks], ignore_index=True)
-        measured = measured[~measured["partial"]]
+        everything = pd.concat([self._measure(info, tracks) for info, tracks in normal_tracks], ignore_index=True)
+        measured, at_edge = everything[~everything["partial"]], everything[everything["partial"]]
         rows = measured["cy"].to_numpy()
         self.references = {
             "speed": RowReference.fit(rows, measured["speed"].to_numpy()),
             "height": RowReference.fit(rows, measured["h"].to_numpy()),
             "aspect": RowReference.fit(rows, measured["aspect"].to_numpy()),
         }
+        if (at_edge["speed"] > 0).sum() >= _MIN_BAND_SAMPLES:
+            # How fast normal objects move while they enter or leave the view (part of the box
+            # outside it): an entering object is compared with those, not with whole ones.
+            self.references["speed_at_edge"] = RowReference.fit(at_edge["cy"].to_numpy(), at_edge["speed"].to_numpy())
 
     def state(self) -> dict:
         return {name: ref.to_dict() for name, ref in self.references.items()}
@@ -212,13 +217,22 @@ class MotionDescriber(Describer):
         )
         phrases = {"speed": speed, "direction": direction, "size": size, "shape": shape, "steadiness": steadiness, "summary": summary}
         kind = np.array([_kind_phrase(name) for name in m["kind"].to_numpy()], dtype=object)
-        # A box cut by the frame edge shows part of an object entering or leaving: its size, shape
-        # and flow are not the object's. On Ped2's normal training videos such boxes were 8% of
-        # all but 73% of the rarest answers, so the describer abstains there (SPA does not score
-        # an abstention, see `vlavad.spa`).
+        # A box cut by the frame edge shows part of an object entering or leaving: its size and
+        # shape are not the object's, and measured against whole objects its speed was noise (on
+        # Ped2's normal training videos such boxes were 8% of all but 73% of the rarest answers).
+        # So its size, shape and summary are an abstention (SPA does not score one), while its
+        # speed and direction are phrased against normal objects that were entering or leaving
+        # too, coarsely, since flow on a part of an object is rough. Models fitted before there
+        # was such a reference abstain on every question there, as they did.
         partial = m["partial"].to_numpy()
         for answers in phrases.values():
             answers[partial] = ABSTAIN
+        if "speed_at_edge" in self.references and partial.any():
+            edge_ratio = m["speed"].to_numpy()[partial] / self.references["speed_at_edge"](rows[partial])
+            edge_still = ~(edge_ratio >= self.still_ratio)
+            speed[partial] = [ENTERING + ("standing still" if st else f"moving {_coarse(r, 'slowly', 'at the usual speed', 'fast')}")
+                              for r, st in zip(edge_ratio, edge_still)]
+            direction[partial] = [ENTERING + _direction_phrase(vx, vy, st) for vx, vy, st in zip(m["vx"].to_numpy()[partial], m["vy"].to_numpy()[partial], edge_still)]
         # What the object is stays readable while it enters or leaves: the detector saw its class.
         return {**phrases, "kind": kind}
 
