@@ -12,6 +12,7 @@ from vlavad.s3m import (
     build_predictor,
     make_windows,
     selective_scan,
+    selective_scan_ref,
     temporal_errors,
     temporal_errors_batch,
     train_predictor,
@@ -57,12 +58,13 @@ def random_scan_inputs(batch=2, dim=5, length=7, n=4, dtype=torch.float64, devic
     return u, delta, A, r(batch, n, length), r(batch, n, length), r(dim)
 
 
+@pytest.mark.parametrize("scan", [selective_scan_ref, selective_scan])
 @pytest.mark.parametrize("with_d", [True, False])
-def test_selective_scan_matches_naive_loop(with_d):
+def test_selective_scan_matches_naive_loop(scan, with_d):
     u, delta, A, B, C, D = random_scan_inputs()
     D = D if with_d else None
     torch.testing.assert_close(
-        selective_scan(u, delta, A, B, C, D),
+        scan(u, delta, A, B, C, D),
         selective_scan_naive(u, delta, A, B, C, D),
         rtol=1e-12,
         atol=1e-12,
@@ -71,7 +73,20 @@ def test_selective_scan_matches_naive_loop(with_d):
 
 def test_selective_scan_gradients():
     inputs = tuple(x.requires_grad_() for x in random_scan_inputs(batch=1, dim=2, length=4, n=3))
-    assert torch.autograd.gradcheck(selective_scan, inputs)
+    assert torch.autograd.gradcheck(selective_scan_ref, inputs)
+
+
+def test_selective_scan_equals_reference_forward_and_backward():
+    """What the model runs (`selective_scan`) is the reference recurrence, gradients included,
+    at the model's float32 sizes (d_state 16, windows of 10)."""
+    ref = [x.float().requires_grad_() for x in random_scan_inputs(batch=3, dim=8, length=10, n=16)]
+    run = [x.detach().clone().requires_grad_() for x in ref]
+    y_ref, y = selective_scan_ref(*ref), selective_scan(*run)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-6)
+    y_ref.square().sum().backward()
+    y.square().sum().backward()
+    for a, b in zip(run, ref):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-5)
 
 
 def perturbed(model):

@@ -38,29 +38,25 @@ def _fused_scan():
     return selective_scan_fn
 
 
-def selective_scan(
+def selective_scan_ref(
     u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None
 ) -> Tensor:
-    """The Mamba selective scan, with the layout of mamba-ssm's `selective_scan_ref`.
+    """The Mamba selective scan as a plain recurrence, in mamba-ssm's `selective_scan_ref` layout.
 
     u, delta: (batch, dim, L); A: (dim, N); B, C: (batch, N, L), input-dependent; D: (dim,).
     Returns y: (batch, dim, L) with
         h_t = exp(delta_t * A) * h_{t-1} + delta_t * B_t * u_t,    y_t = <h_t, C_t> + D * u_t.
     `delta` is used as given (already positive, e.g. after softplus).
 
-    On CUDA with mamba-ssm installed this runs its fused kernel, which takes exactly these
-    arguments in this layout; elsewhere it is the reference recurrence in PyTorch. Tracks are
-    short (L <= ~30), so that is a plain loop over time, vectorised over batch, dim and state.
+    Tracks are short (L <= ~30), so this is a loop over time, vectorised over batch, dim and
+    state.
     """
-    fused = _fused_scan() if u.is_cuda else None
-    if fused is not None:
-        return fused(u, delta, A, B, C, D)
     h = u.new_zeros(u.shape[0], u.shape[1], A.shape[1])  # (batch, dim, N)
     ys = []
     # deltaA and deltaB_u are built one step at a time rather than as whole (batch, dim, L, N)
-    # tensors as in selective_scan_ref: each step's slices stay in cache, which makes the scan
-    # ~1.6x faster (forward + backward) on CPU. unbind, not [..., t]: in backward each of the L
-    # indexing ops would allocate and fill a full-size zero gradient (~10x slower).
+    # tensors as in mamba-ssm's reference: each step's slices stay in cache, which makes the
+    # scan ~1.6x faster (forward + backward) on CPU. unbind, not [..., t]: in backward each of
+    # the L indexing ops would allocate and fill a full-size zero gradient (~10x slower).
     for delta_t, u_t, B_t, C_t in zip(delta.unbind(2), u.unbind(2), B.unbind(2), C.unbind(2)):
         deltaA = torch.exp(delta_t[..., None] * A)  # (batch, dim, N)
         deltaB_u = (delta_t * u_t)[..., None] * B_t[:, None, :]
@@ -68,6 +64,20 @@ def selective_scan(
         ys.append(torch.einsum("bdn,bn->bd", h, C_t))
     y = torch.stack(ys, dim=2)
     return y if D is None else y + u * D[:, None]
+
+
+def selective_scan(
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None
+) -> Tensor:
+    """The selective scan of `selective_scan_ref`, on the fastest implementation available.
+
+    On CUDA with mamba-ssm installed that is its fused kernel, which takes exactly these
+    arguments in this layout; elsewhere it is the reference recurrence.
+    """
+    fused = _fused_scan() if u.is_cuda else None
+    if fused is not None:
+        return fused(u, delta, A, B, C, D)
+    return selective_scan_ref(u, delta, A, B, C, D)
 
 
 # --------------------------------------------------------------------------------------------
