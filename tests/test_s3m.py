@@ -1,6 +1,7 @@
 """Tests for the temporal scorer (vlavad.s3m): the scan, the predictors, training and scoring."""
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -160,7 +161,6 @@ def cycling_tracks(n=30, length=16):
 
 @pytest.fixture(scope="module")
 def trained():
-    torch.manual_seed(0)
     model = build_predictor("s3m", DIM, PAST, FUTURE, layers=2, d_model=32)
     history = train_predictor(
         model, cycling_tracks(), past=PAST, future=FUTURE, epochs=20, lr=3e-3, batch_size=64
@@ -176,7 +176,6 @@ def test_s3m_learns_the_cycle(trained):
 
 @pytest.mark.parametrize("kind", ["gru", "transformer"])
 def test_baselines_loss_decreases(kind):
-    torch.manual_seed(0)
     model = build_predictor(kind, DIM, PAST, FUTURE, layers=2, d_model=32)
     history = train_predictor(
         model, cycling_tracks(), past=PAST, future=FUTURE, epochs=15, lr=3e-3, batch_size=64
@@ -184,23 +183,57 @@ def test_baselines_loss_decreases(kind):
     assert history[-1] < history[0]
 
 
-def test_training_is_deterministic_and_reports_progress():
-    def run():
-        torch.manual_seed(5)
-        model = build_predictor("s3m", DIM, PAST, FUTURE, layers=1, d_model=16)
-        calls = []
-        history = train_predictor(
-            model, cycling_tracks(), past=PAST, future=FUTURE, epochs=3, batch_size=32,
-            seed=7, max_windows=100, progress=lambda *a: calls.append(a),
-        )
-        return model, history, calls
+@pytest.mark.parametrize("kind", KINDS)
+def test_build_predictor_is_seeded_and_leaves_the_global_rng_alone(kind):
+    state = torch.random.get_rng_state()
+    a, b, c = (build_predictor(kind, DIM, PAST, FUTURE, seed=s) for s in (3, 3, 4))
+    assert torch.equal(torch.random.get_rng_state(), state)
+    a, b, c = (list(m.state_dict().values()) for m in (a, b, c))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert any(not torch.equal(x, z) for x, z in zip(a, c))
 
-    (m1, h1, calls), (m2, h2, _) = run(), run()
+
+def train_small(seed, global_seed=0, **kwargs):
+    """A small S3M trained from `seed`, with torch's global RNG seeded differently on purpose:
+    the result must not depend on it."""
+    torch.manual_seed(global_seed)
+    model = build_predictor("s3m", DIM, PAST, FUTURE, layers=1, d_model=16, seed=seed)
+    history = train_predictor(
+        model, cycling_tracks(), past=PAST, future=FUTURE, epochs=3, batch_size=32,
+        seed=seed, max_windows=100, **kwargs,
+    )
+    return model, history
+
+
+def assert_same_weights(m1, m2):
+    for (name, p1), p2 in zip(m1.state_dict().items(), m2.state_dict().values()):
+        assert torch.equal(p1, p2), name
+
+
+def test_training_is_deterministic_and_reports_progress():
+    calls = []
+    m1, h1 = train_small(7, global_seed=1, progress=lambda *a: calls.append(a))
+    m2, h2 = train_small(7, global_seed=2)
     assert h1 == h2
-    assert [c[:2] for c in calls] == [(1, 3), (2, 3), (3, 3)]
+    assert [c[:2] for c in calls] == [(1, 3), (2, 3), (3, 3)][: len(h1)]
     assert [c[2] for c in calls] == h1
-    for p1, p2 in zip(m1.state_dict().values(), m2.state_dict().values()):
-        assert torch.equal(p1, p2)
+    assert_same_weights(m1, m2)
+
+
+def test_concurrent_trainings_give_the_sequential_weights():
+    sequential = {seed: train_small(seed)[0] for seed in (1, 2)}
+    concurrent = {}
+
+    def run(seed):
+        concurrent[seed] = train_small(seed, global_seed=seed + 10)[0]
+
+    threads = [threading.Thread(target=run, args=(seed,)) for seed in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for seed in (1, 2):
+        assert_same_weights(concurrent[seed], sequential[seed])
 
 
 def test_training_without_windows_leaves_the_model_alone():

@@ -103,18 +103,21 @@ class MambaBlock(nn.Module):
         self.x_proj = nn.Linear(d_inner, self.dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, d_inner)
         self.out_proj = nn.Linear(d_inner, d_model, bias=False)
-        # S4D-real: A = -(1, 2, ..., N) for every channel, stored as log so A stays negative.
-        a = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(d_inner, 1)
-        self.A_log = nn.Parameter(torch.log(a))
-        self.D = nn.Parameter(torch.ones(d_inner))
-        self._init_dt(dt_min=1e-3, dt_max=0.1)
+        self.A_log = nn.Parameter(torch.empty(d_inner, d_state))
+        self.D = nn.Parameter(torch.empty(d_inner))
+        self.init_parameters()
 
     @torch.no_grad()
-    def _init_dt(self, dt_min: float, dt_max: float) -> None:
-        """Mamba's step-size init: softplus(dt bias) is log-uniform in [dt_min, dt_max]."""
+    def init_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Mamba's init of this block's own parameters (the Linear and Conv1d layers keep
+        PyTorch's default): S4D-real A = -(1, 2, ..., N) for every channel, stored as log so A
+        stays negative; D = 1; softplus(dt bias) log-uniform in [1e-3, 0.1]."""
+        dt_min, dt_max = 1e-3, 0.1
+        self.A_log.copy_(torch.log(torch.arange(1, self.d_state + 1, dtype=torch.float32)))
+        self.D.fill_(1.0)
         std = self.dt_rank**-0.5
-        nn.init.uniform_(self.dt_proj.weight, -std, std)
-        u = torch.rand(self.dt_proj.out_features)
+        nn.init.uniform_(self.dt_proj.weight, -std, std, generator=generator)
+        u = torch.rand(self.dt_proj.out_features, generator=generator)
         dt = torch.exp(u * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
         dt = dt.clamp(min=1e-4)
         self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
@@ -153,10 +156,17 @@ class SequencePredictor(nn.Module):
         self.embed = nn.Linear(dim, d_model)
         self.norm = nn.RMSNorm(d_model)
         self.head = nn.Linear(d_model, future * dim)
-        # The head predicts the change from the last observed step. A track's caption, hence
-        # its text embedding, rarely changes from one step to the next, so "no change" is the
-        # most common target: predicting the delta makes it the easy default (a zero output),
-        # and a zero-initialised head starts training from exactly that baseline.
+        SequencePredictor.init_parameters(self)  # not an override: a subclass is not built yet
+
+    @torch.no_grad()
+    def init_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Initialises the parameters this class adds to its layers' defaults.
+
+        The head predicts the change from the last observed step. A track's caption, hence
+        its text embedding, rarely changes from one step to the next, so "no change" is the
+        most common target: predicting the delta makes it the easy default (a zero output),
+        and a zero-initialised head starts training from exactly that baseline.
+        """
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
@@ -220,7 +230,7 @@ class TransformerPredictor(SequencePredictor):
 
     def __init__(self, dim: int, past: int, future: int, layers: int = 3, d_model: int = 64):
         super().__init__(dim, past, future, layers, d_model)
-        self.pos = nn.Parameter(torch.randn(past, d_model) * 0.02)
+        self.pos = nn.Parameter(torch.empty(past, d_model))
         layer = nn.TransformerEncoderLayer(
             d_model,
             nhead=math.gcd(d_model, 4),
@@ -230,6 +240,12 @@ class TransformerPredictor(SequencePredictor):
             norm_first=True,
         )
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.init_parameters()
+
+    @torch.no_grad()
+    def init_parameters(self, generator: torch.Generator | None = None) -> None:
+        super().init_parameters(generator)
+        nn.init.normal_(self.pos, std=0.02, generator=generator)
 
     def encode(self, x: Tensor) -> Tensor:
         mask = nn.Transformer.generate_square_subsequent_mask(x.shape[1], device=x.device)
@@ -241,9 +257,21 @@ KINDS = tuple(_PREDICTORS)
 
 
 def build_predictor(
-    kind: str, dim: int, past: int, future: int, layers: int = 3, d_model: int = 64
+    kind: str,
+    dim: int,
+    past: int,
+    future: int,
+    layers: int = 3,
+    d_model: int = 64,
+    *,
+    seed: int = 0,
 ) -> SequencePredictor:
-    """A fresh predictor of `kind` ("s3m", "gru" or "transformer")."""
+    """A fresh predictor of `kind` ("s3m", "gru" or "transformer"), on the CPU.
+
+    Its initial weights are drawn from a generator seeded with `seed`, never from torch's global
+    one, so a given seed gives the same model in any process and any thread, whatever else is
+    drawing random numbers meanwhile.
+    """
     if kind not in _PREDICTORS:
         raise ConfigError(f"unknown temporal predictor {kind!r}; choose one of {', '.join(KINDS)}")
     if min(dim, past, future, layers, d_model) < 1:
@@ -251,7 +279,48 @@ def build_predictor(
             f"predictor sizes must be positive: dim={dim}, past={past}, future={future}, "
             f"layers={layers}, d_model={d_model}"
         )
-    return _PREDICTORS[kind](dim, past, future, layers=layers, d_model=d_model)
+    # Built on the meta device, the layers' own initialisers draw nothing from the global RNG;
+    # every parameter is then drawn once, from the local generator.
+    with torch.device("meta"):
+        model = _PREDICTORS[kind](dim, past, future, layers=layers, d_model=d_model)
+    model.to_empty(device="cpu")
+    _initialise(model, torch.Generator().manual_seed(seed))
+    return model
+
+
+@torch.no_grad()
+def _initialise(model: nn.Module, generator: torch.Generator) -> None:
+    """Draws every parameter of `model` from `generator`, with the distributions of PyTorch's
+    default initialisers (which take no generator) and of the modules' own `init_parameters`.
+
+    Children come before their parents, so a parent's rule has the last word (the predictor's
+    zero head, the Mamba block's dt projection, the attention's zero output bias).
+    """
+    for module in reversed(list(model.modules())):
+        if isinstance(module, (nn.Linear, nn.Conv1d)):
+            # kaiming_uniform_(a=sqrt(5)) and the bias rule alike draw U(+-1/sqrt(fan_in)).
+            bound = module.weight[0].numel() ** -0.5
+            for p in (module.weight, module.bias):
+                if p is not None:
+                    p.uniform_(-bound, bound, generator=generator)
+        elif isinstance(module, nn.GRU):
+            bound = module.hidden_size**-0.5
+            for p in module.parameters():
+                p.uniform_(-bound, bound, generator=generator)
+        elif isinstance(module, nn.MultiheadAttention):
+            nn.init.xavier_uniform_(module.in_proj_weight, generator=generator)
+            module.in_proj_bias.zero_()
+            module.out_proj.bias.zero_()
+        elif isinstance(module, nn.TransformerEncoder):
+            # PyTorch builds the stack from deep copies of one layer, so all layers start equal.
+            for layer in module.layers[1:]:
+                layer.load_state_dict(module.layers[0].state_dict())
+        elif isinstance(module, (nn.RMSNorm, nn.LayerNorm)):
+            module.reset_parameters()  # ones and zeros: nothing random
+        elif hasattr(module, "init_parameters"):
+            module.init_parameters(generator)
+        elif next(module.parameters(recurse=False), None) is not None:
+            raise TypeError(f"no initialisation rule for {type(module).__name__}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -323,9 +392,10 @@ def train_predictor(
     """Train `model` with MSE on every (past -> future) window of the normal `sequences`.
 
     Returns the mean training MSE of each epoch; `progress(epoch, epochs, loss)` is called after
-    each (epoch counts from 1). Deterministic given `seed`: beyond `max_windows` windows a seeded
-    random subset is used, and batches are shuffled with a seeded generator. With no window at
-    all (every track shorter than past + future) returns [] and leaves the model untouched.
+    each (epoch counts from 1). Deterministic given `seed`, in any process or thread: beyond
+    `max_windows` windows a seeded random subset is used, and batches are shuffled with a
+    seeded generator, never the global one. With no window at all (every track shorter than
+    past + future) returns [] and leaves the model untouched.
     The model is trained on the device its parameters are on and is left in eval mode.
     """
     if not sequences:
@@ -339,7 +409,6 @@ def train_predictor(
         rng = np.random.default_rng(seed)
         starts = np.sort(rng.choice(starts, size=max_windows, replace=False))
 
-    torch.manual_seed(seed)  # for any randomness inside a predictor's forward
     shuffle = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     flat_t = torch.from_numpy(flat).to(device)
