@@ -236,6 +236,30 @@ def test_concurrent_trainings_give_the_sequential_weights():
         assert_same_weights(concurrent[seed], sequential[seed])
 
 
+def test_repeated_windows_give_the_same_update_as_running_each():
+    """A batch full of identical windows (constant tracks) is run once per distinct window
+    and counted; the AdamW step must equal the one on the plain mean over every window."""
+    tracks = [np.repeat(CYCLE[i % 3][None], 9 + i, axis=0) for i in range(6)] + cycling_tracks(3)
+    X, Y = make_windows(tracks, PAST, FUTURE)
+    model = build_predictor("s3m", DIM, PAST, FUTURE, layers=1, d_model=16, seed=5)
+    reference = build_predictor("s3m", DIM, PAST, FUTURE, layers=1, d_model=16, seed=5)
+    with torch.no_grad():  # a non-zero head, so that every parameter gets a gradient
+        for p, q in zip(model.parameters(), reference.parameters()):
+            p.add_(0.05)
+            q.add_(0.05)
+    history = train_predictor(
+        model, tracks, past=PAST, future=FUTURE, epochs=1, batch_size=len(X)
+    )
+    optimizer = torch.optim.AdamW(reference.parameters(), lr=1e-3)
+    reference.train()
+    loss = torch.nn.functional.mse_loss(reference(torch.from_numpy(X)), torch.from_numpy(Y))
+    loss.backward()
+    optimizer.step()
+    assert history[0] == pytest.approx(loss.item(), rel=1e-6)  # the loss that was differentiated
+    for (name, p), q in zip(model.state_dict().items(), reference.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7, msg=name)
+
+
 def test_training_without_windows_leaves_the_model_alone():
     model = build_predictor("s3m", DIM, PAST, FUTURE)
     before = {k: v.clone() for k, v in model.state_dict().items()}
