@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from vlavad import s3m
 from vlavad.errors import ConfigError, ModelError
 from vlavad.s3m import (
     KINDS,
@@ -163,7 +164,8 @@ def cycling_tracks(n=30, length=16):
 def trained():
     model = build_predictor("s3m", DIM, PAST, FUTURE, layers=2, d_model=32)
     history = train_predictor(
-        model, cycling_tracks(), past=PAST, future=FUTURE, epochs=20, lr=3e-3, batch_size=64
+        model, cycling_tracks(), past=PAST, future=FUTURE, epochs=20, lr=3e-3, batch_size=64,
+        validation=0,
     )
     return model, history
 
@@ -178,7 +180,8 @@ def test_s3m_learns_the_cycle(trained):
 def test_baselines_loss_decreases(kind):
     model = build_predictor(kind, DIM, PAST, FUTURE, layers=2, d_model=32)
     history = train_predictor(
-        model, cycling_tracks(), past=PAST, future=FUTURE, epochs=15, lr=3e-3, batch_size=64
+        model, cycling_tracks(), past=PAST, future=FUTURE, epochs=15, lr=3e-3, batch_size=64,
+        validation=0,
     )
     assert history[-1] < history[0]
 
@@ -236,6 +239,31 @@ def test_concurrent_trainings_give_the_sequential_weights():
         assert_same_weights(concurrent[seed], sequential[seed])
 
 
+def test_early_stopping_keeps_the_best_validation_weights(monkeypatch):
+    """Held-out MSE per epoch 1.0, 0.5, 0.499, 0.6, ...: 0.499 is the best but not a 1%
+    improvement, so epochs 3 and 4 are two without one and training stops after epoch 4, with
+    the weights of epoch 3."""
+    val_losses = iter([1.0, 0.5, 0.499, 0.6, 0.4, 0.3])
+    monkeypatch.setattr(s3m, "_mean_error", lambda *args, **kwargs: next(val_losses))
+    model = build_predictor("s3m", DIM, PAST, FUTURE, layers=1, d_model=16)
+    snapshots = []
+    history = train_predictor(
+        model, cycling_tracks(), past=PAST, future=FUTURE, epochs=10, batch_size=32,
+        progress=lambda *a: snapshots.append({k: v.clone() for k, v in model.state_dict().items()}),
+    )
+    assert len(history) == 4
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, snapshots[2][name]), name
+    assert not model.training
+
+
+def test_early_stopping_needs_two_tracks():
+    """With one track nothing can be held out: all epochs run."""
+    model = build_predictor("s3m", DIM, PAST, FUTURE, layers=1, d_model=16)
+    history = train_predictor(model, [cycling(40, 0)], past=PAST, future=FUTURE, epochs=4)
+    assert len(history) == 4
+
+
 def test_repeated_windows_give_the_same_update_as_running_each():
     """A batch full of identical windows (constant tracks) is run once per distinct window
     and counted; the AdamW step must equal the one on the plain mean over every window."""
@@ -248,7 +276,7 @@ def test_repeated_windows_give_the_same_update_as_running_each():
             p.add_(0.05)
             q.add_(0.05)
     history = train_predictor(
-        model, tracks, past=PAST, future=FUTURE, epochs=1, batch_size=len(X)
+        model, tracks, past=PAST, future=FUTURE, epochs=1, batch_size=len(X), validation=0
     )
     optimizer = torch.optim.AdamW(reference.parameters(), lr=1e-3)
     reference.train()

@@ -392,12 +392,42 @@ def _window_ids(flat: np.ndarray, starts: np.ndarray, span: int) -> tuple[np.nda
     return ids.reshape(-1), starts[first]
 
 
+def _split_by_track(
+    lengths: np.ndarray, span: int, fraction: float, rng: np.random.Generator
+) -> np.ndarray:
+    """A seeded random `fraction` of the tracks that have windows (at least one, and none
+    when fewer than two tracks have windows), as a boolean mask over tracks.
+
+    Whole tracks are held out, not single windows: neighbouring windows of a track share all
+    but one step, so held-out windows would be near-copies of training ones.
+    """
+    held_out = np.zeros(len(lengths), dtype=bool)
+    candidates = np.flatnonzero(lengths >= span)
+    if fraction > 0 and len(candidates) >= 2:
+        n = min(max(1, round(fraction * len(candidates))), len(candidates) - 1)
+        held_out[rng.choice(candidates, size=n, replace=False)] = True
+    return held_out
+
+
 def _window_errors(
     model: SequencePredictor, flat_t: Tensor, starts: Tensor, past: int, span: int
 ) -> Tensor:
     """The MSE of the model's prediction for each window starting at `starts`: (n,)."""
     windows = flat_t[starts[:, None] + torch.arange(span, device=flat_t.device)]
     return (model(windows[:, :past]) - windows[:, past:]).square().mean(dim=(1, 2))
+
+
+@torch.no_grad()
+def _mean_error(
+    model: SequencePredictor, flat_t: Tensor, starts: Tensor, counts: Tensor, past: int,
+    span: int, batch_size: int = 2048,
+) -> float:
+    """The mean MSE over windows, each of the distinct `starts` counted `counts` times."""
+    total = sum(
+        (_window_errors(model, flat_t, s, past, span) * c).sum()
+        for s, c in zip(starts.split(batch_size), counts.split(batch_size))
+    )
+    return float(total) / float(counts.sum())
 
 
 def train_predictor(
@@ -412,11 +442,19 @@ def train_predictor(
     seed: int = 0,
     max_windows: int = 200_000,
     progress: Callable[[int, int, float], None] | None = None,
+    validation: float = 0.1,
+    patience: int = 2,
+    min_improvement: float = 0.01,
 ) -> list[float]:
     """Train `model` with MSE on every (past -> future) window of the normal `sequences`.
 
-    Returns the mean training MSE of each epoch; `progress(epoch, epochs, loss)` is called after
-    each (epoch counts from 1).
+    Returns the mean training MSE of each epoch run; `progress(epoch, epochs, loss)` is called
+    after each (epoch counts from 1).
+
+    Early stopping: the windows of a seeded `validation` fraction of the tracks are held out
+    (see `_split_by_track`; 0 trains on every track for all `epochs`). Training stops after
+    `patience` epochs in a row that do not lower the best held-out MSE so far by a relative
+    `min_improvement`, and the model is left with the weights of its best held-out epoch.
 
     A batch's loss is its mean over its windows, but a window that occurs several times in the
     batch is run once and counted as often (see `_window_ids`): the same gradient for about
@@ -424,32 +462,42 @@ def train_predictor(
     gave as good a model in fewer CPU seconds (benchmarks/s3m_speed.py).
 
     Deterministic given `seed`, in any process or thread: beyond `max_windows` windows a seeded
-    random subset is used, and batches are shuffled with a seeded generator, never the global
-    one. With no window at all (every track shorter than past + future) returns [] and leaves
-    the model untouched. The model is trained on the device its parameters are on and is left
-    in eval mode.
+    random subset is used, and the split and the batch order come from seeded generators, never
+    from the global ones. With no window at all (every track shorter than past + future)
+    returns [] and leaves the model untouched. The model is trained on the device its
+    parameters are on and is left in eval mode.
     """
     if not sequences:
         return []
     span = past + future
     flat, seq_starts, lengths = _concat(sequences)
-    starts = _window_starts(lengths, seq_starts, span)
-    if len(starts) == 0:
+    if not (lengths >= span).any():
         return []
     _check_fit(model, flat, past, future)
+    rng = np.random.default_rng(seed)
+    held_out = _split_by_track(lengths, span, validation, rng)
+    starts = _window_starts(lengths[~held_out], seq_starts[~held_out], span)
     if len(starts) > max_windows:
-        rng = np.random.default_rng(seed)
         starts = np.sort(rng.choice(starts, size=max_windows, replace=False))
+    val_starts = _window_starts(lengths[held_out], seq_starts[held_out], span)
+    val_cap = max(1, round(validation * max_windows))  # a forward pass each epoch: keep it small
+    if len(val_starts) > val_cap:
+        val_starts = np.sort(rng.choice(val_starts, size=val_cap, replace=False))
 
     device = next(model.parameters()).device
     flat_t = torch.from_numpy(flat).to(device)
     ids, id_starts = (torch.from_numpy(a).to(device) for a in _window_ids(flat, starts, span))
+    if len(val_starts):
+        val_ids, val_starts = _window_ids(flat, val_starts, span)
+        val_counts = torch.from_numpy(np.bincount(val_ids)).to(device)
+        val_starts_t = torch.from_numpy(val_starts).to(device)
     shuffle = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
 
-    model.train()
     history = []
+    best, stale, best_state = math.inf, 0, None
     for epoch in range(1, epochs + 1):
+        model.train()
         total = torch.zeros((), device=device)
         for batch in torch.randperm(len(ids), generator=shuffle).split(batch_size):
             distinct, counts = torch.unique(ids[batch.to(device)], return_counts=True)
@@ -462,6 +510,17 @@ def train_predictor(
         history.append(total.item() / len(ids))
         if progress is not None:
             progress(epoch, epochs, history[-1])
+        if not len(val_starts):
+            continue
+        model.eval()
+        val = _mean_error(model, flat_t, val_starts_t, val_counts, past, span)
+        stale = 0 if val < best * (1 - min_improvement) else stale + 1
+        if val < best:
+            best, best_state = val, {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if stale >= patience:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
     model.eval()
     return history
 
