@@ -328,6 +328,32 @@ def test_temporal_errors_batch_matches_one_at_a_time(trained):
     assert batched[4].shape == (0,)
 
 
+def naive_errors(model, track, past, future):
+    """The definition of `temporal_errors_batch`, one window and one predicted step at a time."""
+    sums, counts = np.zeros(len(track)), np.zeros(len(track))
+    with torch.no_grad():
+        for end in range(past, len(track)):
+            predicted = model(torch.from_numpy(track[None, end - past : end]))[0].numpy()
+            for j in range(min(future, len(track) - end)):
+                sums[end + j] += np.mean((predicted[j] - track[end + j]) ** 2)
+                counts[end + j] += 1
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def test_temporal_errors_batch_with_repeated_inputs_matches_the_definition():
+    """Identical inputs (a constant stretch, a track given twice, tracks sharing a start) are
+    predicted once; every window still gets its own targets."""
+    model = perturbed(build_predictor("s3m", DIM, PAST, FUTURE, layers=1, d_model=16))
+    still = np.repeat(CYCLE[:1], 15, axis=0)
+    moves_on = still.copy()
+    moves_on[9:] = CYCLE[1]  # same inputs as `still` until its windows reach step 9
+    tracks = [still, cycling(14, 2), moves_on, cycling(14, 2), still[:PAST + 1]]
+    batched = temporal_errors_batch(model, tracks, PAST, FUTURE, batch_size=5)
+    for track, errors in zip(tracks, batched):
+        np.testing.assert_allclose(errors, naive_errors(model, track, PAST, FUTURE), rtol=1e-5,
+                                   atol=1e-9, equal_nan=True)
+
+
 def test_temporal_errors_means_overlapping_predictions():
     """A step predicted by several windows gets the mean of their errors."""
     model = build_predictor("gru", 1, 1, 2, layers=1, d_model=4)  # fresh: predicts no change

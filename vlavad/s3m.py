@@ -547,7 +547,11 @@ def temporal_errors_batch(
     the mean squared error over D, and a step predicted by several windows gets the mean of
     them. Near the end of a track a window predicts past the last step: only the steps that
     exist are compared, so the tail is scored too. Steps no window predicts (the first `past`)
-    are NaN. Forward passes run over `batch_size` windows at a time, across tracks.
+    are NaN.
+
+    Windows are taken `batch_size` at a time, across tracks and grouped by their input, and
+    each distinct input in a batch is predicted once (see `_window_ids`): the 15k windows of
+    Ped2's training tracks have 1.9k distinct inputs.
     """
     if not sequences:
         return []
@@ -560,16 +564,23 @@ def temporal_errors_batch(
         steps = starts[:, None] + past + np.arange(future)  # (n, future) flat indices
         last = np.repeat(seq_starts + lengths - 1, lengths)[starts]  # end of each one's track
         valid = steps <= last[:, None]
-        targets = torch.from_numpy(np.minimum(steps, last[:, None]))  # clamped, masked below
 
         device = next(model.parameters()).device
         flat_t = torch.from_numpy(flat).to(device)
-        inputs = torch.from_numpy(starts)[:, None] + torch.arange(past)
+        targets = torch.from_numpy(np.minimum(steps, last[:, None])).to(device)  # masked below
+        ids, id_starts = _window_ids(flat, starts, past)
+        by_input = torch.from_numpy(np.argsort(ids, kind="stable"))  # equal inputs side by side
+        ids, id_starts = torch.from_numpy(ids).to(device), torch.from_numpy(id_starts).to(device)
+        offsets = torch.arange(past, device=device)
+        errors = torch.empty(len(starts), future, dtype=torch.float64)
         model.eval()
-        errors = torch.cat([
-            ((model(flat_t[i.to(device)]) - flat_t[t.to(device)]) ** 2).mean(dim=-1).cpu()
-            for i, t in zip(inputs.split(batch_size), targets.split(batch_size))
-        ]).double().numpy()
+        for rows in by_input.split(batch_size):
+            rows_d = rows.to(device)
+            distinct, inverse = torch.unique(ids[rows_d], return_inverse=True)
+            predicted = model(flat_t[id_starts[distinct][:, None] + offsets])[inverse]
+            error = (predicted - flat_t[targets[rows_d]]).square().mean(dim=-1)
+            errors[rows] = error.cpu().double()  # float64 after the move: not every device has it
+        errors = errors.numpy()
         sums = np.bincount(steps[valid], weights=errors[valid], minlength=len(flat))
         counts = np.bincount(steps[valid], minlength=len(flat))
         predicted = counts > 0
