@@ -1,17 +1,20 @@
 """Tests for the temporal scorer (vlavad.s3m): the scan, the predictors, training and scoring."""
 
 import json
+import threading
 
 import numpy as np
 import pytest
 import torch
 
+from vlavad import s3m
 from vlavad.errors import ConfigError, ModelError
 from vlavad.s3m import (
     KINDS,
     build_predictor,
     make_windows,
     selective_scan,
+    selective_scan_ref,
     temporal_errors,
     temporal_errors_batch,
     train_predictor,
@@ -57,12 +60,13 @@ def random_scan_inputs(batch=2, dim=5, length=7, n=4, dtype=torch.float64, devic
     return u, delta, A, r(batch, n, length), r(batch, n, length), r(dim)
 
 
+@pytest.mark.parametrize("scan", [selective_scan_ref, selective_scan])
 @pytest.mark.parametrize("with_d", [True, False])
-def test_selective_scan_matches_naive_loop(with_d):
+def test_selective_scan_matches_naive_loop(scan, with_d):
     u, delta, A, B, C, D = random_scan_inputs()
     D = D if with_d else None
     torch.testing.assert_close(
-        selective_scan(u, delta, A, B, C, D),
+        scan(u, delta, A, B, C, D),
         selective_scan_naive(u, delta, A, B, C, D),
         rtol=1e-12,
         atol=1e-12,
@@ -71,7 +75,20 @@ def test_selective_scan_matches_naive_loop(with_d):
 
 def test_selective_scan_gradients():
     inputs = tuple(x.requires_grad_() for x in random_scan_inputs(batch=1, dim=2, length=4, n=3))
-    assert torch.autograd.gradcheck(selective_scan, inputs)
+    assert torch.autograd.gradcheck(selective_scan_ref, inputs)
+
+
+def test_selective_scan_equals_reference_forward_and_backward():
+    """What the model runs (`selective_scan`) is the reference recurrence, gradients included,
+    at the model's float32 sizes (d_state 16, windows of 10)."""
+    ref = [x.float().requires_grad_() for x in random_scan_inputs(batch=3, dim=8, length=10, n=16)]
+    run = [x.detach().clone().requires_grad_() for x in ref]
+    y_ref, y = selective_scan_ref(*ref), selective_scan(*run)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-6)
+    y_ref.square().sum().backward()
+    y.square().sum().backward()
+    for a, b in zip(run, ref):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-5)
 
 
 def perturbed(model):
@@ -145,10 +162,10 @@ def cycling_tracks(n=30, length=16):
 
 @pytest.fixture(scope="module")
 def trained():
-    torch.manual_seed(0)
     model = build_predictor("s3m", DIM, PAST, FUTURE, layers=2, d_model=32)
     history = train_predictor(
-        model, cycling_tracks(), past=PAST, future=FUTURE, epochs=20, lr=3e-3, batch_size=64
+        model, cycling_tracks(), past=PAST, future=FUTURE, epochs=20, lr=3e-3, batch_size=64,
+        validation=0,
     )
     return model, history
 
@@ -161,31 +178,114 @@ def test_s3m_learns_the_cycle(trained):
 
 @pytest.mark.parametrize("kind", ["gru", "transformer"])
 def test_baselines_loss_decreases(kind):
-    torch.manual_seed(0)
     model = build_predictor(kind, DIM, PAST, FUTURE, layers=2, d_model=32)
     history = train_predictor(
-        model, cycling_tracks(), past=PAST, future=FUTURE, epochs=15, lr=3e-3, batch_size=64
+        model, cycling_tracks(), past=PAST, future=FUTURE, epochs=15, lr=3e-3, batch_size=64,
+        validation=0,
     )
     assert history[-1] < history[0]
 
 
-def test_training_is_deterministic_and_reports_progress():
-    def run():
-        torch.manual_seed(5)
-        model = build_predictor("s3m", DIM, PAST, FUTURE, layers=1, d_model=16)
-        calls = []
-        history = train_predictor(
-            model, cycling_tracks(), past=PAST, future=FUTURE, epochs=3, batch_size=32,
-            seed=7, max_windows=100, progress=lambda *a: calls.append(a),
-        )
-        return model, history, calls
+@pytest.mark.parametrize("kind", KINDS)
+def test_build_predictor_is_seeded_and_leaves_the_global_rng_alone(kind):
+    state = torch.random.get_rng_state()
+    a, b, c = (build_predictor(kind, DIM, PAST, FUTURE, seed=s) for s in (3, 3, 4))
+    assert torch.equal(torch.random.get_rng_state(), state)
+    a, b, c = (list(m.state_dict().values()) for m in (a, b, c))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert any(not torch.equal(x, z) for x, z in zip(a, c))
 
-    (m1, h1, calls), (m2, h2, _) = run(), run()
+
+def train_small(seed, global_seed=0, **kwargs):
+    """A small S3M trained from `seed`, with torch's global RNG seeded differently on purpose:
+    the result must not depend on it."""
+    torch.manual_seed(global_seed)
+    model = build_predictor("s3m", DIM, PAST, FUTURE, layers=1, d_model=16, seed=seed)
+    history = train_predictor(
+        model, cycling_tracks(), past=PAST, future=FUTURE, epochs=3, batch_size=32,
+        seed=seed, max_windows=100, **kwargs,
+    )
+    return model, history
+
+
+def assert_same_weights(m1, m2):
+    for (name, p1), p2 in zip(m1.state_dict().items(), m2.state_dict().values()):
+        assert torch.equal(p1, p2), name
+
+
+def test_training_is_deterministic_and_reports_progress():
+    calls = []
+    m1, h1 = train_small(7, global_seed=1, progress=lambda *a: calls.append(a))
+    m2, h2 = train_small(7, global_seed=2)
     assert h1 == h2
-    assert [c[:2] for c in calls] == [(1, 3), (2, 3), (3, 3)]
+    assert [c[:2] for c in calls] == [(1, 3), (2, 3), (3, 3)][: len(h1)]
     assert [c[2] for c in calls] == h1
-    for p1, p2 in zip(m1.state_dict().values(), m2.state_dict().values()):
-        assert torch.equal(p1, p2)
+    assert_same_weights(m1, m2)
+
+
+def test_concurrent_trainings_give_the_sequential_weights():
+    sequential = {seed: train_small(seed)[0] for seed in (1, 2)}
+    concurrent = {}
+
+    def run(seed):
+        concurrent[seed] = train_small(seed, global_seed=seed + 10)[0]
+
+    threads = [threading.Thread(target=run, args=(seed,)) for seed in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for seed in (1, 2):
+        assert_same_weights(concurrent[seed], sequential[seed])
+
+
+def test_early_stopping_keeps_the_best_validation_weights(monkeypatch):
+    """Held-out MSE per epoch 1.0, 0.5, 0.499, 0.6, ...: 0.499 is the best but not a 1%
+    improvement, so epochs 3 and 4 are two without one and training stops after epoch 4, with
+    the weights of epoch 3."""
+    val_losses = iter([1.0, 0.5, 0.499, 0.6, 0.4, 0.3])
+    monkeypatch.setattr(s3m, "_mean_error", lambda *args, **kwargs: next(val_losses))
+    model = build_predictor("s3m", DIM, PAST, FUTURE, layers=1, d_model=16)
+    snapshots = []
+    history = train_predictor(
+        model, cycling_tracks(), past=PAST, future=FUTURE, epochs=10, batch_size=32,
+        progress=lambda *a: snapshots.append({k: v.clone() for k, v in model.state_dict().items()}),
+    )
+    assert len(history) == 4
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, snapshots[2][name]), name
+    assert not model.training
+
+
+def test_early_stopping_needs_two_tracks():
+    """With one track nothing can be held out: all epochs run."""
+    model = build_predictor("s3m", DIM, PAST, FUTURE, layers=1, d_model=16)
+    history = train_predictor(model, [cycling(40, 0)], past=PAST, future=FUTURE, epochs=4)
+    assert len(history) == 4
+
+
+def test_repeated_windows_give_the_same_update_as_running_each():
+    """A batch full of identical windows (constant tracks) is run once per distinct window
+    and counted; the AdamW step must equal the one on the plain mean over every window."""
+    tracks = [np.repeat(CYCLE[i % 3][None], 9 + i, axis=0) for i in range(6)] + cycling_tracks(3)
+    X, Y = make_windows(tracks, PAST, FUTURE)
+    model = build_predictor("s3m", DIM, PAST, FUTURE, layers=1, d_model=16, seed=5)
+    reference = build_predictor("s3m", DIM, PAST, FUTURE, layers=1, d_model=16, seed=5)
+    with torch.no_grad():  # a non-zero head, so that every parameter gets a gradient
+        for p, q in zip(model.parameters(), reference.parameters()):
+            p.add_(0.05)
+            q.add_(0.05)
+    history = train_predictor(
+        model, tracks, past=PAST, future=FUTURE, epochs=1, batch_size=len(X), validation=0
+    )
+    optimizer = torch.optim.AdamW(reference.parameters(), lr=1e-3)
+    reference.train()
+    loss = torch.nn.functional.mse_loss(reference(torch.from_numpy(X)), torch.from_numpy(Y))
+    loss.backward()
+    optimizer.step()
+    assert history[0] == pytest.approx(loss.item(), rel=1e-6)  # the loss that was differentiated
+    for (name, p), q in zip(model.state_dict().items(), reference.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7, msg=name)
 
 
 def test_training_without_windows_leaves_the_model_alone():
@@ -226,6 +326,32 @@ def test_temporal_errors_batch_matches_one_at_a_time(trained):
     assert np.isnan(batched[1]).all() and np.isnan(batched[2]).all()
     assert np.isfinite(batched[3][PAST:]).all()  # one window, one (tail) step
     assert batched[4].shape == (0,)
+
+
+def naive_errors(model, track, past, future):
+    """The definition of `temporal_errors_batch`, one window and one predicted step at a time."""
+    sums, counts = np.zeros(len(track)), np.zeros(len(track))
+    with torch.no_grad():
+        for end in range(past, len(track)):
+            predicted = model(torch.from_numpy(track[None, end - past : end]))[0].numpy()
+            for j in range(min(future, len(track) - end)):
+                sums[end + j] += np.mean((predicted[j] - track[end + j]) ** 2)
+                counts[end + j] += 1
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def test_temporal_errors_batch_with_repeated_inputs_matches_the_definition():
+    """Identical inputs (a constant stretch, a track given twice, tracks sharing a start) are
+    predicted once; every window still gets its own targets."""
+    model = perturbed(build_predictor("s3m", DIM, PAST, FUTURE, layers=1, d_model=16))
+    still = np.repeat(CYCLE[:1], 15, axis=0)
+    moves_on = still.copy()
+    moves_on[9:] = CYCLE[1]  # same inputs as `still` until its windows reach step 9
+    tracks = [still, cycling(14, 2), moves_on, cycling(14, 2), still[:PAST + 1]]
+    batched = temporal_errors_batch(model, tracks, PAST, FUTURE, batch_size=5)
+    for track, errors in zip(tracks, batched):
+        np.testing.assert_allclose(errors, naive_errors(model, track, PAST, FUTURE), rtol=1e-5,
+                                   atol=1e-9, equal_nan=True)
 
 
 def test_temporal_errors_means_overlapping_predictions():

@@ -38,29 +38,28 @@ def _fused_scan():
     return selective_scan_fn
 
 
-def selective_scan(
+def selective_scan_ref(
     u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None
 ) -> Tensor:
-    """The Mamba selective scan, with the layout of mamba-ssm's `selective_scan_ref`.
+    """The Mamba selective scan as a plain recurrence, in mamba-ssm's `selective_scan_ref` layout.
 
     u, delta: (batch, dim, L); A: (dim, N); B, C: (batch, N, L), input-dependent; D: (dim,).
     Returns y: (batch, dim, L) with
         h_t = exp(delta_t * A) * h_{t-1} + delta_t * B_t * u_t,    y_t = <h_t, C_t> + D * u_t.
     `delta` is used as given (already positive, e.g. after softplus).
 
-    On CUDA with mamba-ssm installed this runs its fused kernel, which takes exactly these
-    arguments in this layout; elsewhere it is the reference recurrence in PyTorch. Tracks are
-    short (L <= ~30), so that is a plain loop over time, vectorised over batch, dim and state.
+    Tracks are short (L <= ~30), so this is a loop over time, vectorised over batch, dim and
+    state. On the CPU it is also the fastest eager form measured (benchmarks/s3m_speed.py): the
+    parallel (Hillis-Steele) and log-space cumulative-sum scans do more arithmetic over whole
+    (batch, dim, L, N) tensors, and on a CPU that arithmetic, not the L sequential steps, is
+    what costs.
     """
-    fused = _fused_scan() if u.is_cuda else None
-    if fused is not None:
-        return fused(u, delta, A, B, C, D)
     h = u.new_zeros(u.shape[0], u.shape[1], A.shape[1])  # (batch, dim, N)
     ys = []
     # deltaA and deltaB_u are built one step at a time rather than as whole (batch, dim, L, N)
-    # tensors as in selective_scan_ref: each step's slices stay in cache, which makes the scan
-    # ~1.6x faster (forward + backward) on CPU. unbind, not [..., t]: in backward each of the L
-    # indexing ops would allocate and fill a full-size zero gradient (~10x slower).
+    # tensors as in mamba-ssm's reference: each step's slices stay in cache, which makes the
+    # scan ~1.6x faster (forward + backward) on CPU. unbind, not [..., t]: in backward each of
+    # the L indexing ops would allocate and fill a full-size zero gradient (~10x slower).
     for delta_t, u_t, B_t, C_t in zip(delta.unbind(2), u.unbind(2), B.unbind(2), C.unbind(2)):
         deltaA = torch.exp(delta_t[..., None] * A)  # (batch, dim, N)
         deltaB_u = (delta_t * u_t)[..., None] * B_t[:, None, :]
@@ -68,6 +67,20 @@ def selective_scan(
         ys.append(torch.einsum("bdn,bn->bd", h, C_t))
     y = torch.stack(ys, dim=2)
     return y if D is None else y + u * D[:, None]
+
+
+def selective_scan(
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None
+) -> Tensor:
+    """The selective scan of `selective_scan_ref`, on the fastest implementation available.
+
+    On CUDA with mamba-ssm installed that is its fused kernel, which takes exactly these
+    arguments in this layout; elsewhere it is the reference recurrence.
+    """
+    fused = _fused_scan() if u.is_cuda else None
+    if fused is not None:
+        return fused(u, delta, A, B, C, D)
+    return selective_scan_ref(u, delta, A, B, C, D)
 
 
 # --------------------------------------------------------------------------------------------
@@ -93,18 +106,21 @@ class MambaBlock(nn.Module):
         self.x_proj = nn.Linear(d_inner, self.dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, d_inner)
         self.out_proj = nn.Linear(d_inner, d_model, bias=False)
-        # S4D-real: A = -(1, 2, ..., N) for every channel, stored as log so A stays negative.
-        a = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(d_inner, 1)
-        self.A_log = nn.Parameter(torch.log(a))
-        self.D = nn.Parameter(torch.ones(d_inner))
-        self._init_dt(dt_min=1e-3, dt_max=0.1)
+        self.A_log = nn.Parameter(torch.empty(d_inner, d_state))
+        self.D = nn.Parameter(torch.empty(d_inner))
+        self.init_parameters()
 
     @torch.no_grad()
-    def _init_dt(self, dt_min: float, dt_max: float) -> None:
-        """Mamba's step-size init: softplus(dt bias) is log-uniform in [dt_min, dt_max]."""
+    def init_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Mamba's init of this block's own parameters (the Linear and Conv1d layers keep
+        PyTorch's default): S4D-real A = -(1, 2, ..., N) for every channel, stored as log so A
+        stays negative; D = 1; softplus(dt bias) log-uniform in [1e-3, 0.1]."""
+        dt_min, dt_max = 1e-3, 0.1
+        self.A_log.copy_(torch.log(torch.arange(1, self.d_state + 1, dtype=torch.float32)))
+        self.D.fill_(1.0)
         std = self.dt_rank**-0.5
-        nn.init.uniform_(self.dt_proj.weight, -std, std)
-        u = torch.rand(self.dt_proj.out_features)
+        nn.init.uniform_(self.dt_proj.weight, -std, std, generator=generator)
+        u = torch.rand(self.dt_proj.out_features, generator=generator)
         dt = torch.exp(u * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
         dt = dt.clamp(min=1e-4)
         self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
@@ -143,10 +159,17 @@ class SequencePredictor(nn.Module):
         self.embed = nn.Linear(dim, d_model)
         self.norm = nn.RMSNorm(d_model)
         self.head = nn.Linear(d_model, future * dim)
-        # The head predicts the change from the last observed step. A track's caption, hence
-        # its text embedding, rarely changes from one step to the next, so "no change" is the
-        # most common target: predicting the delta makes it the easy default (a zero output),
-        # and a zero-initialised head starts training from exactly that baseline.
+        SequencePredictor.init_parameters(self)  # not an override: a subclass is not built yet
+
+    @torch.no_grad()
+    def init_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Initialises the parameters this class adds to its layers' defaults.
+
+        The head predicts the change from the last observed step. A track's caption, hence
+        its text embedding, rarely changes from one step to the next, so "no change" is the
+        most common target: predicting the delta makes it the easy default (a zero output),
+        and a zero-initialised head starts training from exactly that baseline.
+        """
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
@@ -210,7 +233,7 @@ class TransformerPredictor(SequencePredictor):
 
     def __init__(self, dim: int, past: int, future: int, layers: int = 3, d_model: int = 64):
         super().__init__(dim, past, future, layers, d_model)
-        self.pos = nn.Parameter(torch.randn(past, d_model) * 0.02)
+        self.pos = nn.Parameter(torch.empty(past, d_model))
         layer = nn.TransformerEncoderLayer(
             d_model,
             nhead=math.gcd(d_model, 4),
@@ -220,6 +243,12 @@ class TransformerPredictor(SequencePredictor):
             norm_first=True,
         )
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.init_parameters()
+
+    @torch.no_grad()
+    def init_parameters(self, generator: torch.Generator | None = None) -> None:
+        super().init_parameters(generator)
+        nn.init.normal_(self.pos, std=0.02, generator=generator)
 
     def encode(self, x: Tensor) -> Tensor:
         mask = nn.Transformer.generate_square_subsequent_mask(x.shape[1], device=x.device)
@@ -231,9 +260,21 @@ KINDS = tuple(_PREDICTORS)
 
 
 def build_predictor(
-    kind: str, dim: int, past: int, future: int, layers: int = 3, d_model: int = 64
+    kind: str,
+    dim: int,
+    past: int,
+    future: int,
+    layers: int = 3,
+    d_model: int = 64,
+    *,
+    seed: int = 0,
 ) -> SequencePredictor:
-    """A fresh predictor of `kind` ("s3m", "gru" or "transformer")."""
+    """A fresh predictor of `kind` ("s3m", "gru" or "transformer"), on the CPU.
+
+    Its initial weights are drawn from a generator seeded with `seed`, never from torch's global
+    one, so a given seed gives the same model in any process and any thread, whatever else is
+    drawing random numbers meanwhile.
+    """
     if kind not in _PREDICTORS:
         raise ConfigError(f"unknown temporal predictor {kind!r}; choose one of {', '.join(KINDS)}")
     if min(dim, past, future, layers, d_model) < 1:
@@ -241,7 +282,48 @@ def build_predictor(
             f"predictor sizes must be positive: dim={dim}, past={past}, future={future}, "
             f"layers={layers}, d_model={d_model}"
         )
-    return _PREDICTORS[kind](dim, past, future, layers=layers, d_model=d_model)
+    # Built on the meta device, the layers' own initialisers draw nothing from the global RNG;
+    # every parameter is then drawn once, from the local generator.
+    with torch.device("meta"):
+        model = _PREDICTORS[kind](dim, past, future, layers=layers, d_model=d_model)
+    model.to_empty(device="cpu")
+    _initialise(model, torch.Generator().manual_seed(seed))
+    return model
+
+
+@torch.no_grad()
+def _initialise(model: nn.Module, generator: torch.Generator) -> None:
+    """Draws every parameter of `model` from `generator`, with the distributions of PyTorch's
+    default initialisers (which take no generator) and of the modules' own `init_parameters`.
+
+    Children come before their parents, so a parent's rule has the last word (the predictor's
+    zero head, the Mamba block's dt projection, the attention's zero output bias).
+    """
+    for module in reversed(list(model.modules())):
+        if isinstance(module, (nn.Linear, nn.Conv1d)):
+            # kaiming_uniform_(a=sqrt(5)) and the bias rule alike draw U(+-1/sqrt(fan_in)).
+            bound = module.weight[0].numel() ** -0.5
+            for p in (module.weight, module.bias):
+                if p is not None:
+                    p.uniform_(-bound, bound, generator=generator)
+        elif isinstance(module, nn.GRU):
+            bound = module.hidden_size**-0.5
+            for p in module.parameters():
+                p.uniform_(-bound, bound, generator=generator)
+        elif isinstance(module, nn.MultiheadAttention):
+            nn.init.xavier_uniform_(module.in_proj_weight, generator=generator)
+            module.in_proj_bias.zero_()
+            module.out_proj.bias.zero_()
+        elif isinstance(module, nn.TransformerEncoder):
+            # PyTorch builds the stack from deep copies of one layer, so all layers start equal.
+            for layer in module.layers[1:]:
+                layer.load_state_dict(module.layers[0].state_dict())
+        elif isinstance(module, (nn.RMSNorm, nn.LayerNorm)):
+            module.reset_parameters()  # ones and zeros: nothing random
+        elif hasattr(module, "init_parameters"):
+            module.init_parameters(generator)
+        elif next(module.parameters(recurse=False), None) is not None:
+            raise TypeError(f"no initialisation rule for {type(module).__name__}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -297,6 +379,60 @@ def _check_fit(model: SequencePredictor, flat: np.ndarray, past: int, future: in
         )
 
 
+def _window_ids(flat: np.ndarray, starts: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray]:
+    """An id per window, shared by exactly the windows whose `span` steps are identical, and
+    for each id (0, 1, ...) the start of one window that has it.
+
+    A track's caption rarely changes, so most windows are the same few embeddings repeated:
+    Ped2's 15k training windows hold 2.7k distinct ones, and a random batch of 1024 about 400.
+    Identical windows give identical predictions, losses and gradients, so each one is run
+    through the model once and counted as often as it occurs.
+    """
+    rows = np.ascontiguousarray(flat).view(np.dtype((np.void, flat.shape[1] * flat.itemsize)))
+    step_ids = np.unique(rows[:, 0], return_inverse=True)[1].reshape(-1)
+    keys = step_ids[starts[:, None] + np.arange(span)]
+    _, first, ids = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    return ids.reshape(-1), starts[first]
+
+
+def _split_by_track(
+    lengths: np.ndarray, span: int, fraction: float, rng: np.random.Generator
+) -> np.ndarray:
+    """A seeded random `fraction` of the tracks that have windows (at least one, and none
+    when fewer than two tracks have windows), as a boolean mask over tracks.
+
+    Whole tracks are held out, not single windows: neighbouring windows of a track share all
+    but one step, so held-out windows would be near-copies of training ones.
+    """
+    held_out = np.zeros(len(lengths), dtype=bool)
+    candidates = np.flatnonzero(lengths >= span)
+    if fraction > 0 and len(candidates) >= 2:
+        n = min(max(1, round(fraction * len(candidates))), len(candidates) - 1)
+        held_out[rng.choice(candidates, size=n, replace=False)] = True
+    return held_out
+
+
+def _window_errors(
+    model: SequencePredictor, flat_t: Tensor, starts: Tensor, past: int, span: int
+) -> Tensor:
+    """The MSE of the model's prediction for each window starting at `starts`: (n,)."""
+    windows = flat_t[starts[:, None] + torch.arange(span, device=flat_t.device)]
+    return (model(windows[:, :past]) - windows[:, past:]).square().mean(dim=(1, 2))
+
+
+@torch.no_grad()
+def _mean_error(
+    model: SequencePredictor, flat_t: Tensor, starts: Tensor, counts: Tensor, past: int,
+    span: int, batch_size: int = 2048,
+) -> float:
+    """The mean MSE over windows, each of the distinct `starts` counted `counts` times."""
+    total = sum(
+        (_window_errors(model, flat_t, s, past, span) * c).sum()
+        for s, c in zip(starts.split(batch_size), counts.split(batch_size))
+    )
+    return float(total) / float(counts.sum())
+
+
 def train_predictor(
     model: SequencePredictor,
     sequences: Sequence[np.ndarray],
@@ -305,53 +441,89 @@ def train_predictor(
     future: int,
     epochs: int = 30,
     lr: float = 1e-3,
-    batch_size: int = 256,
+    batch_size: int = 1024,
     seed: int = 0,
     max_windows: int = 200_000,
     progress: Callable[[int, int, float], None] | None = None,
+    validation: float = 0.1,
+    patience: int = 2,
+    min_improvement: float = 0.01,
 ) -> list[float]:
     """Train `model` with MSE on every (past -> future) window of the normal `sequences`.
 
-    Returns the mean training MSE of each epoch; `progress(epoch, epochs, loss)` is called after
-    each (epoch counts from 1). Deterministic given `seed`: beyond `max_windows` windows a seeded
-    random subset is used, and batches are shuffled with a seeded generator. With no window at
-    all (every track shorter than past + future) returns [] and leaves the model untouched.
-    The model is trained on the device its parameters are on and is left in eval mode.
+    Returns the mean training MSE of each epoch run; `progress(epoch, epochs, loss)` is called
+    after each (epoch counts from 1).
+
+    Early stopping: the windows of a seeded `validation` fraction of the tracks are held out
+    (see `_split_by_track`; 0 trains on every track for all `epochs`). Training stops after
+    `patience` epochs in a row that do not lower the best held-out MSE so far by a relative
+    `min_improvement`, and the model is left with the weights of its best held-out epoch.
+
+    A batch's loss is its mean over its windows, but a window that occurs several times in the
+    batch is run once and counted as often (see `_window_ids`): the same gradient for about
+    half the work on captioned tracks. Batches of 1024 rather than 256 hold more repeats and
+    gave as good a model in fewer CPU seconds (benchmarks/s3m_speed.py).
+
+    Deterministic given `seed`, in any process or thread: beyond `max_windows` windows a seeded
+    random subset is used, and the split and the batch order come from seeded generators, never
+    from the global ones. With no window at all (every track shorter than past + future)
+    returns [] and leaves the model untouched. The model is trained on the device its
+    parameters are on and is left in eval mode.
     """
     if not sequences:
         return []
+    span = past + future
     flat, seq_starts, lengths = _concat(sequences)
-    starts = _window_starts(lengths, seq_starts, past + future)
-    if len(starts) == 0:
+    if not (lengths >= span).any():
         return []
     _check_fit(model, flat, past, future)
+    rng = np.random.default_rng(seed)
+    held_out = _split_by_track(lengths, span, validation, rng)
+    starts = _window_starts(lengths[~held_out], seq_starts[~held_out], span)
     if len(starts) > max_windows:
-        rng = np.random.default_rng(seed)
         starts = np.sort(rng.choice(starts, size=max_windows, replace=False))
+    val_starts = _window_starts(lengths[held_out], seq_starts[held_out], span)
+    val_cap = max(1, round(validation * max_windows))  # a forward pass each epoch: keep it small
+    if len(val_starts) > val_cap:
+        val_starts = np.sort(rng.choice(val_starts, size=val_cap, replace=False))
 
-    torch.manual_seed(seed)  # for any randomness inside a predictor's forward
-    shuffle = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     flat_t = torch.from_numpy(flat).to(device)
-    starts_t = torch.from_numpy(starts).to(device)
-    offsets = torch.arange(past + future, device=device)
+    ids, id_starts = (torch.from_numpy(a).to(device) for a in _window_ids(flat, starts, span))
+    if len(val_starts):
+        val_ids, val_starts = _window_ids(flat, val_starts, span)
+        val_counts = torch.from_numpy(np.bincount(val_ids)).to(device)
+        val_starts_t = torch.from_numpy(val_starts).to(device)
+    shuffle = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
 
-    model.train()
     history = []
-    n = len(starts_t)
+    best, stale, best_state = math.inf, 0, None
     for epoch in range(1, epochs + 1):
+        model.train()
         total = torch.zeros((), device=device)
-        for batch in torch.randperm(n, generator=shuffle).split(batch_size):
-            windows = flat_t[starts_t[batch.to(device)][:, None] + offsets]
-            loss = F.mse_loss(model(windows[:, :past]), windows[:, past:])
+        for batch in torch.randperm(len(ids), generator=shuffle).split(batch_size):
+            distinct, counts = torch.unique(ids[batch.to(device)], return_counts=True)
+            errors = _window_errors(model, flat_t, id_starts[distinct], past, span)
+            loss = (errors * counts).sum() / len(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += loss.detach() * len(batch)  # no .item() per batch: it would sync a GPU
-        history.append(total.item() / n)
+        history.append(total.item() / len(ids))
         if progress is not None:
             progress(epoch, epochs, history[-1])
+        if not len(val_starts):
+            continue
+        model.eval()
+        val = _mean_error(model, flat_t, val_starts_t, val_counts, past, span)
+        stale = 0 if val < best * (1 - min_improvement) else stale + 1
+        if val < best:
+            best, best_state = val, {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if stale >= patience:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
     model.eval()
     return history
 
@@ -378,7 +550,11 @@ def temporal_errors_batch(
     the mean squared error over D, and a step predicted by several windows gets the mean of
     them. Near the end of a track a window predicts past the last step: only the steps that
     exist are compared, so the tail is scored too. Steps no window predicts (the first `past`)
-    are NaN. Forward passes run over `batch_size` windows at a time, across tracks.
+    are NaN.
+
+    Windows are taken `batch_size` at a time, across tracks and grouped by their input, and
+    each distinct input in a batch is predicted once (see `_window_ids`): the 15k windows of
+    Ped2's training tracks have 1.9k distinct inputs.
     """
     if not sequences:
         return []
@@ -391,16 +567,23 @@ def temporal_errors_batch(
         steps = starts[:, None] + past + np.arange(future)  # (n, future) flat indices
         last = np.repeat(seq_starts + lengths - 1, lengths)[starts]  # end of each one's track
         valid = steps <= last[:, None]
-        targets = torch.from_numpy(np.minimum(steps, last[:, None]))  # clamped, masked below
 
         device = next(model.parameters()).device
         flat_t = torch.from_numpy(flat).to(device)
-        inputs = torch.from_numpy(starts)[:, None] + torch.arange(past)
+        targets = torch.from_numpy(np.minimum(steps, last[:, None])).to(device)  # masked below
+        ids, id_starts = _window_ids(flat, starts, past)
+        by_input = torch.from_numpy(np.argsort(ids, kind="stable"))  # equal inputs side by side
+        ids, id_starts = torch.from_numpy(ids).to(device), torch.from_numpy(id_starts).to(device)
+        offsets = torch.arange(past, device=device)
+        errors = torch.empty(len(starts), future, dtype=torch.float64)
         model.eval()
-        errors = torch.cat([
-            ((model(flat_t[i.to(device)]) - flat_t[t.to(device)]) ** 2).mean(dim=-1).cpu()
-            for i, t in zip(inputs.split(batch_size), targets.split(batch_size))
-        ]).double().numpy()
+        for rows in by_input.split(batch_size):
+            rows_d = rows.to(device)
+            distinct, inverse = torch.unique(ids[rows_d], return_inverse=True)
+            predicted = model(flat_t[id_starts[distinct][:, None] + offsets])[inverse]
+            error = (predicted - flat_t[targets[rows_d]]).square().mean(dim=-1)
+            errors[rows] = error.cpu().double()  # float64 after the move: not every device has it
+        errors = errors.numpy()
         sums = np.bincount(steps[valid], weights=errors[valid], minlength=len(flat))
         counts = np.bincount(steps[valid], minlength=len(flat))
         predicted = counts > 0
