@@ -172,3 +172,16 @@ def test_variable_frame_rate_events_use_real_times(fitted, tmp_path):
     for event in result.events:
         assert abs(event.start_s - times[event.start_frame]) <= 0.1 and abs(event.end_s - times[event.end_frame]) <= 0.1
     assert result.events[0].start_s > 6.0  # frame ~30 is at ~6.9 s, not at 3.0 s
+
+
+def test_fitting_twice_in_one_process_gives_identical_models(synthetic_dataset, tmp_path):
+    import torch
+
+    videos = [ref.path for ref in load_dataset(synthetic_dataset).train]
+    torch.manual_seed(123)  # whatever else the process did to torch's global generator
+    first = make_pipeline(tmp_path / "cache").fit(videos)
+    torch.rand(10)
+    second = make_pipeline(tmp_path / "cache").fit(videos)
+    assert first.threshold == second.threshold and first.selected == second.selected
+    for name, weights in first.temporal.state_dict().items():
+        assert torch.equal(weights, second.temporal.state_dict()[name]), name

@@ -171,7 +171,7 @@ class Pipeline:
         from .s3m import TemporalModel
 
         t = self.settings.temporal
-        temporal = TemporalModel.create(t.predictor, self.encoder.dim, t.past, t.future, t.layers, t.d_model)
+        temporal = TemporalModel.create(t.predictor, self.encoder.dim, t.past, t.future, t.layers, t.d_model, seed=t.seed)
         with self.progress_bar(total=t.epochs, desc=f"fit: training the {t.predictor.upper()}", unit="epoch", leave=False) as bar:
             losses = temporal.fit(
                 sequences, epochs=t.epochs, lr=t.lr, seed=t.seed, max_windows=t.max_windows,

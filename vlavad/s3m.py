@@ -604,8 +604,8 @@ class TemporalModel:
         self.predictor = predictor
 
     @classmethod
-    def create(cls, kind: str, dim: int, past: int, future: int, layers: int, d_model: int) -> "TemporalModel":
-        return cls(build_predictor(kind, dim, past, future, layers, d_model))
+    def create(cls, kind: str, dim: int, past: int, future: int, layers: int, d_model: int, seed: int = 0) -> "TemporalModel":
+        return cls(build_predictor(kind, dim, past, future, layers, d_model, seed=seed))
 
     @classmethod
     def from_state(cls, config: dict, state: dict[str, Tensor]) -> "TemporalModel":
