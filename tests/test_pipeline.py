@@ -80,10 +80,13 @@ def test_save_load_round_trip_gives_equal_scores(fitted, tmp_path):
 def test_spa_selects_a_question_about_speed(fitted):
     _, model, _, _ = fitted
     # "How fast?" or "What is the object doing?" (whose answer says how fast): both separate
-    # the sped-up pseudo-anomalies perfectly on these scenes.
-    assert [p.measures for p in model.selected_prompts] in (["speed"], ["summary"])
+    # the sped-up pseudo-anomalies perfectly on these scenes, so SPA picks one of them first;
+    # the other may join it only by raising the held-out separation. Direction never does.
+    measures = [p.measures for p in model.selected_prompts]
+    assert measures[0] in ("speed", "summary")
+    assert set(measures) <= {"speed", "summary"}
     stats = {s.question: s for s in model.prompt_stats}
-    speed = next(s for s in model.prompt_stats if s.selected)
+    speed = next(s for s in model.prompt_stats if s.question.endswith("(measures: speed)"))
     # The direction question is the most concentrated, yet useless against a fast object;
     # pseudo-anomaly separation is what picks speed.
     direction = stats["Which way is the object moving? (measures: direction)"]
@@ -100,7 +103,7 @@ def test_changing_fusion_reuses_cached_stages(fitted):
     model_lam = FittedModel.load(model.save(cache.parent / "m-lam"))
     model_lam.settings = model_lam.settings.updated(**{"fusion.lam": 0.5})
     changed = again.score(model_lam, video)
-    assert again.cache.misses == {} and again.cache.hits["tracks"] == 1 and again.cache.hits["answers"] == 1
+    assert again.cache.misses == {} and again.cache.hits["tracks"] == 1 and again.cache.hits["answers"] == len(model.selected)
     np.testing.assert_allclose(changed.frames["static"], base.frames["static"])
     assert not np.allclose(changed.frames["fused"], base.frames["fused"])
 

@@ -8,12 +8,16 @@ import numpy as np
 import pytest
 
 from vlavad.errors import VideoError
+from vlavad import video as video_module
 from vlavad.video import (
     BrowserVideoWriter,
+    background_samples,
     content_key,
     is_frame_folder,
     iter_frames,
+    iter_working_frames,
     list_frame_files,
+    prefetched,
     probe,
     read_frame,
     write_clip,
@@ -425,3 +429,44 @@ def test_constant_frame_rate_keeps_plain_times(tmp_path):
     info = probe(path)
     assert info.timestamps is None and info.fps == pytest.approx(25, rel=0.01)
     np.testing.assert_allclose(info.times(), np.arange(20) / info.fps)
+
+
+# --- the detection pass's frames ----------------------------------------------------------------
+
+
+def test_working_frames_grey_is_the_luminance_of_the_colour_frame(tmp_path):
+    rng = np.random.default_rng(3)
+    frames = [cv2.GaussianBlur(noisy_frame(rng, 96, 64), (9, 9), 3) for _ in range(5)]
+    info = probe(write_mp4(tmp_path / "v.mp4", frames))
+    for (index, grey, bgr), (same_index, frame) in zip(iter_working_frames(info, (96, 64)), iter_frames(info.path), strict=True):
+        assert index == same_index
+        np.testing.assert_array_equal(bgr, frame)
+        # Read straight from the Y plane (TV range stretched) rather than through BGR: the same
+        # picture to within the rounding of the two conversions.
+        assert np.abs(grey.astype(int) - cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)).max() <= 3
+    assert all(bgr is None for _, _, bgr in iter_working_frames(info, (48, 32), colour=False))
+    assert {grey.shape for _, grey, _ in iter_working_frames(info, (48, 32), stride=2)} == {(32, 48)}
+
+
+def test_background_samples_from_the_probe_equal_a_decoding_pass(tmp_path):
+    frames = [ramp_frame(i % 12, 64, 48) for i in range(130)]  # 130 // 50: every 2nd frame
+    path = write_mp4(tmp_path / "v.mp4", frames)
+    info = probe(path)
+    from_probe = list(background_samples(info, (64, 48)))
+    video_module._SAMPLES.clear()  # as when the probe's frames were dropped to keep memory bounded
+    decoded = list(background_samples(info, (64, 48)))
+    assert len(from_probe) == len(decoded) == 65
+    for a, b in zip(from_probe, decoded):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_prefetched_keeps_order_and_raises_where_the_source_did():
+    def source():
+        yield from range(50)
+        raise VideoError("frame 50 is damaged")
+
+    seen = []
+    with pytest.raises(VideoError, match="frame 50"):
+        for item in prefetched(source(), depth=4):
+            seen.append(item)
+    assert seen == list(range(50))

@@ -23,6 +23,7 @@ from .metrics import BenchMetrics, evaluate
 from .model import FittedModel
 from .pipeline import Pipeline
 from .results import VideoResult
+from .timing import format_table, stage_table
 
 FORMAT = "vlavad-run/1"
 
@@ -69,9 +70,10 @@ def run_benchmark(dataset: Dataset, pipeline: Pipeline, prompts: list | None = N
         raise DatasetError(f"Dataset {dataset.name} has no test labels, so it cannot be benchmarked.")
     # Labels that do not fit their videos are reported before minutes of work, not after.
     check_labels(dataset, {ref.name: pipeline.probe(ref.path).frame_count for ref in dataset.test})
-    started = time.perf_counter()
+    started, before_fit = time.perf_counter(), pipeline.times.snapshot()
     model = pipeline.fit([ref.path for ref in dataset.train], prompts)
-    fitted = time.perf_counter()
+    fitted, fit_stages = time.perf_counter(), pipeline.times.since(before_fit)
+    before_score = pipeline.times.snapshot()
 
     results = {}
     for ref in pipeline.progress_bar(dataset.test, desc="bench: scoring test videos", unit="video"):
@@ -89,6 +91,9 @@ def run_benchmark(dataset: Dataset, pipeline: Pipeline, prompts: list | None = N
         "fit_fps": round(train_frames / max(fitted - started, 1e-9), 1),
         "score_fps": round(test_frames / max(scored - fitted, 1e-9), 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        # Where the time went; the pseudo-anomaly pass (normal videos played faster) is part of fit.
+        "fit_stages": stage_table(fit_stages, train_frames, fitted - started),
+        "score_stages": stage_table(pipeline.times.since(before_score), test_frames, scored - fitted),
     }
     return BenchResult(dataset.name, metrics, results, model, timings, pipeline.cache.summary(), model.backends)
 
@@ -141,4 +146,7 @@ def metrics_table(result: BenchResult) -> str:
         "| --- | --- |",
     ]
     lines += [f"| {name} | {fmt_auc(auc)} |" for name, auc in m.per_video.items()]
+    for title, key in (("fit stage", "fit_stages"), ("score stage", "score_stages")):
+        if t.get(key):
+            lines += ["", format_table(title, t[key])]
     return "\n".join(lines)

@@ -35,6 +35,12 @@ class StageCache:
         self.root = Path(root) if root else None
         self.hits: dict[str, int] = {}
         self.misses: dict[str, int] = {}
+        # When a list, every table saved is also appended to it as (stage, key, table): a sharded
+        # extraction's worker hands what it computed to the driver, which stores it.
+        self.written: list[tuple[str, str, pd.DataFrame]] | None = None
+
+    def contains(self, stage: str, key: str) -> bool:
+        return self.root is not None and self._path(stage, key).is_file()
 
     def _path(self, stage: str, key: str) -> Path:
         return self.root / stage / f"{key}.npz"
@@ -59,6 +65,8 @@ class StageCache:
             return None
 
     def save(self, stage: str, key: str, table: pd.DataFrame) -> None:
+        if self.written is not None:
+            self.written.append((stage, key, table))
         if self.root is None:
             return
         arrays = {"__columns__": np.array(json.dumps([str(c) for c in table.columns]))}

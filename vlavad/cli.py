@@ -146,7 +146,10 @@ def cmd_bench(args) -> None:
     if args.preset == "custom":
         print("note: using the 'custom' preset; pass --preset ped2|avenue|shanghaitech for the paper's settings", file=sys.stderr)
     pipeline = _pipeline(args, settings)
-    result = run_benchmark(dataset, pipeline, _prompts(args))
+    prompts = _prompts(args)
+    if args.ray:
+        _extract_on_ray(args, dataset, pipeline, prompts)
+    result = run_benchmark(dataset, pipeline, prompts)
     save_benchmark(result, out)
     print(metrics_table(result))
     print()
@@ -154,6 +157,30 @@ def cmd_bench(args) -> None:
     print(f"SPA selected: {'; '.join(p.label for p in result.model.selected_prompts)}")
     print(f"cache: {result.cache_summary}")
     print(f"results, ROC plot and model in {out}")
+
+
+def _extract_on_ray(args, dataset, pipeline, prompts) -> None:
+    from .extract import extract, shutdown
+
+    address = None if args.ray == LOCAL_RAY else args.ray
+    try:
+        summary = extract(dataset, pipeline, prompts, address=address, workers=args.workers, report=lambda line: print(line, file=sys.stderr))
+    finally:
+        shutdown()
+    print(summary.line())
+
+
+def cmd_extract(args) -> None:
+    from .datasets import load_dataset
+
+    dataset = load_dataset(args.dataset, layout=args.layout)
+    pipeline = _pipeline(args, _settings(args))
+    args.ray = args.ray or LOCAL_RAY
+    _extract_on_ray(args, dataset, pipeline, _prompts(args))
+    print(f"cache: {pipeline.cache.root}; `vlavad bench` with the same settings and --cache now runs from it")
+
+
+LOCAL_RAY = "local"
 
 
 def cmd_settings(args) -> None:
@@ -190,6 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-cache", action="store_true", help="recompute every stage")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
+    def ray_options(p):
+        p.add_argument(
+            "--ray", nargs="?", const=LOCAL_RAY, metavar="ADDRESS",
+            help="first extract every video's stages on Ray workers (pip install 'vlavad[ray]'): a local instance, "
+            "or a running cluster's ADDRESS (auto, ray://HEAD:10001)",
+        )
+        p.add_argument("--workers", type=int, help="Ray workers (default: one per GPU, else one per CPU slot)")
+
     fit = sub.add_parser("fit", help="learn normality from normal videos")
     fit.add_argument("videos", nargs="*", help="normal video files or frame folders")
     fit.add_argument("--dataset", help="use this dataset's training videos")
@@ -211,7 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--layout", default="auto", help="dataset layout (default: auto-detect)")
     bench.add_argument("--out", help="run folder (default: runs/<dataset>-<preset>)")
     common(bench)
+    ray_options(bench)
     bench.set_defaults(run=cmd_bench)
+
+    extract = sub.add_parser("extract", help="compute every video's tracks and answers into the stage cache, sharded on Ray workers")
+    extract.add_argument("dataset", help="dataset folder, as for bench")
+    extract.add_argument("--layout", default="auto", help="dataset layout (default: auto-detect)")
+    common(extract)
+    ray_options(extract)
+    extract.set_defaults(run=cmd_extract)
 
     settings = sub.add_parser("settings", help="list every setting's dotted name and value (for --set)")
     settings.add_argument("--preset", default="custom", help=f"show a preset's values: {', '.join(preset_names())}")

@@ -31,6 +31,7 @@ from .prompts import Prompt, default_pool
 from .results import VideoResult
 from .scoring import Normaliser, find_events, frame_maxima, fuse, object_scores, spread_to_frames
 from .spa import object_static_scores, select_prompts
+from .timing import StageTimes
 from .track import TRACK_COLUMNS, track_video
 from .video import VideoInfo, content_key, probe
 
@@ -56,6 +57,7 @@ class Pipeline:
         self.encoder = backends.make(settings, "embed")
         self.cache = StageCache(default_cache_dir() if cache_dir == "default" else cache_dir)
         self.show_progress = show_progress
+        self.times = StageTimes()  # seconds per stage, summed over everything this pipeline runs
 
     @property
     def backends(self) -> dict:
@@ -72,14 +74,27 @@ class Pipeline:
     def probe(self, video: str | Path) -> VideoInfo:
         return probe(video, fps_hint=self.settings.default_fps)
 
+    def tracks_key(self, info: VideoInfo, stride: int = 1) -> str:
+        return stable_key("tracks", content_key(info.path), info.fps, self.detector.identity(), self.settings.track.model_dump(), stride)
+
+    def answers_key(self, tracks_key: str, prompt: Prompt) -> str:
+        """The cache key of one prompt's answers: the describer part that answers it, with its
+        fitted state (answers phrased against other normal objects change with it)."""
+        part = self.describer.part_for(prompt)
+        return stable_key(stable_key("answers", tracks_key, part.identity(), part.state(), self.settings.describe.step_hz), prompt.id)
+
     def tracks(self, info: VideoInfo, stride: int = 1) -> tuple[pd.DataFrame, str]:
-        key = stable_key("tracks", content_key(info.path), info.fps, self.detector.identity(), self.settings.track.model_dump(), stride)
-        table = self.cache.load("tracks", key, TRACK_COLUMNS)
+        key = self.tracks_key(info, stride)
+        with self.times("io"):
+            table = self.cache.load("tracks", key, TRACK_COLUMNS)
         if table is None:
             name = Path(info.path).name
             with self.progress_bar(total=(info.frame_count + stride - 1) // stride, desc=f"tracking objects in {name}", unit="frame", leave=False) as bar:
-                table = track_video(info, self.detector, self.settings.track, stride=stride, progress=lambda done, total: bar.update(done - bar.n))
-            self.cache.save("tracks", key, table)
+                table = track_video(
+                    info, self.detector, self.settings.track, stride=stride, progress=lambda done, total: bar.update(done - bar.n), times=self.times
+                )
+            with self.times("io"):
+                self.cache.save("tracks", key, table)
         return table, key
 
     def answers(self, info: VideoInfo, tracks: pd.DataFrame, tracks_key: str, prompts: list[Prompt]) -> pd.DataFrame:
@@ -91,18 +106,20 @@ class Pipeline:
         found, missing = [], {}
         for prompt in prompts:
             part = self.describer.part_for(prompt)
-            key = stable_key(stable_key("answers", tracks_key, part.identity(), part.state(), step_hz), prompt.id)
-            table = self.cache.load("answers", key, ANSWER_COLUMNS)
+            key = self.answers_key(tracks_key, prompt)
+            with self.times("io"):
+                table = self.cache.load("answers", key, ANSWER_COLUMNS)
             (found.append(table) if table is not None else missing.setdefault(id(part), (part, {}))[1].update({prompt.id: (prompt, key)}))
         for part, asked in missing.values():
             if not len(steps):
                 break
             name = Path(info.path).name
-            with self.progress_bar(total=len(steps), desc=f"describing objects in {name} ({part.name})", unit="step", leave=False) as bar:
+            with self.progress_bar(total=len(steps), desc=f"describing objects in {name} ({part.name})", unit="step", leave=False) as bar, self.times("describe"):
                 fresh = part.answer(info, tracks, steps, [p for p, _ in asked.values()], progress=lambda done, total: bar.update(done - bar.n))
             for prompt, key in asked.values():
                 table = fresh[fresh["prompt_id"] == prompt.id].reset_index(drop=True)
-                self.cache.save("answers", key, table)
+                with self.times("io"):
+                    self.cache.save("answers", key, table)
                 found.append(table)
         if not found:
             return empty_answers()
@@ -140,8 +157,10 @@ class Pipeline:
             prompts, normal_answers, self._pseudo_answers(infos, prompts), top_k=s.spa.top_k, n_select=s.spa.select
         )
         model = FittedModel(s, prompts, selected, frequencies, stats, Normaliser(0.0, 1.0, 0.0, 0.0, 1.0, 0.0), self.describer.state(), self.backends)
-        sequences = [seq for v in normal for seq in embedding_sequences(self.encoder, step_captions(v.answers, selected)).values()]
-        losses = self._train_temporal(model, sequences)
+        with self.times("embed"):
+            sequences = [seq for v in normal for seq in embedding_sequences(self.encoder, step_captions(v.answers, selected)).values()]
+        with self.times("s3m"):
+            losses = self._train_temporal(model, sequences)
 
         per_video = [self._frame_maxima(v, model) for v in normal]
         model.normaliser = Normaliser.fit(per_video)
@@ -212,9 +231,11 @@ class Pipeline:
         captions = step_captions(stages.answers, model.selected)
         steps = captions.merge(static, on=["frame", "track_id"], how="left")
         steps["temporal_score"] = np.nan
-        sequences = embedding_sequences(self.encoder, captions) if model.temporal else {}
+        with self.times("embed"):
+            sequences = embedding_sequences(self.encoder, captions) if model.temporal else {}
         if sequences:
-            errors = model.temporal.errors(list(sequences.values()))
+            with self.times("s3m"):
+                errors = model.temporal.errors(list(sequences.values()))
             error_table = pd.concat(
                 [pd.DataFrame({"track_id": track_id, "order": np.arange(len(err)), "temporal_score": err}) for track_id, err in zip(sequences, errors)]
             )
@@ -232,7 +253,8 @@ class Pipeline:
 
     def _curve(self, model: FittedModel, static: np.ndarray, temporal: np.ndarray, info: VideoInfo) -> pd.DataFrame:
         fusion = model.settings.fusion
-        return fuse(static, temporal, model.normaliser, lam=fusion.lam, sigma_frames=fusion.sigma_s * info.fps)
+        with self.times("fuse"):
+            return fuse(static, temporal, model.normaliser, lam=fusion.lam, sigma_frames=fusion.sigma_s * info.fps)
 
     def score(self, model: FittedModel, video: str | Path, name: str | None = None) -> VideoResult:
         """Scores one video with a fitted model."""

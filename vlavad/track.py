@@ -14,6 +14,7 @@ units, so that nothing downstream depends on the video's resolution or frame rat
 from __future__ import annotations
 
 from collections import deque
+from contextlib import closing
 from typing import Callable
 
 import cv2
@@ -24,7 +25,8 @@ from trackers import ByteTrackTracker
 
 from .detect import Detector
 from .schema import Schema
-from .video import VideoInfo, iter_frames
+from .timing import StageTimes
+from .video import VideoInfo, background_samples, iter_working_frames, prefetched
 
 TRACK_COLUMNS = [
     "frame",  # source frame index
@@ -72,26 +74,25 @@ def track_video(
     *,
     stride: int = 1,
     progress: ProgressFn | None = None,
+    times: StageTimes | None = None,
 ) -> pd.DataFrame:
     """Detects, tracks and measures every object of a video in one streaming pass.
 
     `stride` > 1 processes every stride-th frame *as if it were the next one*: the clip plays
     `stride` times faster. That is how pseudo-anomalies (objects moving unlike anything in
     training) are made from normal videos for prompt selection; normal use keeps stride 1.
+    Frames are decoded ahead in a thread of their own, and in colour only for detectors that
+    look at colour. `times` collects the seconds spent per stage.
     """
+    times = times or StageTimes()
     scale = settings.working_height / info.height
     work_size = (max(1, int(round(info.width * scale))), settings.working_height)
     fps = info.fps
     interval = max(1, int(round(settings.motion_interval_s * fps)))
     seconds_per_interval = interval / fps
-    times = info.times()
-
-    def working_gray(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        small = cv2.resize(frame, work_size, interpolation=cv2.INTER_AREA)
-        return small, cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-
-    sample_step = max(1, info.frame_count // 50)
-    detector.begin((working_gray(f)[1] for i, f in iter_frames(info.path, stride=sample_step, fps_hint=info.fps)), fps=fps)
+    frame_times = info.times()
+    with times("decode"):
+        detector.begin(background_samples(info, work_size), fps=fps)
 
     tracker = ByteTrackTracker(
         lost_track_buffer=max(1, int(round(settings.lost_track_s * fps))),
@@ -104,23 +105,34 @@ def track_video(
     history_times: deque[float] = deque(maxlen=interval + 1)
     rows: list[np.ndarray] = []
     total = (info.frame_count + stride - 1) // stride
-    for done, (frame_index, frame) in enumerate(iter_frames(info.path, stride=stride, fps_hint=info.fps), 1):
-        small, gray = working_gray(frame)
-        history.append(gray)
-        history_times.append(times[frame_index] / stride)  # played `stride` times faster
-        tracked = tracker.update(detector.detect(small, gray))
-        keep = tracked.tracker_id >= 0 if len(tracked) else np.zeros(0, bool)
-        if keep.any():
-            boxes = tracked.xyxy[keep].astype(np.float64)
-            velocity = _box_velocity(history, boxes, detector.foreground(), settings.flow_grid, settings.flow_quantile, settings.flow_fb_max_px)
-            # Real time between the two frames (variable-rate video); across a pause in the
-            # recording the displacement says nothing about speed.
-            elapsed = history_times[-1] - history_times[0]
-            velocity = velocity / elapsed if elapsed <= 2 * seconds_per_interval else np.full_like(velocity, np.nan)
-            classes = tracked.class_id[keep] if tracked.class_id is not None else np.full(int(keep.sum()), -1)
-            rows.append(_rows(frame_index, tracked.tracker_id[keep], boxes, tracked.confidence[keep], classes, velocity, work_size, scale))
-        if progress:
-            progress(done, total)
+    with closing(prefetched(iter_working_frames(info, work_size, stride=stride, colour=detector.uses_colour))) as frames:
+        done = 0
+        while True:
+            with times("decode"):
+                item = next(frames, None)
+            if item is None:
+                break
+            frame_index, gray, small = item
+            done += 1
+            history.append(gray)
+            history_times.append(frame_times[frame_index] / stride)  # played `stride` times faster
+            with times("detect"):
+                found = detector.detect(small, gray)
+            with times("track"):
+                tracked = tracker.update(found)
+            keep = tracked.tracker_id >= 0 if len(tracked) else np.zeros(0, bool)
+            if keep.any():
+                boxes = tracked.xyxy[keep].astype(np.float64)
+                with times("flow"):
+                    velocity = _box_velocity(history, boxes, detector.foreground(), settings.flow_grid, settings.flow_quantile, settings.flow_fb_max_px)
+                # Real time between the two frames (variable-rate video); across a pause in the
+                # recording the displacement says nothing about speed.
+                elapsed = history_times[-1] - history_times[0]
+                velocity = velocity / elapsed if elapsed <= 2 * seconds_per_interval else np.full_like(velocity, np.nan)
+                classes = tracked.class_id[keep] if tracked.class_id is not None else np.full(int(keep.sum()), -1)
+                rows.append(_rows(frame_index, tracked.tracker_id[keep], boxes, tracked.confidence[keep], classes, velocity, work_size, scale))
+            if progress:
+                progress(done, total)
 
     if not rows:
         return empty_tracks()

@@ -229,11 +229,155 @@ def _probe_cached(path: Path, _size: int, _mtime_ns: int, fps_hint: float | None
 
     with _open_video(path) as (_, stream):
         fps = _stream_fps(stream) or fps_hint or DEFAULT_FPS
+        expected_frames = stream.frames  # the container's word for it (0: unknown)
     frames = _decode(path)
     _, first = next(frames)  # _decode raises rather than yield nothing
-    times = [first.time] + [frame.time for _, frame in frames]
+    # This pass decodes every frame anyway: it also keeps grey frames spread over the whole clip
+    # (a background model needs them before detection starts), which saves a decoding pass.
+    samples = _EvenSamples(BACKGROUND_FRAMES, step=max(1, expected_frames // BACKGROUND_FRAMES))
+    samples.offer(0, first)
+    times = [first.time]
+    for index, frame in frames:
+        times.append(frame.time)
+        samples.offer(index, frame)
     fps, timestamps = _variable_rate(times, fps)
+    _SAMPLES[(path, _size, _mtime_ns)] = samples
+    while sum(kept.bytes() for kept in _SAMPLES.values()) > SAMPLES_BUDGET:  # the oldest go first
+        _SAMPLES.pop(next(iter(_SAMPLES)))
     return VideoInfo(str(path), fps, first.width, first.height, len(times), timestamps)
+
+
+BACKGROUND_FRAMES = 50  # grey frames spread over a video, from which detectors model its background
+SAMPLES_HEIGHT = 240  # kept at most this high: the default working height
+SAMPLES_BUDGET = 192 * 2**20  # bytes of kept frames over all videos (a dataset's worth at 360x240)
+_SAMPLES: dict[tuple, _EvenSamples] = {}
+
+
+class _EvenSamples:
+    """Keeps every `step`-th frame of a stream, the step doubling (and every other kept frame
+    dropped) whenever twice `count` are kept: frames evenly spread even when the container did
+    not say how many it holds."""
+
+    def __init__(self, count: int, step: int = 1):
+        self.count, self.step, self.kept = count, step, []
+
+    def offer(self, index: int, frame: av.VideoFrame) -> None:
+        if index % self.step:
+            return
+        self.kept.append((index, _grey(frame, max_height=SAMPLES_HEIGHT)))
+        if len(self.kept) >= 2 * self.count:
+            self.step *= 2
+            self.kept = [(i, f) for i, f in self.kept if i % self.step == 0]
+
+    def frames(self) -> list[np.ndarray]:
+        return [frame for _, frame in self.kept]
+
+    def bytes(self) -> int:
+        return sum(frame.nbytes for _, frame in self.kept)
+
+
+def background_samples(info: VideoInfo, size: tuple[int, int]) -> Iterator[np.ndarray]:
+    """Grey frames at `size`, every (frame count // BACKGROUND_FRAMES)-th, from the video's probe
+    when it kept them (else from a decoding pass of its own)."""
+    path = Path(info.path)
+    step = max(1, info.frame_count // BACKGROUND_FRAMES)
+    stat = path.stat()
+    kept = _SAMPLES.get((path, stat.st_size, stat.st_mtime_ns)) if path.is_file() else None
+    if kept and kept.kept and kept.kept[0][1].shape[0] >= size[1]:  # never upscaled
+        frames = kept.frames()
+        if kept.step != step:  # the container misjudged its length: the nearest to even spacing
+            frames = [frames[i] for i in np.linspace(0, len(frames) - 1, min(BACKGROUND_FRAMES, len(frames))).round().astype(int)]
+        return (cv2.resize(frame, size, interpolation=cv2.INTER_AREA) if frame.shape[::-1] != size else frame for frame in frames)
+    return (grey for _, grey, _ in iter_working_frames(info, size, stride=step))
+
+
+def _grey(frame: av.VideoFrame, max_height: int | None = None) -> np.ndarray:
+    """A decoded frame's luminance as full-range grey, uint8, without a colour conversion: the Y
+    plane itself (full-range "yuvj" streams), or stretched from the TV range (16-235)."""
+    name = frame.format.name
+    if name in _FULL_RANGE_Y or name in _TV_RANGE_Y:
+        plane = frame.planes[0]
+        y = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+        full_range = name in _FULL_RANGE_Y or getattr(frame, "color_range", 0) == 2  # 2: AVCOL_RANGE_JPEG
+        grey = y if full_range else cv2.LUT(y, _TV_TO_FULL)
+    else:
+        grey = frame.to_ndarray(format="gray")
+    if max_height and grey.shape[0] > max_height:
+        grey = cv2.resize(grey, (round(grey.shape[1] * max_height / grey.shape[0]), max_height), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(grey)
+
+
+_FULL_RANGE_Y = {"yuvj420p", "yuvj422p", "yuvj444p", "gray"}
+_TV_RANGE_Y = {"yuv420p", "yuv422p", "yuv444p", "nv12"}
+_TV_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
+
+
+def iter_working_frames(info: VideoInfo, size: tuple[int, int], stride: int = 1, colour: bool = True) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+    """`(index, grey, BGR or None)` at the working `size` for every `stride`-th frame: what the
+    detection and tracking pass reads. Grey comes straight from the luminance plane; the colour
+    conversion, the costly part, happens only when `colour` is asked for."""
+    path = Path(info.path)
+    if path.is_dir():
+        for index, frame in _iter_folder(path, stride):
+            small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+            yield index, cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), small if colour else None
+        return
+    for index, frame in _decode(path):
+        if index % stride:
+            continue
+        grey = _grey(frame)
+        if grey.shape[::-1] != size:
+            grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+        bgr = None
+        if colour:
+            bgr = frame.to_ndarray(format="bgr24")
+            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA) if bgr.shape[1::-1] != size else bgr
+        yield index, grey, bgr
+
+
+def prefetched(frames: Iterator, depth: int = 8) -> Iterator:
+    """`frames`, produced ahead in a thread of its own (decoding releases the GIL), so that the
+    next frames decode while this one is processed. Errors reach the consumer in order; closing
+    the consumer stops the producer."""
+    import queue
+    import threading
+
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in frames:
+                if not put((item, None)):
+                    return
+            put((done, None))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put((done, exc))
+        finally:
+            getattr(frames, "close", lambda: None)()  # closes the video file
+
+    thread = threading.Thread(target=produce, daemon=True, name="vlavad-decode")
+    thread.start()
+    try:
+        while True:
+            item, error = items.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
 
 
 def _variable_rate(times: list[float | None], fps: float) -> tuple[float, tuple[float, ...] | None]:

@@ -25,6 +25,7 @@ class Detector(Backend):
     # The confidence from which a box may start a track (ByteTrack's activation threshold), on
     # this detector's own score scale; boxes a little under it can still continue one.
     track_activation: float = 0.55
+    uses_colour: bool = True  # False: `detect` reads only the grey frame (its BGR argument is None)
 
     def begin(self, sample_frames: Iterable[np.ndarray], fps: float) -> None:
         """Resets per-video state. `sample_frames` are working-resolution grey frames spread

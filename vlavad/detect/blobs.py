@@ -38,6 +38,7 @@ class MotionBlobDetector(Detector):
 
     name = "blobs"
     Settings = BlobSettings
+    uses_colour = False
 
     def __init__(self, settings: BlobSettings = BlobSettings()):
         self.settings = settings

@@ -30,6 +30,7 @@ class ComposedDetector(Detector):
         self.name = f"{first.name}+{second.name}"
         self.tier = max((first.tier, second.tier), key=["weight-free", "packaged", "hub"].index)
         self.class_names = first.class_names
+        self.uses_colour = first.uses_colour or second.uses_colour
 
     def identity(self) -> dict:
         return {"detector": self.name, "parts": [self.first.identity(), self.second.identity()], "explained": EXPLAINED}
