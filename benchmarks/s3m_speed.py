@@ -108,9 +108,7 @@ def inject_captions(tracks, vocabulary, past, seed, length=INJECTED_STEPS):
 
 def load_baseline(rev: str) -> types.ModuleType:
     """vlavad/s3m.py as of `rev`, as a module of its own."""
-    source = subprocess.run(
-        ["git", "show", f"{rev}:vlavad/s3m.py"], cwd=REPO, check=True, capture_output=True, text=True
-    ).stdout
+    source = subprocess.run(["git", "show", f"{rev}:vlavad/s3m.py"], cwd=REPO, check=True, capture_output=True, text=True).stdout
     module = types.ModuleType("s3m_baseline")
     exec(compile(source, f"{rev}:vlavad/s3m.py", "exec"), module.__dict__)  # noqa: S102 (our own file)
     return module
@@ -127,10 +125,7 @@ def interleaved(candidates: dict, rounds: int) -> dict[str, dict[str, float]]:
             n = run()
             cpu[name].append(n / (time.process_time() - c))
             wall[name].append(n / (time.perf_counter() - w))
-    return {
-        name: {"cpu": statistics.median(cpu[name]), "wall": statistics.median(wall[name])}
-        for name in candidates
-    }
+    return {name: {"cpu": statistics.median(cpu[name]), "wall": statistics.median(wall[name])} for name in candidates}
 
 
 def table(header: list[str], rows: list[list]) -> None:
@@ -203,8 +198,7 @@ def scan_agreement(scan, dim_inner: int, length: int, d_state: int) -> tuple[flo
     """Largest relative difference from selective_scan_ref in y and in the input gradients,
     float32, on inputs the size of a training batch."""
     g = torch.Generator().manual_seed(0)
-    shapes = [(64, dim_inner, length), (64, dim_inner, length), (dim_inner, d_state),
-              (64, d_state, length), (64, d_state, length), (dim_inner,)]
+    shapes = [(64, dim_inner, length), (64, dim_inner, length), (dim_inner, d_state), (64, d_state, length), (64, d_state, length), (dim_inner,)]
     inputs = [torch.randn(*shape, generator=g) for shape in shapes]
     inputs[1] = F.softplus(inputs[1] - 2)  # delta as the model makes it
     inputs[2] = -torch.exp(inputs[2])  # A < 0
@@ -259,9 +253,7 @@ def section_scans(old, windows, past, args) -> dict:
         model = new_model()
         compiled_model = torch.compile(model, dynamic=False)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        candidates["torch.compile(whole model)"] = (
-            lambda: training_step(compiled_model, windows, past, optimizer)
-        )
+        candidates["torch.compile(whole model)"] = lambda: training_step(compiled_model, windows, past, optimizer)
         for name in ("torch.compile(selective_scan_ref)", "torch.compile(whole model)"):
             started = time.perf_counter()
             candidates[name]()  # compiles forward and backward
@@ -279,12 +271,17 @@ def section_scans(old, windows, past, args) -> dict:
     rows = []
     for name, r in rates.items():
         agrees = "{:.1e} / {:.1e}".format(*agreement[name]) if name in agreement else "reference"
-        rows.append([
-            name, f"{r['cpu']:.0f}", f"{r['wall']:.0f}", f"{r['cpu'] / base:.2f}", agrees,
-            f"{compile_s[name]:.0f}" if name in compile_s else "-",
-        ])
-    table(["scan", "windows/CPU-s", "windows/wall-s", "ratio to old",
-           "max rel. diff y / grads", "compile s (wall)"], rows)
+        rows.append(
+            [
+                name,
+                f"{r['cpu']:.0f}",
+                f"{r['wall']:.0f}",
+                f"{r['cpu'] / base:.2f}",
+                agrees,
+                f"{compile_s[name]:.0f}" if name in compile_s else "-",
+            ]
+        )
+    table(["scan", "windows/CPU-s", "windows/wall-s", "ratio to old", "max rel. diff y / grads", "compile s (wall)"], rows)
     return {"rates": rates, "agreement": agreement, "compile_s": compile_s}
 
 
@@ -337,9 +334,10 @@ def section_batches(flat, starts, past, args) -> dict:
         run()
     rates = interleaved(candidates, args.rounds)
     base = rates["batch 256, every window"]["cpu"]
-    table(["training step", "windows/CPU-s", "windows/wall-s", "ratio to batch 256, every window"],
-          [[name, f"{r['cpu']:.0f}", f"{r['wall']:.0f}", f"{r['cpu'] / base:.2f}"]
-           for name, r in rates.items()])
+    table(
+        ["training step", "windows/CPU-s", "windows/wall-s", "ratio to batch 256, every window"],
+        [[name, f"{r['cpu']:.0f}", f"{r['wall']:.0f}", f"{r['cpu'] / base:.2f}"] for name, r in rates.items()],
+    )
     return {"rates": rates, "distinct_share": distinct_share}
 
 
@@ -354,13 +352,17 @@ def section_scoring(old, new_model, tracks, past, args) -> dict:
     finite = np.isfinite(a)
     assert (finite == np.isfinite(b)).all()
     diff = float(np.max(np.abs(a[finite] - b[finite]) / np.maximum(np.abs(a[finite]), 1e-12)))
-    rates = interleaved({
-        "old": lambda: (old.temporal_errors_batch(old_model, tracks, past, args.future), n)[1],
-        "new": lambda: (s3m.temporal_errors_batch(new_model, tracks, past, args.future), n)[1],
-    }, args.rounds)
-    table(["implementation", "windows/CPU-s", "windows/wall-s", "ratio to old"],
-          [[k, f"{r['cpu']:.0f}", f"{r['wall']:.0f}", f"{r['cpu'] / rates['old']['cpu']:.2f}"]
-           for k, r in rates.items()])
+    rates = interleaved(
+        {
+            "old": lambda: (old.temporal_errors_batch(old_model, tracks, past, args.future), n)[1],
+            "new": lambda: (s3m.temporal_errors_batch(new_model, tracks, past, args.future), n)[1],
+        },
+        args.rounds,
+    )
+    table(
+        ["implementation", "windows/CPU-s", "windows/wall-s", "ratio to old"],
+        [[k, f"{r['cpu']:.0f}", f"{r['wall']:.0f}", f"{r['cpu'] / rates['old']['cpu']:.2f}"] for k, r in rates.items()],
+    )
     print(f"{n} windows; largest relative difference between old and new errors: {diff:.1e}\n")
     return {"rates": rates, "max_rel_diff": diff, "windows": n}
 
@@ -382,15 +384,16 @@ def evaluate(errors_fn, normal, perturbed):
 def section_training(old, train, normal, perturbed, past, args) -> dict:
     settings = Settings()
     epochs, max_windows = settings.epochs, settings.max_windows
-    print(f"## 4. Training as `vlavad fit` does (at most {epochs} epochs, max_windows {max_windows}, "
-          f"otherwise each version's defaults), seeds {args.seeds}, runs interleaved\n")
+    print(
+        f"## 4. Training as `vlavad fit` does (at most {epochs} epochs, max_windows {max_windows}, "
+        f"otherwise each version's defaults), seeds {args.seeds}, runs interleaved\n"
+    )
     dim = train[0].shape[1]
 
     def old_run(seed):
         torch.manual_seed(seed)  # the old build_predictor draws from the global RNG
         model = old.build_predictor("s3m", dim, past, args.future)
-        history = old.train_predictor(model, train, past=past, future=args.future, epochs=epochs,
-                                      seed=seed, max_windows=max_windows)
+        history = old.train_predictor(model, train, past=past, future=args.future, epochs=epochs, seed=seed, max_windows=max_windows)
         return model, history, old.temporal_errors_batch
 
     def new_run(**changes):
@@ -419,12 +422,11 @@ def section_training(old, train, normal, perturbed, past, args) -> dict:
             cpu, wall = time.process_time() - c, time.perf_counter() - w
             mse, auc, step_errors = evaluate(
                 lambda tracks, model=model, errors=errors: errors(model, tracks, past, args.future),
-                normal, perturbed,
+                normal,
+                perturbed,
             )
-            results[name].append({"seed": seed, "cpu_s": cpu, "wall_s": wall, "epochs": len(history),
-                                  "mse": mse, "auc": auc, "errors": step_errors})
-            print(f"  seed {seed} {name}: {cpu:.1f} CPU s, {len(history)} epochs, "
-                  f"held-out MSE {mse:.4g}, AUC {auc:.4f}", flush=True)
+            results[name].append({"seed": seed, "cpu_s": cpu, "wall_s": wall, "epochs": len(history), "mse": mse, "auc": auc, "errors": step_errors})
+            print(f"  seed {seed} {name}: {cpu:.1f} CPU s, {len(history)} epochs, held-out MSE {mse:.4g}, AUC {auc:.4f}", flush=True)
     print()
 
     def corr(a, b):
@@ -437,21 +439,37 @@ def section_training(old, train, normal, perturbed, past, args) -> dict:
         ratios = [o / r["cpu_s"] for o, r in zip(old_cpu, runs)]
         with_old = [corr(r["errors"], o["errors"]) for r, o in zip(runs, results["old"])]
         summary[name] = {
-            "cpu_s": [r["cpu_s"] for r in runs], "wall_s": [r["wall_s"] for r in runs],
-            "epochs": [r["epochs"] for r in runs], "mse": [r["mse"] for r in runs],
-            "auc": [r["auc"] for r in runs], "speedup": ratios, "corr_with_old": with_old,
+            "cpu_s": [r["cpu_s"] for r in runs],
+            "wall_s": [r["wall_s"] for r in runs],
+            "epochs": [r["epochs"] for r in runs],
+            "mse": [r["mse"] for r in runs],
+            "auc": [r["auc"] for r in runs],
+            "speedup": ratios,
+            "corr_with_old": with_old,
         }
-        rows.append([
-            name,
-            f"{statistics.median(r['cpu_s'] for r in runs):.1f}",
-            f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})",
-            "/".join(str(r["epochs"]) for r in runs),
-            f"{np.mean([r['mse'] for r in runs]):.4g} ± {np.std([r['mse'] for r in runs]):.2g}",
-            f"{np.mean([r['auc'] for r in runs]):.4f} ± {np.std([r['auc'] for r in runs]):.4f}",
-            f"{np.mean(with_old):.3f}" if name != "old" else "1",
-        ])
-    table(["training", "median CPU s", "speed-up vs old, median (range)", "epochs run",
-           "held-out MSE", "object AUC", "error corr. with old, same seed"], rows)
+        rows.append(
+            [
+                name,
+                f"{statistics.median(r['cpu_s'] for r in runs):.1f}",
+                f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})",
+                "/".join(str(r["epochs"]) for r in runs),
+                f"{np.mean([r['mse'] for r in runs]):.4g} ± {np.std([r['mse'] for r in runs]):.2g}",
+                f"{np.mean([r['auc'] for r in runs]):.4f} ± {np.std([r['auc'] for r in runs]):.4f}",
+                f"{np.mean(with_old):.3f}" if name != "old" else "1",
+            ]
+        )
+    table(
+        [
+            "training",
+            "median CPU s",
+            "speed-up vs old, median (range)",
+            "epochs run",
+            "held-out MSE",
+            "object AUC",
+            "error corr. with old, same seed",
+        ],
+        rows,
+    )
     if args.seeds > 1:
         between = [corr(a["errors"], b["errors"]) for a, b in zip(results["old"], results["old"][1:])]
         print(f"For scale: old vs old from the next seed, error correlation {np.mean(between):.3f}.\n")
@@ -469,8 +487,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds per throughput table")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to compile)")
-    parser.add_argument("--no-variants", dest="variants", action="store_false",
-                        help="train only old and new (no right-sizing variants)")
+    parser.add_argument("--no-variants", dest="variants", action="store_false", help="train only old and new (no right-sizing variants)")
     parser.add_argument("--baseline-rev", default=BASELINE_REV)
     parser.add_argument("--out", type=Path, help="write the numbers as JSON here")
     args = parser.parse_args()
@@ -486,15 +503,18 @@ def main() -> None:
     vocabulary = np.unique(flat, axis=0)
     perturbed, _ = inject_captions(held_out, vocabulary, args.past, seed=1)
     span = args.past + args.future
-    starts = s3m._window_starts(np.array([len(t) for t in train]),
-                                np.cumsum([0] + [len(t) for t in train[:-1]]), span)
-    print(f"{'data: ' + str(args.sequences) if args.sequences else 'synthetic caption tracks'}: "
-          f"{len(train)} training tracks ({len(flat)} steps, {len(vocabulary)} distinct embeddings, "
-          f"{len(starts)} windows of {args.past} -> {args.future}); {len(held_out)} held-out tracks "
-          f"and {len(perturbed)} copies with {INJECTED_STEPS} steps of another caption")
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-          f"{torch.__version__}, {torch.get_num_threads()} intra-op thread(s); baseline: "
-          f"vlavad/s3m.py at {args.baseline_rev}\n")
+    starts = s3m._window_starts(np.array([len(t) for t in train]), np.cumsum([0] + [len(t) for t in train[:-1]]), span)
+    print(
+        f"{'data: ' + str(args.sequences) if args.sequences else 'synthetic caption tracks'}: "
+        f"{len(train)} training tracks ({len(flat)} steps, {len(vocabulary)} distinct embeddings, "
+        f"{len(starts)} windows of {args.past} -> {args.future}); {len(held_out)} held-out tracks "
+        f"and {len(perturbed)} copies with {INJECTED_STEPS} steps of another caption"
+    )
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+        f"{torch.__version__}, {torch.get_num_threads()} intra-op thread(s); baseline: "
+        f"vlavad/s3m.py at {args.baseline_rev}\n"
+    )
 
     old = load_baseline(args.baseline_rev)
     rng = np.random.default_rng(0)

@@ -76,8 +76,10 @@ def main(argv=None) -> int:
         print(f"  {row}", file=sys.stderr)
 
     best = max(r["mean"] for r in rows)
-    print(f"Training videos of {args.dataset} only ({len(train)}), preset {args.preset}; separation = object-level AUC of "
-          "the selected question's rarity, normal vs pseudo-anomalies played 2x / 3x faster.\n")
+    print(
+        f"Training videos of {args.dataset} only ({len(train)}), preset {args.preset}; separation = object-level AUC of "
+        "the selected question's rarity, normal vs pseudo-anomalies played 2x / 3x faster.\n"
+    )
     print("| " + " | ".join(axes) + " | selected question | separation 2x | separation 3x | mean | |")
     print("|" + "---|" * len(axes) + "---|---:|---:|---:|---|")
     for r in rows:

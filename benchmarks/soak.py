@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     clip, seconds = good[run % 5], 2.0
                 try:
-                    client.predict(handle_file(str(clip)), "First seconds of this video", seconds, None, None, "motion (bundled)", 1, "", api_name="/analyse")
+                    client.predict(
+                        handle_file(str(clip)), "First seconds of this video", seconds, None, None, "motion (bundled)", 1, "", api_name="/analyse"
+                    )
                     counts["ok"] += 1
                 except AppError:
                     counts["refused"] += 1
@@ -81,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     one_analysis_mb = 2.0
     print()
     print(f"{args.runs} analyses in {wall:.0f} s: {counts['ok']} done, {counts['refused']} refused")
-    print(f"results kept at the end: {results}; largest results folder seen: {biggest:.1f} MB (cap {args.cap_mb:.0f} MB); "
-          f"half-written folders left: {len(leftovers)}")
+    print(
+        f"results kept at the end: {results}; largest results folder seen: {biggest:.1f} MB (cap {args.cap_mb:.0f} MB); "
+        f"half-written folders left: {len(leftovers)}"
+    )
     ok = biggest <= args.cap_mb + one_analysis_mb and not leftovers
     print("disk use stayed under the cap" if ok else "FAILED: the cap was exceeded or folders were left behind")
     return 0 if ok else 1

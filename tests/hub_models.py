@@ -72,9 +72,17 @@ def blip2_dir(tmp_path_factory) -> str:
         vision_config=dict(small, image_size=32, patch_size=16),
         qformer_config=dict(small, encoder_hidden_size=16, vocab_size=len(tokenizer)),
         text_config=dict(
-            model_type="opt", hidden_size=16, ffn_dim=32, num_hidden_layers=1, num_attention_heads=2,
-            word_embed_proj_dim=16, vocab_size=len(tokenizer), max_position_embeddings=128,
-            pad_token_id=0, bos_token_id=1, eos_token_id=1,
+            model_type="opt",
+            hidden_size=16,
+            ffn_dim=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            word_embed_proj_dim=16,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=128,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=1,
         ),
         num_query_tokens=QUERY_TOKENS,
         image_token_index=IMAGE_TOKEN_ID,
@@ -105,8 +113,16 @@ def clip_dir(tmp_path_factory) -> str:
     vocab = ["<|startoftext|>", "<|endoftext|>"] + chars + [c + "</w>" for c in chars] + [a + b for a, b in merges]
     tokenizer = CLIPTokenizer(vocab={t: i for i, t in enumerate(vocab)}, merges=merges)
     config = CLIPTextConfig(
-        vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-        max_position_embeddings=77, projection_dim=8, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+        vocab_size=len(vocab),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=77,
+        projection_dim=8,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
     )
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny-clip")

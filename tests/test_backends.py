@@ -94,10 +94,19 @@ def test_fit_and_score_with_blip2_and_clip(blip2_dir, clip_dir, tmp_path):
     train, test = tmp_path / "train.mp4", tmp_path / "test.mp4"
     render_scene(train, frames=40, width=160, height=120, walkers=2, seed=1)
     render_scene(test, frames=40, width=160, height=120, walkers=2, anomaly="fast", anomaly_start=10, seed=2)
-    hub = settings(**{
-        "describe.backend": "blip2", "describe.vlm.model": blip2_dir, "embed.backend": "clip", "embed.clip.model": clip_dir,
-        "describe.vlm.batch_size": 32, "spa.pseudo_stride": 0, "temporal.epochs": 1, "temporal.past": 4, "temporal.future": 1,
-    })
+    hub = settings(
+        **{
+            "describe.backend": "blip2",
+            "describe.vlm.model": blip2_dir,
+            "embed.backend": "clip",
+            "embed.clip.model": clip_dir,
+            "describe.vlm.batch_size": 32,
+            "spa.pseudo_stride": 0,
+            "temporal.epochs": 1,
+            "temporal.past": 4,
+            "temporal.future": 1,
+        }
+    )
     pipeline = Pipeline(hub, cache_dir=tmp_path / "cache", show_progress=False)
     assert pipeline.default_pool() == default_pool("vlm")
     model = pipeline.fit([train])

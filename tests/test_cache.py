@@ -18,7 +18,9 @@ def test_keys_depend_on_content_not_on_dict_order():
 
 def test_tables_round_trip_and_count_hits(tmp_path):
     cache = StageCache(tmp_path)
-    answers = pd.DataFrame({"frame": [0, 1], "track_id": [3, 3], "prompt_id": ["p", "p"], "answer": ["moving fast (2.0×)", "walking"], "detail": ["", "x"]})
+    answers = pd.DataFrame(
+        {"frame": [0, 1], "track_id": [3, 3], "prompt_id": ["p", "p"], "answer": ["moving fast (2.0×)", "walking"], "detail": ["", "x"]}
+    )
     cache.save("answers", "k", answers)
     loaded = cache.load("answers", "k", ANSWER_COLUMNS)
     pd.testing.assert_frame_equal(loaded, answers, check_dtype=False)

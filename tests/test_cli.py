@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -123,8 +123,13 @@ def test_fit_out_never_replaces_a_users_folder_or_file(synthetic_dataset, tmp_pa
         assert result.returncode == 2, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
     assert (home / "thesis.tex").read_text() == "three years of work" and sorted(p.name for p in home.iterdir()) == ["thesis.tex"]
-    result = subprocess.run([sys.executable, "-m", "vlavad", "fit", "--dataset", str(synthetic_dataset), "--out", ".", *FAST],
-                            capture_output=True, text=True, cwd=home, env={**os.environ, "VLAVAD_CACHE": str(tmp_path / "c")})
+    result = subprocess.run(
+        [sys.executable, "-m", "vlavad", "fit", "--dataset", str(synthetic_dataset), "--out", ".", *FAST],
+        capture_output=True,
+        text=True,
+        cwd=home,
+        env={**os.environ, "VLAVAD_CACHE": str(tmp_path / "c")},
+    )
     assert result.returncode == 2 and "already holds files" in result.stderr
 
 

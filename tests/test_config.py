@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from vlavad.config import LEGACY_NAMES, Settings, preset, preset_names, settings_reference
 from vlavad.errors import ConfigError
@@ -67,6 +68,6 @@ def test_presets_carry_the_papers_values():
 
 def test_settings_are_immutable_and_hashable():
     settings = Settings()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         settings.fusion.lam = 2.0
     assert hash(settings) == hash(Settings())

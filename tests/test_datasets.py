@@ -353,9 +353,7 @@ def test_explicit_layout_that_does_not_fit(tmp_path):
 def test_check_labels(tmp_path):
     ds = load_dataset(make_mp4_json(tmp_path / "ped2"))
     check_labels(ds, {"Test001": 4, "Test002": 2})
-    with pytest.raises(
-        DatasetError, match=r"Test001\.mp4: labels have 4 frames but the video has 5"
-    ):
+    with pytest.raises(DatasetError, match=r"Test001\.mp4: labels have 4 frames but the video has 5"):
         check_labels(ds, {"Test001": 5, "Test002": 2})
 
 

@@ -13,29 +13,66 @@ SPEED = Prompt("How fast is the object moving?", "speed")
 
 
 def scene():
-    objects = pd.DataFrame({
-        "frame": [10, 10, 11, 11, 11], "track_id": [7, 5, 7, 5, 9],
-        "x1": [10.0] * 5, "y1": [20.0] * 5, "x2": [30.0] * 5, "y2": [60.0] * 5,
-        "caption": ["moving fast (2.0× the usual speed here)", "moving slowly", "moving fast (2.4× the usual speed here)", "moving slowly", "moving at the usual speed"],
-        "object_score": [2.5, -0.25, 3.1, -0.3, 1.0],
-    })
-    answers = pd.DataFrame({
-        "frame": [10, 10, 11], "track_id": [7, 5, 9], "prompt_id": SPEED.id,
-        "answer": ["moving fast (2.0× the usual speed here)", "moving slowly", "moving at the usual speed"], "detail": "",
-    })
-    frequencies = AnswerFrequencies({SPEED.id: {"moving slowly": 4000, "moving at the usual speed": 8397, "moving fast (2.0× the usual speed here)": 3}})
+    objects = pd.DataFrame(
+        {
+            "frame": [10, 10, 11, 11, 11],
+            "track_id": [7, 5, 7, 5, 9],
+            "x1": [10.0] * 5,
+            "y1": [20.0] * 5,
+            "x2": [30.0] * 5,
+            "y2": [60.0] * 5,
+            "caption": [
+                "moving fast (2.0× the usual speed here)",
+                "moving slowly",
+                "moving fast (2.4× the usual speed here)",
+                "moving slowly",
+                "moving at the usual speed",
+            ],
+            "object_score": [2.5, -0.25, 3.1, -0.3, 1.0],
+        }
+    )
+    answers = pd.DataFrame(
+        {
+            "frame": [10, 10, 11],
+            "track_id": [7, 5, 9],
+            "prompt_id": SPEED.id,
+            "answer": ["moving fast (2.0× the usual speed here)", "moving slowly", "moving at the usual speed"],
+            "detail": "",
+        }
+    )
+    frequencies = AnswerFrequencies(
+        {SPEED.id: {"moving slowly": 4000, "moving at the usual speed": 8397, "moving fast (2.0× the usual speed here)": 3}}
+    )
     return objects, answers, frequencies
 
 
 def test_only_objects_above_the_threshold_are_causes_best_first():
     objects, answers, frequencies = scene()
-    found = causes(objects, answers, 10, 11, threshold=1.92, times=np.arange(20) / 10, prompts=[SPEED], frequencies=frequencies,
-                   temporal_z=pd.Series(0.0, index=objects.index), lam=0.1)
+    found = causes(
+        objects,
+        answers,
+        10,
+        11,
+        threshold=1.92,
+        times=np.arange(20) / 10,
+        prompts=[SPEED],
+        frequencies=frequencies,
+        temporal_z=pd.Series(0.0, index=objects.index),
+        lam=0.1,
+    )
     assert [c.track_id for c in found] == [7]  # not track 5 (scoring -0.25) nor 9 (1.0 < 1.92)
     cause = found[0]
     assert (cause.frame, cause.time_s, cause.score) == (11, 1.1, 3.1) and not cause.below_threshold
-    assert cause.answers == [{"question": SPEED.question, "measures": "speed", "answer": "moving fast (2.0× the usual speed here)",
-                              "detail": "", "seen": 3, "total": 12_400}]
+    assert cause.answers == [
+        {
+            "question": SPEED.question,
+            "measures": "speed",
+            "answer": "moving fast (2.0× the usual speed here)",
+            "detail": "",
+            "seen": 3,
+            "total": 12_400,
+        }
+    ]
     assert cause_in_words(cause.to_dict()) == [
         "“How fast is the object moving?” (measures: speed) moving fast (2.0× the usual speed here): "
         "in the normal videos, objects were described 12,400 times, 3 times like this."
@@ -44,8 +81,18 @@ def test_only_objects_above_the_threshold_are_causes_best_first():
 
 def test_when_no_object_crosses_alone_the_strongest_is_named_as_such_and_temporal_help_is_said():
     objects, answers, frequencies = scene()
-    found = causes(objects, answers, 10, 11, threshold=5.0, times=np.arange(20) / 10, prompts=[SPEED], frequencies=frequencies,
-                   temporal_z=pd.Series(9.0, index=objects.index), lam=0.1)
+    found = causes(
+        objects,
+        answers,
+        10,
+        11,
+        threshold=5.0,
+        times=np.arange(20) / 10,
+        prompts=[SPEED],
+        frequencies=frequencies,
+        temporal_z=pd.Series(9.0, index=objects.index),
+        lam=0.1,
+    )
     assert [c.track_id for c in found] == [7] and found[0].below_threshold and found[0].temporal
     words = cause_in_words(found[0].to_dict())
     assert words[-2].startswith("Its next answers were not what normal tracks do") and "under it on its own" in words[-1]

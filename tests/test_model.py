@@ -86,4 +86,3 @@ def test_malformed_pools_are_one_line_errors(tmp_path, pool, message):
     path.write_text(json.dumps(pool))
     with pytest.raises(ConfigError, match=message):
         load_pool(path)
-

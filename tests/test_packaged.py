@@ -19,8 +19,16 @@ PAYLOAD = b"weights" * 100
 
 
 def pinned(registry: str, member: str, payload: bytes = PAYLOAD) -> PackagedWeights:
-    return PackagedWeights("toy", "a toy model", registry, "toy-package", "1.0", 0.1, "MIT",
-                           (("toy.bin", PackagedFile(member, hashlib.sha256(payload).hexdigest(), len(payload))),))
+    return PackagedWeights(
+        "toy",
+        "a toy model",
+        registry,
+        "toy-package",
+        "1.0",
+        0.1,
+        "MIT",
+        (("toy.bin", PackagedFile(member, hashlib.sha256(payload).hexdigest(), len(payload))),),
+    )
 
 
 def fake_registry(monkeypatch, archive_name: str, members: dict[str, bytes]):

@@ -71,8 +71,7 @@ def test_a_space_runs_app_py_from_the_repository_with_requirements_only(tmp_path
     assert not any(line.startswith(("-e", "-r", ".", "/")) or "file:" in line for line in lines), "requirements.txt must stand alone"
     space = copy_repo(tmp_path / "space")
     python = fresh_venv(tmp_path / "venv")
-    code = ("import app, vlavad, webapp; from webapp import build_app; build_app('state', 'data'); "
-            "print(vlavad.__file__)")
+    code = "import app, vlavad, webapp; from webapp import build_app; build_app('state', 'data'); print(vlavad.__file__)"
     run = subprocess.run([python, "-c", code], cwd=space, capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().startswith(str(space))

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from vlavad.bench import run_benchmark, save_benchmark
 from vlavad.config import preset
 from vlavad.datasets import load_dataset
-from vlavad.bench import run_benchmark, save_benchmark
 from vlavad.errors import ModelError
 from vlavad.model import FittedModel
 from vlavad.pipeline import Pipeline

@@ -15,9 +15,18 @@ def crowded_frame():
     for i in range(9):
         x = 250 + 12 * (i % 3)
         y = 20 + 24 * i
-        rows.append({"frame": 0, "track_id": i + 1, "x1": x, "y1": y, "x2": x + 30, "y2": y + 40,
-                     "caption": "moving fast (2.0× the usual speed here); looks like a wheeled vehicle (tricycle)",
-                     "object_score": [5.0, 1.0, -3.0, np.nan][i % 4]})
+        rows.append(
+            {
+                "frame": 0,
+                "track_id": i + 1,
+                "x1": x,
+                "y1": y,
+                "x2": x + 30,
+                "y2": y + 40,
+                "caption": "moving fast (2.0× the usual speed here); looks like a wheeled vehicle (tricycle)",
+                "object_score": [5.0, 1.0, -3.0, np.nan][i % 4],
+            }
+        )
     objects = pd.DataFrame(rows)
     frames = pd.DataFrame({"frame": [0], "time_s": [0.0], "fused": [5.0]})
     return objects, frames

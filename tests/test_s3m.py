@@ -109,7 +109,12 @@ def test_predictor_shape_and_config_round_trip(kind):
 
     config = json.loads(json.dumps(model.config()))
     assert config == {
-        "kind": kind, "dim": DIM, "past": PAST, "future": FUTURE, "layers": 2, "d_model": 16,
+        "kind": kind,
+        "dim": DIM,
+        "past": PAST,
+        "future": FUTURE,
+        "layers": 2,
+        "d_model": 16,
     }
     rebuilt = build_predictor(**config)
     rebuilt.load_state_dict(model.state_dict())
@@ -164,7 +169,13 @@ def cycling_tracks(n=30, length=16):
 def trained():
     model = build_predictor("s3m", DIM, PAST, FUTURE, layers=2, d_model=32)
     history = train_predictor(
-        model, cycling_tracks(), past=PAST, future=FUTURE, epochs=20, lr=3e-3, batch_size=64,
+        model,
+        cycling_tracks(),
+        past=PAST,
+        future=FUTURE,
+        epochs=20,
+        lr=3e-3,
+        batch_size=64,
         validation=0,
     )
     return model, history
@@ -180,7 +191,13 @@ def test_s3m_learns_the_cycle(trained):
 def test_baselines_loss_decreases(kind):
     model = build_predictor(kind, DIM, PAST, FUTURE, layers=2, d_model=32)
     history = train_predictor(
-        model, cycling_tracks(), past=PAST, future=FUTURE, epochs=15, lr=3e-3, batch_size=64,
+        model,
+        cycling_tracks(),
+        past=PAST,
+        future=FUTURE,
+        epochs=15,
+        lr=3e-3,
+        batch_size=64,
         validation=0,
     )
     assert history[-1] < history[0]
@@ -202,8 +219,15 @@ def train_small(seed, global_seed=0, **kwargs):
     torch.manual_seed(global_seed)
     model = build_predictor("s3m", DIM, PAST, FUTURE, layers=1, d_model=16, seed=seed)
     history = train_predictor(
-        model, cycling_tracks(), past=PAST, future=FUTURE, epochs=3, batch_size=32,
-        seed=seed, max_windows=100, **kwargs,
+        model,
+        cycling_tracks(),
+        past=PAST,
+        future=FUTURE,
+        epochs=3,
+        batch_size=32,
+        seed=seed,
+        max_windows=100,
+        **kwargs,
     )
     return model, history
 
@@ -248,7 +272,12 @@ def test_early_stopping_keeps_the_best_validation_weights(monkeypatch):
     model = build_predictor("s3m", DIM, PAST, FUTURE, layers=1, d_model=16)
     snapshots = []
     history = train_predictor(
-        model, cycling_tracks(), past=PAST, future=FUTURE, epochs=10, batch_size=32,
+        model,
+        cycling_tracks(),
+        past=PAST,
+        future=FUTURE,
+        epochs=10,
+        batch_size=32,
         progress=lambda *a: snapshots.append({k: v.clone() for k, v in model.state_dict().items()}),
     )
     assert len(history) == 4
@@ -275,9 +304,7 @@ def test_repeated_windows_give_the_same_update_as_running_each():
         for p, q in zip(model.parameters(), reference.parameters()):
             p.add_(0.05)
             q.add_(0.05)
-    history = train_predictor(
-        model, tracks, past=PAST, future=FUTURE, epochs=1, batch_size=len(X), validation=0
-    )
+    history = train_predictor(model, tracks, past=PAST, future=FUTURE, epochs=1, batch_size=len(X), validation=0)
     optimizer = torch.optim.AdamW(reference.parameters(), lr=1e-3)
     reference.train()
     loss = torch.nn.functional.mse_loss(reference(torch.from_numpy(X)), torch.from_numpy(Y))
@@ -317,8 +344,7 @@ def test_temporal_errors_flags_a_break_in_the_pattern(trained):
 def test_temporal_errors_batch_matches_one_at_a_time(trained):
     model, _ = trained
     rng = np.random.default_rng(3)
-    tracks = [cycling(t, t) + 0.05 * rng.normal(size=(t, DIM)).astype(np.float32)
-              for t in (12, 2, PAST, PAST + 1, 0, 9, 30)]
+    tracks = [cycling(t, t) + 0.05 * rng.normal(size=(t, DIM)).astype(np.float32) for t in (12, 2, PAST, PAST + 1, 0, 9, 30)]
     batched = temporal_errors_batch(model, tracks, PAST, FUTURE, batch_size=7)
     for track, errors in zip(tracks, batched):
         alone = temporal_errors(model, track, past=PAST, future=FUTURE)
@@ -347,11 +373,10 @@ def test_temporal_errors_batch_with_repeated_inputs_matches_the_definition():
     still = np.repeat(CYCLE[:1], 15, axis=0)
     moves_on = still.copy()
     moves_on[9:] = CYCLE[1]  # same inputs as `still` until its windows reach step 9
-    tracks = [still, cycling(14, 2), moves_on, cycling(14, 2), still[:PAST + 1]]
+    tracks = [still, cycling(14, 2), moves_on, cycling(14, 2), still[: PAST + 1]]
     batched = temporal_errors_batch(model, tracks, PAST, FUTURE, batch_size=5)
     for track, errors in zip(tracks, batched):
-        np.testing.assert_allclose(errors, naive_errors(model, track, PAST, FUTURE), rtol=1e-5,
-                                   atol=1e-9, equal_nan=True)
+        np.testing.assert_allclose(errors, naive_errors(model, track, PAST, FUTURE), rtol=1e-5, atol=1e-9, equal_nan=True)
 
 
 def test_temporal_errors_means_overlapping_predictions():

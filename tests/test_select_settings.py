@@ -14,8 +14,19 @@ import select_settings  # noqa: E402
 
 def test_compares_every_combination_on_training_videos(synthetic_dataset, tmp_path, capsys):
     out = tmp_path / "table.json"
-    args = [str(synthetic_dataset), "--preset", "custom", "--cache", str(tmp_path / "cache"), "--out", str(out),
-            "--vary", "track.flow_quantile=null,0.75", "--vary", "describe.motion.smooth_s=1.0"]
+    args = [
+        str(synthetic_dataset),
+        "--preset",
+        "custom",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--out",
+        str(out),
+        "--vary",
+        "track.flow_quantile=null,0.75",
+        "--vary",
+        "describe.motion.smooth_s=1.0",
+    ]
     assert select_settings.main(args) == 0
     rows = json.loads(out.read_text())["rows"]
     assert [r["track.flow_quantile"] for r in rows] == [None, 0.75]

@@ -9,9 +9,7 @@ from vlavad.spa import AnswerFrequencies, concentration, object_static_scores, s
 
 
 def answers(prompt: Prompt, values: list[str], start_track: int = 0) -> pd.DataFrame:
-    return pd.DataFrame(
-        {"frame": 0, "track_id": np.arange(len(values)) + start_track, "prompt_id": prompt.id, "answer": values}
-    )
+    return pd.DataFrame({"frame": 0, "track_id": np.arange(len(values)) + start_track, "prompt_id": prompt.id, "answer": values})
 
 
 def test_concentration_matches_hand_computation():
@@ -26,17 +24,13 @@ def test_static_score_is_reciprocal_smoothed_frequency():
     q = Prompt("What is the person doing?")
     freq = AnswerFrequencies.from_answers(answers(q, ["walking"] * 6 + ["running"] * 3 + ["cycling"]), smoothing=1.0)
     # (count + 1) / (10 + 1 * (3 answers + 1 unseen slot)) = (count + 1) / 14
-    np.testing.assert_allclose(
-        freq.static_score(q.id, np.array(["walking", "running", "cycling", "skating"])), [14 / 7, 14 / 4, 14 / 2, 14 / 1]
-    )
+    np.testing.assert_allclose(freq.static_score(q.id, np.array(["walking", "running", "cycling", "skating"])), [14 / 7, 14 / 4, 14 / 2, 14 / 1])
 
 
 def test_selection_prefers_separation_over_concentration():
     useless = Prompt("Is there a person?")  # always "yes": perfectly concentrated, tells nothing
     speed = Prompt("How fast?", "speed")
-    normal = pd.concat(
-        [answers(useless, ["yes"] * 20), answers(speed, ["slow"] * 12 + ["medium"] * 8)], ignore_index=True
-    )
+    normal = pd.concat([answers(useless, ["yes"] * 20), answers(speed, ["slow"] * 12 + ["medium"] * 8)], ignore_index=True)
     pseudo = pd.concat([answers(useless, ["yes"] * 5), answers(speed, ["fast"] * 5)], ignore_index=True)
     _, selected, stats = select_prompts([useless, speed], normal, pseudo, top_k=1, n_select=1)
     assert selected == [speed.id]
@@ -87,10 +81,13 @@ def test_a_question_pseudo_anomalies_cannot_test_is_kept_only_if_normal_objects_
             looks.id: rng.choice([f"group {i}" for i in range(12)], n),
             way.id: rng.choice(["left", "right", "up", "down"], n),
         }
-        return pd.concat([
-            pd.DataFrame({"video": video, "frame": np.arange(n), "track_id": 1, "prompt_id": pid, "answer": answers})
-            for pid, answers in rows.items()
-        ], ignore_index=True)
+        return pd.concat(
+            [
+                pd.DataFrame({"video": video, "frame": np.arange(n), "track_id": 1, "prompt_id": pid, "answer": answers})
+                for pid, answers in rows.items()
+            ],
+            ignore_index=True,
+        )
 
     normal = pd.concat([objects(v, 300, ["slow", "medium"]) for v in range(4)], ignore_index=True)
     pseudo = pd.concat([objects(v, 100, ["fast", "medium"]) for v in range(4)], ignore_index=True)

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from vlavad.errors import VideoError
 from vlavad import video as video_module
+from vlavad.errors import VideoError
 from vlavad.video import (
     BrowserVideoWriter,
     background_samples,

@@ -48,8 +48,16 @@ def free_port() -> int:
 def start_app(app_dir: Path, data_root: Path, log: Path, port: int | None = None, **env_extra) -> tuple[subprocess.Popen, str]:
     """`python app.py` in a subprocess (on a free port unless given); returns (process, url) once it answers."""
     port = port or free_port()
-    env = {**os.environ, "VLAVAD_APP_DIR": str(app_dir), "VLAVAD_DATA_ROOT": str(data_root), "PORT": str(port),
-           "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "VLAVAD_CACHE": str(app_dir / "lib-cache"), **env_extra}
+    env = {
+        **os.environ,
+        "VLAVAD_APP_DIR": str(app_dir),
+        "VLAVAD_DATA_ROOT": str(data_root),
+        "PORT": str(port),
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "VLAVAD_CACHE": str(app_dir / "lib-cache"),
+        **env_extra,
+    }
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 90
@@ -163,7 +171,9 @@ def test_annotations_are_capped_and_checked():
     with pytest.raises(AppError, match="not inside the video"):
         clean_annotations({"intervals": [[5, 2]]}, duration_s=8.0)
     assert clean_annotations({"intervals": [[1, 2]], "event_labels": {"3-9": "true alarm", "1-2": "maybe"}}, 8.0) == {
-        "intervals": [[1.0, 2.0]], "event_labels": {"3-9": "true alarm"}}
+        "intervals": [[1.0, 2.0]],
+        "event_labels": {"3-9": "true alarm"},
+    }
 
 
 def test_benchmark_refuses_path_tricks_and_a_killed_run_is_not_listed(store, workspace, tmp_path, monkeypatch):
@@ -285,7 +295,7 @@ def test_eight_concurrent_users_get_their_own_results(served):
     with ThreadPoolExecutor(8) as pool:
         outputs = list(pool.map(one, clips))
     ids = set()
-    for i, ((video, plot, events, cards, files, summary, slider), frame) in enumerate(outputs):
+    for i, ((video, _plot, _events, cards, files, summary, slider), frame) in enumerate(outputs):
         n = 60 + 2 * i
         assert f"**user{i}**: {n} frames" in summary
         assert slider["maximum"] == n - 1
@@ -298,9 +308,8 @@ def test_eight_concurrent_users_get_their_own_results(served):
 
 
 def test_a_second_visitor_cannot_reach_the_first_visitors_work(served):
-    from gradio_client.exceptions import AppError as ClientError
-
     from gradio_client import handle_file
+    from gradio_client.exceptions import AppError as ClientError
 
     url, clips, normal, base = served
     alice, mallory = _client(url), _client(url)
@@ -323,7 +332,9 @@ def test_a_second_visitor_cannot_reach_the_first_visitors_work(served):
             urllib.request.urlopen(f"{url}gradio_api/file={path}")
         assert refused.value.code == 403
     # Alice's own downloads reach her with readable names, published in unguessable folders.
-    assert sorted(Path(f).name for f in files) == sorted(f"user1-{n}" for n in ("annotated.mp4", "report.html", "frames.csv", "objects.csv", "result.json"))
+    assert sorted(Path(f).name for f in files) == sorted(
+        f"user1-{n}" for n in ("annotated.mp4", "report.html", "frames.csv", "objects.csv", "result.json")
+    )
     assert all(len(folder.name) == 32 for folder in (app_dir / "outbox").iterdir())
 
 

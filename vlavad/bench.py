@@ -101,9 +101,7 @@ def run_benchmark(dataset: Dataset, pipeline: Pipeline, prompts: list | None = N
 def save_benchmark(result: BenchResult, out_dir: str | Path, *, replace: bool = True) -> Path:
     """Writes the run folder; an existing one is replaced only if it is a vlavad run."""
     with staged_folder(out_dir, "run", replace=replace) as out:
-        per_video = pd.DataFrame(
-            [{"video": k, "auc": v, "frames": result.results[k].info.frame_count} for k, v in result.metrics.per_video.items()]
-        )
+        per_video = pd.DataFrame([{"video": k, "auc": v, "frames": result.results[k].info.frame_count} for k, v in result.metrics.per_video.items()])
         atomic_write_text(out / "per_video.csv", per_video.to_csv(index=False))
         atomic_write_text(out / "scores.csv", result.scores_table().to_csv(index=False, float_format="%.5f"))
         save_roc_png(result.metrics, out / "roc.png", title=f"{result.dataset}: ROC, micro AUC {fmt_auc(result.metrics.micro_auc)}")

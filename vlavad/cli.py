@@ -111,10 +111,12 @@ def cmd_score(args) -> None:
         started = time.perf_counter()
         result = pipeline.score(model, video)
         seconds = time.perf_counter() - started
-        save_result(result, folder, extras=lambda staging: _extras(args, video, result, staging))
+        save_result(result, folder, extras=lambda staging, video=video, result=result: _extras(args, video, result, staging))
         n = result.info.frame_count
-        print(f"{result.name}: {n} frames in {seconds:.1f} s ({n / max(seconds, 1e-9):.0f} frames/s), "
-              f"{len(result.events)} event(s) above threshold {result.threshold:.2f}")
+        print(
+            f"{result.name}: {n} frames in {seconds:.1f} s ({n / max(seconds, 1e-9):.0f} frames/s), "
+            f"{len(result.events)} event(s) above threshold {result.threshold:.2f}"
+        )
         for event in result.events:
             why = f" — {event.reasons[0]}" if event.reasons else ""
             print(f"  {event.start_s:7.1f}s – {event.end_s:7.1f}s  peak {event.peak_score:.2f}{why}")
@@ -200,12 +202,18 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p, with_preset=True):
         if with_preset:
             p.add_argument("--preset", default="custom", help=f"settings preset: {', '.join(preset_names())}")
-            p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                           help="override a setting by its dotted name, e.g. --set fusion.lam=0.2 or --set track.flow_grid=7 "
-                           "(repeatable; `vlavad settings` lists every name)")
+            p.add_argument(
+                "--set",
+                action="append",
+                metavar="KEY=VALUE",
+                help="override a setting by its dotted name, e.g. --set fusion.lam=0.2 or --set track.flow_grid=7 "
+                "(repeatable; `vlavad settings` lists every name)",
+            )
             p.add_argument("--prompts", help="prompt pool JSON (default: the bundled pool for the describer)")
             p.add_argument(
-                "--backend", choices=(*MODES, *MODE_ALIASES), default="weight-free",
+                "--backend",
+                choices=(*MODES, *MODE_ALIASES),
+                default="weight-free",
                 help="weight-free (default): no download; hub: YOLO + BLIP-2 + CLIP, fails at once if one is missing; "
                 "auto: the best tier whose models are available, saying which",
             )
@@ -219,7 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     def ray_options(p):
         p.add_argument(
-            "--ray", nargs="?", const=LOCAL_RAY, metavar="ADDRESS",
+            "--ray",
+            nargs="?",
+            const=LOCAL_RAY,
+            metavar="ADDRESS",
             help="first extract every video's stages on Ray workers (pip install 'vlavad[ray]'): a local instance, "
             "or a running cluster's ADDRESS (auto, ray://HEAD:10001)",
         )

@@ -118,7 +118,7 @@ class Settings(Schema):
         return self.model_dump()
 
     @classmethod
-    def from_dict(cls, data: dict, what: str = "settings") -> "Settings":
+    def from_dict(cls, data: dict, what: str = "settings") -> Settings:
         """Settings from a dict: this release's groups, or release 0.1.0's flat names."""
         if not isinstance(data, dict):
             raise ConfigError(f"{what}: expected an object of settings, got {type(data).__name__}")
@@ -127,7 +127,7 @@ class Settings(Schema):
             flat = {modern_name(key): value for key, value in flat.items()}
         return validate(cls, _nest(flat), what, ConfigError)
 
-    def updated(self, **changes) -> "Settings":
+    def updated(self, **changes) -> Settings:
         """A copy with `changes`, each named by its dotted path (`fusion.lam`, `track.flow_grid`,
         `detect.blobs.min_threshold`). Unknown names get a "did you mean"."""
         flat = _flatten(self.model_dump())
@@ -230,4 +230,3 @@ def _presets() -> dict:
 def settings_reference(settings: Settings | None = None) -> list[tuple[str, object]]:
     """Every setting's dotted name and value (default: the defaults), group by group."""
     return list(_flatten((settings or Settings()).model_dump()).items())
-

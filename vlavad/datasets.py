@@ -89,9 +89,7 @@ def load_dataset(
 
 def _load(root: str | Path, layout: str, frame_counter: FrameCounter) -> Dataset:
     if layout != "auto" and layout not in LAYOUTS:
-        raise ConfigError(
-            f"unknown dataset layout {layout!r}; expected auto or one of {', '.join(LAYOUTS)}"
-        )
+        raise ConfigError(f"unknown dataset layout {layout!r}; expected auto or one of {', '.join(LAYOUTS)}")
     root = Path(root).resolve()
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found")
@@ -147,10 +145,7 @@ def check_labels(dataset: Dataset, frame_counts: dict[str, int]) -> None:
         if ref.name not in dataset.labels:
             raise DatasetError(f"{dataset.root}: test video {ref.name} has no labels")
         if ref.name in frame_counts and len(dataset.labels[ref.name]) != frame_counts[ref.name]:
-            raise DatasetError(
-                f"{ref.path}: labels have {len(dataset.labels[ref.name])} frames "
-                f"but the video has {frame_counts[ref.name]}"
-            )
+            raise DatasetError(f"{ref.path}: labels have {len(dataset.labels[ref.name])} frames but the video has {frame_counts[ref.name]}")
 
 
 # --- one parser per layout: each returns (train, test, labels) ---------------------------------
@@ -159,10 +154,10 @@ def check_labels(dataset: Dataset, frame_counts: dict[str, int]) -> None:
 def _load_ucsd(root: Path, frame_counter: FrameCounter):
     """UCSD Anomaly Dataset (Ped1 / Ped2), official release:
 
-        Train/Train001/001.tif ...   training frame folders
-        Test/Test001/001.tif ...     test frame folders (Test001_gt/ pixel masks are skipped)
-        Test/UCSDped2.m              (or UCSDped1.m) frame-level ground truth, one line per test
-                                     video in order: TestVideoFile{end+1}.gt_frame = [61:180];
+    Train/Train001/001.tif ...   training frame folders
+    Test/Test001/001.tif ...     test frame folders (Test001_gt/ pixel masks are skipped)
+    Test/UCSDped2.m              (or UCSDped1.m) frame-level ground truth, one line per test
+                                 video in order: TestVideoFile{end+1}.gt_frame = [61:180];
     """
     train = _frame_folders(_subdir(root, "Train"), root)
     test = _frame_folders(_subdir(root, "Test"), root)
@@ -173,18 +168,14 @@ def _load_ucsd(root: Path, frame_counter: FrameCounter):
     gt_file = _inside(gt_files[0], root)
     ranges = _parse_ucsd_gt(gt_file)
     if len(ranges) != len(test):
-        raise DatasetError(
-            f"{gt_file}: lists {len(ranges)} test videos but Test/ holds {len(test)}"
-        )
+        raise DatasetError(f"{gt_file}: lists {len(ranges)} test videos but Test/ holds {len(test)}")
     labels = {}
     for ref, video_ranges in zip(test, ranges):
         n = len(_images(ref.path))
         y = np.zeros(n, dtype=np.int8)
         for first, last in video_ranges:  # 1-based, inclusive (MATLAB)
             if not 1 <= first <= last <= n:
-                raise DatasetError(
-                    f"{gt_file}: range {first}:{last} for {ref.name} is outside its {n} frames"
-                )
+                raise DatasetError(f"{gt_file}: range {first}:{last} for {ref.name} is outside its {n} frames")
             y[first - 1 : last] = 1
         labels[ref.name] = y
     return train, test, labels
@@ -226,13 +217,9 @@ def _load_avenue(root: Path, frame_counter: FrameCounter):
     train = _video_files(_subdir(root, "training_videos"), root)
     test = _video_files(_subdir(root, "testing_videos"), root)
     # ground_truth_demo.zip unpacks to ground_truth_demo/testing_label_mask/
-    mask_dir = _one_of(
-        root, ("testing_label_mask", "ground_truth_demo/testing_label_mask"), is_dir=True
-    )
+    mask_dir = _one_of(root, ("testing_label_mask", "ground_truth_demo/testing_label_mask"), is_dir=True)
     if mask_dir is None:
-        raise DatasetError(
-            f"{root}: missing folder testing_label_mask/ (from ground_truth_demo.zip)"
-        )
+        raise DatasetError(f"{root}: missing folder testing_label_mask/ (from ground_truth_demo.zip)")
     mask_dir = _inside(mask_dir, root)
     labels = {}
     for ref in test:
@@ -258,9 +245,9 @@ def _avenue_labels(path: Path) -> np.ndarray:
 def _load_shanghaitech(root: Path, frame_counter: FrameCounter):
     """ShanghaiTech Campus, official release:
 
-        training/videos/01_001.avi ...              training videos
-        testing/frames/01_0014/000.jpg ...          test frame folders
-        testing/test_frame_mask/01_0014.npy ...     0/1 per test frame
+    training/videos/01_001.avi ...              training videos
+    testing/frames/01_0014/000.jpg ...          test frame folders
+    testing/test_frame_mask/01_0014.npy ...     0/1 per test frame
     """
     train = _video_files(_subdir(root, "training/videos"), root)
     test = _frame_folders(_subdir(root, "testing/frames"), root)
@@ -311,9 +298,7 @@ _LOADERS = {
 # --- labels JSON (mp4_json and custom) ---------------------------------------------------------
 
 
-def _json_labels(
-    path: Path, test: list[VideoRef], frame_counter: FrameCounter
-) -> dict[str, np.ndarray]:
+def _json_labels(path: Path, test: list[VideoRef], frame_counter: FrameCounter) -> dict[str, np.ndarray]:
     try:
         data = json.loads(_read_text(path))
     except json.JSONDecodeError as e:
@@ -339,9 +324,7 @@ def _from_intervals(intervals: list, n: int, path: Path, name: str) -> np.ndarra
     for interval in intervals:
         ints = len(interval) == 2 and all(type(i) is int for i in interval)  # not bool, not float
         if not ints or not 0 <= interval[0] <= interval[1] < n:
-            raise DatasetError(
-                f"{path}: interval {interval} for {name} is not [start, end] within its {n} frames"
-            )
+            raise DatasetError(f"{path}: interval {interval} for {name} is not [start, end] within its {n} frames")
         y[interval[0] : interval[1] + 1] = 1
     return y
 
@@ -353,9 +336,7 @@ def _binary(values, path: Path, name: str) -> np.ndarray:
     except ValueError:  # ragged nested lists
         a = np.empty(0)
     if a.ndim != 1 or a.size == 0 or a.dtype.kind not in "biuf" or not np.isin(a, (0, 1)).all():
-        raise DatasetError(
-            f"{path}: labels for {name} must be a non-empty list of 0/1, one per frame"
-        )
+        raise DatasetError(f"{path}: labels for {name} must be a non-empty list of 0/1, one per frame")
     return a.astype(np.int8)
 
 
@@ -404,9 +385,7 @@ def _images(folder: Path) -> list[os.DirEntry]:
 def _frame_folder(folder: Path, root: Path) -> VideoRef:
     images = _images(folder)
     if not images:
-        raise DatasetError(
-            f"{folder}: frame folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
-        )
+        raise DatasetError(f"{folder}: frame folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     for image in images:
         if image.is_symlink():  # only symlinks can lead out; resolving every frame would be slow
             _inside(Path(image.path), root)
@@ -450,9 +429,7 @@ def _unique(refs: list[VideoRef]) -> list[VideoRef]:
     refs = sorted(refs, key=lambda r: r.name)
     for a, b in zip(refs, refs[1:]):
         if a.name == b.name:
-            raise DatasetError(
-                f"{a.path.parent}: two videos named {a.name} ({a.path.name}, {b.path.name})"
-            )
+            raise DatasetError(f"{a.path.parent}: two videos named {a.name} ({a.path.name}, {b.path.name})")
     return refs
 
 

@@ -91,8 +91,14 @@ def _answer_facts(prompt: Prompt, step: pd.DataFrame, frequencies: AnswerFrequen
     answer = str(row["answer"].iloc[0]) if len(row) else ""
     detail = str(row["detail"].iloc[0]) if len(row) and "detail" in row else ""
     counts = frequencies.counts.get(prompt.id, {})
-    return {"question": prompt.question, "measures": prompt.measures or "", "answer": answer, "detail": detail,
-            "seen": int(counts.get(answer, 0)), "total": int(sum(counts.values()))}
+    return {
+        "question": prompt.question,
+        "measures": prompt.measures or "",
+        "answer": answer,
+        "detail": detail,
+        "seen": int(counts.get(answer, 0)),
+        "total": int(sum(counts.values())),
+    }
 
 
 def rarity_in_words(seen: int, total: int) -> str:

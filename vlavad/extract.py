@@ -128,7 +128,9 @@ def extract(
 
     todo = [job for job in jobs if any(not cache.contains("answers", pipeline.answers_key(track_keys[job], p)) for p in prompts)]
     summary.cached["answers"] = len(jobs) - len(todo)
-    report(f"phase 3 of 3: answering {len(prompts)} question(s) about the objects of {len(todo)} video(s) ({summary.cached['answers']} already cached)")
+    report(
+        f"phase 3 of 3: answering {len(prompts)} question(s) about the objects of {len(todo)} video(s) ({summary.cached['answers']} already cached)"
+    )
     _run(pool, lambda w, job: w.answers.remote(infos[job[0]], tracks[job], track_keys[job], prompts, state), todo, cache, "answers", summary, report)
     summary.seconds = time.perf_counter() - started
     return summary
@@ -159,4 +161,3 @@ def shutdown() -> None:
 
     if "ray" in sys.modules and sys.modules["ray"].is_initialized():
         sys.modules["ray"].shutdown()
-

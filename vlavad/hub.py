@@ -130,7 +130,7 @@ def _weights_complete(folder: Path) -> bool:
     return (folder / "model.safetensors").exists() or (folder / "pytorch_model.bin").exists()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hub_answers(model_id: str, revision: str) -> bool:
     """Whether the hub knows `model_id` and answers within HUB_TIMEOUT_S; asked once per process."""
     if Path(model_id).exists():

@@ -58,9 +58,7 @@ def evaluate(per_video: dict[str, tuple[np.ndarray, np.ndarray]]) -> BenchMetric
     for name, (labels, scores) in per_video.items():
         labels, scores = np.asarray(labels).ravel(), np.asarray(scores, dtype=np.float64).ravel()
         if len(labels) != len(scores):
-            raise DatasetError(
-                f"video {name}: {len(labels)} frame labels but {len(scores)} frame scores"
-            )
+            raise DatasetError(f"video {name}: {len(labels)} frame labels but {len(scores)} frame scores")
         aucs[name] = frame_auc(labels, scores)
         all_labels.append(labels)
         all_scores.append(scores)

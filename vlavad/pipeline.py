@@ -11,9 +11,9 @@ cheap and recomputed. Progress is reported with tqdm, which the web app mirrors 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -89,7 +89,9 @@ class Pipeline:
             table = self.cache.load("tracks", key, TRACK_COLUMNS)
         if table is None:
             name = Path(info.path).name
-            with self.progress_bar(total=(info.frame_count + stride - 1) // stride, desc=f"tracking objects in {name}", unit="frame", leave=False) as bar:
+            with self.progress_bar(
+                total=(info.frame_count + stride - 1) // stride, desc=f"tracking objects in {name}", unit="frame", leave=False
+            ) as bar:
                 table = track_video(
                     info, self.detector, self.settings.track, stride=stride, progress=lambda done, total: bar.update(done - bar.n), times=self.times
                 )
@@ -114,7 +116,10 @@ class Pipeline:
             if not len(steps):
                 break
             name = Path(info.path).name
-            with self.progress_bar(total=len(steps), desc=f"describing objects in {name} ({part.name})", unit="step", leave=False) as bar, self.times("describe"):
+            with (
+                self.progress_bar(total=len(steps), desc=f"describing objects in {name} ({part.name})", unit="step", leave=False) as bar,
+                self.times("describe"),
+            ):
                 fresh = part.answer(info, tracks, steps, [p for p, _ in asked.values()], progress=lambda done, total: bar.update(done - bar.n))
             for prompt, key in asked.values():
                 table = fresh[fresh["prompt_id"] == prompt.id].reset_index(drop=True)
@@ -193,7 +198,11 @@ class Pipeline:
         temporal = TemporalModel.create(t.predictor, self.encoder.dim, t.past, t.future, t.layers, t.d_model, seed=t.seed)
         with self.progress_bar(total=t.epochs, desc=f"fit: training the {t.predictor.upper()}", unit="epoch", leave=False) as bar:
             losses = temporal.fit(
-                sequences, epochs=t.epochs, lr=t.lr, seed=t.seed, max_windows=t.max_windows,
+                sequences,
+                epochs=t.epochs,
+                lr=t.lr,
+                seed=t.seed,
+                max_windows=t.max_windows,
                 progress=lambda epoch, total, loss: (bar.update(1), bar.set_postfix(mse=f"{loss:.4f}")),
             )
         model.temporal = temporal if losses else None
@@ -213,7 +222,9 @@ class Pipeline:
         if not normal:
             raise ModelError("No normal videos to ask the questions about.")
         spa = model.settings.spa
-        _, _, stats = select_prompts(prompts, pd.concat(normal, ignore_index=True), self._pseudo_answers(infos, prompts), top_k=spa.top_k, n_select=spa.select)
+        _, _, stats = select_prompts(
+            prompts, pd.concat(normal, ignore_index=True), self._pseudo_answers(infos, prompts), top_k=spa.top_k, n_select=spa.select
+        )
         return stats
 
     def normal_answers(self, model: FittedModel, video: str | Path, frames: Iterable[int]) -> pd.DataFrame:
@@ -237,7 +248,10 @@ class Pipeline:
             with self.times("s3m"):
                 errors = model.temporal.errors(list(sequences.values()))
             error_table = pd.concat(
-                [pd.DataFrame({"track_id": track_id, "order": np.arange(len(err)), "temporal_score": err}) for track_id, err in zip(sequences, errors)]
+                [
+                    pd.DataFrame({"track_id": track_id, "order": np.arange(len(err)), "temporal_score": err})
+                    for track_id, err in zip(sequences, errors)
+                ]
             )
             steps = steps.sort_values(["track_id", "frame"])
             steps["order"] = steps.groupby("track_id").cumcount()
@@ -274,11 +288,23 @@ class Pipeline:
         top = top[["frame", "track_id", "caption"]].rename(columns={"track_id": "top_track", "caption": "top_caption"})
         frames = frames.merge(top, on="frame", how="left")
         events = find_events(frames, model.threshold, times)
-        _, temporal_z = model.normaliser.standardise(np.log(objects["static_score"].astype(float)), objects["temporal_score"].astype(float).to_numpy())
+        _, temporal_z = model.normaliser.standardise(
+            np.log(objects["static_score"].astype(float)), objects["temporal_score"].astype(float).to_numpy()
+        )
         temporal_z = pd.Series(temporal_z, index=objects.index)
         for event in events:
-            found = causes(objects, stages.answers, event.start_frame, event.end_frame, model.threshold, times,
-                           model.selected_prompts, model.frequencies, temporal_z, model.settings.fusion.lam)
+            found = causes(
+                objects,
+                stages.answers,
+                event.start_frame,
+                event.end_frame,
+                model.threshold,
+                times,
+                model.selected_prompts,
+                model.frequencies,
+                temporal_z,
+                model.settings.fusion.lam,
+            )
             event.causes = [c.to_dict() for c in found]
             event.reasons = [f"track {c.track_id}: {c.caption}" + (" (under the threshold on its own)" if c.below_threshold else "") for c in found]
         return VideoResult(

@@ -56,7 +56,7 @@ class Backend:
         return None
 
     @classmethod
-    def create(cls, settings: Schema, device: str) -> "Backend":
+    def create(cls, settings: Schema, device: str) -> Backend:
         """The backend for its settings group; `device` matters only to those that run a network."""
         return cls(settings)
 

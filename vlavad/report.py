@@ -29,9 +29,12 @@ CARD_STYLE = """.card{border:1px solid #ddd;border-radius:8px;padding:10px 14px;
 .card img{border-radius:4px;max-width:100%}.cause{display:flex;gap:10px;align-items:flex-start;max-width:560px}
 .cause p{margin:2px 0;font-size:.92em}.cause .title{font-weight:600}"""
 
-STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+STYLE = (
+    """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
-.muted{color:#777}svg{max-width:100%;height:auto}""" + CARD_STYLE
+.muted{color:#777}svg{max-width:100%;height:auto}"""
+    + CARD_STYLE
+)
 
 
 def timeline_svg(times: np.ndarray, scores: np.ndarray, threshold: float, events: list[dict], width: int = 1000, height: int = 220) -> str:
@@ -81,15 +84,19 @@ def event_cards(result: VideoResult, video: str | Path, normal_until_s: float | 
         title = f"Event {number} · {event.start_s:.1f}–{event.end_s:.1f} s · peak score {event.peak_score:.2f} at {result.frames['time_s'].iloc[event.peak_frame]:.1f} s"
         parts = [f"<h3>{html.escape(title)}</h3>"]
         if normal_until_s is not None and event.start_s < normal_until_s:
-            parts.append(f'<div class="warn">This part was declared normal (the first {normal_until_s:g} s), yet it scored as unusual: check it, '
-                         "or choose a normal segment without it.</div>")
+            parts.append(
+                f'<div class="warn">This part was declared normal (the first {normal_until_s:g} s), yet it scored as unusual: check it, '
+                "or choose a normal segment without it.</div>"
+            )
         if peak is not None:
             parts.append(_img(_boxed(peak, _boxes_at(result, event.peak_frame, [c["track_id"] for c in event.causes])), 480, "the frame at the peak"))
         for cause in event.causes:
             picture = _img(_crop(frames[cause["frame"]], cause["box"]), 120, f"track {cause['track_id']}") if cause["frame"] in frames else ""
             words = "".join(f"<p>{html.escape(line)}</p>" for line in cause_in_words(cause))
-            parts.append(f'<div class="cause">{picture}<div><p class="title">#{cause["track_id"]} at {cause["time_s"]:.1f} s, score {cause["score"]:.2f}: '
-                         f'{html.escape(cause["caption"])}</p>{words}</div></div>')
+            parts.append(
+                f'<div class="cause">{picture}<div><p class="title">#{cause["track_id"]} at {cause["time_s"]:.1f} s, score {cause["score"]:.2f}: '
+                f"{html.escape(cause['caption'])}</p>{words}</div></div>"
+            )
         if not event.causes:
             parts.append("<p>No object was scored inside this event.</p>")
         cards.append(f'<div class="card">{"".join(parts)}</div>')
@@ -120,7 +127,7 @@ def _crop(frame: np.ndarray, box: list[float], margin: float = 0.3) -> np.ndarra
     height, width = frame.shape[:2]
     x1, x2 = int(max(0, x1 - margin * w)), int(min(width, x2 + margin * w))
     y1, y2 = int(max(0, y1 - margin * h)), int(min(height, y2 + margin * h))
-    return frame[y1:max(y2, y1 + 1), x1:max(x2, x1 + 1)]
+    return frame[y1 : max(y2, y1 + 1), x1 : max(x2, x1 + 1)]
 
 
 def _img(image_bgr: np.ndarray, height: int, alt: str) -> str:
@@ -141,15 +148,18 @@ def render_report(result: VideoResult, model_label: str, cards: str = "") -> str
         f"<td>{'<br>'.join(html.escape(r) for r in e['reasons']) or '—'}</td></tr>"
         for i, e in enumerate(events, 1)
     )
-    table = (f"<table><tr><th>#</th><th>when</th><th>peak score</th><th>why</th></tr>{rows}</table>" if events
-             else "<p>No event: the score never crossed the threshold.</p>")
+    table = (
+        f"<table><tr><th>#</th><th>when</th><th>peak score</th><th>why</th></tr>{rows}</table>"
+        if events
+        else "<p>No event: the score never crossed the threshold.</p>"
+    )
     svg = timeline_svg(result.frames["time_s"].to_numpy(), result.frames["fused"].to_numpy(), result.threshold, events)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>VLAVAD report: {html.escape(result.name)}</title>
 <style>{STYLE}</style></head><body>
 <h1>Anomaly report: {html.escape(result.name)}</h1>
 <p>{info.frame_count} frames ({info.duration_s:.1f} s), {info.width}×{info.height}. Normal: {html.escape(model_label)}.<br>
 Backends: {html.escape(backends_line(result.backends))}.<br>
-Question(s) selected by SPA: {html.escape('; '.join(result.selected_questions) or 'none')}. Event threshold: {result.threshold:.2f}.</p>
+Question(s) selected by SPA: {html.escape("; ".join(result.selected_questions) or "none")}. Event threshold: {result.threshold:.2f}.</p>
 <h2>Events ({len(events)})</h2>{table}
 {cards}
 <h2>Timeline</h2>{svg}

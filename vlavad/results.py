@@ -122,4 +122,3 @@ def load_result(folder: str | Path) -> VideoResult:
     info = VideoInfo(summary.video, summary.fps, width, height, summary.frames)
     events = [Event(**e.model_dump()) for e in summary.events]
     return VideoResult(summary.video, info, frames, objects, events, summary.threshold, summary.backends, summary.selected_questions)
-

@@ -38,9 +38,7 @@ def _fused_scan():
     return selective_scan_fn
 
 
-def selective_scan_ref(
-    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None
-) -> Tensor:
+def selective_scan_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None) -> Tensor:
     """The Mamba selective scan as a plain recurrence, in mamba-ssm's `selective_scan_ref` layout.
 
     u, delta: (batch, dim, L); A: (dim, N); B, C: (batch, N, L), input-dependent; D: (dim,).
@@ -69,9 +67,7 @@ def selective_scan_ref(
     return y if D is None else y + u * D[:, None]
 
 
-def selective_scan(
-    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None
-) -> Tensor:
+def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None) -> Tensor:
     """The selective scan of `selective_scan_ref`, on the fastest implementation available.
 
     On CUDA with mamba-ssm installed that is its fused kernel, which takes exactly these
@@ -129,9 +125,7 @@ class MambaBlock(nn.Module):
         L = x.shape[1]
         u, z = self.in_proj(self.norm(x)).chunk(2, dim=-1)
         u = F.silu(self.conv1d(u.transpose(1, 2))[..., :L])  # (batch, d_inner, L)
-        dt, B, C = self.x_proj(u.transpose(1, 2)).split(
-            [self.dt_rank, self.d_state, self.d_state], dim=-1
-        )
+        dt, B, C = self.x_proj(u.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.softplus(self.dt_proj(dt)).transpose(1, 2)  # (batch, d_inner, L)
         A = -torch.exp(self.A_log)
         y = selective_scan(u, delta, A, B.transpose(1, 2), C.transpose(1, 2), self.D)
@@ -278,10 +272,7 @@ def build_predictor(
     if kind not in _PREDICTORS:
         raise ConfigError(f"unknown temporal predictor {kind!r}; choose one of {', '.join(KINDS)}")
     if min(dim, past, future, layers, d_model) < 1:
-        raise ConfigError(
-            f"predictor sizes must be positive: dim={dim}, past={past}, future={future}, "
-            f"layers={layers}, d_model={d_model}"
-        )
+        raise ConfigError(f"predictor sizes must be positive: dim={dim}, past={past}, future={future}, layers={layers}, d_model={d_model}")
     # Built on the meta device, the layers' own initialisers draw nothing from the global RNG;
     # every parameter is then drawn once, from the local generator.
     with torch.device("meta"):
@@ -350,9 +341,7 @@ def _window_starts(lengths: np.ndarray, seq_starts: np.ndarray, span: int) -> np
     return first + within
 
 
-def make_windows(
-    sequences: Sequence[np.ndarray], past: int, future: int
-) -> tuple[np.ndarray, np.ndarray]:
+def make_windows(sequences: Sequence[np.ndarray], past: int, future: int) -> tuple[np.ndarray, np.ndarray]:
     """All (past -> future) training pairs: X (n, past, D), Y (n, future, D), float32.
 
     A sequence shorter than past + future gives no window.
@@ -369,14 +358,10 @@ def _check_fit(model: SequencePredictor, flat: np.ndarray, past: int, future: in
     """A model trained for other embeddings or another window cannot be used (or trained)."""
     if flat.shape[1] != model.dim:
         raise ModelError(
-            f"embeddings have {flat.shape[1]} dimensions but the temporal model expects "
-            f"{model.dim}; was it trained with another text encoder?"
+            f"embeddings have {flat.shape[1]} dimensions but the temporal model expects {model.dim}; was it trained with another text encoder?"
         )
     if (past, future) != (model.past, model.future):
-        raise ModelError(
-            f"the temporal model predicts {model.past} -> {model.future} steps, "
-            f"not {past} -> {future}"
-        )
+        raise ModelError(f"the temporal model predicts {model.past} -> {model.future} steps, not {past} -> {future}")
 
 
 def _window_ids(flat: np.ndarray, starts: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray]:
@@ -395,9 +380,7 @@ def _window_ids(flat: np.ndarray, starts: np.ndarray, span: int) -> tuple[np.nda
     return ids.reshape(-1), starts[first]
 
 
-def _split_by_track(
-    lengths: np.ndarray, span: int, fraction: float, rng: np.random.Generator
-) -> np.ndarray:
+def _split_by_track(lengths: np.ndarray, span: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
     """A seeded random `fraction` of the tracks that have windows (at least one, and none
     when fewer than two tracks have windows), as a boolean mask over tracks.
 
@@ -412,9 +395,7 @@ def _split_by_track(
     return held_out
 
 
-def _window_errors(
-    model: SequencePredictor, flat_t: Tensor, starts: Tensor, past: int, span: int
-) -> Tensor:
+def _window_errors(model: SequencePredictor, flat_t: Tensor, starts: Tensor, past: int, span: int) -> Tensor:
     """The MSE of the model's prediction for each window starting at `starts`: (n,)."""
     windows = flat_t[starts[:, None] + torch.arange(span, device=flat_t.device)]
     return (model(windows[:, :past]) - windows[:, past:]).square().mean(dim=(1, 2))
@@ -422,14 +403,16 @@ def _window_errors(
 
 @torch.no_grad()
 def _mean_error(
-    model: SequencePredictor, flat_t: Tensor, starts: Tensor, counts: Tensor, past: int,
-    span: int, batch_size: int = 2048,
+    model: SequencePredictor,
+    flat_t: Tensor,
+    starts: Tensor,
+    counts: Tensor,
+    past: int,
+    span: int,
+    batch_size: int = 2048,
 ) -> float:
     """The mean MSE over windows, each of the distinct `starts` counted `counts` times."""
-    total = sum(
-        (_window_errors(model, flat_t, s, past, span) * c).sum()
-        for s, c in zip(starts.split(batch_size), counts.split(batch_size))
-    )
+    total = sum((_window_errors(model, flat_t, s, past, span) * c).sum() for s, c in zip(starts.split(batch_size), counts.split(batch_size)))
     return float(total) / float(counts.sum())
 
 
@@ -528,9 +511,7 @@ def train_predictor(
     return history
 
 
-def temporal_errors(
-    model: SequencePredictor, sequence: np.ndarray, *, past: int, future: int
-) -> np.ndarray:
+def temporal_errors(model: SequencePredictor, sequence: np.ndarray, *, past: int, future: int) -> np.ndarray:
     """Per-step prediction error of one track (T, D) -> (T,); see `temporal_errors_batch`."""
     return temporal_errors_batch(model, [sequence], past, future)[0]
 
@@ -604,11 +585,11 @@ class TemporalModel:
         self.predictor = predictor
 
     @classmethod
-    def create(cls, kind: str, dim: int, past: int, future: int, layers: int, d_model: int, seed: int = 0) -> "TemporalModel":
+    def create(cls, kind: str, dim: int, past: int, future: int, layers: int, d_model: int, seed: int = 0) -> TemporalModel:
         return cls(build_predictor(kind, dim, past, future, layers, d_model, seed=seed))
 
     @classmethod
-    def from_state(cls, config: dict, state: dict[str, Tensor]) -> "TemporalModel":
+    def from_state(cls, config: dict, state: dict[str, Tensor]) -> TemporalModel:
         predictor = build_predictor(**config)
         predictor.load_state_dict(state)
         predictor.eval()

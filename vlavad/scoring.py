@@ -63,7 +63,7 @@ class Normaliser:
     temporal_fill: float
 
     @classmethod
-    def fit(cls, per_video: list[tuple[np.ndarray, np.ndarray]]) -> "Normaliser":
+    def fit(cls, per_video: list[tuple[np.ndarray, np.ndarray]]) -> Normaliser:
         static = np.concatenate([s for s, _ in per_video]) if per_video else np.zeros(0)
         temporal = np.concatenate([t for _, t in per_video]) if per_video else np.zeros(0)
 

@@ -72,7 +72,7 @@ class AnswerFrequencies:
     smoothing: float = 1.0  # add-α smoothing: an unseen answer is rarer than any seen one
 
     @classmethod
-    def from_answers(cls, answers: pd.DataFrame, smoothing: float = 1.0) -> "AnswerFrequencies":
+    def from_answers(cls, answers: pd.DataFrame, smoothing: float = 1.0) -> AnswerFrequencies:
         counts = {
             prompt_id: {str(a): int(c) for a, c in group["answer"].value_counts().items()}
             for prompt_id, group in _scorable(answers).groupby("prompt_id")
@@ -166,7 +166,9 @@ def select_prompts(
     return frequencies, selected, stats
 
 
-def _add_improving(selected: list[str], candidates: list[str], normal: pd.DataFrame, pseudo: pd.DataFrame, n_select: int, smoothing: float) -> list[str]:
+def _add_improving(
+    selected: list[str], candidates: list[str], normal: pd.DataFrame, pseudo: pd.DataFrame, n_select: int, smoothing: float
+) -> list[str]:
     """Greedy forward selection: the candidate that raises the joint held-out separation most,
     while that raise exceeds `SEPARATION_TIE`."""
     if not selected or not candidates or n_select < 2:

@@ -138,8 +138,14 @@ def render_scene(
 ) -> np.ndarray:
     """Writes a scene to an H.264 mp4 at `path` and returns its per-frame 0/1 labels (int8)."""
     scene = plan_scene(
-        frames=frames, width=width, height=height, fps=fps, walkers=walkers,
-        anomaly=anomaly, anomaly_start=anomaly_start, seed=seed,
+        frames=frames,
+        width=width,
+        height=height,
+        fps=fps,
+        walkers=walkers,
+        anomaly=anomaly,
+        anomaly_start=anomaly_start,
+        seed=seed,
     )
     with BrowserVideoWriter(path, fps, width, height) as writer:
         for frame in scene_frames(scene):
@@ -202,9 +208,7 @@ def _cart_step(height: int, fps: float) -> float:
     return FAST_FACTOR * np.mean(WALKER_SPEED) * height / fps
 
 
-def _walker_tracks(
-    rng: np.random.Generator, count: int, frames: int, width: int, height: int, fps: float
-) -> list[Track]:
+def _walker_tracks(rng: np.random.Generator, count: int, frames: int, width: int, height: int, fps: float) -> list[Track]:
     """`count` walkers on stage from frame 0; each one that leaves is replaced after a pause."""
     tracks = []
     for _ in range(count):
@@ -216,9 +220,7 @@ def _walker_tracks(
     return tracks
 
 
-def _walker(
-    rng: np.random.Generator, start: int, in_view: bool, frames: int, width: int, height: int, fps: float
-) -> tuple[Track, int]:
+def _walker(rng: np.random.Generator, start: int, in_view: bool, frames: int, width: int, height: int, fps: float) -> tuple[Track, int]:
     """One walker from frame `start` until it leaves; returns it and the frame it is gone."""
     half_width = _WALKER["half_width"] * height
     direction = rng.choice([-1.0, 1.0])
@@ -239,15 +241,18 @@ def _walker(
     life = int(gone[0]) if len(gone) else n
     color = tuple(int(c) for c in rng.integers(25, 95, 3))
     track = Track(
-        "walker", _on_stage(x, start, life, frames), _on_stage(y, start, life, frames),
-        half_width, _WALKER["height"] * height, color, np.zeros(frames, bool),
+        "walker",
+        _on_stage(x, start, life, frames),
+        _on_stage(y, start, life, frames),
+        half_width,
+        _WALKER["height"] * height,
+        color,
+        np.zeros(frames, bool),
     )
     return track, start + life
 
 
-def _cart_track(
-    rng: np.random.Generator, start: int, frames: int, width: int, height: int, fps: float
-) -> Track:
+def _cart_track(rng: np.random.Generator, start: int, frames: int, width: int, height: int, fps: float) -> Track:
     """The "fast" anomaly: enters at frame `start` and crosses the walkway at 4x walker speed."""
     half_width = _CART["half_width"] * height
     direction = rng.choice([-1.0, 1.0])
@@ -257,14 +262,17 @@ def _cart_track(
     y = np.full(frames, rng.uniform(0.6, 0.8) * height)
     on_stage = (t >= 1) & (np.abs(x - width / 2) < width / 2 + half_width)
     return Track(
-        "cart", np.where(on_stage, x, np.nan), np.where(on_stage, y, np.nan),
-        half_width, _CART["height"] * height, _CART_COLOR, on_stage,
+        "cart",
+        np.where(on_stage, x, np.nan),
+        np.where(on_stage, y, np.nan),
+        half_width,
+        _CART["height"] * height,
+        _CART_COLOR,
+        on_stage,
     )
 
 
-def _loiterer_track(
-    rng: np.random.Generator, start: int, frames: int, width: int, height: int, fps: float
-) -> Track:
+def _loiterer_track(rng: np.random.Generator, start: int, frames: int, width: int, height: int, fps: float) -> Track:
     """The "loiter" anomaly: walks in, stops at frame `start` and stands still to the end."""
     half_width = _WALKER["half_width"] * height
     direction = rng.choice([-1.0, 1.0])

@@ -40,8 +40,14 @@ def stage_table(seconds: dict[str, float], frames: int, wall: float) -> list[dic
     rows = []
     for stage in STAGES:
         spent = seconds.get(stage, 0.0)
-        rows.append({"stage": stage, "seconds": round(spent, 2), "share": round(spent / wall, 3) if wall else 0.0,
-                     "frames_per_s": round(frames / spent, 1) if spent > 1e-9 else None})
+        rows.append(
+            {
+                "stage": stage,
+                "seconds": round(spent, 2),
+                "share": round(spent / wall, 3) if wall else 0.0,
+                "frames_per_s": round(frames / spent, 1) if spent > 1e-9 else None,
+            }
+        )
     other = wall - sum(seconds.get(s, 0.0) for s in STAGES)
     rows.append({"stage": "other", "seconds": round(other, 2), "share": round(other / wall, 3) if wall else 0.0, "frames_per_s": None})
     return rows

@@ -14,8 +14,8 @@ units, so that nothing downstream depends on the video's resolution or frame rat
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from contextlib import closing
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -31,13 +31,19 @@ from .video import VideoInfo, background_samples, iter_working_frames, prefetche
 TRACK_COLUMNS = [
     "frame",  # source frame index
     "track_id",
-    "x1", "y1", "x2", "y2",  # box, source pixels
+    "x1",
+    "y1",
+    "x2",
+    "y2",  # box, source pixels
     "confidence",
     "class_id",  # the detector's class (an index into its class_names), -1 when it has none
     "class_name",  # that class in words ("bicycle"), "" when the detector has no classes
-    "cx", "cy",  # box centre as a fraction of frame width / height
-    "w", "h",  # box size as a fraction of frame height (aspect-preserving)
-    "vx", "vy",  # velocity of the object's pixels, frame heights per second (NaN: unknown)
+    "cx",
+    "cy",  # box centre as a fraction of frame width / height
+    "w",
+    "h",  # box size as a fraction of frame height (aspect-preserving)
+    "vx",
+    "vy",  # velocity of the object's pixels, frame heights per second (NaN: unknown)
 ]
 
 
@@ -124,7 +130,9 @@ def track_video(
             if keep.any():
                 boxes = tracked.xyxy[keep].astype(np.float64)
                 with times("flow"):
-                    velocity = _box_velocity(history, boxes, detector.foreground(), settings.flow_grid, settings.flow_quantile, settings.flow_fb_max_px)
+                    velocity = _box_velocity(
+                        history, boxes, detector.foreground(), settings.flow_grid, settings.flow_quantile, settings.flow_fb_max_px
+                    )
                 # Real time between the two frames (variable-rate video); across a pause in the
                 # recording the displacement says nothing about speed.
                 elapsed = history_times[-1] - history_times[0]
@@ -233,5 +241,3 @@ def _row_quantile(values: np.ndarray, q: float) -> np.ndarray:
     low, high = np.floor(position).astype(int), np.ceil(position).astype(int)
     rows = np.arange(len(values))
     return ordered[rows, low] + (ordered[rows, high] - ordered[rows, low]) * (position - low)
-
-

@@ -139,8 +139,7 @@ def _iter_folder(folder: Path, stride: int) -> Iterator[tuple[int, np.ndarray]]:
         first_shape = first_shape or frame.shape
         if frame.shape != first_shape:
             raise VideoError(
-                f"Frame image {files[index]} is {frame.shape[1]}x{frame.shape[0]}, "
-                f"the folder's first frame is {first_shape[1]}x{first_shape[0]}"
+                f"Frame image {files[index]} is {frame.shape[1]}x{frame.shape[0]}, the folder's first frame is {first_shape[1]}x{first_shape[0]}"
             )
         yield index, frame
 
@@ -312,7 +311,9 @@ _TV_RANGE_Y = {"yuv420p", "yuv422p", "yuv444p", "nv12"}
 _TV_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
 
 
-def iter_working_frames(info: VideoInfo, size: tuple[int, int], stride: int = 1, colour: bool = True) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+def iter_working_frames(
+    info: VideoInfo, size: tuple[int, int], stride: int = 1, colour: bool = True
+) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
     """`(index, grey, BGR or None)` at the working `size` for every `stride`-th frame: what the
     detection and tracking pass reads. Grey comes straight from the luminance plane; the colour
     conversion, the costly part, happens only when `colour` is asked for."""
@@ -396,9 +397,7 @@ def _variable_rate(times: list[float | None], fps: float) -> tuple[float, tuple[
     return 1.0 / float(np.median(np.diff(relative))), tuple(float(t) for t in relative)
 
 
-def iter_frames(
-    path: str | Path, stride: int = 1, fps_hint: float | None = None
-) -> Iterator[tuple[int, np.ndarray]]:
+def iter_frames(path: str | Path, stride: int = 1, fps_hint: float | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yields `(frame_index, BGR uint8 H x W x 3 array)` for every `stride`-th frame, streaming.
 
     Indices are true frame positions (0, stride, 2*stride, ...). `fps_hint` is accepted so that
@@ -545,13 +544,8 @@ class BrowserVideoWriter:
         if self._container is None:
             raise RuntimeError("BrowserVideoWriter.write() must be called inside its `with` block")
         if frame_bgr.dtype != np.uint8 or frame_bgr.shape != (self.height, self.width, 3):
-            raise ValueError(
-                f"Expected a uint8 frame of shape {(self.height, self.width, 3)}, "
-                f"got {frame_bgr.dtype} {frame_bgr.shape}"
-            )
-        padded = cv2.copyMakeBorder(
-            frame_bgr, 0, self.height % 2, 0, self.width % 2, cv2.BORDER_REPLICATE
-        )
+            raise ValueError(f"Expected a uint8 frame of shape {(self.height, self.width, 3)}, got {frame_bgr.dtype} {frame_bgr.shape}")
+        padded = cv2.copyMakeBorder(frame_bgr, 0, self.height % 2, 0, self.width % 2, cv2.BORDER_REPLICATE)
         # OpenCV's BGR->I420 is BT.601 limited range like swscale's, but rounds correctly: swscale's
         # default shifts chroma by a level, tinting greys green.
         i420 = cv2.cvtColor(padded, cv2.COLOR_BGR2YUV_I420)

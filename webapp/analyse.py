@@ -19,13 +19,13 @@ from vlavad.config import preset
 from vlavad.errors import VlavadError
 from vlavad.fileio import atomic_write_json
 from vlavad.pipeline import Pipeline
+from vlavad.render import render_frame, render_video
 from vlavad.report import event_cards, write_report
 from vlavad.results import VideoResult, load_result, write_result_files
 from vlavad.video import VideoInfo, content_key, probe, write_clip
 
 from . import plots
 from .common import EXAMPLE_VIDEO, TabHooks, choices_update, download_stem, events_table, result_meta, user_errors, workspace_of
-from vlavad.render import render_frame, render_video
 from .store import BUNDLED_POOL, AppError, ModelMeta, Store, Workspace, check_name, now_iso
 
 NORMAL_SEGMENT = "First seconds of this video"
@@ -108,7 +108,14 @@ def analyse_video(
     with workspace.result_staging(result_id) as folder:
         local = folder / f"input{source.suffix.lower() or '.mp4'}"
         shutil.copyfile(source, local)
-        meta = {"id": result_id, "name": source.stem, "video": local.name, "content_key": content_key(local), "pool": pool_name or "", "created": now_iso()}
+        meta = {
+            "id": result_id,
+            "name": source.stem,
+            "video": local.name,
+            "content_key": content_key(local),
+            "pool": pool_name or "",
+            "created": now_iso(),
+        }
         if normal_mode == NORMAL_MODEL:
             model = workspace.load_model(model_name)
             meta.update(model={"kind": "saved", "name": model_name}, model_label=f"saved model {model_name!r}")
@@ -140,7 +147,9 @@ def analyse_video(
         cards = event_cards(result, local, normal_until)
         write_report(result, folder / "report.html", meta["model_label"], cards)
         stem = download_stem(source.stem)
-        downloads = store.publish({f"{stem}-{name}": folder / name for name in ("annotated.mp4", "report.html", "frames.csv", "objects.csv", "result.json")})
+        downloads = store.publish(
+            {f"{stem}-{name}": folder / name for name in ("annotated.mp4", "report.html", "frames.csv", "objects.csv", "result.json")}
+        )
         meta["outbox"] = Path(downloads[0]).parent.name  # removed with the result
         atomic_write_json(folder / "app.json", meta)
     store.prune()
@@ -149,15 +158,19 @@ def analyse_video(
 
 def summary_markdown(done: Analysis) -> str:
     r = done.result
-    text = (f"**{r.name}**: {r.info.frame_count} frames, {r.info.duration_s:.1f} s · **{len(r.events)} event(s)** · model {done.model_label}  \n"
-            f"Backends: {backends_line(r.backends)}  \nSPA question(s): {'; '.join(r.selected_questions) or 'none'} · threshold {r.threshold:.2f}  \n"
-            f"Result id (reopen it in *Annotate*): `{done.result_id}`")
+    text = (
+        f"**{r.name}**: {r.info.frame_count} frames, {r.info.duration_s:.1f} s · **{len(r.events)} event(s)** · model {done.model_label}  \n"
+        f"Backends: {backends_line(r.backends)}  \nSPA question(s): {'; '.join(r.selected_questions) or 'none'} · threshold {r.threshold:.2f}  \n"
+        f"Result id (reopen it in *Annotate*): `{done.result_id}`"
+    )
     inside = [e for e in r.events if done.normal_until_s is not None and e.start_s < done.normal_until_s]
     if inside:
         first = inside[0]
-        text += (f"  \n⚠️ **Check the normal segment:** event {r.events.index(first) + 1} ({first.start_s:.1f}–{first.end_s:.1f} s) lies in the "
-                 f"first {done.normal_until_s:g} s, which you declared normal. If it is an anomaly, choose a segment that ends before "
-                 f"{first.start_s:.1f} s, or upload normal clips.")
+        text += (
+            f"  \n⚠️ **Check the normal segment:** event {r.events.index(first) + 1} ({first.start_s:.1f}–{first.end_s:.1f} s) lies in the "
+            f"first {done.normal_until_s:g} s, which you declared normal. If it is an anomaly, choose a segment that ends before "
+            f"{first.start_s:.1f} s, or upload normal clips."
+        )
     return text
 
 
@@ -183,7 +196,9 @@ def build_tab(store: Store, session: gr.State, gpu=lambda fn: fn, concurrency: i
             run_btn = gr.Button("Analyse", variant="primary")
         with gr.Column(scale=2):
             summary = gr.Markdown("Upload a video (or use the example) and press **Analyse**.")
-            video_out = gr.Video(label="Annotated video (box colour: green usual · orange unusual · red anomalous)", height=360, autoplay=False, interactive=False)
+            video_out = gr.Video(
+                label="Annotated video (box colour: green usual · orange unusual · red anomalous)", height=360, autoplay=False, interactive=False
+            )
     timeline = gr.Plot(label="Timeline (click a point to see that frame)", elem_id="timeline")
     with gr.Row():
         frame_no = gr.Slider(0, 1, value=0, step=1, label="Frame", scale=3, elem_id="frame-slider")
@@ -191,7 +206,9 @@ def build_tab(store: Store, session: gr.State, gpu=lambda fn: fn, concurrency: i
     frame_img = gr.Image(label="Frame with its boxes", height=320, interactive=False)
     events = gr.Dataframe(label="Events", interactive=False, wrap=True, value=events_table([]))
     cards = gr.HTML(label="Why each event was raised", elem_id="event-cards")
-    downloads = gr.File(label="Downloads: frames CSV, objects CSV, result JSON, annotated video, HTML report", file_count="multiple", interactive=False)
+    downloads = gr.File(
+        label="Downloads: frames CSV, objects CSV, result JSON, annotated video, HTML report", file_count="multiple", interactive=False
+    )
 
     def toggle(mode):
         return gr.update(visible=mode == NORMAL_SEGMENT), gr.update(visible=mode == NORMAL_CLIPS), gr.update(visible=mode == NORMAL_MODEL)
@@ -216,21 +233,44 @@ def build_tab(store: Store, session: gr.State, gpu=lambda fn: fn, concurrency: i
             raise gr.Error("Upload a video, or press “Use the bundled example”.")
         workspace, state = workspace_of(store, state)
         progress(0, desc="checking the video")
-        done = analyse_video(store, workspace, video, normal_mode=mode, normal_seconds=seconds, normal_clips=clips, model_name=model,
-                             pool_name=pool, epochs=n_epochs, save_model_as=save_name or "")
+        done = analyse_video(
+            store,
+            workspace,
+            video,
+            normal_mode=mode,
+            normal_seconds=seconds,
+            normal_clips=clips,
+            model_name=model,
+            pool_name=pool,
+            epochs=n_epochs,
+            save_model_as=save_name or "",
+        )
         r = done.result
         state["results"] = {**state.get("results", {}), done.result_id: f"{r.name} ({done.result_id[:15]})"}
         state["current"] = done.result_id
         ev = [e.to_dict() for e in r.events]
         peak = max(ev, key=lambda e: e["peak_score"])["peak_frame"] if ev else 0
-        figure = plots.timeline(r.frames, ev, r.threshold, title="Anomaly score over time (hover: top object's caption)", normal_until_s=done.normal_until_s)
-        return (str(done.annotated), figure, events_table(ev), done.cards or "<p>No event: the score never crossed the threshold.</p>",
-                done.downloads, summary_markdown(done), gr.update(maximum=r.info.frame_count - 1, value=peak), state)
+        figure = plots.timeline(
+            r.frames, ev, r.threshold, title="Anomaly score over time (hover: top object's caption)", normal_until_s=done.normal_until_s
+        )
+        return (
+            str(done.annotated),
+            figure,
+            events_table(ev),
+            done.cards or "<p>No event: the score never crossed the threshold.</p>",
+            done.downloads,
+            summary_markdown(done),
+            gr.update(maximum=r.info.frame_count - 1, value=peak),
+            state,
+        )
 
     run_event = run_btn.click(
-        gpu(run), [video_in, normal_mode, normal_seconds, normal_clips, model_name, pool_name, epochs, save_as, session],
+        gpu(run),
+        [video_in, normal_mode, normal_seconds, normal_clips, model_name, pool_name, epochs, save_as, session],
         [video_out, timeline, events, cards, downloads, summary, frame_no, session],
-        concurrency_limit=concurrency, concurrency_id="analyse", api_name="analyse",
+        concurrency_limit=concurrency,
+        concurrency_id="analyse",
+        api_name="analyse",
     )
 
     @user_errors
@@ -248,6 +288,7 @@ def build_tab(store: Store, session: gr.State, gpu=lambda fn: fn, concurrency: i
 
     show_btn.click(show, [frame_no, session], frame_img, concurrency_limit=4, concurrency_id="frame", api_name="show_frame")
     run_event.then(show, [frame_no, session], frame_img)
+
     def refresh(state):
         workspace, _ = workspace_of(store, state)
         return choices_update(workspace.model_names()), choices_update(workspace.pool_names())

@@ -102,8 +102,10 @@ def add_normal_feedback(store: Store, workspace: Workspace, result_id: str, fram
 
 
 def build_tab(store: Store, session: gr.State, analysed):
-    gr.Markdown("Pick a video you analysed (or reopen a result by its id), mark the intervals that really were anomalous, and judge "
-                "each detected event. Annotations are kept in this browser's workspace, per video, and survive restarts.")
+    gr.Markdown(
+        "Pick a video you analysed (or reopen a result by its id), mark the intervals that really were anomalous, and judge "
+        "each detected event. Annotations are kept in this browser's workspace, per video, and survive restarts."
+    )
     with gr.Row():
         result = gr.Dropdown(choices=[], label="Analysed video (this session)", scale=2)
         result_id = gr.Textbox(label="…or a saved result id", placeholder="shown in the Analyse summary", scale=2)
@@ -121,7 +123,9 @@ def build_tab(store: Store, session: gr.State, analysed):
                 add_btn = gr.Button("Add interval", size="sm")
                 from_events_btn = gr.Button("Add all detected events", size="sm")
                 clear_btn = gr.Button("Clear", size="sm")
-            intervals = gr.Dataframe(headers=INTERVAL_COLUMNS, value=pd.DataFrame(columns=INTERVAL_COLUMNS), interactive=True, label="Intervals (editable)")
+            intervals = gr.Dataframe(
+                headers=INTERVAL_COLUMNS, value=pd.DataFrame(columns=INTERVAL_COLUMNS), interactive=True, label="Intervals (editable)"
+            )
         with gr.Column():
             gr.Markdown("**Detected events**")
             events = gr.Dataframe(interactive=False, wrap=True, label="Events and your verdicts", value=verdicts_table([], {}))
@@ -165,8 +169,9 @@ def build_tab(store: Store, session: gr.State, analysed):
         table = verdicts_table(evs, data["event_labels"])
         fig = plots.timeline(saved.frames, evs, saved.threshold, title=meta["name"], marked=[tuple(i) for i in data["intervals"]])
         value = frame_auc(frame_labels(data["intervals"], saved.frames["time_s"].to_numpy()), saved.frames["fused"].to_numpy())
-        text = (f"**{meta['name']}** · {len(data['intervals'])} marked interval(s) · AUC of the model's score against your annotations: "
-                + (f"**{value:.3f}**" if value is not None else "n/a (mark at least one interval, and leave some frames unmarked)"))
+        text = f"**{meta['name']}** · {len(data['intervals'])} marked interval(s) · AUC of the model's score against your annotations: " + (
+            f"**{value:.3f}**" if value is not None else "n/a (mark at least one interval, and leave some frames unmarked)"
+        )
         return text, fig, pd.DataFrame(data["intervals"], columns=INTERVAL_COLUMNS), table, data["event_labels"]
 
     @user_errors
@@ -208,7 +213,11 @@ def build_tab(store: Store, session: gr.State, analysed):
         record = {"video": meta["name"], "fps": saved.info.fps, "frames": saved.info.frame_count, **data, "updated": now_iso()}
         path = workspace.save_annotations(meta["content_key"], record)
         export = store.publish({f"{download_stem(meta['name'])}-annotations.json": path})[0]
-        return (*view(state, rid, data["intervals"], data["event_labels"]), export, f"Saved {len(data['intervals'])} interval(s) and {len(data['event_labels'])} verdict(s).")
+        return (
+            *view(state, rid, data["intervals"], data["event_labels"]),
+            export,
+            f"Saved {len(data['intervals'])} interval(s) and {len(data['event_labels'])} verdict(s).",
+        )
 
     @user_errors
     def save(state, rid, rows, labels):

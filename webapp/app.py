@@ -54,6 +54,7 @@ try:  # On Hugging Face ZeroGPU Spaces, GPU work must run inside functions decor
 
     gpu = spaces.GPU
 except ImportError:
+
     def gpu(fn):
         return fn
 

@@ -57,16 +57,18 @@ def resolve_dataset(name: str, data_root: Path) -> Path:
 
 
 @user_errors
-def benchmark_dataset(store: Store, workspace: Workspace, data_root: Path, dataset: str, preset_name: str,
-                      detector: str, describer: str, encoder: str, epochs: int):
+def benchmark_dataset(
+    store: Store, workspace: Workspace, data_root: Path, dataset: str, preset_name: str, detector: str, describer: str, encoder: str, epochs: int
+):
     """Runs and saves one benchmark; returns (BenchResult, run name)."""
     folder = resolve_dataset(dataset, data_root)
     if preset_name not in preset_names():
         raise AppError(f"Unknown preset {str(preset_name)[:40]!r}.")
     if not isinstance(epochs, (int, float)) or not 1 <= int(epochs) <= 12:
         raise AppError("S3M training epochs must be between 1 and 12.")
-    settings = preset(preset_name).updated(**{"detect.backend": detector, "describe.backend": describer, "embed.backend": encoder,
-                                              "temporal.epochs": int(epochs)})
+    settings = preset(preset_name).updated(
+        **{"detect.backend": detector, "describe.backend": describer, "embed.backend": encoder, "temporal.epochs": int(epochs)}
+    )
     # Refuse at once, naming the missing model, rather than after minutes of tracking.
     settings, _ = resolve(settings, "weight-free", explicit=list(STAGES))
     data = load_dataset(folder, confine_to=data_root)
@@ -106,15 +108,17 @@ def runs_table(workspace: Workspace) -> pd.DataFrame:
     for name in workspace.run_names():
         meta = read_json_file(workspace.run_dir(name) / "results.json", "run record")
         timings = meta.get("timings", {})
-        rows.append({
-            "run": name,
-            "dataset": meta.get("dataset"),
-            "preset": meta.get("settings", {}).get("preset"),
-            "backends": backends_line(meta.get("backends", {})),
-            "micro AUC": fmt_auc(meta["metrics"].get("micro_auc")),
-            "macro AUC": fmt_auc(meta["metrics"].get("macro_auc")),
-            "time (s)": round(timings.get("fit_s", 0) + timings.get("score_s", 0), 1),
-        })
+        rows.append(
+            {
+                "run": name,
+                "dataset": meta.get("dataset"),
+                "preset": meta.get("settings", {}).get("preset"),
+                "backends": backends_line(meta.get("backends", {})),
+                "micro AUC": fmt_auc(meta["metrics"].get("micro_auc")),
+                "macro AUC": fmt_auc(meta["metrics"].get("macro_auc")),
+                "time (s)": round(timings.get("fit_s", 0) + timings.get("score_s", 0), 1),
+            }
+        )
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
@@ -145,17 +149,32 @@ def build_tab(store: Store, session: gr.State, data_root: Path, gpu=lambda fn: f
         progress(0, desc="loading the dataset")
         result, run_name = benchmark_dataset(store, workspace, data_root, name, preset_name, det, desc, enc, n_epochs)
         m = result.metrics
-        text = (f"**{result.dataset}** · micro AUC **{fmt_auc(m.micro_auc)}** · macro AUC **{fmt_auc(m.macro_auc)}** "
-                f"({m.macro_videos} videos, {len(m.macro_skipped)} skipped: one class only)  \n"
-                f"Backends: {backends_line(result.backends)} · fit {result.timings['fit_s']} s, score {result.timings['score_s']} s · "
-                f"saved as run `{run_name}`; its model is offered as `run:{run_name}` in the other tabs")
+        text = (
+            f"**{result.dataset}** · micro AUC **{fmt_auc(m.micro_auc)}** · macro AUC **{fmt_auc(m.macro_auc)}** "
+            f"({m.macro_videos} videos, {len(m.macro_skipped)} skipped: one class only)  \n"
+            f"Backends: {backends_line(result.backends)} · fit {result.timings['fit_s']} s, score {result.timings['score_s']} s · "
+            f"saved as run `{run_name}`; its model is offered as `run:{run_name}` in the other tabs"
+        )
         table = pd.DataFrame([{"video": k, "AUC": fmt_auc(v), "frames": result.results[k].info.frame_count} for k, v in m.per_video.items()])
         labels = load_dataset(resolve_dataset(name, data_root), confine_to=data_root).labels
         series = {k: (labels[k], result.results[k].frames["fused"].to_numpy(), m.per_video.get(k)) for k in result.results}
-        return text, plots.roc(m.roc_fpr, m.roc_tpr, f"micro AUC {fmt_auc(m.micro_auc)}"), table, plots.per_video_curves(series), runs_table(workspace), state
+        return (
+            text,
+            plots.roc(m.roc_fpr, m.roc_tpr, f"micro AUC {fmt_auc(m.micro_auc)}"),
+            table,
+            plots.per_video_curves(series),
+            runs_table(workspace),
+            state,
+        )
 
-    run_event = run_btn.click(gpu(run), [dataset, preset_box, detector, describer, encoder, epochs, session], [summary, roc, per_video, curves, runs, session],
-                  concurrency_limit=1, concurrency_id="benchmark", api_name="benchmark")
+    run_event = run_btn.click(
+        gpu(run),
+        [dataset, preset_box, detector, describer, encoder, epochs, session],
+        [summary, roc, per_video, curves, runs, session],
+        concurrency_limit=1,
+        concurrency_id="benchmark",
+        api_name="benchmark",
+    )
     preset_box.change(lambda name: gr.update(value=preset(name).temporal.epochs), preset_box, epochs)
     tier.change(lambda name: tuple(gr.update(value=TIER_BACKENDS[name][stage]) for stage in STAGES), tier, [detector, describer, encoder])
     # The preset follows the dataset when one is named after it (ped2, avenue, shanghaitech).

@@ -26,16 +26,23 @@ def bands(spans: list[tuple[float, float]], name: str, color: str, opacity: floa
     for start, end in spans:
         xs += [start, start, end, end, start, None]
         ys += [0, 1, 1, 0, 0, None]
-    return go.Scatter(x=xs, y=ys, yaxis="y2", fill="toself", mode="none", fillcolor=color, opacity=opacity, name=name,
-                      hoverinfo="skip", showlegend=bool(spans))
+    return go.Scatter(
+        x=xs, y=ys, yaxis="y2", fill="toself", mode="none", fillcolor=color, opacity=opacity, name=name, hoverinfo="skip", showlegend=bool(spans)
+    )
 
 
 def _with_band_axis(fig: go.Figure) -> None:
     fig.update_layout(yaxis2=dict(range=[0, 1], overlaying="y", visible=False, fixedrange=True))
 
 
-def timeline(frames: pd.DataFrame, events: list[dict], threshold: float, title: str = "", marked: list[tuple[float, float]] | None = None,
-             normal_until_s: float | None = None) -> go.Figure:
+def timeline(
+    frames: pd.DataFrame,
+    events: list[dict],
+    threshold: float,
+    title: str = "",
+    marked: list[tuple[float, float]] | None = None,
+    normal_until_s: float | None = None,
+) -> go.Figure:
     """Fused score per frame with its static (SPA) and temporal (S3M) parts, the event threshold,
     detected events shaded red, the part declared normal shaded blue and, when given, the user's
     marked intervals shaded grey."""
@@ -50,11 +57,24 @@ def timeline(frames: pd.DataFrame, events: list[dict], threshold: float, title: 
     tracks = frames["top_track"] if "top_track" in frames else pd.Series([np.nan] * len(frames))
     who = [f"track {int(t)}: {html.escape(c)}" if pd.notna(t) else "no object" for t, c in zip(tracks, captions)]
     x = frames["time_s"]
-    fig.add_trace(go.Scatter(x=x, y=frames["fused"], name="fused score", line=dict(color=FUSED, width=2.5),
-                             customdata=np.c_[frames["frame"], who],
-                             hovertemplate="t=%{x:.1f}s (frame %{customdata[0]})<br>score %{y:.2f}<br>%{customdata[1]}<extra></extra>"))
-    fig.add_trace(go.Scatter(x=x, y=frames["static"], name="static (SPA: answer rarity)", line=dict(color=STATIC, width=1, dash="dot"), visible="legendonly"))
-    fig.add_trace(go.Scatter(x=x, y=frames["temporal"], name="temporal (S3M: prediction error)", line=dict(color=TEMPORAL, width=1, dash="dot"), visible="legendonly"))
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=frames["fused"],
+            name="fused score",
+            line=dict(color=FUSED, width=2.5),
+            customdata=np.c_[frames["frame"], who],
+            hovertemplate="t=%{x:.1f}s (frame %{customdata[0]})<br>score %{y:.2f}<br>%{customdata[1]}<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(x=x, y=frames["static"], name="static (SPA: answer rarity)", line=dict(color=STATIC, width=1, dash="dot"), visible="legendonly")
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x, y=frames["temporal"], name="temporal (S3M: prediction error)", line=dict(color=TEMPORAL, width=1, dash="dot"), visible="legendonly"
+        )
+    )
     fig.add_hline(y=threshold, line=dict(color=THRESHOLD, dash="dash", width=1), annotation_text="event threshold", annotation_position="top left")
     _with_band_axis(fig)
     fig.update_layout(title=title, xaxis_title="time (s)", yaxis_title="anomaly score", hovermode="x unified", height=420, **LAYOUT)
@@ -65,8 +85,15 @@ def roc(fpr: list[float], tpr: list[float], label: str) -> go.Figure:
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=fpr, y=tpr, name=label, line=dict(color=FUSED, width=2.5)))
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], name="chance", line=dict(color="grey", dash="dash", width=1)))
-    fig.update_layout(title="ROC (all test frames)", xaxis_title="false positive rate", yaxis_title="true positive rate",
-                      xaxis_range=[0, 1], yaxis_range=[0, 1.02], height=380, **LAYOUT)
+    fig.update_layout(
+        title="ROC (all test frames)",
+        xaxis_title="false positive rate",
+        yaxis_title="true positive rate",
+        xaxis_range=[0, 1],
+        yaxis_range=[0, 1.02],
+        height=380,
+        **LAYOUT,
+    )
     return fig
 
 
@@ -84,10 +111,16 @@ def per_video_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, float | Non
         low, high = float(np.nanmin(scores)), float(np.nanmax(scores))
         xs = [x for s, e in truth for x in (s, s, e, e, None)]
         ys = [y for _ in truth for y in (low, high, high, low, None)]
-        fig.add_trace(go.Scatter(x=xs, y=ys, fill="toself", mode="none", fillcolor=THRESHOLD, opacity=0.15, showlegend=False, hoverinfo="skip"), row=r, col=c)
+        fig.add_trace(
+            go.Scatter(x=xs, y=ys, fill="toself", mode="none", fillcolor=THRESHOLD, opacity=0.15, showlegend=False, hoverinfo="skip"), row=r, col=c
+        )
         fig.add_trace(go.Scatter(y=scores, line=dict(color=FUSED, width=1.5), showlegend=False, name=name), row=r, col=c)
-    fig.update_layout(title="Scores per test video (red: ground-truth anomaly)", height=max(300, 220 * rows), template="plotly_white",
-                      margin=dict(l=40, r=20, t=70, b=30))
+    fig.update_layout(
+        title="Scores per test video (red: ground-truth anomaly)",
+        height=max(300, 220 * rows),
+        template="plotly_white",
+        margin=dict(l=40, r=20, t=70, b=30),
+    )
     fig.update_xaxes(title_text="frame", row=rows)
     return fig
 
@@ -100,10 +133,30 @@ def prompt_stats(stats: list[dict]) -> go.Figure:
     separation = [np.nan if s["separation"] is None else s["separation"] for s in stats]
     line = [2.5 if s["selected"] else 0 for s in stats]
     fig = go.Figure()
-    fig.add_trace(go.Bar(y=questions, x=[s["concentration"] for s in stats], orientation="h", name="concentration (top-k share)",
-                         marker=dict(color="#aec7e8", line=dict(color="black", width=line))))
-    fig.add_trace(go.Bar(y=questions, x=separation, orientation="h", name="pseudo-anomaly separation (AUC)",
-                         marker=dict(color=["#d62728" if s["selected"] else "#ff9896" for s in stats], line=dict(color="black", width=line))))
-    fig.update_layout(barmode="group", title="Prompt statistics (★ = selected by SPA)", xaxis_range=[0, 1.05],
-                      height=max(320, 70 * len(stats) + 120), yaxis=dict(autorange="reversed"), **LAYOUT)
+    fig.add_trace(
+        go.Bar(
+            y=questions,
+            x=[s["concentration"] for s in stats],
+            orientation="h",
+            name="concentration (top-k share)",
+            marker=dict(color="#aec7e8", line=dict(color="black", width=line)),
+        )
+    )
+    fig.add_trace(
+        go.Bar(
+            y=questions,
+            x=separation,
+            orientation="h",
+            name="pseudo-anomaly separation (AUC)",
+            marker=dict(color=["#d62728" if s["selected"] else "#ff9896" for s in stats], line=dict(color="black", width=line)),
+        )
+    )
+    fig.update_layout(
+        barmode="group",
+        title="Prompt statistics (★ = selected by SPA)",
+        xaxis_range=[0, 1.05],
+        height=max(320, 70 * len(stats) + 120),
+        yaxis=dict(autorange="reversed"),
+        **LAYOUT,
+    )
     return fig

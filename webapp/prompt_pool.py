@@ -75,12 +75,20 @@ def example_model(store: Store):
 
 
 def stats_table(stats: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(columns=STATS_COLUMNS, data=[
-        {"★": "★" if s["selected"] else "", "question": s["question"], "answers": s["answers"],
-         "concentration": round(s["concentration"], 3), "separation": None if s["separation"] is None else round(s["separation"], 3),
-         "commonest answers": "; ".join(f"{a} ({share:.0%})" for a, share in s["top_answers"][:3])}
-        for s in stats
-    ])
+    return pd.DataFrame(
+        columns=STATS_COLUMNS,
+        data=[
+            {
+                "★": "★" if s["selected"] else "",
+                "question": s["question"],
+                "answers": s["answers"],
+                "concentration": round(s["concentration"], 3),
+                "separation": None if s["separation"] is None else round(s["separation"], 3),
+                "commonest answers": "; ".join(f"{a} ({share:.0%})" for a, share in s["top_answers"][:3]),
+            }
+            for s in stats
+        ],
+    )
 
 
 def build_tab(store: Store, session: gr.State):
@@ -91,9 +99,12 @@ def build_tab(store: Store, session: gr.State):
     )
     with gr.Row():
         pool_name = gr.Dropdown(choices=[BUNDLED_POOL], value=BUNDLED_POOL, label="Pool", scale=2, allow_custom_value=True)
-        model_name = gr.Dropdown(choices=[EXAMPLE_MODEL], value=EXAMPLE_MODEL, label="Model whose normal videos to use", scale=2, allow_custom_value=True)
-    table = gr.Dataframe(value=pool_table(default_pool("motion")), headers=COLUMNS, interactive=True, show_row_numbers=True,
-                         label="Prompt pool (editable)", wrap=True)
+        model_name = gr.Dropdown(
+            choices=[EXAMPLE_MODEL], value=EXAMPLE_MODEL, label="Model whose normal videos to use", scale=2, allow_custom_value=True
+        )
+    table = gr.Dataframe(
+        value=pool_table(default_pool("motion")), headers=COLUMNS, interactive=True, show_row_numbers=True, label="Prompt pool (editable)", wrap=True
+    )
     with gr.Row():
         add_btn = gr.Button("Add a row", size="sm")
         delete_no = gr.Number(value=None, label="Row # to delete", precision=0, minimum=1)
@@ -106,8 +117,9 @@ def build_tab(store: Store, session: gr.State):
     chart = gr.Plot(label="Per-prompt statistics")
     # Fixed widths: left to itself the table squeezes the number columns until their headers
     # wrap one letter per line.
-    stats = gr.Dataframe(label="Per-prompt statistics", interactive=False, wrap=True, value=stats_table([]),
-                         column_widths=["4%", "26%", "10%", "14%", "12%", "34%"])
+    stats = gr.Dataframe(
+        label="Per-prompt statistics", interactive=False, wrap=True, value=stats_table([]), column_widths=["4%", "26%", "10%", "14%", "12%", "34%"]
+    )
 
     @user_errors
     def load(name, state):
@@ -130,7 +142,11 @@ def build_tab(store: Store, session: gr.State):
         prompts = table_pool(current)
         result = reselect(store, workspace, model, prompts)
         chosen = [s["question"] for s in result if s["selected"]]
-        return f"Valid pool of {len(prompts)} question(s). SPA selects: **{'; '.join(chosen) or 'none'}**.", plots.prompt_stats(result), stats_table(result)
+        return (
+            f"Valid pool of {len(prompts)} question(s). SPA selects: **{'; '.join(chosen) or 'none'}**.",
+            plots.prompt_stats(result),
+            stats_table(result),
+        )
 
     @user_errors
     def save(current, name, state):

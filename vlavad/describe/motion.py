@@ -9,10 +9,10 @@ cannot read, each of its questions names the measurement it is answered from (`m
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 from typing import Literal
 
+import numpy as np
+import pandas as pd
 from pydantic import Field, model_validator
 
 from ..errors import ConfigError, ModelError
@@ -43,7 +43,7 @@ class RowReference:
         self.centres, self.values = centres, values
 
     @classmethod
-    def fit(cls, rows: np.ndarray, values: np.ndarray) -> "RowReference":
+    def fit(cls, rows: np.ndarray, values: np.ndarray) -> RowReference:
         ok = np.isfinite(values) & np.isfinite(rows) & (values > 0)
         rows, values = rows[ok], values[ok]
         if len(values) == 0:
@@ -71,7 +71,7 @@ class _Reference(Schema):
     values: list[float] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _same_length(self) -> "_Reference":
+    def _same_length(self) -> _Reference:
         if len(self.centres) != len(self.values):
             raise ValueError("centres and values differ in length")
         return self
@@ -230,9 +230,13 @@ class MotionDescriber(Describer):
         if "speed_at_edge" in self.references and partial.any():
             edge_ratio = m["speed"].to_numpy()[partial] / self.references["speed_at_edge"](rows[partial])
             edge_still = ~(edge_ratio >= self.still_ratio)
-            speed[partial] = [ENTERING + ("standing still" if st else f"moving {_coarse(r, 'slowly', 'at the usual speed', 'fast')}")
-                              for r, st in zip(edge_ratio, edge_still)]
-            direction[partial] = [ENTERING + _direction_phrase(vx, vy, st) for vx, vy, st in zip(m["vx"].to_numpy()[partial], m["vy"].to_numpy()[partial], edge_still)]
+            speed[partial] = [
+                ENTERING + ("standing still" if st else f"moving {_coarse(r, 'slowly', 'at the usual speed', 'fast')}")
+                for r, st in zip(edge_ratio, edge_still)
+            ]
+            direction[partial] = [
+                ENTERING + _direction_phrase(vx, vy, st) for vx, vy, st in zip(m["vx"].to_numpy()[partial], m["vy"].to_numpy()[partial], edge_still)
+            ]
         # What the object is stays readable while it enters or leaves: the detector saw its class.
         return {**phrases, "kind": kind}
 
@@ -256,9 +260,7 @@ def _kind_phrase(name: str) -> str:
 def _touches_border(tracks: pd.DataFrame, info: VideoInfo, margin: float = 0.01) -> pd.Series:
     """True where the box reaches within `margin` of the frame edge."""
     mx, my = margin * info.width, margin * info.height
-    return (
-        (tracks["x1"] <= mx) | (tracks["y1"] <= my) | (tracks["x2"] >= info.width - mx) | (tracks["y2"] >= info.height - my)
-    )
+    return (tracks["x1"] <= mx) | (tracks["y1"] <= my) | (tracks["x2"] >= info.width - mx) | (tracks["y2"] >= info.height - my)
 
 
 def _speed_phrase(ratio: float, still: bool) -> str:

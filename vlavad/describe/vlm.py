@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import re
 from abc import abstractmethod
-
 from typing import Literal
 
 import numpy as np
@@ -81,7 +80,7 @@ class VLMDescriber(Describer):
         self.crop_margin, self.crop_min_side = settings.crop_margin, settings.crop_min_side
 
     @classmethod
-    def create(cls, settings: VLMSettings, device: str) -> "VLMDescriber":
+    def create(cls, settings: VLMSettings, device: str) -> VLMDescriber:
         return cls(settings, device)
 
     @classmethod

@@ -51,7 +51,9 @@ class ComposedDetector(Detector):
         return sv.Detections(
             xyxy=boxes.astype(np.float32),
             confidence=np.concatenate([_confidence(known, self.first), _confidence(extra, self.second)[unexplained]]).astype(np.float32),
-            class_id=np.concatenate([known.class_id if known.class_id is not None else np.full(len(known), -1), np.full(len(unexplained), -1)]).astype(int),
+            class_id=np.concatenate(
+                [known.class_id if known.class_id is not None else np.full(len(known), -1), np.full(len(unexplained), -1)]
+            ).astype(int),
         )
 
     @property

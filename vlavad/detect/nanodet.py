@@ -45,16 +45,86 @@ WEIGHTS = PackagedWeights(
 )
 
 COCO_CLASSES = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
-    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
-    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
-    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
-    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
-    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
-    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
-    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
-    "teddy bear", "hair drier", "toothbrush",
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "backpack",
+    "umbrella",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "dining table",
+    "toilet",
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
 )  # in the contiguous order NanoDet was trained with
 # What moves through a surveillance scene, or is carried, thrown or left there. Not "skis" and
 # "snowboard": on Ped2 they fire at walkers' feet in 82% of normal frames.
@@ -102,7 +172,7 @@ class NanoDetDetector(Detector):
         self._every, self._seen, self._last = 1, 0, sv.Detections.empty()
 
     @classmethod
-    def create(cls, settings: NanoDetSettings, device: str) -> "NanoDetDetector":
+    def create(cls, settings: NanoDetSettings, device: str) -> NanoDetDetector:
         return cls(settings, device)
 
     @classmethod
@@ -142,10 +212,14 @@ class NanoDetDetector(Detector):
             area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
             keep = area >= s.min_area_frac * width * height
             labels = labels.cpu().numpy()[keep]
-            out.append(sv.Detections(
-                xyxy=boxes[keep].astype(np.float32), confidence=scores.cpu().numpy()[keep], class_id=labels.astype(int),
-                data={"class_name": np.array([COCO_CLASSES[c] for c in labels], dtype=object)},
-            ))
+            out.append(
+                sv.Detections(
+                    xyxy=boxes[keep].astype(np.float32),
+                    confidence=scores.cpu().numpy()[keep],
+                    class_id=labels.astype(int),
+                    data={"class_name": np.array([COCO_CLASSES[c] for c in labels], dtype=object)},
+                )
+            )
         return out
 
     def _network(self):

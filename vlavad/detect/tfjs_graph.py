@@ -20,7 +20,7 @@ transposes around each TF-style (NHWC) op; in PyTorch those transposes are free 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

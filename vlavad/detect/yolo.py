@@ -75,7 +75,7 @@ class YoloDetector(Detector):
         self.requested_device = device
 
     @classmethod
-    def create(cls, settings: YoloSettings, device: str) -> "YoloDetector":
+    def create(cls, settings: YoloSettings, device: str) -> YoloDetector:
         return cls(settings, device)
 
     @classmethod
@@ -150,8 +150,13 @@ class YoloDetector(Detector):
         threads = torch.get_num_threads()
         try:
             result = model.predict(
-                frame_bgr, conf=self.conf, iou=self.iou, classes=self.class_ids(model.names),
-                imgsz=self.imgsz, device=device, verbose=False,
+                frame_bgr,
+                conf=self.conf,
+                iou=self.iou,
+                classes=self.class_ids(model.names),
+                imgsz=self.imgsz,
+                device=device,
+                verbose=False,
             )[0]
         finally:
             torch.set_num_threads(threads)

@@ -42,7 +42,7 @@ class ClipTextEncoder(TextEncoder):
         self.batch_size = batch_size  # speed only: not part of the identity
 
     @classmethod
-    def create(cls, settings: ClipSettings, device: str) -> "ClipTextEncoder":
+    def create(cls, settings: ClipSettings, device: str) -> ClipTextEncoder:
         return cls(settings, device)
 
     @classmethod

@@ -53,7 +53,7 @@ class MiniLMEncoder(TextEncoder):
         self.batch_size = batch_size  # speed only: not part of the identity
 
     @classmethod
-    def create(cls, settings: NoSettings, device: str) -> "MiniLMEncoder":
+    def create(cls, settings: NoSettings, device: str) -> MiniLMEncoder:
         return cls(settings, device)
 
     @classmethod
@@ -61,8 +61,13 @@ class MiniLMEncoder(TextEncoder):
         return WEIGHTS.missing()
 
     def identity(self) -> dict:
-        return {"encoder": self.name, "model": "sentence-transformers/all-MiniLM-L6-v2", "package": f"{WEIGHTS.package}=={WEIGHTS.version}",
-                "dim": self.dim, "max_tokens": MAX_TOKENS}
+        return {
+            "encoder": self.name,
+            "model": "sentence-transformers/all-MiniLM-L6-v2",
+            "package": f"{WEIGHTS.package}=={WEIGHTS.version}",
+            "dim": self.dim,
+            "max_tokens": MAX_TOKENS,
+        }
 
     def _encode_unique(self, texts: list[str]) -> np.ndarray:
         import torch
