@@ -13,10 +13,9 @@ import re
 from pathlib import Path
 
 import pytest
+from test_webapp import start_app, stop_app
 
 from vlavad.synthetic import make_dataset
-
-from test_webapp import start_app, stop_app
 
 pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
@@ -89,10 +88,17 @@ def test_every_tab_in_a_browser(dirs, browser):
         page.get_by_label("Save the fitted model as (optional)").fill("plaza")
         page.get_by_role("button", name="Analyse", exact=True).click()
         page.get_by_text("Result id").wait_for(timeout=120_000)
-        page.wait_for_function("() => [...document.querySelectorAll('video')].some(v => v.src.includes('annotated') && v.duration > 0)", timeout=30_000)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('video')].some(v => v.src.includes('annotated') && v.duration > 0)", timeout=30_000
+        )
         page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)  # the timeline rendered
         page.locator(CELL, has_text=re.compile(r"track \d+: .*fast")).first.wait_for(state="attached", timeout=60_000)  # the cart's event and why
         result_id = page.locator("code").filter(has_text=re.compile(r"^\d{8}-")).first.inner_text()
+        # Each event has a card saying why, with a picture of the moment that raised it.
+        card = page.locator("#event-cards .card").first
+        card.wait_for(state="attached", timeout=30_000)
+        assert "fast" in card.inner_text()
+        assert card.locator("img[src^='data:image/jpeg;base64,']").count() >= 1
         # Clicking the timeline a quarter of the way in (4 s, frame ~40) shows that frame.
         slider = page.locator("#frame-slider input[type=number]")
         before = slider.input_value()
@@ -103,7 +109,9 @@ def test_every_tab_in_a_browser(dirs, browser):
         page.wait_for_timeout(1500)
         page.get_by_text("Options").click()  # folded again for the picture
         # Pause the annotated video while the cart crosses, so the picture shows boxes and captions.
-        page.evaluate("() => { const v = [...document.querySelectorAll('video')].find(v => v.src.includes('annotated')); v.pause(); v.currentTime = 9.5; }")
+        page.evaluate(
+            "() => { const v = [...document.querySelectorAll('video')].find(v => v.src.includes('annotated')); v.pause(); v.currentTime = 9.5; }"
+        )
         shoot(page, shots, "analyse")
 
         # Prompt pool: re-run selection, delete a question, re-run: the chart follows the pool.
@@ -149,6 +157,13 @@ def test_every_tab_in_a_browser(dirs, browser):
         page.wait_for_timeout(1000)
         assert page.locator(CELL, has_text="tiny-synthetic").count() >= 1  # listed among past runs
         shoot(page, shots, "benchmark")
+
+        # The benchmark's model is offered in Analyse as a saved model.
+        page.get_by_role("tab", name="Analyse").click()
+        page.get_by_label("A saved model").check()
+        page.get_by_label("Saved model", exact=True).click()
+        page.get_by_role("option", name=re.compile(r"^run:.*tiny-synthetic")).first.wait_for(timeout=20_000)
+        page.keyboard.press("Escape")
     except Exception:
         if page is not None:  # what the browser showed, for whoever reads the failure
             page.screenshot(path=str(base / "failure.png"), full_page=True)
@@ -171,5 +186,33 @@ def test_every_tab_in_a_browser(dirs, browser):
         page.get_by_role("button", name="Open", exact=True).click()
         page.get_by_text("1 marked interval(s)").wait_for(timeout=30_000)
         assert page.locator(CELL, has_text="false alarm").count() == 1
+    finally:
+        stop_app(proc)
+
+
+TABS = {"Analyse": "Analyse", "Prompt pool": "Validate and re-run selection", "Annotate": "Open", "Benchmark": "Run benchmark"}
+
+
+def test_every_tab_fits_a_phone(dirs, browser):
+    """At 375 px wide every tab can be reached, its main button is on screen, and nothing makes
+    the page scroll sideways."""
+    app_dir, data_root, base = dirs
+    shots = DOCS if os.environ.get("VLAVAD_UPDATE_SCREENSHOTS") == "1" else base / "screenshots"
+    shots.mkdir(exist_ok=True)
+    proc, url = start_app(app_dir, data_root, base / "app-phone.log")
+    try:
+        page = open_page(browser, url)
+        page.set_viewport_size({"width": 375, "height": 812})
+        for tab, button in TABS.items():
+            page.get_by_role("tab", name=tab).click()
+            main = page.get_by_role("button", name=button, exact=True).first
+            main.wait_for(timeout=10_000)
+            main.scroll_into_view_if_needed()
+            box = main.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 375, tab
+            assert page.evaluate("document.documentElement.scrollWidth") <= 376, f"{tab} scrolls sideways"
+            page.evaluate("window.scrollTo(0, 0)")
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(shots / f"screenshot-phone-{tab.lower().replace(' ', '-')}.png"))
     finally:
         stop_app(proc)
