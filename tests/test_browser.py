@@ -216,3 +216,33 @@ def test_every_tab_fits_a_phone(dirs, browser):
             page.screenshot(path=str(shots / f"screenshot-phone-{tab.lower().replace(' ', '-')}.png"))
     finally:
         stop_app(proc)
+
+
+def test_the_report_opens_with_its_pictures(dirs, browser):
+    """`vlavad score --report` writes a page that a browser shows whole, offline: the timeline,
+    and every event's pictures decoded; at 375 px it does not scroll sideways."""
+    from vlavad.cli import main
+
+    _, data_root, base = dirs
+    shots = DOCS if os.environ.get("VLAVAD_UPDATE_SCREENSHOTS") == "1" else base / "screenshots"
+    shots.mkdir(exist_ok=True)
+    dataset, cache = data_root / "tiny-synthetic", ["--cache", str(base / "cache"), "-q"]
+    assert main(["fit", "--dataset", str(dataset), "--out", str(base / "model"), "--set", "temporal.epochs=2", *cache]) == 0
+    video = sorted((dataset / "test").iterdir())[0]
+    assert main(["score", str(base / "model"), str(video), "--out", str(base / "scored"), "--report", *cache]) == 0
+
+    page = browser.new_page()
+    try:
+        page.goto((base / "scored" / "report.html").as_uri())
+        page.get_by_text("Anomaly report").first.wait_for(timeout=10_000)
+        pictures = page.locator("img")
+        assert pictures.count() >= 2  # at least one event: its frame and the object's crop
+        assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+        assert page.locator("svg").first.bounding_box()["width"] > 300  # the timeline is drawn
+        page.screenshot(path=str(shots / "screenshot-report.png"))
+        page.set_viewport_size({"width": 375, "height": 812})
+        page.wait_for_timeout(300)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 376, "the report scrolls sideways on a phone"
+        page.screenshot(path=str(shots / "screenshot-phone-report.png"))
+    finally:
+        page.close()
