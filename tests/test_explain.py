@@ -46,20 +46,25 @@ def scene():
     return objects, answers, frequencies
 
 
-def test_only_objects_above_the_threshold_are_causes_best_first():
+def causes_in_scene(threshold: float, temporal_z: float) -> list:
+    """The causes of an event over frames 10-11 of `scene()`, every object's temporal z alike."""
     objects, answers, frequencies = scene()
-    found = causes(
+    return causes(
         objects,
         answers,
         10,
         11,
-        threshold=1.92,
+        threshold=threshold,
         times=np.arange(20) / 10,
         prompts=[SPEED],
         frequencies=frequencies,
-        temporal_z=pd.Series(0.0, index=objects.index),
+        temporal_z=pd.Series(temporal_z, index=objects.index),
         lam=0.1,
     )
+
+
+def test_only_objects_above_the_threshold_are_causes_best_first():
+    found = causes_in_scene(threshold=1.92, temporal_z=0.0)
     assert [c.track_id for c in found] == [7]  # not track 5 (scoring -0.25) nor 9 (1.0 < 1.92)
     cause = found[0]
     assert (cause.frame, cause.time_s, cause.score) == (11, 1.1, 3.1) and not cause.below_threshold
@@ -80,19 +85,7 @@ def test_only_objects_above_the_threshold_are_causes_best_first():
 
 
 def test_when_no_object_crosses_alone_the_strongest_is_named_as_such_and_temporal_help_is_said():
-    objects, answers, frequencies = scene()
-    found = causes(
-        objects,
-        answers,
-        10,
-        11,
-        threshold=5.0,
-        times=np.arange(20) / 10,
-        prompts=[SPEED],
-        frequencies=frequencies,
-        temporal_z=pd.Series(9.0, index=objects.index),
-        lam=0.1,
-    )
+    found = causes_in_scene(threshold=5.0, temporal_z=9.0)
     assert [c.track_id for c in found] == [7] and found[0].below_threshold and found[0].temporal
     words = cause_in_words(found[0].to_dict())
     assert words[-2].startswith("Its next answers were not what normal tracks do") and "under it on its own" in words[-1]
