@@ -60,36 +60,44 @@ def _tiny_bpe_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", bos_token="</s>", unk_token="<unk>")
 
 
-@pytest.fixture(scope="module")
-def blip2_dir(tmp_path_factory) -> str:
-    """A ~30k-parameter BLIP-2 (ViT + Q-Former + OPT) and its processor, saved to a folder."""
+def tiny_blip2(language_model: str = "opt"):
+    """A ~30k-parameter BLIP-2 (ViT + Q-Former + OPT or T5) with random weights, and its processor."""
     import torch
     from transformers import Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, BlipImageProcessor
 
     tokenizer = _tiny_bpe_tokenizer()
     small = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
-    config = Blip2Config(
-        vision_config=dict(small, image_size=32, patch_size=16),
-        qformer_config=dict(small, encoder_hidden_size=16, vocab_size=len(tokenizer)),
-        text_config=dict(
+    text = dict(vocab_size=len(tokenizer), pad_token_id=0, eos_token_id=1)
+    if language_model == "opt":
+        text.update(
             model_type="opt",
             hidden_size=16,
             ffn_dim=32,
             num_hidden_layers=1,
             num_attention_heads=2,
             word_embed_proj_dim=16,
-            vocab_size=len(tokenizer),
             max_position_embeddings=128,
-            pad_token_id=0,
             bos_token_id=1,
-            eos_token_id=1,
-        ),
+        )
+    else:
+        text.update(model_type="t5", d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2, decoder_start_token_id=0)
+    config = Blip2Config(
+        vision_config=dict(small, image_size=32, patch_size=16),
+        qformer_config=dict(small, encoder_hidden_size=16, vocab_size=len(tokenizer)),
+        text_config=text,
         num_query_tokens=QUERY_TOKENS,
         image_token_index=IMAGE_TOKEN_ID,
     )
     torch.manual_seed(0)
-    model = Blip2ForConditionalGeneration(config)
+    model = Blip2ForConditionalGeneration(config).eval()
     processor = Blip2Processor(BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer, num_query_tokens=QUERY_TOKENS)
+    return model, processor
+
+
+@pytest.fixture(scope="module")
+def blip2_dir(tmp_path_factory) -> str:
+    """The tiny BLIP-2 (OPT) and its processor, saved to a folder."""
+    model, processor = tiny_blip2()
     # A minimal chat template, so the same folder also serves the generic "hf" describer.
     processor.chat_template = (
         "{% for m in messages %}{% for c in m['content'] %}{% if c['type'] == 'text' %}User: {{ c['text'] }}"
