@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from hub_models import settings
+from hub_models import settings, tiny_blip2
 
 from vlavad.backends import make
 from vlavad.describe import crops, vlm
@@ -72,16 +72,16 @@ def test_crops_come_from_one_streaming_pass_in_rgb(clip_video, monkeypatch):
         np.testing.assert_array_equal(cut[position], expected)
 
 
-def _spy_generate(monkeypatch, describer):
-    """Records the texts of every batch handed to the model."""
+def _spy_batches(monkeypatch, describer):
+    """Records (number of crops, texts) of every batch handed to the model."""
     calls = []
-    real = describer._generate
+    real = describer._answer_crops
 
     def spy(model, processor, crops, texts):
-        calls.append(list(texts))
+        calls.append((len(crops), list(texts)))
         return real(model, processor, crops, texts)
 
-    monkeypatch.setattr(describer, "_generate", spy)
+    monkeypatch.setattr(describer, "_answer_crops", spy)
     return calls
 
 
@@ -90,19 +90,63 @@ def test_blip2_answers_every_step_and_question_in_batches(blip2_dir, clip_video,
     prompts = default_pool("vlm")
     blip2 = describer(blip2_dir, **{"describe.vlm.batch_size": 7})
     assert blip2.is_vlm and blip2.tier == "hub"
-    calls = _spy_generate(monkeypatch, blip2)
+    calls = _spy_batches(monkeypatch, blip2)
     answers = blip2.answer(info, steps, steps, prompts)
 
     assert list(answers.columns) == ["frame", "track_id", "prompt_id", "answer", "detail"]
     assert len(answers) == len(steps) * len(prompts)
     assert set(answers["prompt_id"]) == {p.id for p in prompts}
     assert answers["answer"].map(lambda a: isinstance(a, str) and a == a.lower() and a.strip() == a and a != "").all()
-    pairs = len(steps) * len(prompts)
-    assert [len(c) for c in calls] == [7] * (pairs // 7) + ([pairs % 7] if pairs % 7 else [])
-    assert {t for c in calls for t in c} == {f"Question: {p.question} Answer:" for p in prompts}
+    # 7 pairs hold two whole crops of three questions each
+    assert len(prompts) == 3 and [n for n, _ in calls] == [2] * (len(steps) // 2) + [1] * (len(steps) % 2)
+    assert all(texts == [f"Question: {p.question} Answer:" for p in prompts] for _, texts in calls)
 
     single = describer(blip2_dir, **{"describe.vlm.batch_size": 1})
     pd.testing.assert_frame_equal(single.answer(info, steps, steps, prompts), answers)
+
+
+def _varied_blip2(language_model: str):
+    """The tiny BLIP-2 with larger random weight matrices: at the configs' initialisation (the
+    vision tower's is 1e-10) every crop gets the same answer, and a mix-up of crops could not show."""
+    import torch
+
+    model, processor = tiny_blip2(language_model)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for weights in model.parameters():
+            if weights.dim() >= 2:  # layer norms and biases keep their initialisation
+                weights.normal_(0, 0.5)
+    processor.tokenizer.padding_side = "left"
+    # Token ids, not text: many random ids decode to the same replacement character.
+    processor.batch_decode = lambda ids, **kwargs: [" ".join(map(str, row.tolist())) for row in ids]
+    return model, processor
+
+
+@pytest.mark.parametrize("language_model", ["opt", "t5"])
+def test_blip2_encodes_each_crop_once_and_answers_as_generate_does(language_model):
+    model, processor = _varied_blip2(language_model)
+    blip2 = vlm.Blip2Describer()
+    questions = ["What is it?", "Is the man riding a bike or walking?", "What is the pose of the person in the picture?"]
+    texts = [blip2.prompt_text(q, processor) for q in questions]
+    assert len({len(processor.tokenizer(t)["input_ids"]) for t in texts}) == 3  # left padding differs per question
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 256, (20 + 5 * i, 30, 3), dtype=np.uint8) for i in range(5)]
+
+    images_encoded = []
+    hook = model.vision_model.register_forward_hook(lambda module, args, output: images_encoded.append(len(output.last_hidden_state)))
+    try:
+        answers = blip2._answer_crops(model, processor, crops, texts)
+        encoded_once = list(images_encoded)
+        per_pair = vlm.VLMDescriber._answer_crops(blip2, model, processor, crops, texts)  # `model.generate` on each pair
+    finally:
+        hook.remove()
+
+    assert answers == per_pair
+    assert encoded_once == [len(crops)] and images_encoded[1:] == [len(crops) * len(texts)]
+    # Answers are crop-major and depend on both the crop and the question, so a mix-up would show.
+    grid = np.array(answers, dtype=object).reshape(len(crops), len(texts))
+    assert all(len(set(column)) > 1 for column in grid.T)
+    assert len({tuple(column) for column in grid.T}) == len(texts)
 
 
 def test_blip2_prompt_identity_and_lazy_shared_loading(blip2_dir):
@@ -125,11 +169,11 @@ def test_vlm_stride_asks_every_nth_step_and_carries_answers(blip2_dir, clip_vide
     info, steps = clip_video
     prompts = [Prompt("What is the person doing?")]
     strided = describer(blip2_dir, **{"describe.vlm.stride": 3, "describe.vlm.batch_size": 64})
-    calls = _spy_generate(monkeypatch, strided)
+    calls = _spy_batches(monkeypatch, strided)
     answers = strided.answer(info, steps, steps, prompts)
 
     per_track = steps.groupby("track_id").size()
-    assert sum(len(c) for c in calls) == sum((n + 2) // 3 for n in per_track)
+    assert sum(n for n, _ in calls) == sum((n + 2) // 3 for n in per_track)
     assert len(answers) == len(steps)
     every = describer(blip2_dir).answer(info, steps, steps, prompts)
     for _, track in answers.groupby("track_id"):
@@ -143,9 +187,9 @@ def test_hf_describer_uses_the_chat_template(blip2_dir, clip_video, monkeypatch)
     info, steps = clip_video
     prompts = [Prompt("Is it a bike?")]
     hf = make(settings(**{"describe.backend": "hf", "describe.vlm.model": blip2_dir, "describe.vlm.batch_size": 8}), "describe")
-    calls = _spy_generate(monkeypatch, hf)
+    calls = _spy_batches(monkeypatch, hf)
     answers = hf.answer(info, steps, steps.iloc[:5], prompts)
-    assert len(answers) == 5 and calls[0][0] == "User: Is it a bike? Assistant:"
+    assert len(answers) == 5 and calls[0] == (5, ["User: Is it a bike? Assistant:"])
     assert hf.identity()["describer"] == "hf"
     with pytest.raises(ConfigError, match="describe.vlm.model"):
         make(settings(**{"describe.backend": "hf"}), "describe")

@@ -4,8 +4,10 @@ Every question of the prompt pool is asked about a crop of each object at each t
 
 1. One streaming pass over the video cuts the object crops (the padded box, from the original
    frame) at the frames that have steps; no frame is kept, only the crops of the current batch.
-2. (crop, question) pairs are answered in batches: one processor call and one greedy
-   `generate` per batch.
+2. Crops are answered in batches, each crop with every question: one processor call and one
+   greedy `generate` per batch. BLIP-2 encodes each crop once (vision tower, Q-Former,
+   projection) and answers all its questions from those embeddings; the generic describer asks
+   `generate` about each (crop, question) pair.
 3. Answers are normalised (lowercase, no punctuation or leading article) because SPA counts
    them: "A man." and "man" are the same answer.
 
@@ -55,7 +57,7 @@ class VLMSettings(Schema):
     model: str = ""  # model id or local folder; "" = the describer's default (BLIP-2 OPT-2.7B for blip2)
     revision: str = ""  # hub revision (branch, tag or commit); "" = main
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"  # auto: bf16/fp16 on CUDA, fp32 on CPU
-    batch_size: int = Field(16, ge=1, le=4096)  # crops × question pairs per generate call (speed only)
+    batch_size: int = Field(16, ge=1, le=4096)  # (crop, question) pairs per generate call, whole crops (speed only)
     max_new_tokens: int = Field(10, ge=1, le=256)  # answers are short phrases
     stride: int = Field(1, ge=1, le=1000)  # ask every n-th step of a track; skipped steps keep the last answer
     crop_margin: float = Field(0.15, ge=0, le=2)  # crops are padded by this fraction of the box size per side
@@ -158,10 +160,10 @@ class VLMDescriber(Describer):
             model, processor = self._model()
             texts = [self.prompt_text(p.question, processor) for p in prompts]
             done, total = 0, len(asked) * len(prompts)
-            for positions, prompt_indices, crops in self._batches(info, asked, len(prompts)):
-                decoded = self._generate(model, processor, crops, [texts[i] for i in prompt_indices])
-                answers[positions, prompt_indices] = [normalise_answer(t) for t in decoded]
-                done += len(crops)
+            for positions, crops in self._batches(info, asked, len(prompts)):
+                decoded = self._answer_crops(model, processor, crops, texts)
+                answers[positions] = np.array([normalise_answer(t) for t in decoded], dtype=object).reshape(len(crops), len(texts))
+                done += len(crops) * len(texts)
                 if progress:
                     progress(round(done / total * len(steps)), len(steps))
 
@@ -185,36 +187,33 @@ class VLMDescriber(Describer):
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ANSWER_COLUMNS)
 
     def _batches(self, info: VideoInfo, asked: pd.DataFrame, n_prompts: int):
-        """(positions, prompt indices, crops) batches of up to `batch_size` (crop, question) pairs."""
-        positions, prompt_indices, crops = [], [], []
+        """(positions, crops) batches of whole crops, each to be asked every question."""
+        # `batch_size` counts (crop, question) pairs, not crops: the language model's generate over
+        # the pairs dominates memory and time, so the setting keeps bounding them, means the same
+        # for every describer and stays comparable with a bare `generate` of that batch size.
+        # A batch holds whole crops (at least one), so BLIP-2 encodes each crop only once.
+        crops_per_batch = max(1, self.batch_size // n_prompts)
+        positions, crops = [], []
         for position, crop in iter_crops(info, asked, self.crop_margin, self.crop_min_side):
-            for j in range(n_prompts):
-                positions.append(position)
-                prompt_indices.append(j)
-                crops.append(crop)
-                if len(crops) == self.batch_size:
-                    yield np.array(positions), np.array(prompt_indices), crops
-                    positions, prompt_indices, crops = [], [], []
+            positions.append(position)
+            crops.append(crop)
+            if len(crops) == crops_per_batch:
+                yield np.array(positions), crops
+                positions, crops = [], []
         if crops:
-            yield np.array(positions), np.array(prompt_indices), crops
+            yield np.array(positions), crops
 
-    def _generate(self, model, processor, crops: list[np.ndarray], texts: list[str]) -> list[str]:
-        """Greedy answers for one batch of (crop, text) pairs."""
+    def _answer_crops(self, model, processor, crops: list[np.ndarray], texts: list[str]) -> list[str]:
+        """Greedy answers to every text about every crop, crop by crop: `generate` on each pair."""
         import torch
-        from PIL import Image
 
-        # PIL images: numpy crops a few pixels wide could be mistaken for channels-first.
-        images = [Image.fromarray(crop) for crop in crops]
-        inputs = processor(images=images, text=texts, return_tensors="pt", padding=True)
+        images = [image for image in _pil(crops) for _ in texts]
+        inputs = processor(images=images, text=texts * len(crops), return_tensors="pt", padding=True)
         inputs = {k: v.to(model.device) for k, v in inputs.items()}
         inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
         with torch.inference_mode():
             output = model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1)
-        # Decoder-only models return the prompt followed by the answer.
-        prompt = inputs["input_ids"]
-        if output.shape[1] >= prompt.shape[1] and torch.equal(output[:, : prompt.shape[1]], prompt):
-            output = output[:, prompt.shape[1] :]
-        return processor.batch_decode(output, skip_special_tokens=True)
+        return _decode(processor, output, inputs["input_ids"])
 
     def _model(self):
         """The loaded (model, processor), shared by every describer of the process."""
@@ -238,6 +237,22 @@ class VLMDescriber(Describer):
         return load_once((type(self).__name__, self.model_id, resolved_revision(self.model_id, self.revision), dtype, device), load)
 
 
+def _pil(crops: list[np.ndarray]) -> list:
+    """PIL images: numpy crops a few pixels wide could be mistaken for channels-first."""
+    from PIL import Image
+
+    return [Image.fromarray(crop) for crop in crops]
+
+
+def _decode(processor, output, prompt_ids) -> list[str]:
+    """The answers' text; decoder-only models return the prompt followed by the answer."""
+    import torch
+
+    if output.shape[1] >= prompt_ids.shape[1] and torch.equal(output[:, : prompt_ids.shape[1]], prompt_ids):
+        output = output[:, prompt_ids.shape[1] :]
+    return processor.batch_decode(output, skip_special_tokens=True)
+
+
 @DESCRIBERS.register
 class Blip2Describer(VLMDescriber):
     """BLIP-2 (the paper's VLM) with its VQA prompt `Question: {q} Answer:`."""
@@ -256,6 +271,40 @@ class Blip2Describer(VLMDescriber):
         processor = Blip2Processor.from_pretrained(source, local_files_only=local_only, **revision)
         model = Blip2ForConditionalGeneration.from_pretrained(source, local_files_only=local_only, dtype=torch_dtype, **revision)
         return model, processor
+
+    def _answer_crops(self, model, processor, crops: list[np.ndarray], texts: list[str]) -> list[str]:
+        """Greedy answers to every text about every crop, crop by crop, as `model.generate` gives
+        them, but each crop goes through the vision tower and Q-Former once, not once per question."""
+        import torch
+
+        # One row per text, each starting with the image tokens; pixel values are one per crop.
+        inputs = processor(images=_pil(crops), text=texts, return_tensors="pt", padding=True)
+        pixel_values = inputs["pixel_values"].to(model.device, model.dtype)
+        # Crop-major pairs: crop 0 with every text, then crop 1 with every text, ...
+        input_ids = inputs["input_ids"].to(model.device).repeat(len(crops), 1)
+        attention_mask = inputs["attention_mask"].to(model.device).repeat(len(crops), 1)
+        with torch.inference_mode():
+            # The crop's language-model inputs, computed as `model.generate` computes them.
+            image_embeds = model.vision_model(pixel_values=pixel_values).last_hidden_state
+            every_patch = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
+            queries = model.query_tokens.expand(len(crops), -1, -1)
+            query_output = model.qformer(query_embeds=queries, encoder_hidden_states=image_embeds, encoder_attention_mask=every_patch)
+            # The Q-Former is kept in fp32: back to the vision tower's dtype before the projection.
+            crop_embeds = model.language_projection(query_output.last_hidden_state.to(image_embeds.dtype))
+
+            # Each pair's crop embeddings replace the image tokens the processor put in its row;
+            # padding (on the left, after the image tokens) stays masked by `attention_mask`.
+            inputs_embeds = model.get_input_embeddings()(input_ids)
+            image_slots = (input_ids == model.config.image_token_id).unsqueeze(-1)
+            crop_per_pair = crop_embeds.repeat_interleave(len(texts), dim=0).to(inputs_embeds.dtype)
+            inputs_embeds = inputs_embeds.masked_scatter(image_slots, crop_per_pair)
+            language_inputs = {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask}
+            if not model.language_model.config.is_encoder_decoder:
+                # As `model.generate` does: the prompt ids let generation rules that look at the
+                # sequence so far (lengths, repetition) see the same sequence.
+                language_inputs["input_ids"] = input_ids
+            output = model.language_model.generate(**language_inputs, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1)
+        return _decode(processor, output, input_ids)
 
 
 @DESCRIBERS.register
