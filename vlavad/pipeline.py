@@ -72,7 +72,10 @@ class Pipeline:
     # --- cached per-video stages ---------------------------------------------------------------
 
     def probe(self, video: str | Path) -> VideoInfo:
-        return probe(video, fps_hint=self.settings.default_fps)
+        # Probing decodes the whole video once (exact frame count, timestamps, background frames);
+        # it is remembered per file, so only the first probe of a video costs decoding time.
+        with self.times("decode"):
+            return probe(video, fps_hint=self.settings.default_fps)
 
     def tracks_key(self, info: VideoInfo, stride: int = 1) -> str:
         return stable_key("tracks", content_key(info.path), info.fps, self.detector.identity(), self.settings.track.model_dump(), stride)
