@@ -356,3 +356,23 @@ def test_a_huge_annotation_import_is_refused_while_the_app_stays_responsive(serv
         assert time.perf_counter() - started < 2
         with pytest.raises(ClientError, match="KB"):
             importing.result(timeout=60)
+
+
+def test_an_event_inside_the_declared_normal_segment_is_flagged_for_a_check():
+    """Fitting on a clip's first seconds treats whatever happens there as normal: an event that
+    starts there gets a warning that says which event and what to do; one after it does not."""
+    from types import SimpleNamespace
+
+    from vlavad.results import Event
+    from webapp.analyse import summary_markdown
+
+    def summary(event_start_s: float) -> str:
+        event = Event(40, 60, event_start_s, event_start_s + 2.0, 50, 3.0, ["track 1: moving fast"])
+        result = SimpleNamespace(
+            name="clip", info=SimpleNamespace(frame_count=160, duration_s=16.0), events=[event], backends={}, selected_questions=[], threshold=1.0
+        )
+        return summary_markdown(SimpleNamespace(result=result, model_label="fitted on the first 5 s", result_id="r", normal_until_s=5.0))
+
+    inside = summary(4.0)
+    assert "Check the normal segment" in inside and "event 1 (4.0–6.0 s)" in inside and "ends before 4.0 s" in inside
+    assert "Check the normal segment" not in summary(6.0)
