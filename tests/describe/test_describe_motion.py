@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vlavad.describe.motion import ABSTAIN, MEASURES, MotionDescriber, RowReference, _quarter_octave, _speed_phrase
+from vlavad.describe.motion import ABSTAIN, MEASURES, MotionDescriber, MotionSettings, RowReference, _quarter_octave, _speed_phrase
 from vlavad.errors import ConfigError, ModelError
 from vlavad.prompts import Prompt
 from vlavad.video import VideoInfo
@@ -66,15 +66,20 @@ def test_ratios_round_to_quarter_octaves_and_slow_speeds_are_one_coarse_answer()
     assert _speed_phrase(3.0, still=False).startswith("moving very fast")
 
 
-def test_a_box_cut_by_the_frame_edge_is_compared_with_normal_objects_entering(describer):
+def test_a_box_cut_by_the_frame_edge_abstains_unless_asked_to_compare_it_with_normal_objects_entering(describer):
     pool = [Prompt("How fast?", "speed"), Prompt("How big?", "size")]
     table = tracks(20.0, x=305)  # reaches the right edge of a 320-px frame
-    # Fitted on whole objects only, it cannot tell: an abstention, as for models fitted before.
+    normal = [(INFO, pd.concat([tracks(10.0), tracks(10.0, track_id=2, x=305)], ignore_index=True))]
+    # By default, and when fitted on whole objects only: an abstention, as for models fitted before.
     assert describer.answer(INFO, table, table.iloc[10:11], pool)["answer"].tolist() == [ABSTAIN, ABSTAIN]
-    entering = MotionDescriber()
-    entering.fit([(INFO, pd.concat([tracks(10.0), tracks(10.0, track_id=2, x=305)], ignore_index=True))])
+    default = MotionDescriber()
+    default.fit(normal)
+    assert default.answer(INFO, table, table.iloc[10:11], pool)["answer"].tolist() == [ABSTAIN, ABSTAIN]
+    entering = MotionDescriber(MotionSettings(edge_speed=True))
+    entering.fit(normal)
     answers = entering.answer(INFO, table, table.iloc[10:11], pool)
     assert answers["answer"].tolist() == ["entering or leaving the view, moving fast", ABSTAIN]  # its size is not the object's
+    assert entering.identity() != default.identity()  # cached answers of one are never taken for the other's
 
 
 def test_questions_must_say_what_they_measure_and_it_must_be_fitted():
