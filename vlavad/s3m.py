@@ -273,11 +273,12 @@ def build_predictor(
         raise ConfigError(f"unknown temporal predictor {kind!r}; choose one of {', '.join(KINDS)}")
     if min(dim, past, future, layers, d_model) < 1:
         raise ConfigError(f"predictor sizes must be positive: dim={dim}, past={past}, future={future}, layers={layers}, d_model={d_model}")
-    # Built on the meta device, the layers' own initialisers draw nothing from the global RNG;
-    # every parameter is then drawn once, from the local generator.
-    with torch.device("meta"):
+    # The layers' own initialisers draw from the global RNG: its state is put back afterwards,
+    # and every parameter is then drawn again, from the local generator. (Building on the meta
+    # device instead avoids those draws, but its first use imports torch's decompositions: about
+    # 3 s on every fit and every model load.)
+    with torch.random.fork_rng(devices=[]):
         model = _PREDICTORS[kind](dim, past, future, layers=layers, d_model=d_model)
-    model.to_empty(device="cpu")
     _initialise(model, torch.Generator().manual_seed(seed))
     return model
 
