@@ -87,7 +87,7 @@ def analyse(url: str, clip: Path, seconds: float) -> tuple[str, float]:
     started = time.perf_counter()
     client = Client(url, verbose=False)
     out = client.predict(handle_file(str(clip)), "First seconds of this video", seconds, None, None, "motion (bundled)", 1, "", api_name="/analyse")
-    return out[4], time.perf_counter() - started
+    return out[5], time.perf_counter() - started  # outputs: video, timeline, events, cards, downloads, summary, ...
 
 
 def main(argv: list[str] | None = None) -> int:
