@@ -31,7 +31,7 @@ from vlavad.pipeline import Pipeline  # noqa: E402
 
 TIE = 0.001
 STRIDES = (2, 3)
-DEFAULT_VARY = ["track.flow_quantile=null,0.5,0.75,0.9", "motion_smooth_s=0.5,1.0,2.0"]
+DEFAULT_VARY = ["track.flow_quantile=null,0.5,0.75,0.9", "describe.motion.smooth_s=0.5,1.0,2.0"]
 
 
 def separation(settings, train_videos, stride: int, cache: str | None) -> tuple[str, float]:
