@@ -21,9 +21,10 @@ from pathlib import Path
 import av
 
 from vlavad.datasets import load_dataset
+from vlavad.track import TrackSettings
 from vlavad.video import iter_working_frames, probe
 
-WORKING_HEIGHT = 240  # the track stage's default: every frame is read at this height
+WORKING_HEIGHT = TrackSettings().working_height  # the height every frame is read at
 
 
 def bare_decode(path: str) -> int:

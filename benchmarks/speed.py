@@ -59,7 +59,7 @@ def child(mode: str, video: str, model: str, backend: str, epochs: int) -> None:
     else:
         pipeline.score(FittedModel.load(model), video)
     seconds = time.perf_counter() - started
-    frames = probe(video, fps_hint=10.0).frame_count  # remembered by the run's own probe
+    frames = probe(video, fps_hint=settings.default_fps).frame_count  # remembered by the run's own probe
     stages = dict(pipeline.times.seconds) if hasattr(pipeline, "times") else {}  # earlier releases had no stage clock
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"mode": mode, "frames": frames, "seconds": seconds, "peak_rss_mb": peak_mb, "stages": stages}))
