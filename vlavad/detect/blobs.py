@@ -62,11 +62,11 @@ class MotionBlobDetector(Detector):
         gray = frame_gray.astype(np.float32)
         if self._background is None:
             self._background = gray.copy()
-        diff = np.abs(gray - self._background)
+        diff = cv2.absdiff(gray, self._background)
         # Robust noise estimate (median absolute difference) so that lossy, noisy video does
         # not turn into a snowstorm of blobs. Every other pixel of every other row is plenty for
         # a median and makes it ten times cheaper (it was a tenth of the scoring time).
-        noise_sigma = 1.4826 * float(np.median(diff[::2, ::2]))
+        noise_sigma = 1.4826 * _median(diff[::2, ::2])
         threshold = max(s.min_threshold, s.noise_factor * noise_sigma)
         mask = (diff > threshold).astype(np.uint8)
 
@@ -76,8 +76,9 @@ class MotionBlobDetector(Detector):
         mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
         self._mask = mask
 
-        # Multiplying by the 0/1 background mask does what boolean indexing would, 3x faster.
-        self._background += s.background_update * (gray - self._background) * (mask == 0)
+        # Only background pixels follow the lighting; OpenCV blends them in one pass, where numpy
+        # made four frame-sized temporaries (a sixth of the detector's time).
+        cv2.accumulateWeighted(gray, self._background, s.background_update, mask=(mask == 0).view(np.uint8))
 
         count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
         boxes, confidences = [], []
@@ -102,3 +103,14 @@ class MotionBlobDetector(Detector):
 
     def foreground(self) -> np.ndarray | None:
         return self._mask
+
+
+def _median(values: np.ndarray) -> float:
+    """np.median of all values, exactly, in an eighth of its time: numpy partitions for both
+    middle elements at once, which is much slower than one partition and a max below it."""
+    flat = np.ascontiguousarray(values).ravel()
+    half = flat.size // 2
+    ordered = np.partition(flat, half)
+    if flat.size % 2:
+        return float(ordered[half])
+    return float(np.mean(np.stack([ordered[:half].max(), ordered[half]])))  # averaged as np.median does
