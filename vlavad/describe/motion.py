@@ -187,15 +187,12 @@ class MotionDescriber(Describer):
             },
             index=tracks.index,
         )
-        by_track = measured.groupby("track_id", sort=False)
-        for column in ("h", "aspect", "speed", "vx", "vy"):
-            measured[column] = by_track[column].transform(lambda s: s.rolling(window, center=True, min_periods=1).median())
+        smoothed = ["h", "aspect", "speed", "vx", "vy"]
+        measured[smoothed] = _rolling_by_track(measured[smoothed], tracks["track_id"], window, "median")
         # Speed one second earlier on the same track, for "speeding up" / "slowing down".
         lag = max(1, int(round(info.fps)))
-        measured["speed_before"] = by_track["speed"].shift(lag)
-        measured["speed_before"] = measured.groupby("track_id", sort=False)["speed_before"].transform(
-            lambda s: s.rolling(window, center=True, min_periods=1).median()
-        )
+        before = measured.groupby("track_id", sort=False)["speed"].shift(lag)
+        measured["speed_before"] = _rolling_by_track(before.to_frame(), tracks["track_id"], window, "median")
         return measured
 
     def _phrases(self, m: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -254,8 +251,18 @@ def _rolling_mode(tracks: pd.DataFrame, window: int) -> pd.Series:
     names = tracks["class_name"] if "class_name" in tracks else pd.Series("", index=tracks.index)
     codes, labels = pd.factorize(names.fillna("").astype(str))
     onehot = pd.DataFrame(np.eye(max(len(labels), 1), dtype=np.float32)[codes], index=tracks.index)
-    counts = onehot.groupby(tracks["track_id"].to_numpy(), sort=False).transform(lambda c: c.rolling(window, center=True, min_periods=1).sum())
+    counts = _rolling_by_track(onehot, tracks["track_id"], window, "sum")
     return pd.Series(np.asarray(labels, dtype=object)[counts.to_numpy().argmax(axis=1)] if len(labels) else "", index=tracks.index)
+
+
+def _rolling_by_track(values: pd.DataFrame, track_ids: pd.Series, window: int, statistic: str) -> pd.DataFrame:
+    """The centred rolling `statistic` ("median", "sum") of every column along each track, rows
+    in their order. One grouped rolling call: a Python function per track was a tenth of a
+    Ped2 benchmark."""
+    positional = values.reset_index(drop=True)
+    rolling = positional.groupby(track_ids.to_numpy(), sort=False).rolling(window, center=True, min_periods=1)
+    rolled = getattr(rolling, statistic)().droplevel(0).sort_index()
+    return rolled.set_axis(values.index)
 
 
 def _kind_phrase(name: str) -> str:
