@@ -453,11 +453,71 @@ def test_background_samples_from_the_probe_equal_a_decoding_pass(tmp_path):
     path = write_mp4(tmp_path / "v.mp4", frames)
     info = probe(path)
     from_probe = list(background_samples(info, (64, 48)))
-    video_module._SAMPLES.clear()  # as when the probe's frames were dropped to keep memory bounded
+    video_module._KEPT.clear()  # as when the probe's frames were dropped to keep memory bounded
     decoded = list(background_samples(info, (64, 48)))
     assert len(from_probe) == len(decoded) == 65
     for a, b in zip(from_probe, decoded):
         np.testing.assert_array_equal(a, b)
+
+
+def _working_frames_decoded_afresh(info, size, stride):
+    """The working frames as a decoding pass gives them, with nothing kept by a probe."""
+    video_module._KEPT.clear()
+    return list(iter_working_frames(info, size, stride=stride, colour=False))
+
+
+def _probed_afresh(path):
+    video_module._probe_cached.cache_clear()
+    return probe(path)
+
+
+@pytest.mark.parametrize("source_height", [120, 480])  # below and above the height frames are kept at
+def test_working_frames_kept_by_the_probe_equal_a_decoding_pass(tmp_path, monkeypatch, source_height):
+    rng = np.random.default_rng(5)
+    frames = [cv2.GaussianBlur(noisy_frame(rng, source_height * 4 // 3, source_height), (9, 9), 3) for _ in range(9)]
+    path = write_mp4(tmp_path / "v.mp4", frames)
+    for size in [(320, 240), (160, 120)]:
+        for stride in (1, 2):
+            decoded = _working_frames_decoded_afresh(_probed_afresh(path), size, stride)
+            info = _probed_afresh(path)
+            kept = video_module._kept(path)
+            assert kept.whole and len(kept.kept) == 9
+            usable = kept.kept[0][1].shape[::-1] in (size, (info.width, info.height))
+            if usable:  # read from memory: decoding again would fail
+                monkeypatch.setattr(video_module, "_decode", lambda path: iter(()).throw(AssertionError("decoded again")))
+            from_memory = list(iter_working_frames(info, size, stride=stride, colour=False))
+            monkeypatch.undo()
+            assert [i for i, _, _ in from_memory] == [i for i, _, _ in decoded] == list(range(0, 9, stride))
+            for (_, a, _), (_, b, _) in zip(from_memory, decoded):
+                np.testing.assert_array_equal(a, b)
+    assert not kept.kept[0][1].flags.writeable  # shared by every run that reads this clip
+
+
+def test_a_clip_over_the_budget_keeps_only_background_samples(tmp_path, monkeypatch):
+    frames = [ramp_frame(i % 12, 64, 48) for i in range(130)]
+    path = write_mp4(tmp_path / "v.mp4", frames)
+    monkeypatch.setattr(video_module, "CLIP_BUDGET", 20 * 64 * 48)  # 20 frames
+    info = _probed_afresh(path)
+    kept = video_module._kept(path)
+    assert not kept.whole and len(kept.kept) < 100
+    samples = list(background_samples(info, (64, 48)))
+    video_module._KEPT.clear()
+    decoded = list(background_samples(info, (64, 48)))
+    assert len(samples) == len(decoded) == 65
+    for a, b in zip(samples, decoded):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_over_the_memory_budget_older_clips_keep_their_background_samples(tmp_path, monkeypatch):
+    first, second = (write_mp4(tmp_path / f"{name}.mp4", [ramp_frame(i % 12, 64, 48) for i in range(130)]) for name in "ab")
+    monkeypatch.setattr(video_module, "KEPT_BUDGET", 200 * 64 * 48)  # one whole clip and the other's samples
+    video_module._KEPT.clear()
+    info = _probed_afresh(first)
+    probe(second)
+    older, newer = video_module._kept(first), video_module._kept(second)
+    assert newer.whole and not older.whole and len(older.kept) == 65
+    monkeypatch.setattr(video_module, "_decode", lambda path: iter(()).throw(AssertionError("decoded again")))
+    assert len(list(background_samples(info, (64, 48)))) == 65  # still from memory
 
 
 def test_prefetched_keeps_order_and_raises_where_the_source_did():

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -231,61 +232,95 @@ def _probe_cached(path: Path, _size: int, _mtime_ns: int, fps_hint: float | None
         expected_frames = stream.frames  # the container's word for it (0: unknown)
     frames = _decode(path)
     _, first = next(frames)  # _decode raises rather than yield nothing
-    # This pass decodes every frame anyway: it also keeps grey frames spread over the whole clip
-    # (a background model needs them before detection starts), which saves a decoding pass.
-    samples = _EvenSamples(BACKGROUND_FRAMES, step=max(1, expected_frames // BACKGROUND_FRAMES))
-    samples.offer(0, first)
+    # This pass decodes every frame anyway, so it keeps what the detection pass will need: grey
+    # frames spread over the whole clip (a background model needs them before detection
+    # starts) and, for a clip that fits CLIP_BUDGET, every grey frame, which spares the
+    # detection pass (and a fit's second, faster-played pass) a decoding pass of their own.
+    kept = _KeptFrames(BACKGROUND_FRAMES, step=max(1, expected_frames // BACKGROUND_FRAMES))
+    kept.offer(0, first)
     times = [first.time]
     for index, frame in frames:
         times.append(frame.time)
-        samples.offer(index, frame)
+        kept.offer(index, frame)
     fps, timestamps = _variable_rate(times, fps)
-    _SAMPLES[(path, _size, _mtime_ns)] = samples
-    while sum(kept.bytes() for kept in _SAMPLES.values()) > SAMPLES_BUDGET:  # the oldest go first
-        _SAMPLES.pop(next(iter(_SAMPLES)))
+    with _KEPT_LOCK:
+        _KEPT[(path, _size, _mtime_ns)] = kept
+        # Over budget, the oldest whole clips first fall back to their background samples (a
+        # decoding pass costs less than the background's own pass), then the oldest samples go.
+        for older in list(_KEPT.values()):
+            if sum(k.bytes for k in _KEPT.values()) <= KEPT_BUDGET:
+                break
+            older.keep_samples_only()
+        while sum(k.bytes for k in _KEPT.values()) > KEPT_BUDGET:
+            _KEPT.pop(next(iter(_KEPT)))
     return VideoInfo(str(path), fps, first.width, first.height, len(times), timestamps)
 
 
 BACKGROUND_FRAMES = 50  # grey frames spread over a video, from which detectors model its background
-SAMPLES_HEIGHT = 240  # kept at most this high: the default working height
-SAMPLES_BUDGET = 192 * 2**20  # bytes of kept frames over all videos (a dataset's worth at 360x240)
-_SAMPLES: dict[tuple, _EvenSamples] = {}
+KEPT_HEIGHT = 240  # frames are kept at most this high: the default working height
+CLIP_BUDGET = 64 * 2**20  # a clip whose grey frames fit this is kept whole (740 frames at 360x240)
+KEPT_BUDGET = 192 * 2**20  # bytes of kept frames over all videos (a dataset's worth at 360x240)
+_KEPT: dict[tuple, _KeptFrames] = {}
+_KEPT_LOCK = threading.Lock()  # the web app probes for several visitors at once
 
 
-class _EvenSamples:
-    """Keeps every `step`-th frame of a stream, the step doubling (and every other kept frame
-    dropped) whenever twice `count` are kept: frames evenly spread even when the container did
-    not say how many it holds."""
+class _KeptFrames:
+    """The grey frames a probe keeps: all of them while they fit CLIP_BUDGET; past that every
+    `step`-th, the step doubling (and every other kept frame dropped) whenever twice `count`
+    are kept, so they stay evenly spread even when the container did not say how many it holds.
+    Kept frames are read-only: the detection passes of several runs may share them."""
 
     def __init__(self, count: int, step: int = 1):
-        self.count, self.step, self.kept = count, step, []
+        self.count, self.step, self.kept, self.bytes = count, step, [], 0
+        self.whole = True  # every frame is kept, at index == position
 
     def offer(self, index: int, frame: av.VideoFrame) -> None:
-        if index % self.step:
+        if not self.whole and index % self.step:
             return
-        self.kept.append((index, _grey(frame, max_height=SAMPLES_HEIGHT)))
-        if len(self.kept) >= 2 * self.count:
-            self.step *= 2
-            self.kept = [(i, f) for i, f in self.kept if i % self.step == 0]
+        grey = _grey(frame, max_height=KEPT_HEIGHT)
+        grey.flags.writeable = False
+        self.kept.append((index, grey))
+        self.bytes += grey.nbytes
+        if self.whole and self.bytes > CLIP_BUDGET:
+            self.keep_samples_only()
+        elif not self.whole and len(self.kept) >= 2 * self.count:
+            self._keep_every(2 * self.step)
 
-    def frames(self) -> list[np.ndarray]:
-        return [frame for _, frame in self.kept]
+    def keep_samples_only(self) -> None:
+        if self.whole:
+            self.whole = False
+            self._keep_every(self.step)
+            while len(self.kept) >= 2 * self.count:
+                self._keep_every(2 * self.step)
 
-    def bytes(self) -> int:
-        return sum(frame.nbytes for _, frame in self.kept)
+    def _keep_every(self, step: int) -> None:
+        self.step = step
+        self.kept = [(i, f) for i, f in self.kept if i % step == 0]  # a new list: readers keep theirs
+        self.bytes = sum(f.nbytes for _, f in self.kept)
+
+    def samples(self, step: int) -> list[np.ndarray]:
+        """Every `step`-th frame, or as near to that spacing as the kept frames allow."""
+        if self.whole or self.step == step:
+            return [f for i, f in self.kept if i % step == 0]
+        frames = [f for _, f in self.kept]  # the container misjudged its length: the nearest to even spacing
+        return [frames[i] for i in np.linspace(0, len(frames) - 1, min(BACKGROUND_FRAMES, len(frames))).round().astype(int)]
+
+
+def _kept(path: Path) -> _KeptFrames | None:
+    """What the probe of this version of the file kept, if it is still in memory."""
+    if not path.is_file():
+        return None
+    stat = path.stat()
+    return _KEPT.get((path, stat.st_size, stat.st_mtime_ns))
 
 
 def background_samples(info: VideoInfo, size: tuple[int, int]) -> Iterator[np.ndarray]:
     """Grey frames at `size`, every (frame count // BACKGROUND_FRAMES)-th, from the video's probe
     when it kept them (else from a decoding pass of its own)."""
-    path = Path(info.path)
     step = max(1, info.frame_count // BACKGROUND_FRAMES)
-    stat = path.stat()
-    kept = _SAMPLES.get((path, stat.st_size, stat.st_mtime_ns)) if path.is_file() else None
+    kept = _kept(Path(info.path))
     if kept and kept.kept and kept.kept[0][1].shape[0] >= size[1]:  # never upscaled
-        frames = kept.frames()
-        if kept.step != step:  # the container misjudged its length: the nearest to even spacing
-            frames = [frames[i] for i in np.linspace(0, len(frames) - 1, min(BACKGROUND_FRAMES, len(frames))).round().astype(int)]
+        frames = kept.samples(step)
         return (cv2.resize(frame, size, interpolation=cv2.INTER_AREA) if frame.shape[::-1] != size else frame for frame in frames)
     return (grey for _, grey, _ in iter_working_frames(info, size, stride=step))
 
@@ -323,6 +358,13 @@ def iter_working_frames(
             small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
             yield index, cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), small if colour else None
         return
+    kept = _kept(path)
+    if not colour and kept and kept.whole and kept.kept[0][1].shape[::-1] in (size, (info.width, info.height)):
+        # The probe kept every grey frame, either at this size or at full size (to which the
+        # resize below does exactly what it does to a freshly decoded one).
+        for index, grey in kept.kept[::stride]:
+            yield index, grey if grey.shape[::-1] == size else cv2.resize(grey, size, interpolation=cv2.INTER_AREA), None
+        return
     for index, frame in _decode(path):
         if index % stride:
             continue
@@ -341,7 +383,6 @@ def prefetched(frames: Iterator, depth: int = 8) -> Iterator:
     next frames decode while this one is processed. Errors reach the consumer in order; closing
     the consumer stops the producer."""
     import queue
-    import threading
 
     items: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
