@@ -61,7 +61,10 @@ def child(mode: str, video: str, model: str, backend: str, epochs: int) -> None:
     seconds = time.perf_counter() - started
     frames = probe(video, fps_hint=settings.default_fps).frame_count  # remembered by the run's own probe
     stages = dict(pipeline.times.seconds) if hasattr(pipeline, "times") else {}  # earlier releases had no stage clock
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:  # VmHWM: ru_maxrss survives exec, so it would report at least this script's own size
+        peak_mb = int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]) / 1024
+    except (OSError, IndexError, ValueError):
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"mode": mode, "frames": frames, "seconds": seconds, "peak_rss_mb": peak_mb, "stages": stages}))
 
 

@@ -62,7 +62,13 @@ class BenchResult:
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory. On Linux from /proc (VmHWM): ru_maxrss survives
+    exec, so a process started by a big one would report at least its parent's size."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(status.split("VmHWM:")[1].split()[0]) / 1024
+    except (OSError, IndexError, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_benchmark(dataset: Dataset, pipeline: Pipeline, prompts: list | None = None) -> BenchResult:
