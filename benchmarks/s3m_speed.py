@@ -42,7 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vlavad import s3m
+from vlavad import s3m, windows
 from vlavad.config import Settings
 from vlavad.metrics import frame_auc
 
@@ -308,7 +308,7 @@ def section_batches(flat, starts, past, args) -> dict:
 
     def distinct_windows(batch_starts):
         """A step as train_predictor takes it: each distinct window once, counted."""
-        ids, id_starts = (torch.from_numpy(a) for a in s3m._window_ids(flat, batch_starts, span))
+        ids, id_starts = (torch.from_numpy(a) for a in windows.window_ids(flat, batch_starts, span))
 
         def run():
             distinct, counts = torch.unique(ids, return_counts=True)
@@ -324,7 +324,7 @@ def section_batches(flat, starts, past, args) -> dict:
     candidates, distinct_share = {}, {}
     for b in (128, 256, 512, 1024):
         batch_starts = rng.choice(starts, size=b, replace=False)
-        share = len(s3m._window_ids(flat, batch_starts, span)[1]) / b
+        share = len(windows.window_ids(flat, batch_starts, span)[1]) / b
         candidates[f"batch {b}, every window"] = every_window(batch_starts, threads_before)
         candidates[f"batch {b}, distinct windows ({share:.0%})"] = distinct_windows(batch_starts)
         distinct_share[b] = share
@@ -503,7 +503,7 @@ def main() -> None:
     vocabulary = np.unique(flat, axis=0)
     perturbed, _ = inject_captions(held_out, vocabulary, args.past, seed=1)
     span = args.past + args.future
-    starts = s3m._window_starts(np.array([len(t) for t in train]), np.cumsum([0] + [len(t) for t in train[:-1]]), span)
+    starts = windows.window_starts(np.array([len(t) for t in train]), np.cumsum([0] + [len(t) for t in train[:-1]]), span)
     print(
         f"{'data: ' + str(args.sequences) if args.sequences else 'synthetic caption tracks'}: "
         f"{len(train)} training tracks ({len(flat)} steps, {len(vocabulary)} distinct embeddings, "

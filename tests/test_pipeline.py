@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -137,7 +140,7 @@ def test_interrupted_model_save_keeps_the_old_model(fitted, tmp_path, monkeypatc
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("safetensors.torch.save_file", boom)
+    monkeypatch.setattr("safetensors.numpy.save_file", boom)
     with pytest.raises(KeyboardInterrupt):
         model.save(path)
     assert (path / "model.json").read_text() == before
@@ -186,5 +189,26 @@ def test_fitting_twice_in_one_process_gives_identical_models(synthetic_dataset, 
     torch.rand(10)
     second = make_pipeline(tmp_path / "cache").fit(videos)
     assert first.threshold == second.threshold and first.selected == second.selected
-    for name, weights in first.temporal.state_dict().items():
-        assert torch.equal(weights, second.temporal.state_dict()[name]), name
+    for name, weights in first.temporal.weights().items():
+        assert np.array_equal(weights, second.temporal.weights()[name]), name
+
+
+def test_scoring_with_a_saved_s3m_never_imports_pytorch(fitted, tmp_path):
+    """Importing PyTorch costs more than scoring a short clip (seconds, 670 MB): a fitted S3M
+    scores in NumPy, with the same result as the model scored in the process that fitted it."""
+    pipeline, model, dataset, _ = fitted
+    assert model.temporal is not None and model.temporal.kind == "s3m"
+    path = model.save(tmp_path / "model")
+    video = dataset.test[0].path
+    expected = pipeline.score(model, video).frames[["temporal", "fused"]].to_numpy()
+    assert np.isfinite(expected[:, 0]).sum() > 10
+    script = (
+        "import sys, json; from vlavad.model import FittedModel; from vlavad.pipeline import Pipeline\n"
+        f"model = FittedModel.load({str(path)!r})\n"
+        f"result = Pipeline(model.settings, cache_dir=None, show_progress=False).score(model, {str(video)!r})\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'scores': result.frames[['temporal', 'fused']].to_numpy().tolist()}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["torch"] is False
+    np.testing.assert_array_equal(np.array(report["scores"], dtype=float), expected)

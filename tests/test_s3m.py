@@ -11,14 +11,16 @@ from vlavad import s3m
 from vlavad.errors import ConfigError, ModelError
 from vlavad.s3m import (
     KINDS,
+    TemporalModel,
     build_predictor,
-    make_windows,
     selective_scan,
     selective_scan_ref,
     temporal_errors,
     temporal_errors_batch,
     train_predictor,
 )
+from vlavad.s3m_numpy import NumpyS3M
+from vlavad.windows import make_windows
 
 PAST, FUTURE, DIM = 4, 2, 16
 
@@ -418,3 +420,37 @@ def test_fused_cuda_scan_matches_pytorch_scan():
     y_cuda.square().sum().backward()
     for a, b in zip(cpu, cuda):
         torch.testing.assert_close(b.grad.cpu(), a.grad, rtol=1e-3, atol=1e-3)
+
+
+# --- scoring in NumPy -----------------------------------------------------------------------
+
+
+def test_the_numpy_s3m_predicts_what_the_pytorch_one_does():
+    torch_model = perturbed(build_predictor("s3m", DIM, PAST, FUTURE, layers=2, d_model=16, seed=4))
+    numpy_model = TemporalModel(torch_model).for_scoring()
+    assert isinstance(numpy_model, NumpyS3M) and numpy_model.config() == torch_model.config()
+    windows = np.random.default_rng(5).normal(size=(40, PAST, DIM)).astype(np.float32)
+    with torch.no_grad():
+        expected = torch_model(torch.from_numpy(windows)).numpy()
+    predicted = numpy_model(windows)
+    assert predicted.dtype == np.float32
+    assert np.abs(expected - windows[:, -1:]).max() > 0.1  # the check below is not about a zero change
+    np.testing.assert_allclose(predicted, expected, rtol=1e-4, atol=1e-5)
+    tracks = [cycling(t, t) for t in (3, 12, 30)]
+    for ours, theirs in zip(numpy_model.errors(tracks), temporal_errors_batch(torch_model, tracks, PAST, FUTURE)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-7, equal_nan=True)
+
+
+def test_only_the_s3m_scores_in_numpy():
+    gru = TemporalModel(build_predictor("gru", DIM, PAST, FUTURE, layers=1, d_model=8))
+    assert gru.for_scoring() is gru
+
+
+def test_numpy_s3m_weights_that_do_not_match_its_config_raise_model_error():
+    model = TemporalModel(build_predictor("s3m", DIM, PAST, FUTURE, layers=2, d_model=16))
+    weights = model.weights()
+    with pytest.raises(ModelError, match="missing"):
+        NumpyS3M({**model.config(), "layers": 3}, weights)
+    weights["head.weight"] = weights["head.weight"][:, :8]
+    with pytest.raises(ModelError, match="head"):
+        NumpyS3M(model.config(), weights)

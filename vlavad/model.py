@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
+import numpy as np
 from pydantic import Field, Strict, model_validator
 
 from . import __version__
@@ -21,6 +22,7 @@ from .config import Settings
 from .errors import ConfigError, ModelError
 from .fileio import atomic_write_json, staged_folder
 from .prompts import Prompt, PromptRecord
+from .s3m_numpy import NumpyS3M
 from .schema import Schema, read_json_file, validate
 from .scoring import Normaliser
 from .spa import AnswerFrequencies, PromptStats
@@ -104,7 +106,7 @@ class FittedModel:
     normaliser: Normaliser
     describer_state: dict
     backends: dict
-    temporal: TemporalModel | None = None  # None when no track was long enough to train the S3M
+    temporal: TemporalModel | NumpyS3M | None = None  # None when no track was long enough to train the S3M
     threshold: float = 0.0  # event threshold on the fused score (a training quantile)
     training: dict = field(default_factory=dict)  # videos, frames, losses: for the record
 
@@ -156,10 +158,10 @@ class FittedModel:
             for name, data in (extra or {}).items():
                 atomic_write_json(staging / name, data)
             if self.temporal:
-                from safetensors.torch import save_file
+                from safetensors.numpy import save_file
 
-                state = {k: v.contiguous() for k, v in self.temporal.state_dict().items()}
-                save_file(state, str(staging / "predictor.safetensors"))
+                weights = {name: np.ascontiguousarray(value) for name, value in self.temporal.weights().items()}
+                save_file(weights, str(staging / "predictor.safetensors"))
             atomic_write_json(staging / "model.json", self.to_json())
         return Path(path)
 
@@ -178,13 +180,11 @@ class FittedModel:
             raise ModelError(str(exc)) from None
         temporal = None
         if meta.predictor_config:
-            from .s3m import TemporalModel
-
             weights = path / "predictor.safetensors"
             try:
-                from safetensors.torch import load_file
+                from safetensors.numpy import load_file
 
-                temporal = TemporalModel.from_state(meta.predictor_config.model_dump(), load_file(str(weights)))
+                temporal = _scoring_model(meta.predictor_config.model_dump(), load_file(str(weights)))
             except Exception as exc:  # safetensors and load_state_dict raise several types for a bad file
                 raise ModelError(f"Cannot read the S3M weights {weights.name}: {' '.join(str(exc).split())[:200]}") from None
         return cls(
@@ -200,3 +200,13 @@ class FittedModel:
             threshold=meta.threshold,
             training=meta.training,
         )
+
+
+def _scoring_model(config: dict, weights: dict[str, np.ndarray]) -> TemporalModel | NumpyS3M:
+    """The saved temporal predictor, ready to score: an S3M in NumPy (no PyTorch import), the
+    ablation's other predictors in PyTorch."""
+    if config["kind"] == NumpyS3M.kind:
+        return NumpyS3M(config, weights)
+    from .s3m import TemporalModel
+
+    return TemporalModel.from_weights(config, weights)

@@ -208,7 +208,7 @@ class Pipeline:
                 max_windows=t.max_windows,
                 progress=lambda epoch, total, loss: (bar.update(1), bar.set_postfix(mse=f"{loss:.4f}")),
             )
-        model.temporal = temporal if losses else None
+        model.temporal = temporal.for_scoring() if losses else None
         return losses
 
     def prompt_statistics(self, model: FittedModel, normal_videos: Iterable[str | Path], prompts: list[Prompt]) -> list:

@@ -21,7 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vlavad.errors import ConfigError, ModelError
+from vlavad.errors import ConfigError
+from vlavad.s3m_numpy import NumpyS3M
+from vlavad.windows import check_fit, concat_sequences, step_errors, window_ids, window_starts
 
 # --------------------------------------------------------------------------------------------
 # Selective scan
@@ -319,66 +321,8 @@ def _initialise(model: nn.Module, generator: torch.Generator) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Windows, training, scoring
+# Training and scoring (the windows they read: vlavad.windows)
 # --------------------------------------------------------------------------------------------
-# All three work on the sequences concatenated into one (total_steps, D) array and on the start
-# indices of windows in it, so a window is gathered only when its batch needs it: 200k windows
-# of 12x512 float32 would take 5 GB if materialised.
-
-
-def _concat(sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All steps stacked as float32 (total, D); where each sequence starts in it; its length."""
-    lengths = np.array([len(s) for s in sequences], dtype=np.int64)
-    starts = np.cumsum(lengths) - lengths
-    flat = np.concatenate([np.asarray(s, dtype=np.float32) for s in sequences], axis=0)
-    return flat, starts, lengths
-
-
-def _window_starts(lengths: np.ndarray, seq_starts: np.ndarray, span: int) -> np.ndarray:
-    """Flat start index of every window of `span` steps that lies inside one sequence."""
-    counts = np.maximum(lengths - span + 1, 0)
-    first = np.repeat(seq_starts, counts)
-    within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    return first + within
-
-
-def make_windows(sequences: Sequence[np.ndarray], past: int, future: int) -> tuple[np.ndarray, np.ndarray]:
-    """All (past -> future) training pairs: X (n, past, D), Y (n, future, D), float32.
-
-    A sequence shorter than past + future gives no window.
-    """
-    if not sequences:
-        return np.zeros((0, past, 0), np.float32), np.zeros((0, future, 0), np.float32)
-    flat, seq_starts, lengths = _concat(sequences)
-    idx = _window_starts(lengths, seq_starts, past + future)[:, None] + np.arange(past + future)
-    windows = flat[idx]
-    return windows[:, :past], windows[:, past:]
-
-
-def _check_fit(model: SequencePredictor, flat: np.ndarray, past: int, future: int) -> None:
-    """A model trained for other embeddings or another window cannot be used (or trained)."""
-    if flat.shape[1] != model.dim:
-        raise ModelError(
-            f"embeddings have {flat.shape[1]} dimensions but the temporal model expects {model.dim}; was it trained with another text encoder?"
-        )
-    if (past, future) != (model.past, model.future):
-        raise ModelError(f"the temporal model predicts {model.past} -> {model.future} steps, not {past} -> {future}")
-
-
-def _window_ids(flat: np.ndarray, starts: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray]:
-    """An id per window, shared by exactly the windows whose `span` steps are identical, and
-    for each id (0, 1, ...) the start of one window that has it.
-
-    A track's caption rarely changes, so most windows are the same few embeddings repeated:
-    Ped2's 15k training windows hold 2.7k distinct ones, and a random batch of 1024 about 400.
-    Identical windows give identical predictions, losses and gradients, so each one is run
-    through the model once and counted as often as it occurs.
-    """
-    rows = np.ascontiguousarray(flat).view(np.dtype((np.void, flat.shape[1] * flat.itemsize)))
-    step_ids = np.unique(rows[:, 0], return_inverse=True)[1].reshape(-1)
-    keys = step_ids[starts[:, None] + np.arange(span)]
-    _, first, ids = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    return ids.reshape(-1), starts[first]
 
 
 def _split_by_track(lengths: np.ndarray, span: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -444,7 +388,7 @@ def train_predictor(
     `min_improvement`, and the model is left with the weights of its best held-out epoch.
 
     A batch's loss is its mean over its windows, but a window that occurs several times in the
-    batch is run once and counted as often (see `_window_ids`): the same gradient for about
+    batch is run once and counted as often (see `vlavad.windows.window_ids`): the same gradient for about
     half the work on captioned tracks. Batches of 1024 rather than 256 hold more repeats and
     gave as good a model in fewer CPU seconds (benchmarks/s3m_speed.py).
 
@@ -457,25 +401,25 @@ def train_predictor(
     if not sequences:
         return []
     span = past + future
-    flat, seq_starts, lengths = _concat(sequences)
+    flat, seq_starts, lengths = concat_sequences(sequences)
     if not (lengths >= span).any():
         return []
-    _check_fit(model, flat, past, future)
+    check_fit(model, flat, past, future)
     rng = np.random.default_rng(seed)
     held_out = _split_by_track(lengths, span, validation, rng)
-    starts = _window_starts(lengths[~held_out], seq_starts[~held_out], span)
+    starts = window_starts(lengths[~held_out], seq_starts[~held_out], span)
     if len(starts) > max_windows:
         starts = np.sort(rng.choice(starts, size=max_windows, replace=False))
-    val_starts = _window_starts(lengths[held_out], seq_starts[held_out], span)
+    val_starts = window_starts(lengths[held_out], seq_starts[held_out], span)
     val_cap = max(1, round(validation * max_windows))  # a forward pass each epoch: keep it small
     if len(val_starts) > val_cap:
         val_starts = np.sort(rng.choice(val_starts, size=val_cap, replace=False))
 
     device = next(model.parameters()).device
     flat_t = torch.from_numpy(flat).to(device)
-    ids, id_starts = (torch.from_numpy(a).to(device) for a in _window_ids(flat, starts, span))
+    ids, id_starts = (torch.from_numpy(a).to(device) for a in window_ids(flat, starts, span))
     if len(val_starts):
-        val_ids, val_starts = _window_ids(flat, val_starts, span)
+        val_ids, val_starts = window_ids(flat, val_starts, span)
         val_counts = torch.from_numpy(np.bincount(val_ids)).to(device)
         val_starts_t = torch.from_numpy(val_starts).to(device)
     shuffle = torch.Generator().manual_seed(seed)
@@ -517,7 +461,6 @@ def temporal_errors(model: SequencePredictor, sequence: np.ndarray, *, past: int
     return temporal_errors_batch(model, [sequence], past, future)[0]
 
 
-@torch.no_grad()
 def temporal_errors_batch(
     model: SequencePredictor,
     sequences: Sequence[np.ndarray],
@@ -526,51 +469,16 @@ def temporal_errors_batch(
     *,
     batch_size: int = 2048,
 ) -> list[np.ndarray]:
-    """Per-step prediction errors of many tracks, all windows batched together.
+    """Per-step prediction errors of many tracks (see `vlavad.windows.step_errors`), predicted
+    on the device the model's parameters are on."""
+    device = next(model.parameters()).device
+    model.eval()
 
-    The window ending at step t-1 predicts steps t .. t+future-1; a predicted step's error is
-    the mean squared error over D, and a step predicted by several windows gets the mean of
-    them. Near the end of a track a window predicts past the last step: only the steps that
-    exist are compared, so the tail is scored too. Steps no window predicts (the first `past`)
-    are NaN.
+    @torch.no_grad()
+    def predict(windows: np.ndarray) -> np.ndarray:
+        return model(torch.from_numpy(windows).to(device)).cpu().numpy()
 
-    Windows are taken `batch_size` at a time, across tracks and grouped by their input, and
-    each distinct input in a batch is predicted once (see `_window_ids`): the 15k windows of
-    Ped2's training tracks have 1.9k distinct inputs.
-    """
-    if not sequences:
-        return []
-    flat, seq_starts, lengths = _concat(sequences)
-    per_step = np.full(len(flat), np.nan)
-    # Every window whose first predicted step exists: span past + 1.
-    starts = _window_starts(lengths, seq_starts, past + 1)
-    if len(starts):
-        _check_fit(model, flat, past, future)
-        steps = starts[:, None] + past + np.arange(future)  # (n, future) flat indices
-        last = np.repeat(seq_starts + lengths - 1, lengths)[starts]  # end of each one's track
-        valid = steps <= last[:, None]
-
-        device = next(model.parameters()).device
-        flat_t = torch.from_numpy(flat).to(device)
-        targets = torch.from_numpy(np.minimum(steps, last[:, None])).to(device)  # masked below
-        ids, id_starts = _window_ids(flat, starts, past)
-        by_input = torch.from_numpy(np.argsort(ids, kind="stable"))  # equal inputs side by side
-        ids, id_starts = torch.from_numpy(ids).to(device), torch.from_numpy(id_starts).to(device)
-        offsets = torch.arange(past, device=device)
-        errors = torch.empty(len(starts), future, dtype=torch.float64)
-        model.eval()
-        for rows in by_input.split(batch_size):
-            rows_d = rows.to(device)
-            distinct, inverse = torch.unique(ids[rows_d], return_inverse=True)
-            predicted = model(flat_t[id_starts[distinct][:, None] + offsets])[inverse]
-            error = (predicted - flat_t[targets[rows_d]]).square().mean(dim=-1)
-            errors[rows] = error.cpu().double()  # float64 after the move: not every device has it
-        errors = errors.numpy()
-        sums = np.bincount(steps[valid], weights=errors[valid], minlength=len(flat))
-        counts = np.bincount(steps[valid], minlength=len(flat))
-        predicted = counts > 0
-        per_step[predicted] = sums[predicted] / counts[predicted]
-    return np.split(per_step, np.cumsum(lengths)[:-1])
+    return step_errors(predict, model, sequences, past, future, batch_size=batch_size)
 
 
 # --------------------------------------------------------------------------------------------
@@ -579,8 +487,9 @@ def temporal_errors_batch(
 
 
 class TemporalModel:
-    """A predictor with its training and its per-step errors: what `fit` trains, `score` uses
-    and a model folder stores (`config()` in model.json, `state_dict()` as safetensors)."""
+    """A predictor with its training and its per-step errors: what `fit` trains and a model
+    folder stores (`config()` in model.json, `weights()` as safetensors). A trained S3M scores
+    as `for_scoring()`, in NumPy."""
 
     def __init__(self, predictor: SequencePredictor):
         self.predictor = predictor
@@ -590,9 +499,9 @@ class TemporalModel:
         return cls(build_predictor(kind, dim, past, future, layers, d_model, seed=seed))
 
     @classmethod
-    def from_state(cls, config: dict, state: dict[str, Tensor]) -> TemporalModel:
+    def from_weights(cls, config: dict, weights: dict[str, np.ndarray]) -> TemporalModel:
         predictor = build_predictor(**config)
-        predictor.load_state_dict(state)
+        predictor.load_state_dict({name: torch.from_numpy(value) for name, value in weights.items()})
         predictor.eval()
         return cls(predictor)
 
@@ -619,5 +528,10 @@ class TemporalModel:
     def config(self) -> dict:
         return self.predictor.config()
 
-    def state_dict(self) -> dict[str, Tensor]:
-        return {k: v.detach().cpu() for k, v in self.predictor.state_dict().items()}
+    def weights(self) -> dict[str, np.ndarray]:
+        return {name: value.detach().cpu().numpy() for name, value in self.predictor.state_dict().items()}
+
+    def for_scoring(self) -> TemporalModel | NumpyS3M:
+        """What scores with this trained predictor: the NumPy S3M for an S3M (the same errors to
+        float32 rounding, without PyTorch), the predictor itself for the others."""
+        return NumpyS3M(self.config(), self.weights()) if self.predictor.kind == NumpyS3M.kind else self

@@ -1,0 +1,112 @@
+"""The trained S3M's forward pass in NumPy: scoring without PyTorch.
+
+Training needs PyTorch (`vlavad.s3m`). Scoring only runs a small trained S3M forward, and
+importing PyTorch for that costs more than the rest of scoring a short clip: about 2.4 s and
+670 MB of resident memory for the CUDA build, the only one on PyPI. So a fitted S3M scores
+here, in NumPy, whether it was just trained or loaded from a model folder, and `vlavad score`
+with the weight-free tier never imports PyTorch.
+
+`NumpyS3M` computes what `S3MPredictor` computes, from the same state dict, to float32
+rounding (tests/test_s3m.py compares the two). The GRU and Transformer predictors of the ablation
+score with PyTorch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .errors import ModelError
+from .windows import step_errors
+
+_BLOCK_WEIGHTS = (
+    "norm.weight",
+    "in_proj.weight",
+    "conv1d.weight",
+    "conv1d.bias",
+    "x_proj.weight",
+    "dt_proj.weight",
+    "dt_proj.bias",
+    "out_proj.weight",
+    "A_log",
+    "D",
+)
+
+
+class NumpyS3M:
+    """A trained S3M predictor (`config()` and weights as `vlavad.s3m.S3MPredictor` has them)
+    that predicts and scores windows in NumPy."""
+
+    kind = "s3m"
+
+    def __init__(self, config: dict, weights: dict[str, np.ndarray]):
+        if config.get("kind") != self.kind:
+            raise ModelError(f"NumpyS3M runs the S3M, not a {config.get('kind')!r} predictor")
+        self.dim, self.past, self.future = config["dim"], config["past"], config["future"]
+        self.layers, self.d_model = config["layers"], config["d_model"]
+        expected = {"embed.weight", "embed.bias", "norm.weight", "head.weight", "head.bias"}
+        expected |= {f"blocks.{i}.{name}" for i in range(self.layers) for name in _BLOCK_WEIGHTS}
+        if set(weights) != expected:
+            missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
+            raise ModelError(f"S3M weights do not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        self._weights = {name: np.asarray(value, dtype=np.float32) for name, value in weights.items()}
+        if self._weights["head.weight"].shape != (self.future * self.dim, self.d_model):
+            raise ModelError(f"S3M head is {self._weights['head.weight'].shape}, its config says {self.future * self.dim}x{self.d_model}")
+
+    def config(self) -> dict:
+        return {"kind": self.kind, "dim": self.dim, "past": self.past, "future": self.future, "layers": self.layers, "d_model": self.d_model}
+
+    def weights(self) -> dict[str, np.ndarray]:
+        return dict(self._weights)
+
+    def errors(self, sequences: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Per-step prediction error of each sequence (NaN where no window predicts the step)."""
+        # Batches of 512 windows: each Mamba block's temporaries then take about 4 MB a piece.
+        return step_errors(self, self, sequences, self.past, self.future, batch_size=512)
+
+    def __call__(self, past: np.ndarray) -> np.ndarray:
+        """(B, past, dim) -> the predicted (B, future, dim): the last step plus the predicted change."""
+        w = self._weights
+        x = _linear(past, w["embed.weight"], w["embed.bias"])
+        for i in range(self.layers):
+            x = self._block(x, f"blocks.{i}.")
+        change = _linear(_rms_norm(x[:, -1], w["norm.weight"]), w["head.weight"], w["head.bias"])
+        return past[:, -1:, :] + change.reshape(-1, self.future, self.dim)
+
+    def _block(self, x: np.ndarray, prefix: str) -> np.ndarray:
+        """One Mamba block, x + Mamba(RMSNorm(x)), as `vlavad.s3m.MambaBlock.forward`."""
+        w = {name: self._weights[prefix + name] for name in _BLOCK_WEIGHTS}
+        length = x.shape[1]
+        u, z = np.split(_linear(_rms_norm(x, w["norm.weight"]), w["in_proj.weight"]), 2, axis=-1)  # (B, L, d_inner)
+        # Depthwise causal convolution: each output step sees its own and the d_conv - 1 steps before it.
+        kernel = w["conv1d.weight"][:, 0, :]  # (d_inner, d_conv)
+        d_conv = kernel.shape[1]
+        padded = np.pad(u, ((0, 0), (d_conv - 1, 0), (0, 0)))
+        u = _silu(sum(padded[:, j : j + length] * kernel[:, j] for j in range(d_conv)) + w["conv1d.bias"])
+        dt_rank, d_state = w["dt_proj.weight"].shape[1], w["A_log"].shape[1]
+        dt, B, C = np.split(_linear(u, w["x_proj.weight"]), [dt_rank, dt_rank + d_state], axis=-1)
+        delta = np.logaddexp(0.0, _linear(dt, w["dt_proj.weight"], w["dt_proj.bias"])).astype(np.float32)  # softplus
+        A = -np.exp(w["A_log"])  # (d_inner, N)
+        # The selective scan, one step at a time (see vlavad.s3m.selective_scan_ref).
+        h = np.zeros((x.shape[0], A.shape[0], d_state), dtype=np.float32)
+        y = np.empty_like(u)
+        for t in range(length):
+            h = np.exp(delta[:, t, :, None] * A) * h + (delta[:, t] * u[:, t])[:, :, None] * B[:, t, None, :]
+            y[:, t] = np.einsum("bdn,bn->bd", h, C[:, t])
+        y = y + u * w["D"]
+        return x + _linear(y * _silu(z), w["out_proj.weight"])
+
+
+def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    out = x @ weight.T
+    return out if bias is None else out + bias
+
+
+def _rms_norm(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    eps = np.finfo(np.float32).eps  # torch.nn.RMSNorm's default for float32
+    return x / np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True) + eps) * weight
+
+
+def _silu(x: np.ndarray) -> np.ndarray:
+    return x * (0.5 * (1.0 + np.tanh(0.5 * x)))  # x * sigmoid(x), without overflow for large |x|
