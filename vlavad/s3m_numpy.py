@@ -86,14 +86,14 @@ class NumpyS3M:
         u = _silu(sum(padded[:, j : j + length] * kernel[:, j] for j in range(d_conv)) + w["conv1d.bias"])
         dt_rank, d_state = w["dt_proj.weight"].shape[1], w["A_log"].shape[1]
         dt, B, C = np.split(_linear(u, w["x_proj.weight"]), [dt_rank, dt_rank + d_state], axis=-1)
-        delta = np.logaddexp(0.0, _linear(dt, w["dt_proj.weight"], w["dt_proj.bias"])).astype(np.float32)  # softplus
+        delta = _softplus(_linear(dt, w["dt_proj.weight"], w["dt_proj.bias"]))
         A = -np.exp(w["A_log"])  # (d_inner, N)
         # The selective scan, one step at a time (see vlavad.s3m.selective_scan_ref).
         h = np.zeros((x.shape[0], A.shape[0], d_state), dtype=np.float32)
         y = np.empty_like(u)
         for t in range(length):
             h = np.exp(delta[:, t, :, None] * A) * h + (delta[:, t] * u[:, t])[:, :, None] * B[:, t, None, :]
-            y[:, t] = np.einsum("bdn,bn->bd", h, C[:, t])
+            y[:, t] = np.matmul(h, C[:, t, :, None])[..., 0]
         y = y + u * w["D"]
         return x + _linear(y * _silu(z), w["out_proj.weight"])
 
@@ -106,6 +106,10 @@ def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -
 def _rms_norm(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
     eps = np.finfo(np.float32).eps  # torch.nn.RMSNorm's default for float32
     return x / np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True) + eps) * weight
+
+
+def _softplus(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))  # log(1 + e^x) without overflow; np.logaddexp is 9x slower
 
 
 def _silu(x: np.ndarray) -> np.ndarray:
