@@ -520,6 +520,20 @@ def test_over_the_memory_budget_older_clips_keep_their_background_samples(tmp_pa
     assert len(list(background_samples(info, (64, 48)))) == 65  # still from memory
 
 
+@pytest.mark.parametrize("write", [write_mp4, write_avi])  # TV-range and full-range ("yuvj") luminance
+def test_shrinking_in_the_decoder_is_the_resized_grey_to_a_grey_level(tmp_path, write):
+    rng = np.random.default_rng(8)
+    frames = [cv2.GaussianBlur(noisy_frame(rng, 640, 480), (7, 7), 2) for _ in range(3)]
+    path = write(tmp_path / f"v{'.mp4' if write is write_mp4 else '.avi'}", frames)
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            for size in [(320, 240), (213, 160)]:
+                resized = cv2.resize(video_module._grey(frame), size, interpolation=cv2.INTER_AREA)
+                shrunk = video_module._grey_at(frame, size)
+                assert shrunk.shape == resized.shape and shrunk.dtype == np.uint8
+                assert np.abs(shrunk.astype(int) - resized).max() <= 1
+
+
 def test_prefetched_keeps_order_and_raises_where_the_source_did():
     def source():
         yield from range(50)

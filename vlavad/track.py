@@ -26,7 +26,7 @@ from trackers import ByteTrackTracker
 from .detect import Detector
 from .schema import Schema
 from .timing import StageTimes
-from .video import VideoInfo, background_samples, iter_working_frames, prefetched
+from .video import VideoInfo, background_samples, iter_working_frames, prefetched, working_size
 
 TRACK_COLUMNS = [
     "frame",  # source frame index
@@ -92,7 +92,7 @@ def track_video(
     """
     times = times or StageTimes()
     scale = settings.working_height / info.height
-    work_size = (max(1, int(round(info.width * scale))), settings.working_height)
+    work_size = working_size(info.width, info.height, settings.working_height)
     fps = info.fps
     interval = max(1, int(round(settings.motion_interval_s * fps)))
     seconds_per_interval = interval / fps
