@@ -259,7 +259,7 @@ def _probe_cached(path: Path, _size: int, _mtime_ns: int, fps_hint: float | None
 BACKGROUND_FRAMES = 50  # grey frames spread over a video, from which detectors model its background
 KEPT_HEIGHT = 240  # frames are kept at most this high: the default working height
 CLIP_BUDGET = 64 * 2**20  # a clip whose grey frames fit this is kept whole (740 frames at 360x240)
-KEPT_BUDGET = 192 * 2**20  # bytes of kept frames over all videos (a dataset's worth at 360x240)
+KEPT_BUDGET = 256 * 2**20  # bytes of kept frames over all videos: Ped2's training set (220 MB), so a fit reads it once
 _KEPT: dict[tuple, _KeptFrames] = {}
 _KEPT_LOCK = threading.Lock()  # the web app probes for several visitors at once
 
@@ -298,11 +298,21 @@ class _KeptFrames:
         self.kept = [(i, f) for i, f in self.kept if i % step == 0]  # a new list: readers keep theirs
         self.bytes = sum(f.nbytes for _, f in self.kept)
 
+    # Readers take what is kept under the lock that the probe of another video holds while it
+    # makes this one keep only samples.
+
+    def whole_clip(self) -> list[tuple[int, np.ndarray]] | None:
+        """Every frame as (index, grey), or None when only samples are kept."""
+        with _KEPT_LOCK:
+            return self.kept if self.whole else None
+
     def samples(self, step: int) -> list[np.ndarray]:
         """Every `step`-th frame, or as near to that spacing as the kept frames allow."""
-        if self.whole or self.step == step:
-            return [f for i, f in self.kept if i % step == 0]
-        frames = [f for _, f in self.kept]  # the container misjudged its length: the nearest to even spacing
+        with _KEPT_LOCK:
+            kept, evenly = self.kept, self.whole or self.step == step
+        if evenly:
+            return [f for i, f in kept if i % step == 0]
+        frames = [f for _, f in kept]  # the container misjudged its length: the nearest to even spacing
         return [frames[i] for i in np.linspace(0, len(frames) - 1, min(BACKGROUND_FRAMES, len(frames))).round().astype(int)]
 
 
@@ -319,8 +329,8 @@ def background_samples(info: VideoInfo, size: tuple[int, int]) -> Iterator[np.nd
     when it kept them (else from a decoding pass of its own)."""
     step = max(1, info.frame_count // BACKGROUND_FRAMES)
     kept = _kept(Path(info.path))
-    if kept and kept.kept and kept.kept[0][1].shape[0] >= size[1]:  # never upscaled
-        frames = kept.samples(step)
+    frames = kept.samples(step) if kept else []
+    if frames and frames[0].shape[0] >= size[1]:  # never upscaled
         return (cv2.resize(frame, size, interpolation=cv2.INTER_AREA) if frame.shape[::-1] != size else frame for frame in frames)
     return (grey for _, grey, _ in iter_working_frames(info, size, stride=step))
 
@@ -330,8 +340,9 @@ def working_size(width: int, height: int, working_height: int) -> tuple[int, int
     return max(1, int(round(width * (working_height / height)))), working_height
 
 
-def _shrinks(frame: av.VideoFrame, size: tuple[int, int]) -> bool:
-    return size[0] < frame.width and size[1] < frame.height
+def _shrinks(size: tuple[int, int], width: int, height: int) -> bool:
+    """Whether `size` is smaller than width x height both ways: then FFmpeg shrinks the frame."""
+    return size[0] < width and size[1] < height
 
 
 def _grey_at(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
@@ -339,7 +350,7 @@ def _grey_at(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
     scales the luminance by area averaging: within one grey level of converting the whole
     frame and resizing it with OpenCV, and eight times faster on 4K (where that conversion
     took as long as decoding). Otherwise the whole frame's grey, resized by OpenCV."""
-    if _shrinks(frame, size):
+    if _shrinks(size, frame.width, frame.height):
         small = frame.reformat(width=size[0], height=size[1], format="gray", interpolation="AREA", dst_color_range=2)  # 2: full range
         return np.ascontiguousarray(small.to_ndarray())
     grey = _grey(frame)
@@ -378,12 +389,12 @@ def iter_working_frames(
             yield index, cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), small if colour else None
         return
     kept = _kept(path)
-    kept_size = kept.kept[0][1].shape[::-1] if kept and kept.whole else None
-    full_size = (info.width, info.height)
-    if not colour and kept_size and (kept_size == size or (kept_size == full_size and not (size[0] < info.width and size[1] < info.height))):
+    clip = kept.whole_clip() if kept and not colour else None
+    kept_size = clip[0][1].shape[::-1] if clip else None
+    if kept_size == size or (kept_size == (info.width, info.height) and not _shrinks(size, info.width, info.height)):
         # The probe kept every grey frame, either at this size or at full size, which
         # `_grey_at` would resize with OpenCV just so.
-        for index, grey in kept.kept[::stride]:
+        for index, grey in clip[::stride]:
             yield index, grey if grey.shape[::-1] == size else cv2.resize(grey, size, interpolation=cv2.INTER_AREA), None
         return
     for index, frame in _decode(path):
