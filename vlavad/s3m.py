@@ -7,7 +7,9 @@ prediction error of a step is its temporal anomaly score A_t.
 
 Three predictors share one interface (`SequencePredictor`) for the paper's ablation (Table 2):
 the Mamba-based S3M, a GRU ("RNN") and a causal Transformer. `build_predictor(**p.config())`
-rebuilds any of them, so a saved state_dict can be loaded back.
+rebuilds any of them, so a saved state_dict can be loaded back. Training runs here, in PyTorch;
+a trained S3M scores in NumPy (`TemporalModel.for_scoring`, `vlavad.s3m_numpy`), so scoring
+never needs PyTorch.
 """
 
 from __future__ import annotations
