@@ -383,7 +383,7 @@ def evaluate(errors_fn, normal, perturbed):
 
 def section_training(old, train, normal, perturbed, past, args) -> dict:
     settings = Settings()
-    epochs, max_windows = settings.epochs, settings.max_windows
+    epochs, max_windows = settings.temporal.epochs, settings.temporal.max_windows
     print(
         f"## 4. Training as `vlavad fit` does (at most {epochs} epochs, max_windows {max_windows}, "
         f"otherwise each version's defaults), seeds {args.seeds}, runs interleaved\n"
