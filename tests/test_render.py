@@ -66,3 +66,22 @@ def test_the_font_has_the_glyphs_opencv_lacks():
     for glyph in "×…":
         mask = np.asarray(regular.getmask(glyph))
         assert mask.any() and (mask.shape != question.shape or (mask != question).any())
+
+
+def test_labels_drawn_once_and_pasted_are_the_labels_drawn_in_place(monkeypatch):
+    """A label is drawn once as a tile and pasted on later frames: the same pixels as drawing its
+    box and text straight on the frame, which is what happens when the text would spill out."""
+    objects, frames = crowded_frame()
+    objects = pd.concat([objects.assign(frame=f) for f in range(3)], ignore_index=True)
+    frames = pd.DataFrame({"frame": range(3), "time_s": [0.0, 0.1, 0.2], "fused": [5.0, 4.0, 1.0]})
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (240, 360, 3), dtype=np.uint8) for _ in range(3)]
+    for scale in (1, 2):
+        tiled = FrameAnnotator(objects, frames, threshold=2.0, scale=scale)
+        drawn = [tiled.draw(image, i)[0] for i, image in enumerate(images)]
+        assert tiled._tiles  # the pasted path ran
+        in_place = FrameAnnotator(objects, frames, threshold=2.0, scale=scale)
+        monkeypatch.setattr(in_place, "_text_box", lambda text: (-1, -1, 0, 0))  # "spills over": always in place
+        monkeypatch.setattr(in_place, "_place", lambda draw, text, box, placed, size, real=tiled._place: real(draw, text, box, placed, size))
+        for i, image in enumerate(images):
+            np.testing.assert_array_equal(in_place.draw(image, i)[0], drawn[i])

@@ -72,6 +72,8 @@ class FrameAnnotator:
         self.bar_max = max(float(np.nanmax(self.fused)) if len(self.fused) else 1.0, threshold * 1.25, 1e-6)
         self.font = font(max(11, 6 * scale + 4))
         self.bar_height = self.font.size + 10
+        self._tiles: dict[tuple, Image.Image] = {}  # drawn labels, by text, colour and size
+        self._text_boxes: dict[str, tuple[int, int, int, int]] = {}
 
     def draw(self, frame_bgr: np.ndarray, index: int) -> tuple[np.ndarray, list[Label]]:
         """The annotated frame (BGR) and where its labels went."""
@@ -91,8 +93,7 @@ class FrameAnnotator:
                 text = self._text(rows.iloc[i], buckets[i])
                 rect = self._place(draw, text, boxes[i], layout, (width, height - self.bar_height))
                 layout.append(Label(int(rows.iloc[i]["track_id"]), text, rect, int(buckets[i])))
-                draw.rectangle(rect, fill=COLOURS[buckets[i]])
-                draw.text((rect[0] + 3, rect[1] + 1), text, font=self.font, fill=(255, 255, 255))
+                self._label(canvas, draw, text, rect, COLOURS[buckets[i]])
         self._score_bar(draw, index, width, height)
         return cv2.cvtColor(np.asarray(canvas), cv2.COLOR_RGB2BGR), layout
 
@@ -106,11 +107,35 @@ class FrameAnnotator:
         caption = caption if len(caption) <= MAX_CAPTION else caption[: MAX_CAPTION - 1] + "…"
         return f"{track} {caption}"
 
+    def _label(self, canvas: Image.Image, draw, text: str, rect: tuple[int, int, int, int], colour: tuple[int, int, int]) -> None:
+        """A label: `text` in white on a `colour` box. A track's label repeats from frame to
+        frame, and rendering its text was a third of drawing the video, so each label is drawn
+        once as a tile and pasted: the same pixels, as long as the text lies inside its box."""
+        x0, y0, x1, y1 = rect
+        left, top, right, bottom = self._text_box(text)
+        if 3 + right > x1 - x0 or 1 + bottom > y1 - y0 or left < 0 or top < 0:  # spills over: drawn in place
+            draw.rectangle(rect, fill=colour)
+            draw.text((x0 + 3, y0 + 1), text, font=self.font, fill=(255, 255, 255))
+            return
+        key = (text, colour, x1 - x0, y1 - y0)
+        if key not in self._tiles:
+            tile = Image.new("RGB", (x1 - x0 + 1, y1 - y0 + 1))  # a rectangle includes its end points
+            tile_draw = ImageDraw.Draw(tile)
+            tile_draw.rectangle((0, 0, x1 - x0, y1 - y0), fill=colour)
+            tile_draw.text((3, 1), text, font=self.font, fill=(255, 255, 255))
+            self._tiles[key] = tile
+        canvas.paste(self._tiles[key], (x0, y0))
+
+    def _text_box(self, text: str) -> tuple[int, int, int, int]:
+        if text not in self._text_boxes:
+            self._text_boxes[text] = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), text, font=self.font)
+        return self._text_boxes[text]
+
     def _place(self, draw, text: str, box: np.ndarray, placed: list[Label], size: tuple[int, int]) -> tuple[int, int, int, int]:
         """The first candidate spot (above, below, inside the top, left, right of the box, then
         further above and below) inside the frame and clear of other labels; else the one that
         overlaps least."""
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=self.font)
+        left, top, right, bottom = self._text_box(text)
         w, h = min(right - left + 6, size[0]), bottom - top + 4
         x1, y1, x2, y2 = box
         candidates = [(x1, y1 - h), (x1, y2), (x1, y1), (x1 - w, y1), (x2, y1)]
