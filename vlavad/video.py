@@ -331,7 +331,7 @@ def background_samples(info: VideoInfo, size: tuple[int, int]) -> Iterator[np.nd
     kept = _kept(Path(info.path))
     frames = kept.samples(step) if kept else []
     if frames and frames[0].shape[0] >= size[1]:  # never upscaled
-        return (cv2.resize(frame, size, interpolation=cv2.INTER_AREA) if frame.shape[::-1] != size else frame for frame in frames)
+        return (_at_size(frame, size) for frame in frames)
     return (grey for _, grey, _ in iter_working_frames(info, size, stride=step))
 
 
@@ -354,7 +354,13 @@ def _grey_at(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
         small = frame.reformat(width=size[0], height=size[1], format="gray", interpolation="AREA", dst_color_range=2)  # 2: full range
         return np.ascontiguousarray(small.to_ndarray())
     grey = _grey(frame)
-    return grey if grey.shape[::-1] == size else cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+    return _at_size(grey, size)
+
+
+def _at_size(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` (grey or BGR) resized to `size` (width, height) by area averaging; itself when it
+    is that size already."""
+    return image if image.shape[1::-1] == size else cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def _grey(frame: av.VideoFrame) -> np.ndarray:
@@ -395,7 +401,7 @@ def iter_working_frames(
         # The probe kept every grey frame, either at this size or at full size, which
         # `_grey_at` would resize with OpenCV just so.
         for index, grey in clip[::stride]:
-            yield index, grey if grey.shape[::-1] == size else cv2.resize(grey, size, interpolation=cv2.INTER_AREA), None
+            yield index, _at_size(grey, size), None
         return
     for index, frame in _decode(path):
         if index % stride:
@@ -404,7 +410,7 @@ def iter_working_frames(
         bgr = None
         if colour:
             bgr = frame.to_ndarray(format="bgr24")
-            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA) if bgr.shape[1::-1] != size else bgr
+            bgr = _at_size(bgr, size)
         yield index, grey, bgr
 
 
