@@ -81,7 +81,7 @@ def test_labels_drawn_once_and_pasted_are_the_labels_drawn_in_place(monkeypatch)
         drawn = [tiled.draw(image, i)[0] for i, image in enumerate(images)]
         assert tiled._tiles  # the pasted path ran
         in_place = FrameAnnotator(objects, frames, threshold=2.0, scale=scale)
-        monkeypatch.setattr(in_place, "_text_box", lambda text: (-1, -1, 0, 0))  # "spills over": always in place
+        monkeypatch.setattr(in_place, "_text_box", lambda draw, text: (-1, -1, 0, 0))  # "spills over": always in place
         monkeypatch.setattr(in_place, "_place", lambda draw, text, box, placed, size, real=tiled._place: real(draw, text, box, placed, size))
         for i, image in enumerate(images):
             np.testing.assert_array_equal(in_place.draw(image, i)[0], drawn[i])

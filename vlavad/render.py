@@ -112,7 +112,7 @@ class FrameAnnotator:
         frame, and rendering its text was a third of drawing the video, so each label is drawn
         once as a tile and pasted: the same pixels, as long as the text lies inside its box."""
         x0, y0, x1, y1 = rect
-        left, top, right, bottom = self._text_box(text)
+        left, top, right, bottom = self._text_box(draw, text)
         if 3 + right > x1 - x0 or 1 + bottom > y1 - y0 or left < 0 or top < 0:  # spills over: drawn in place
             draw.rectangle(rect, fill=colour)
             draw.text((x0 + 3, y0 + 1), text, font=self.font, fill=(255, 255, 255))
@@ -126,16 +126,17 @@ class FrameAnnotator:
             self._tiles[key] = tile
         canvas.paste(self._tiles[key], (x0, y0))
 
-    def _text_box(self, text: str) -> tuple[int, int, int, int]:
+    def _text_box(self, draw, text: str) -> tuple[int, int, int, int]:
+        """`text`'s bounding box at the origin, measured once per text."""
         if text not in self._text_boxes:
-            self._text_boxes[text] = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), text, font=self.font)
+            self._text_boxes[text] = draw.textbbox((0, 0), text, font=self.font)
         return self._text_boxes[text]
 
     def _place(self, draw, text: str, box: np.ndarray, placed: list[Label], size: tuple[int, int]) -> tuple[int, int, int, int]:
         """The first candidate spot (above, below, inside the top, left, right of the box, then
         further above and below) inside the frame and clear of other labels; else the one that
         overlaps least."""
-        left, top, right, bottom = self._text_box(text)
+        left, top, right, bottom = self._text_box(draw, text)
         w, h = min(right - left + 6, size[0]), bottom - top + 4
         x1, y1, x2, y2 = box
         candidates = [(x1, y1 - h), (x1, y2), (x1, y1), (x1 - w, y1), (x2, y1)]
