@@ -236,7 +236,11 @@ def _probe_cached(path: Path, _size: int, _mtime_ns: int, fps_hint: float | None
     # frames spread over the whole clip (a background model needs them before detection
     # starts) and, for a clip that fits CLIP_BUDGET, every grey frame, which spares the
     # detection pass (and a fit's second, faster-played pass) a decoding pass of their own.
-    kept = _KeptFrames(BACKGROUND_FRAMES, step=max(1, expected_frames // BACKGROUND_FRAMES))
+    # A clip the container says is over budget keeps only samples from the start: keeping
+    # 64 MB of frames only to drop them left a 10-minute clip's process 70 MB larger for good.
+    kept_width, kept_height = working_size(first.width, first.height, min(first.height, KEPT_HEIGHT))
+    fits = expected_frames * kept_width * kept_height <= CLIP_BUDGET
+    kept = _KeptFrames(BACKGROUND_FRAMES, step=max(1, expected_frames // BACKGROUND_FRAMES), whole=fits)
     kept.offer(0, first)
     times = [first.time]
     for index, frame in frames:
@@ -270,9 +274,9 @@ class _KeptFrames:
     are kept, so they stay evenly spread even when the container did not say how many it holds.
     Kept frames are read-only: the detection passes of several runs may share them."""
 
-    def __init__(self, count: int, step: int = 1):
+    def __init__(self, count: int, step: int = 1, whole: bool = True):
         self.count, self.step, self.kept, self.bytes = count, step, [], 0
-        self.whole = True  # every frame is kept, at index == position
+        self.whole = whole  # every frame is kept, at index == position
 
     def offer(self, index: int, frame: av.VideoFrame) -> None:
         if not self.whole and index % self.step:
