@@ -289,6 +289,8 @@ def section_batches(flat, starts, past, args) -> dict:
     print("## 2. Batch size, distinct windows, intra-op threads: training steps of the new S3M\n")
     span = past + args.future
     flat_t = torch.from_numpy(flat)
+    steps = windows.StepTable.from_sequences([flat])  # one sequence: step indices stay those of flat
+    vectors, codes = torch.from_numpy(steps.vectors), torch.from_numpy(steps.codes)
     model = s3m.build_predictor("s3m", flat.shape[1], past, args.future)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     rng = np.random.default_rng(0)
@@ -308,11 +310,11 @@ def section_batches(flat, starts, past, args) -> dict:
 
     def distinct_windows(batch_starts):
         """A step as train_predictor takes it: each distinct window once, counted."""
-        ids, id_starts = (torch.from_numpy(a) for a in windows.window_ids(flat, batch_starts, span))
+        ids, id_starts = (torch.from_numpy(a) for a in windows.window_ids(steps, batch_starts, span))
 
         def run():
             distinct, counts = torch.unique(ids, return_counts=True)
-            errors = s3m._window_errors(model, flat_t, id_starts[distinct], past, span)
+            errors = s3m._window_errors(model, vectors, codes, id_starts[distinct], past, span)
             loss = (errors * counts).sum() / len(ids)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -324,7 +326,7 @@ def section_batches(flat, starts, past, args) -> dict:
     candidates, distinct_share = {}, {}
     for b in (128, 256, 512, 1024):
         batch_starts = rng.choice(starts, size=b, replace=False)
-        share = len(windows.window_ids(flat, batch_starts, span)[1]) / b
+        share = len(windows.window_ids(steps, batch_starts, span)[1]) / b
         candidates[f"batch {b}, every window"] = every_window(batch_starts, threads_before)
         candidates[f"batch {b}, distinct windows ({share:.0%})"] = distinct_windows(batch_starts)
         distinct_share[b] = share

@@ -34,6 +34,7 @@ from .spa import object_static_scores, select_prompts
 from .timing import StageTimes
 from .track import TRACK_COLUMNS, track_video
 from .video import VideoInfo, content_key, probe
+from .windows import StepTable
 
 
 def default_cache_dir() -> Path:
@@ -166,7 +167,7 @@ class Pipeline:
         )
         model = FittedModel(s, prompts, selected, frequencies, stats, Normaliser(0.0, 1.0, 0.0, 0.0, 1.0, 0.0), self.describer.state(), self.backends)
         with self.times("embed"):
-            sequences = [seq for v in normal for seq in embedding_sequences(self.encoder, step_captions(v.answers, selected)).values()]
+            sequences = StepTable.concat([embedding_sequences(self.encoder, step_captions(v.answers, selected))[1] for v in normal])
         with self.times("s3m"):
             losses = self._train_temporal(model, sequences)
 
@@ -178,7 +179,7 @@ class Pipeline:
             "videos": [Path(i.path).name for i in infos],
             "frames": int(sum(i.frame_count for i in infos)),
             "tracks": int(sum(t["track_id"].nunique() for t, _ in track_tables)),
-            "s3m_windows_sequences": len(sequences),
+            "s3m_windows_sequences": len(sequences.lengths),
             "s3m_losses": [round(x, 6) for x in losses],
         }
         return model
@@ -194,7 +195,7 @@ class Pipeline:
             pseudo.append(self.answers(info, tracks, key, prompts).assign(video=i))
         return pd.concat(pseudo, ignore_index=True)
 
-    def _train_temporal(self, model: FittedModel, sequences: list[np.ndarray]) -> list[float]:
+    def _train_temporal(self, model: FittedModel, sequences: StepTable) -> list[float]:
         from .s3m import TemporalModel
 
         t = self.settings.temporal
@@ -246,14 +247,14 @@ class Pipeline:
         steps = captions.merge(static, on=["frame", "track_id"], how="left")
         steps["temporal_score"] = np.nan
         with self.times("embed"):
-            sequences = embedding_sequences(self.encoder, captions) if model.temporal else {}
-        if sequences:
+            track_ids, sequences = embedding_sequences(self.encoder, captions) if model.temporal else ([], None)
+        if track_ids:
             with self.times("s3m"):
-                errors = model.temporal.errors(list(sequences.values()))
+                errors = model.temporal.errors(sequences)
             error_table = pd.concat(
                 [
                     pd.DataFrame({"track_id": track_id, "order": np.arange(len(err)), "temporal_score": err})
-                    for track_id, err in zip(sequences, errors)
+                    for track_id, err in zip(track_ids, errors)
                 ]
             )
             steps = steps.sort_values(["track_id", "frame"])

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from vlavad.errors import ConfigError
 from vlavad.s3m_numpy import NumpyS3M
-from vlavad.windows import check_fit, concat_sequences, step_errors, window_ids, window_starts
+from vlavad.windows import StepTable, as_step_table, check_fit, step_errors, window_ids, window_starts
 
 # --------------------------------------------------------------------------------------------
 # Selective scan
@@ -342,16 +342,17 @@ def _split_by_track(lengths: np.ndarray, span: int, fraction: float, rng: np.ran
     return held_out
 
 
-def _window_errors(model: SequencePredictor, flat_t: Tensor, starts: Tensor, past: int, span: int) -> Tensor:
+def _window_errors(model: SequencePredictor, vectors: Tensor, codes: Tensor, starts: Tensor, past: int, span: int) -> Tensor:
     """The MSE of the model's prediction for each window starting at `starts`: (n,)."""
-    windows = flat_t[starts[:, None] + torch.arange(span, device=flat_t.device)]
+    windows = vectors[codes[starts[:, None] + torch.arange(span, device=codes.device)]]
     return (model(windows[:, :past]) - windows[:, past:]).square().mean(dim=(1, 2))
 
 
 @torch.no_grad()
 def _mean_error(
     model: SequencePredictor,
-    flat_t: Tensor,
+    vectors: Tensor,
+    codes: Tensor,
     starts: Tensor,
     counts: Tensor,
     past: int,
@@ -359,13 +360,13 @@ def _mean_error(
     batch_size: int = 2048,
 ) -> float:
     """The mean MSE over windows, each of the distinct `starts` counted `counts` times."""
-    total = sum((_window_errors(model, flat_t, s, past, span) * c).sum() for s, c in zip(starts.split(batch_size), counts.split(batch_size)))
+    total = sum((_window_errors(model, vectors, codes, s, past, span) * c).sum() for s, c in zip(starts.split(batch_size), counts.split(batch_size)))
     return float(total) / float(counts.sum())
 
 
 def train_predictor(
     model: SequencePredictor,
-    sequences: Sequence[np.ndarray],
+    sequences: StepTable | Sequence[np.ndarray],
     *,
     past: int,
     future: int,
@@ -400,13 +401,12 @@ def train_predictor(
     returns [] and leaves the model untouched. The model is trained on the device its
     parameters are on and is left in eval mode.
     """
-    if not sequences:
-        return []
+    steps = as_step_table(sequences)
     span = past + future
-    flat, seq_starts, lengths = concat_sequences(sequences)
+    lengths, seq_starts = steps.lengths, steps.starts
     if not (lengths >= span).any():
         return []
-    check_fit(model, flat, past, future)
+    check_fit(model, steps, past, future)
     rng = np.random.default_rng(seed)
     held_out = _split_by_track(lengths, span, validation, rng)
     starts = window_starts(lengths[~held_out], seq_starts[~held_out], span)
@@ -418,10 +418,10 @@ def train_predictor(
         val_starts = np.sort(rng.choice(val_starts, size=val_cap, replace=False))
 
     device = next(model.parameters()).device
-    flat_t = torch.from_numpy(flat).to(device)
-    ids, id_starts = (torch.from_numpy(a).to(device) for a in window_ids(flat, starts, span))
+    vectors, codes = torch.from_numpy(steps.vectors).to(device), torch.from_numpy(steps.codes).to(device)
+    ids, id_starts = (torch.from_numpy(a).to(device) for a in window_ids(steps, starts, span))
     if len(val_starts):
-        val_ids, val_starts = window_ids(flat, val_starts, span)
+        val_ids, val_starts = window_ids(steps, val_starts, span)
         val_counts = torch.from_numpy(np.bincount(val_ids)).to(device)
         val_starts_t = torch.from_numpy(val_starts).to(device)
     shuffle = torch.Generator().manual_seed(seed)
@@ -434,7 +434,7 @@ def train_predictor(
         total = torch.zeros((), device=device)
         for batch in torch.randperm(len(ids), generator=shuffle).split(batch_size):
             distinct, counts = torch.unique(ids[batch.to(device)], return_counts=True)
-            errors = _window_errors(model, flat_t, id_starts[distinct], past, span)
+            errors = _window_errors(model, vectors, codes, id_starts[distinct], past, span)
             loss = (errors * counts).sum() / len(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -446,7 +446,7 @@ def train_predictor(
         if not len(val_starts):
             continue
         model.eval()
-        val = _mean_error(model, flat_t, val_starts_t, val_counts, past, span)
+        val = _mean_error(model, vectors, codes, val_starts_t, val_counts, past, span)
         stale = 0 if val < best * (1 - min_improvement) else stale + 1
         if val < best:
             best, best_state = val, {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -465,7 +465,7 @@ def temporal_errors(model: SequencePredictor, sequence: np.ndarray, *, past: int
 
 def temporal_errors_batch(
     model: SequencePredictor,
-    sequences: Sequence[np.ndarray],
+    sequences: StepTable | Sequence[np.ndarray],
     past: int,
     future: int,
     *,
@@ -509,7 +509,7 @@ class TemporalModel:
 
     def fit(
         self,
-        sequences: Sequence[np.ndarray],
+        sequences: StepTable | Sequence[np.ndarray],
         *,
         epochs: int,
         lr: float,
@@ -523,7 +523,7 @@ class TemporalModel:
             p, sequences, past=p.past, future=p.future, epochs=epochs, lr=lr, seed=seed, max_windows=max_windows, progress=progress
         )
 
-    def errors(self, sequences: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def errors(self, sequences: StepTable | Sequence[np.ndarray]) -> list[np.ndarray]:
         """Per-step prediction error of each sequence (NaN where no window predicts the step)."""
         return temporal_errors_batch(self.predictor, sequences, self.predictor.past, self.predictor.future)
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .errors import ModelError
-from .windows import step_errors
+from .windows import StepTable, step_errors
 
 _BLOCK_WEIGHTS = (
     "norm.weight",
@@ -60,7 +60,7 @@ class NumpyS3M:
     def weights(self) -> dict[str, np.ndarray]:
         return dict(self._weights)
 
-    def errors(self, sequences: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def errors(self, sequences: StepTable | Sequence[np.ndarray]) -> list[np.ndarray]:
         """Per-step prediction error of each sequence (NaN where no window predicts the step)."""
         # Batches of 512 windows: each Mamba block's temporaries then take about 4 MB a piece.
         return step_errors(self, self, sequences, self.past, self.future, batch_size=512)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..windows import StepTable
 from .base import TextEncoder
 
 
@@ -34,16 +35,14 @@ def step_captions(answers: pd.DataFrame, selected: list[str]) -> pd.DataFrame:
     )
 
 
-def embedding_sequences(encoder: TextEncoder, captions: pd.DataFrame) -> dict[int, np.ndarray]:
-    """Per track, the embeddings of its step captions, one row per step in time order."""
+def embedding_sequences(encoder: TextEncoder, captions: pd.DataFrame) -> tuple[list[int], StepTable]:
+    """The track ids in order, and per track the embeddings of its step captions in time order,
+    each distinct caption embedded once and stored once (see `StepTable`)."""
     if captions.empty:
-        return {}
-    # Each distinct caption is embedded once and copied straight into its tracks' rows: an
-    # array of every step's embedding first would double the memory (80 MB for 10 minutes).
+        return [], StepTable.from_sequences([])
     texts, caption_ids = np.unique(captions["caption"].to_numpy().astype(str), return_inverse=True)
-    vectors = encoder.encode(list(texts))
-    order = captions.sort_values(["track_id", "frame"]).index
-    out = {}
-    for track_id, rows in captions.loc[order].groupby("track_id", sort=False).groups.items():
-        out[int(track_id)] = vectors[caption_ids.reshape(-1)[captions.index.get_indexer(rows)]]
-    return out
+    steps = pd.DataFrame({"track_id": captions["track_id"].to_numpy(), "frame": captions["frame"].to_numpy(), "code": caption_ids.reshape(-1)})
+    steps = steps.sort_values(["track_id", "frame"])
+    track_ids, lengths = np.unique(steps["track_id"].to_numpy(), return_counts=True)
+    table = StepTable.from_codes(encoder.encode(list(texts)), steps["code"].to_numpy(), lengths)
+    return [int(t) for t in track_ids], table
