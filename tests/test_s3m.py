@@ -11,6 +11,7 @@ from vlavad import s3m
 from vlavad.errors import ConfigError, ModelError
 from vlavad.s3m import (
     KINDS,
+    AdamW,
     TemporalModel,
     build_predictor,
     selective_scan,
@@ -315,6 +316,25 @@ def test_repeated_windows_give_the_same_update_as_running_each():
     assert history[0] == pytest.approx(loss.item(), rel=1e-6)  # the loss that was differentiated
     for (name, p), q in zip(model.state_dict().items(), reference.state_dict().values()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_our_adamw_updates_weights_as_torch_optim_adamw_does_bit_for_bit():
+    ours = perturbed(build_predictor("s3m", DIM, PAST, FUTURE, layers=2, d_model=16, seed=3))
+    theirs = perturbed(build_predictor("s3m", DIM, PAST, FUTURE, layers=2, d_model=16, seed=3))
+    ours.head.bias.requires_grad_(False)  # a frozen parameter is left out by both
+    theirs.head.bias.requires_grad_(False)
+    optimizers = [AdamW(ours.parameters(), lr=3e-3), torch.optim.AdamW(theirs.parameters(), lr=3e-3)]
+    X, Y = (torch.from_numpy(a) for a in make_windows(cycling_tracks(4), PAST, FUTURE))
+    for step in range(5):
+        for model, optimizer in zip((ours, theirs), optimizers):
+            optimizer.zero_grad()
+            torch.nn.functional.mse_loss(model(X[step::2]), Y[step::2]).backward()
+            if step == 2:
+                model.embed.bias.grad = None  # a parameter without a gradient this step is not stepped
+            optimizer.step()
+    for (name, p), q in zip(ours.state_dict().items(), theirs.state_dict().values()):
+        assert torch.equal(p, q), name
+    assert not torch.equal(ours.embed.weight, perturbed(build_predictor("s3m", DIM, PAST, FUTURE, layers=2, d_model=16, seed=3)).embed.weight)
 
 
 def test_training_without_windows_leaves_the_model_alone():

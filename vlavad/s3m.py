@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -101,7 +101,8 @@ class MambaBlock(nn.Module):
         self.dt_rank = math.ceil(d_model / 16)
         self.norm = nn.RMSNorm(d_model)
         self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=False)
-        # Depthwise and causal: pad d_conv - 1 on both sides, keep the first L outputs.
+        # Depthwise and causal: padded d_conv - 1 on both sides, the first L outputs kept
+        # (`causal_conv` computes just those from its weights).
         self.conv1d = nn.Conv1d(d_inner, d_inner, d_conv, groups=d_inner, padding=d_conv - 1)
         self.x_proj = nn.Linear(d_inner, self.dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, d_inner)
@@ -125,10 +126,20 @@ class MambaBlock(nn.Module):
         dt = dt.clamp(min=1e-4)
         self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
 
+    def causal_conv(self, u: Tensor) -> Tensor:
+        """`conv1d` cut to its first L outputs (each step sees itself and the d_conv - 1 steps
+        before it), written as d_conv shifted products: on the CPU, PyTorch's depthwise
+        convolution took 13% of a training step, nearly all of it in its backward pass."""
+        kernel, length = self.conv1d.weight[:, 0, :], u.shape[-1]  # kernel: (d_inner, d_conv)
+        d_conv = kernel.shape[1]
+        out = u * kernel[:, -1:] + self.conv1d.bias[:, None]
+        for shift in range(1, min(d_conv, length)):
+            out = out + F.pad(u[..., :-shift], (shift, 0)) * kernel[:, d_conv - 1 - shift, None]
+        return out
+
     def forward(self, x: Tensor) -> Tensor:
-        L = x.shape[1]
         u, z = self.in_proj(self.norm(x)).chunk(2, dim=-1)
-        u = F.silu(self.conv1d(u.transpose(1, 2))[..., :L])  # (batch, d_inner, L)
+        u = F.silu(self.causal_conv(u.transpose(1, 2)))  # (batch, d_inner, L)
         dt, B, C = self.x_proj(u.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.softplus(self.dt_proj(dt)).transpose(1, 2)  # (batch, d_inner, L)
         A = -torch.exp(self.A_log)
@@ -364,6 +375,46 @@ def _mean_error(
     return float(total) / float(counts.sum())
 
 
+class AdamW:
+    """torch.optim.AdamW with its default settings, written out as the update PyTorch runs on
+    the CPU (its single-tensor path). Building any torch.optim optimizer imports torch._dynamo,
+    which took 2 s on two cores: a sixth of a whole fit of a one-minute clip.
+    tests/test_s3m.py checks that both give the same weights, bit for bit."""
+
+    def __init__(
+        self,
+        params: Iterable[nn.Parameter],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+    ):
+        self.params = [p for p in params if p.requires_grad]
+        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
+        self.steps = [0] * len(self.params)  # per parameter, as PyTorch counts them
+        self.exp_avgs = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sqs = [torch.zeros_like(p) for p in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        beta1, beta2 = self.betas
+        for i, (param, exp_avg, exp_avg_sq) in enumerate(zip(self.params, self.exp_avgs, self.exp_avg_sqs)):
+            if param.grad is None:
+                continue
+            self.steps[i] += 1
+            grad = param.grad
+            param.mul_(1 - self.lr * self.weight_decay)  # decoupled weight decay
+            exp_avg.lerp_(grad, 1 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            step_size = self.lr / (1 - beta1 ** self.steps[i])
+            denom = (exp_avg_sq.sqrt() / (1 - beta2 ** self.steps[i]) ** 0.5).add_(self.eps)
+            param.addcdiv_(exp_avg, denom, value=-step_size)
+
+
 def train_predictor(
     model: SequencePredictor,
     sequences: StepTable | Sequence[np.ndarray],
@@ -425,7 +476,7 @@ def train_predictor(
         val_counts = torch.from_numpy(np.bincount(val_ids)).to(device)
         val_starts_t = torch.from_numpy(val_starts).to(device)
     shuffle = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    optimizer = AdamW(model.parameters(), lr=lr)
 
     history = []
     best, stale, best_state = math.inf, 0, None
@@ -436,7 +487,7 @@ def train_predictor(
             distinct, counts = torch.unique(ids[batch.to(device)], return_counts=True)
             errors = _window_errors(model, vectors, codes, id_starts[distinct], past, span)
             loss = (errors * counts).sum() / len(batch)
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             total += loss.detach() * len(batch)  # no .item() per batch: it would sync a GPU
