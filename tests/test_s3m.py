@@ -449,7 +449,7 @@ def test_the_numpy_s3m_predicts_what_the_pytorch_one_does():
     torch_model = perturbed(build_predictor("s3m", DIM, PAST, FUTURE, layers=2, d_model=16, seed=4))
     numpy_model = TemporalModel(torch_model).for_scoring()
     assert isinstance(numpy_model, NumpyS3M) and numpy_model.config() == torch_model.config()
-    windows = np.random.default_rng(5).normal(size=(40, PAST, DIM)).astype(np.float32)
+    windows = np.random.default_rng(5).normal(size=(150, PAST, DIM)).astype(np.float32)  # over 64: chunks on two threads
     with torch.no_grad():
         expected = torch_model(torch.from_numpy(windows)).numpy()
     predicted = numpy_model(windows)
