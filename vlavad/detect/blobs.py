@@ -81,24 +81,19 @@ class MotionBlobDetector(Detector):
         cv2.accumulateWeighted(gray, self._background, s.background_update, mask=(mask == 0).view(np.uint8))
 
         count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-        boxes, confidences = [], []
+        x, y, w, h, area = stats[1:count].T.astype(np.float64)
+        box_area = w * h
         frame_area = float(height * width)
-        for x, y, w, h, area in stats[1:count]:
-            box_area = float(w * h)
-            if box_area < s.min_area_frac * frame_area or h < s.min_height_frac * height:
-                continue
-            if box_area > s.max_area_frac * frame_area:
-                continue
-            boxes.append((x, y, x + w, y + h))
+        keep = (box_area >= s.min_area_frac * frame_area) & (h >= s.min_height_frac * height) & (box_area <= s.max_area_frac * frame_area)
+        if not keep.any():
+            return sv.Detections.empty()
+        x, y, w, h, area, box_area = (a[keep] for a in (x, y, w, h, area, box_area))
+        return sv.Detections(
+            xyxy=np.column_stack([x, y, x + w, y + h]).astype(np.float32),
             # Solid blobs are more object-like than sparse speckle; ByteTrack uses this to
             # associate confident boxes first.
-            confidences.append(min(1.0, 0.5 + area / box_area))
-        if not boxes:
-            return sv.Detections.empty()
-        return sv.Detections(
-            xyxy=np.asarray(boxes, dtype=np.float32),
-            confidence=np.asarray(confidences, dtype=np.float32),
-            class_id=np.full(len(boxes), -1, dtype=int),  # blobs have no class
+            confidence=np.minimum(1.0, 0.5 + area / box_area).astype(np.float32),
+            class_id=np.full(int(keep.sum()), -1, dtype=int),  # blobs have no class
         )
 
     def foreground(self) -> np.ndarray | None:
