@@ -136,7 +136,7 @@ def _median(runs: list[dict], key: str) -> float:
 
 
 def summary_table(rows: list[dict], with_baseline: bool) -> str:
-    head = "| run | clip | frames | seconds | frames/s | peak RSS MB |" + (" baseline seconds | speed-up |" if with_baseline else "")
+    head = "| run | clip | frames | seconds | frames/s | peak RSS MB |" + (" baseline seconds | baseline RSS MB | speed-up |" if with_baseline else "")
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for row in rows:
         this = row["runs"]["this"]
@@ -144,7 +144,7 @@ def summary_table(rows: list[dict], with_baseline: bool) -> str:
         line = f"| {row['mode']} | {row['clip']} | {frames} | {seconds:.1f} | {frames / seconds:.0f} | {_median(this, 'peak_rss_mb'):.0f} |"
         if with_baseline:
             before = _median(row["runs"]["baseline"], "seconds")
-            line += f" {before:.1f} | {before / seconds:.2f}× |"
+            line += f" {before:.1f} | {_median(row['runs']['baseline'], 'peak_rss_mb'):.0f} | {before / seconds:.2f}× |"
         lines.append(line)
     return "\n".join(lines)
 
