@@ -136,7 +136,9 @@ def _median(runs: list[dict], key: str) -> float:
 
 
 def summary_table(rows: list[dict], with_baseline: bool) -> str:
-    head = "| run | clip | frames | seconds | frames/s | peak RSS MB |" + (" baseline seconds | baseline RSS MB | speed-up |" if with_baseline else "")
+    head = "| run | clip | frames | seconds | frames/s | peak RSS MB |" + (
+        " baseline seconds | baseline RSS MB | speed-up |" if with_baseline else ""
+    )
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for row in rows:
         this = row["runs"]["this"]
