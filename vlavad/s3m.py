@@ -378,7 +378,7 @@ def _mean_error(
 class AdamW:
     """torch.optim.AdamW with its default settings, written out as the update PyTorch runs on
     the CPU (its single-tensor path). Building any torch.optim optimizer imports torch._dynamo,
-    which took 2 s on two cores: a sixth of a whole fit of a one-minute clip.
+    which took 2 s on two cores, where a whole fit of a one-minute clip takes 7-14 s.
     tests/test_s3m.py checks that both give the same weights, bit for bit."""
 
     def __init__(

@@ -13,6 +13,7 @@ score with PyTorch.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -34,6 +35,9 @@ _BLOCK_WEIGHTS = (
     "A_log",
     "D",
 )
+
+
+_BLAS_LIMIT = threading.Lock()
 
 
 class NumpyS3M:
@@ -75,7 +79,9 @@ class NumpyS3M:
         # than one thread, where two threads with BLAS's own threading gained 1.1x).
         if len(past) <= 64:
             return self._predict(past)
-        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(2) as pool:
+        # The BLAS limit is process-wide: one scoring at a time sets and restores it, so that
+        # two visitors of the app scoring at once cannot leave it at one thread for good.
+        with _BLAS_LIMIT, threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(2) as pool:
             return np.concatenate(list(pool.map(self._predict, [past[i : i + 64] for i in range(0, len(past), 64)])))
 
     def _predict(self, past: np.ndarray) -> np.ndarray:

@@ -98,6 +98,7 @@ class StepTable:
 
 
 def as_step_table(sequences: StepTable | Sequence[np.ndarray]) -> StepTable:
+    """A step table as it is, or made from one (steps, D) array per sequence."""
     return sequences if isinstance(sequences, StepTable) else StepTable.from_sequences(sequences)
 
 
