@@ -97,3 +97,40 @@ def test_a_question_pseudo_anomalies_cannot_test_is_kept_only_if_normal_objects_
     assert selected[-1] == kind.id and looks.id not in selected and way.id not in selected
     _, selected, _ = select_prompts(pool, normal, pseudo, top_k=1, n_select=1)
     assert len(selected) == 1 and selected[0] in (speed.id, pace.id)  # one question: exactly the single-question rule
+
+
+def _rarity_by_definition(answers: pd.DataFrame, normal: pd.DataFrame, by_video: bool) -> pd.DataFrame:
+    """Each fold's answers scored against answer counts of the other folds, counted afresh."""
+    fold_of = (lambda t: t["video"]) if by_video else (lambda t: t["frame"] > normal["frame"].median())
+    tables = []
+    for fold in pd.unique(fold_of(answers)):
+        frequencies = AnswerFrequencies.from_answers(normal[fold_of(normal) != fold])
+        scored = answers[fold_of(answers) == fold].copy()
+        scored["rarity"] = [np.log(frequencies.static_score(p, np.array([a]))[0]) for p, a in zip(scored["prompt_id"], scored["answer"])]
+        keys = [c for c in ("video", "frame", "track_id") if c in scored]
+        tables.append(scored.pivot_table(index=keys, columns="prompt_id", values="rarity", aggfunc="first"))
+    return pd.concat(tables)
+
+
+@pytest.mark.parametrize("by_video", [True, False])
+def test_held_out_rarity_counts_only_the_other_folds(by_video):
+    from vlavad.spa import _held_out_rarity
+
+    rng = np.random.default_rng(3)
+
+    def table(rows: int, videos: list[int]) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "video": rng.choice(videos, rows) if by_video else 0,
+                "frame": rng.integers(0, 200, rows),
+                "track_id": rng.integers(0, 1000, rows),
+                "prompt_id": rng.choice(["speed", "size", "shape"], rows),
+                "answer": rng.choice(["slow", "fast", "big", "small", "odd"], rows, p=[0.4, 0.3, 0.15, 0.1, 0.05]),
+            }
+        ).drop_duplicates(["video", "frame", "track_id", "prompt_id"])
+
+    normal = table(600, [0, 1, 2, 3])
+    pseudo = table(300, [0, 1, 2, 3, 4])  # video 4 has no normal answers: scored against all of them
+    for answers in (normal, pseudo):
+        expected = _rarity_by_definition(answers, normal, by_video)
+        pd.testing.assert_frame_equal(_held_out_rarity(answers, normal, 1.0), expected, check_exact=False, rtol=1e-12)

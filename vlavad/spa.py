@@ -197,14 +197,24 @@ def _held_out_rarity(answers: pd.DataFrame, normal: pd.DataFrame, smoothing: flo
         return table["video"] if split else table["frame"] > normal["frame"].median()
 
     normal_folds, answer_folds = folds(normal), folds(answers)
-    tables = [_rarity(answers[answer_folds == fold], normal[normal_folds != fold], smoothing) for fold in pd.unique(answer_folds)]
+    # Normal answers are counted once per fold; the counts a fold is scored against are the
+    # totals less its own. Counting the other folds afresh for every fold was two thirds of
+    # prompt selection (1.3 s on Ped2).
+    per_fold = normal.groupby([normal_folds.rename("fold"), "prompt_id", "answer"]).size()
+    totals = per_fold.groupby(level=["prompt_id", "answer"]).sum()
+    tables = []
+    for fold in pd.unique(answer_folds):
+        own = per_fold.xs(fold, level="fold") if fold in per_fold.index.get_level_values("fold") else None
+        counted = totals if own is None else totals.sub(own, fill_value=0)
+        counted = counted[counted > 0]
+        counts = {str(p): {str(a): int(c) for a, c in group.droplevel("prompt_id").items()} for p, group in counted.groupby(level="prompt_id")}
+        tables.append(_rarity(answers[answer_folds == fold], AnswerFrequencies(counts, smoothing)))
     return pd.concat(tables)
 
 
-def _rarity(answers: pd.DataFrame, counted: pd.DataFrame, smoothing: float) -> pd.DataFrame:
-    """log(1 / frequency) of each answer, frequencies counted in `counted`: one row per object
-    step (video, frame, track_id), one column per prompt."""
-    frequencies = AnswerFrequencies.from_answers(counted, smoothing)
+def _rarity(answers: pd.DataFrame, frequencies: AnswerFrequencies) -> pd.DataFrame:
+    """log(1 / frequency) of each answer: one row per object step (video, frame, track_id), one
+    column per prompt."""
     scored = answers.assign(rarity=0.0)
     for prompt_id, rows in scored.groupby("prompt_id").groups.items():
         scored.loc[rows, "rarity"] = np.log(frequencies.static_score(prompt_id, scored.loc[rows, "answer"].to_numpy()))
