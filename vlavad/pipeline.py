@@ -251,11 +251,13 @@ class Pipeline:
         if track_ids:
             with self.times("s3m"):
                 errors = model.temporal.errors(sequences)
-            error_table = pd.concat(
-                [
-                    pd.DataFrame({"track_id": track_id, "order": np.arange(len(err)), "temporal_score": err})
-                    for track_id, err in zip(track_ids, errors)
-                ]
+            lengths = sequences.lengths
+            error_table = pd.DataFrame(
+                {
+                    "track_id": np.repeat(np.asarray(track_ids, dtype=np.int64), lengths),
+                    "order": np.arange(lengths.sum()) - np.repeat(sequences.starts, lengths),  # step within its track
+                    "temporal_score": np.concatenate(errors),
+                }
             )
             steps = steps.sort_values(["track_id", "frame"])
             steps["order"] = steps.groupby("track_id").cumcount()
