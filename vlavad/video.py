@@ -566,7 +566,8 @@ class BrowserVideoWriter:
     first so playback starts before the download ends. yuv420p needs even sizes, so an odd width
     or height is padded by one replicated pixel. Frames go to a hidden temporary file beside
     `path`, renamed onto it only when the `with` block ends cleanly: an exception or Ctrl-C leaves
-    `path` untouched. The same frames always give the same bytes (see `_open_encoder`).
+    `path` untouched. The same frames give the same picture, and nearly always the same bytes
+    (see `_open_encoder`).
     With `timestamps` (a variable-rate source's frame times, `VideoInfo.timestamps`) each frame
     is shown at its own time rather than at `i / fps`.
     """
@@ -616,7 +617,8 @@ class BrowserVideoWriter:
             self._stream.codec_context.time_base = Fraction(1, 1000) if self.timestamps else 1 / rate
             # No B-frames: with them this x264 build's output varies from run to run (it depends on
             # uninitialised memory; seen for widths that are not a multiple of 128 px). Without,
-            # the same frames always give the same bytes, at about 10% more size.
+            # at about 10% more size, the same frames gave the same bytes on one machine in every
+            # run but one CI run. Across machines they differ: x264's thread count follows the CPUs.
             self._stream.codec_context.max_b_frames = 0
             self._stream.options = {"crf": str(self.crf), "preset": self.preset}
         except av.FFmpegError as e:
