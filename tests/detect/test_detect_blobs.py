@@ -35,3 +35,19 @@ def test_a_blob_on_the_median_background_is_found():
     found = detector.detect(None, frame)
     assert len(found) == 1
     np.testing.assert_allclose(found.xyxy[0], [100, 30, 125, 90], atol=2)
+
+
+@pytest.mark.parametrize("height, width", [(240, 360), (600, 800)])  # 16-bit labels, then 32-bit
+def test_every_separate_blob_is_found_at_any_size(height, width):
+    empty = np.full((height, width), 100, dtype=np.uint8)
+    frame = empty.copy()
+    corners = [(y, x) for y in range(height // 8, height - height // 4, height // 4) for x in range(width // 10, width - width // 5, width // 5)]
+    box_h, box_w = height // 6, width // 12
+    for y, x in corners:
+        frame[y : y + box_h, x : x + box_w] = 230
+    detector = MotionBlobDetector()
+    detector.begin([empty] * 5)
+    found = detector.detect(None, frame)
+    assert len(found) == len(corners) > 8
+    expected = sorted([x, y, x + box_w, y + box_h] for y, x in corners)
+    np.testing.assert_allclose(sorted(found.xyxy.tolist()), expected, atol=2)

@@ -80,7 +80,11 @@ class MotionBlobDetector(Detector):
         # made four frame-sized temporaries (6x slower).
         cv2.accumulateWeighted(gray, self._background, s.background_update, mask=(mask == 0).view(np.uint8))
 
-        count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        # 16-bit labels when they cannot overflow (at most one blob per 2x2 pixels): a third
+        # faster than 32-bit at 360x240, the same stats.
+        max_blobs = ((height + 1) // 2) * ((width + 1) // 2)
+        label_type = cv2.CV_16U if max_blobs < 2**16 - 1 else cv2.CV_32S
+        count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=label_type)
         x, y, w, h, area = stats[1:count].T.astype(np.float64)
         box_area = w * h
         frame_area = float(height * width)
