@@ -14,7 +14,7 @@ import pytest
 from vlavad.bench import run_benchmark, save_benchmark
 from vlavad.config import preset
 from vlavad.datasets import load_dataset
-from vlavad.errors import ModelError
+from vlavad.errors import ModelError, VideoError
 from vlavad.model import FittedModel
 from vlavad.pipeline import Pipeline
 from vlavad.synthetic import plan_scene, render_scene
@@ -212,3 +212,34 @@ def test_scoring_with_a_saved_s3m_never_imports_pytorch(fitted, tmp_path):
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["torch"] is False
     np.testing.assert_array_equal(np.array(report["scores"], dtype=float), expected)
+
+
+def test_probed_gives_each_probe_in_order_and_raises_in_turn(tmp_path):
+    videos = [tmp_path / f"{i}.mp4" for i in range(4)]
+    for i, video in enumerate(videos):
+        render_scene(video, frames=20 + i, walkers=1, seed=i)
+    videos[2].write_bytes(b"not a video")
+    pipeline = make_pipeline(None)
+    got = pipeline.probed(videos, ahead=2)
+    assert [next(got).frame_count for _ in range(2)] == [20, 21]
+    with pytest.raises(VideoError, match="2.mp4"):
+        next(got)
+    assert [info.frame_count for info in pipeline.probed(videos[:2], ahead=3)] == [20, 21]  # more look-ahead than videos
+
+
+def test_a_fresh_process_fits_the_same_model(fitted, synthetic_dataset, tmp_path):
+    """In a fresh process fit imports PyTorch in a thread, beside the tracking: same model."""
+    pipeline, model, _, cache = fitted
+    videos = [str(ref.path) for ref in load_dataset(synthetic_dataset).train]
+    script = (
+        "import sys, json; from vlavad.config import preset; from vlavad.pipeline import Pipeline\n"
+        f"pipeline = Pipeline(preset('custom').updated(**{FAST!r}), cache_dir={str(tmp_path / 'cache')!r}, show_progress=False)\n"
+        "assert 'torch' not in sys.modules\n"
+        f"model = pipeline.fit({videos!r})\n"
+        "print(json.dumps({'threshold': model.threshold, 'weights': {k: v.tolist() for k, v in model.temporal.weights().items()}}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["threshold"] == model.threshold
+    for name, weights in model.temporal.weights().items():
+        np.testing.assert_array_equal(np.array(report["weights"][name], dtype=weights.dtype), weights, err_msg=name)

@@ -75,7 +75,8 @@ def run_benchmark(dataset: Dataset, pipeline: Pipeline, prompts: list | None = N
     if not dataset.labels:
         raise DatasetError(f"Dataset {dataset.name} has no test labels, so it cannot be benchmarked.")
     # Labels that do not fit their videos are reported before minutes of work, not after.
-    check_labels(dataset, {ref.name: pipeline.probe(ref.path).frame_count for ref in dataset.test})
+    test_infos = list(pipeline.probed([ref.path for ref in dataset.test], ahead=2))
+    check_labels(dataset, {ref.name: info.frame_count for ref, info in zip(dataset.test, test_infos)})
     started, before_fit = time.perf_counter(), pipeline.times.snapshot()
     model = pipeline.fit([ref.path for ref in dataset.train], prompts)
     fitted, fit_stages = time.perf_counter(), pipeline.times.since(before_fit)
