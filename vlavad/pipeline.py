@@ -17,7 +17,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +59,21 @@ def _import_in_background(module: str) -> None:
             pass
 
     threading.Thread(target=run, name=f"import {module}").start()
+
+
+def _in_background(function, *args, **kwargs) -> Future:
+    """`function(*args, **kwargs)` in a daemon thread: unlike a thread pool's workers, which
+    Python waits for at exit, it cannot hold up Ctrl-C by decoding a long video to its end."""
+    future = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(function(*args, **kwargs))
+        except BaseException as e:
+            future.set_exception(e)
+
+    threading.Thread(target=run, name=f"vlavad {function.__name__}", daemon=True).start()
+    return future
 
 
 @dataclass
@@ -107,13 +122,12 @@ class Pipeline:
         "decode" time. A video that cannot be read raises in its turn, as `probe` would.
         """
         videos, fps_hint = iter(videos), self.settings.default_fps
-        with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="vlavad-probe") as pool:
-            pending = deque(pool.submit(probe, video, fps_hint=fps_hint) for video in itertools.islice(videos, ahead))
-            while pending:
-                with self.times("decode"):
-                    info = pending.popleft().result()
-                pending.extend(pool.submit(probe, video, fps_hint=fps_hint) for video in itertools.islice(videos, 1))
-                yield info
+        pending = deque(_in_background(probe, video, fps_hint=fps_hint) for video in itertools.islice(videos, ahead))
+        while pending:
+            with self.times("decode"):
+                info = pending.popleft().result()
+            pending.extend(_in_background(probe, video, fps_hint=fps_hint) for video in itertools.islice(videos, 1))
+            yield info
 
     def tracks_key(self, info: VideoInfo, stride: int = 1) -> str:
         return stable_key("tracks", content_key(info.path), info.fps, self.detector.identity(), self.settings.track.model_dump(), stride)
