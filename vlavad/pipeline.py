@@ -50,7 +50,8 @@ def default_cache_dir() -> Path:
 def _import_in_background(module: str) -> None:
     """Starts importing `module` in a thread of its own, so that a later import of it in this
     thread waits for that one (Python's import lock) instead of starting from scratch. An error
-    is left to that later import to raise, where it is needed."""
+    is left to that later import to raise, where it is needed. Not a daemon thread, unlike
+    `_in_background`'s: an extension module's import cut short at exit can crash the process."""
 
     def run() -> None:
         try:
