@@ -1,7 +1,7 @@
 """Detection + tracking pass: one streaming read of a video gives its object trajectories.
 
 Every frame is resized to a fixed working height, handed to the detector, and the boxes are
-associated over time by ByteTrack (`trackers.ByteTrackTracker`). For every tracked box we also
+associated over time by ByteTrack (`vlavad.bytetrack`). For every tracked box we also
 measure its motion with sparse optical flow *inside the box*, over a fixed time interval, because
 box-centre displacement of blobs is too noisy to tell a cyclist from a walker while the flow of
 the object's own pixels is not.
@@ -13,6 +13,7 @@ units, so that nothing downstream depends on the video's resolution or frame rat
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from contextlib import closing
@@ -21,8 +22,8 @@ import cv2
 import numpy as np
 import pandas as pd
 from pydantic import Field
-from trackers import ByteTrackTracker
 
+from .bytetrack import ByteTrack
 from .detect import Detector
 from .schema import Schema
 from .timing import StageTimes
@@ -50,7 +51,9 @@ TRACK_COLUMNS = [
 class TrackSettings(Schema):
     working_height: int = Field(240, ge=32, le=2160)  # every frame is resized to this height first
     motion_interval_s: float = Field(0.1, gt=0, le=10)  # flow is measured between frames this far apart
-    lost_track_s: float = Field(1.0, ge=0, le=60)  # ByteTrack keeps a lost track alive this long
+    # How long ByteTrack keeps a lost track: this long at 30 frames/s, as `trackers` read it
+    # (see `_frames_lost` for other rates: 0.4 s at Ped2's 10).
+    lost_track_s: float = Field(1.0, ge=0, le=60)
     min_track_frames: int = Field(3, ge=1)  # shorter tracks are flicker, not objects
     flow_grid: int = Field(5, ge=2, le=15)  # flow is sampled on a grid of flow_grid² points per box
     # None: an object's velocity is the median flow vector of its points, which flow noise
@@ -100,12 +103,10 @@ def track_video(
     with times("decode"):
         detector.begin(background_samples(info, work_size), fps=fps)
 
-    tracker = ByteTrackTracker(
-        lost_track_buffer=max(1, int(round(settings.lost_track_s * fps))),
-        frame_rate=fps,
-        track_activation_threshold=detector.track_activation,
-        high_conf_det_threshold=detector.track_activation + 0.05,
-        minimum_consecutive_frames=2,
+    tracker = ByteTrack(
+        max_frames_lost=_frames_lost(settings.lost_track_s, fps),
+        activation_threshold=detector.track_activation,
+        high_confidence=detector.track_activation + 0.05,
     )
     history: deque[np.ndarray] = deque(maxlen=interval + 1)
     history_times: deque[float] = deque(maxlen=interval + 1)
@@ -125,10 +126,9 @@ def track_video(
             with times("detect"):
                 found = detector.detect(small, gray)
             with times("track"):
-                tracked = tracker.update(found)
-            keep = tracked.tracker_id >= 0 if len(tracked) else np.zeros(0, bool)
-            if keep.any():
-                boxes = tracked.xyxy[keep].astype(np.float64)
+                tracked, track_ids = tracker.update(found.xyxy, found.confidence)
+            if len(tracked):
+                boxes = found.xyxy[tracked].astype(np.float64)
                 with times("flow"):
                     velocity = _box_velocity(
                         history, boxes, detector.foreground(), settings.flow_grid, settings.flow_quantile, settings.flow_fb_max_px
@@ -137,8 +137,9 @@ def track_video(
                 # recording the displacement says nothing about speed.
                 elapsed = history_times[-1] - history_times[0]
                 velocity = velocity / elapsed if elapsed <= 2 * seconds_per_interval else np.full_like(velocity, np.nan)
-                classes = tracked.class_id[keep] if tracked.class_id is not None else np.full(int(keep.sum()), -1)
-                rows.append(_rows(frame_index, tracked.tracker_id[keep], boxes, tracked.confidence[keep], classes, velocity, work_size, scale))
+                classes = found.class_id[tracked] if found.class_id is not None else np.full(len(tracked), -1)
+                confidences = found.confidence[tracked] if found.confidence is not None else None
+                rows.append(_rows(frame_index, track_ids, boxes, confidences, classes, velocity, work_size, scale))
             if progress:
                 progress(done, total)
 
@@ -151,6 +152,13 @@ def track_video(
     lengths = table.groupby("track_id")["frame"].transform("size")
     table = table[lengths >= settings.min_track_frames]
     return table.sort_values(["track_id", "frame"], kind="stable").reset_index(drop=True)
+
+
+def _frames_lost(lost_track_s: float, fps: float) -> int:
+    """How many frames a lost track is kept: `lost_track_s` as `trackers.ByteTrackTracker`, which
+    tracked before, read it (a number of frames at `fps`, taken as frames at 30 fps and rescaled to
+    `fps`), so that models fitted then track the same now. At 30 frames/s that is `lost_track_s`."""
+    return max(1, math.ceil(fps / 30.0 * max(1, int(round(lost_track_s * fps)))))
 
 
 def _rows(frame_index, track_ids, boxes, confidences, classes, velocity, work_size, scale) -> np.ndarray:
