@@ -1,9 +1,10 @@
 """Where the time goes: wall seconds per stage, for the per-stage tables of `vlavad bench` and
 `benchmarks/speed.py`.
 
-A stage is timed where it runs (`with times("detect"): ...`). Decoding runs ahead in a thread of
-its own, so what is counted under "decode" is the time the pipeline *waited* for a frame: with
-decoding fully overlapped it tends to zero.
+A stage is timed where it runs (`with times("track"): ...`). Decoding and detection run ahead in
+a thread of their own, so what is counted under "decode" and "detect" is the time the pipeline
+*waited* for a detected frame, shared between the two in proportion to their own seconds: with
+that thread fully overlapped both tend to zero, and the table still adds up to the wall time.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ class StageTimes:
             yield
         finally:
             self.seconds[stage] += time.perf_counter() - started
+
+    def add_waited(self, seconds: float, spent: dict[str, float]) -> None:
+        """Counts `seconds` that the pipeline waited for a thread working ahead of it, shared
+        between that thread's stages in proportion to the seconds it `spent` in each."""
+        total = sum(spent.values())
+        for stage, own in spent.items():
+            self.seconds[stage] += seconds * own / total if total > 0 else 0.0
 
     def snapshot(self) -> dict[str, float]:
         return dict(self.seconds)

@@ -14,6 +14,7 @@ units, so that nothing downstream depends on the video's resolution or frame rat
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import closing
@@ -90,8 +91,8 @@ def track_video(
     `stride` > 1 processes every stride-th frame *as if it were the next one*: the clip plays
     `stride` times faster. That is how pseudo-anomalies (objects moving unlike anything in
     training) are made from normal videos for prompt selection; normal use keeps stride 1.
-    Frames are decoded ahead in a thread of their own, and in colour only for detectors that
-    look at colour. `times` collects the seconds spent per stage.
+    Frames are decoded and detected ahead in a thread of their own, and decoded in colour only
+    for detectors that look at colour. `times` collects the seconds spent per stage.
     """
     times = times or StageTimes()
     scale = settings.working_height / info.height
@@ -112,27 +113,42 @@ def track_video(
     history_times: deque[float] = deque(maxlen=interval + 1)
     rows: list[np.ndarray] = []
     total = (info.frame_count + stride - 1) // stride
-    with closing(prefetched(iter_working_frames(info, work_size, stride=stride, colour=detector.uses_colour))) as frames:
+    # Frames are decoded and detected ahead, in a thread of their own: OpenCV and the networks let
+    # go of the GIL, so detection runs beside the tracking and flow of earlier frames.
+    ahead_times = StageTimes()  # the seconds that thread spends, to share out the waits for it
+
+    def detected():
+        with closing(iter_working_frames(info, work_size, stride=stride, colour=detector.uses_colour)) as frames:
+            while True:
+                with ahead_times("decode"):
+                    item = next(frames, None)
+                if item is None:
+                    return
+                frame_index, gray, small = item
+                with ahead_times("detect"):
+                    found = detector.detect(small, gray)
+                    foreground = detector.foreground()
+                yield frame_index, gray, found, foreground
+
+    waited = 0.0
+    with closing(prefetched(detected())) as frames:
         done = 0
         while True:
-            with times("decode"):
-                item = next(frames, None)
+            started = time.perf_counter()
+            item = next(frames, None)
+            waited += time.perf_counter() - started
             if item is None:
                 break
-            frame_index, gray, small = item
+            frame_index, gray, found, foreground = item
             done += 1
             history.append(gray)
             history_times.append(frame_times[frame_index] / stride)  # played `stride` times faster
-            with times("detect"):
-                found = detector.detect(small, gray)
             with times("track"):
                 tracked, track_ids = tracker.update(found.xyxy, found.confidence)
             if len(tracked):
                 boxes = found.xyxy[tracked].astype(np.float64)
                 with times("flow"):
-                    velocity = _box_velocity(
-                        history, boxes, detector.foreground(), settings.flow_grid, settings.flow_quantile, settings.flow_fb_max_px
-                    )
+                    velocity = _box_velocity(history, boxes, foreground, settings.flow_grid, settings.flow_quantile, settings.flow_fb_max_px)
                 # Real time between the two frames (variable-rate video); across a pause in the
                 # recording the displacement says nothing about speed.
                 elapsed = history_times[-1] - history_times[0]
@@ -142,6 +158,7 @@ def track_video(
                 rows.append(_rows(frame_index, track_ids, boxes, confidences, classes, velocity, work_size, scale))
             if progress:
                 progress(done, total)
+    times.add_waited(waited, ahead_times.snapshot())
 
     if not rows:
         return empty_tracks()
