@@ -153,13 +153,13 @@ def summary_table(rows: list[dict], with_baseline: bool) -> str:
 
 def stage_tables(rows: list[dict]) -> str:
     """Seconds, share and frames/s per stage for this release's runs (the fastest of each)."""
-    from vlavad.timing import format_table, stage_table
+    from vlavad.timing import TABLE_NOTE, format_table, stage_table
 
     tables = []
     for row in rows:
         run = min(row["runs"]["this"], key=lambda r: r["seconds"])  # one whole run, not a mix
         tables.append(format_table(f"{row['mode']}, {row['clip']}", stage_table(run["stages"], run["frames"], run["seconds"])))
-    return "\n\n".join(tables)
+    return "\n\n".join([*tables, TABLE_NOTE])
 
 
 if __name__ == "__main__":

@@ -11,13 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vlavad.bench import run_benchmark, save_benchmark
+from vlavad.bench import metrics_table, run_benchmark, save_benchmark
 from vlavad.config import preset
 from vlavad.datasets import load_dataset
 from vlavad.errors import ModelError, VideoError
 from vlavad.model import FittedModel
 from vlavad.pipeline import Pipeline
 from vlavad.synthetic import plan_scene, render_scene
+from vlavad.timing import TABLE_NOTE
 
 # Small but real: the same stages as a benchmark, with a short S3M training.
 FAST = {"default_fps": 10.0, "describe.step_hz": 10.0, "temporal.epochs": 4, "temporal.past": 6, "temporal.future": 2, "fusion.sigma_s": 0.4}
@@ -65,6 +66,11 @@ def test_synthetic_benchmark_auc(fitted, tmp_path):
     saved = json.loads((out / "results.json").read_text())
     assert saved["metrics"]["micro_auc"] == pytest.approx(result.metrics.micro_auc, abs=1e-6)
     assert (out / "roc.png").stat().st_size > 1000
+    # The stage tables are printed, and each adds up to its phase's wall time (rows rounded to 0.01 s).
+    printed = metrics_table(result)
+    assert "| fit stage |" in printed and "| score stage |" in printed and TABLE_NOTE in printed
+    for stages, wall in (("fit_stages", "fit_s"), ("score_stages", "score_s")):
+        assert sum(row["seconds"] for row in result.timings[stages]) == pytest.approx(result.timings[wall], abs=0.06)
 
 
 def test_save_load_round_trip_gives_equal_scores(fitted, tmp_path):

@@ -23,7 +23,7 @@ from .metrics import BenchMetrics, evaluate
 from .model import FittedModel
 from .pipeline import Pipeline
 from .results import VideoResult
-from .timing import format_table, stage_table
+from .timing import TABLE_NOTE, format_table, stage_table
 
 FORMAT = "vlavad-run/1"
 
@@ -151,7 +151,9 @@ def metrics_table(result: BenchResult) -> str:
         "| --- | --- |",
     ]
     lines += [f"| {name} | {fmt_auc(auc)} |" for name, auc in m.per_video.items()]
-    for title, key in (("fit stage", "fit_stages"), ("score stage", "score_stages")):
-        if t.get(key):
-            lines += ["", format_table(title, t[key])]
+    tables = [format_table(title, t[key]) for title, key in (("fit stage", "fit_stages"), ("score stage", "score_stages")) if t.get(key)]
+    for table in tables:
+        lines += ["", table]
+    if tables:
+        lines += ["", TABLE_NOTE]
     return "\n".join(lines)

@@ -14,6 +14,8 @@ from collections import defaultdict
 from contextlib import contextmanager
 
 STAGES = ("decode", "detect", "track", "flow", "describe", "embed", "s3m", "fuse", "io")
+# Printed under the tables, so that nobody reads a small "detect" as a free detector.
+TABLE_NOTE = "decode and detect run ahead in a thread of their own: their rows are the time the rest waited for them."
 
 
 class StageTimes:
