@@ -4,7 +4,7 @@ implementation it replaced (trackers 2.6.1), and the behaviour a tracker must ha
 import numpy as np
 import pytest
 
-from vlavad.bytetrack import ByteTrack, box_iou
+from vlavad.bytetrack import ByteTrack
 from vlavad.track import _frames_lost
 
 
@@ -117,13 +117,6 @@ def test_detections_without_confidences_are_fully_confident():
     tracker = ByteTrack(max_frames_lost=3, activation_threshold=0.5, high_confidence=0.55)
     results = [tracker.update(np.array([_box(10 + 2 * t)]))[1].tolist() for t in range(3)]
     assert results == [[], [0], [0]]
-
-
-def test_box_iou_of_known_boxes():
-    a = np.array([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 0.0, 0.0]])
-    b = np.array([[5.0, 5.0, 15.0, 15.0], [20.0, 20.0, 30.0, 30.0]])
-    assert box_iou(a, b) == pytest.approx(np.array([[25 / 175, 0.0], [0.0, 0.0]]))
-    assert box_iou(a, b).dtype == np.float32
 
 
 def test_lost_track_seconds_are_read_as_before():
