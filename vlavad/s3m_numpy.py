@@ -41,7 +41,7 @@ _BLAS_LIMIT = threading.Lock()
 _blas: ThreadpoolController | None = None  # the BLAS libraries (NumPy's among them), found once: each search took about 10 ms in a scoring process
 
 
-def _numpy_blas() -> ThreadpoolController:
+def _blas_libraries() -> ThreadpoolController:
     global _blas
     if _blas is None:
         _blas = ThreadpoolController().select(user_api="blas")
@@ -89,7 +89,7 @@ class NumpyS3M:
             return self._predict(past)
         # The BLAS limit is process-wide: one scoring at a time sets and restores it, so that
         # two visitors of the app scoring at once cannot leave it at one thread for good.
-        with _BLAS_LIMIT, _numpy_blas().limit(limits=1), ThreadPoolExecutor(2) as pool:
+        with _BLAS_LIMIT, _blas_libraries().limit(limits=1), ThreadPoolExecutor(2) as pool:
             return np.concatenate(list(pool.map(self._predict, [past[i : i + 64] for i in range(0, len(past), 64)])))
 
     def _predict(self, past: np.ndarray) -> np.ndarray:
