@@ -133,6 +133,45 @@ def test_fit_out_never_replaces_a_users_folder_or_file(synthetic_dataset, tmp_pa
     assert result.returncode == 2 and "already holds files" in result.stderr
 
 
+def test_two_videos_of_one_name_get_folders_of_their_own(model_dir, synthetic_dataset, tmp_path):
+    video = next((synthetic_dataset / "test").iterdir())
+    for camera in ("cam1", "cam2"):
+        (tmp_path / camera).mkdir()
+        shutil.copy(video, tmp_path / camera / "clip.mp4")
+    other = tmp_path / "other.mp4"
+    shutil.copy(video, other)
+    out = tmp_path / "res"
+    args = ["score", str(model_dir), str(tmp_path / "cam1" / "clip.mp4"), str(tmp_path / "cam2" / "clip.mp4"), str(other)]
+    assert main([*args, "--out", str(out), "--cache", str(tmp_path / "c"), "-q"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["cam1-clip", "cam2-clip", "other"]
+    for folder in out.iterdir():
+        assert json.loads((folder / "result.json").read_text())["format"] == "vlavad-result/1"
+
+
+def test_a_video_given_twice_is_refused_before_any_work(model_dir, synthetic_dataset, tmp_path):
+    video = next((synthetic_dataset / "test").iterdir())
+    result = run_cli("score", str(model_dir), str(video), str(video), "--out", str(tmp_path / "res"), "-q", cache=tmp_path / "c")
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and "given twice" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "res").exists()
+
+
+@pytest.mark.parametrize("where", ["/proc/vlavad-results", "link to a folder", "broken link"])
+def test_an_out_that_cannot_hold_a_folder_is_one_line(model_dir, synthetic_dataset, tmp_path, where):
+    video = next((synthetic_dataset / "test").iterdir())
+    out = Path(where) if where.startswith("/") else tmp_path / "link"
+    if where == "link to a folder":
+        (tmp_path / "real").mkdir()
+        out.symlink_to(tmp_path / "real")
+    elif where == "broken link":
+        out.symlink_to(tmp_path / "nowhere")
+    result = run_cli("score", str(model_dir), str(video), "--out", str(out), "-q", cache=tmp_path / "c")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
+    if "link" in where:
+        assert "is a file" not in result.stderr and where in result.stderr
+        assert out.is_symlink() and not (tmp_path / "nowhere").exists()
+
+
 def test_refitting_into_a_model_folder_replaces_it(model_dir, synthetic_dataset, tmp_path):
     out = tmp_path / "model"
     shutil.copytree(model_dir, out)

@@ -102,8 +102,7 @@ def cmd_score(args) -> None:
                 "answers from different backends. Fit a new model instead."
             )
     check_available(settings)  # fails at once, naming the model, if its weights are not here
-    out = Path(args.out)
-    folders = {video: (out / Path(video).stem if len(args.videos) > 1 else out) for video in args.videos}
+    folders = result_folders(Path(args.out), args.videos)
     for folder in folders.values():
         check_output_folder(folder, "result")
     pipeline = _pipeline(args, settings)
@@ -122,6 +121,28 @@ def cmd_score(args) -> None:
             print(f"  {event.start_s:7.1f}s – {event.end_s:7.1f}s  peak {event.peak_score:.2f}{why}")
         print(f"  results in {folder}")
     print(f"backends: {backends_line(model.backends)}")
+
+
+def result_folders(out: Path, videos: list[str]) -> dict[str, Path]:
+    """Where each video's result goes: `out` itself for one video; for several, `out/<name>`,
+    where two videos of the same name (cam1/clip.mp4, cam2/clip.mp4) are told apart by their
+    folders' names (cam1-clip, cam2-clip), so no result is written over another's."""
+    if len(videos) == 1:
+        return {videos[0]: out}
+    paths = [Path(v) for v in videos]
+    seen: dict[Path, str] = {}
+    for video, path in zip(videos, paths):
+        if path.resolve() in seen:
+            raise ConfigError(f"{video} is given twice (also as {seen[path.resolve()]}): score each video once.")
+        seen[path.resolve()] = video
+    stems = [p.stem for p in paths]
+    names = [f"{p.resolve().parent.name}-{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in paths]
+    clashes = sorted({v for v, n in zip(videos, names) if names.count(n) > 1})
+    if clashes:
+        raise ConfigError(
+            f"{' and '.join(clashes[:2])} would both write {out / names[videos.index(clashes[0])]}: score them in separate runs with their own --out."
+        )
+    return {video: out / name for video, name in zip(videos, names)}
 
 
 def _extras(args, video, result, folder: Path) -> None:
@@ -247,7 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     score = sub.add_parser("score", help="score videos with a fitted model")
     score.add_argument("model", help="model folder written by `fit`")
     score.add_argument("videos", nargs="+", help="video files or frame folders")
-    score.add_argument("--out", default="vlavad-results", help="result folder (one per video when several; default: vlavad-results)")
+    score.add_argument(
+        "--out",
+        default="vlavad-results",
+        help="result folder (for several videos, a folder in it per video, named after the video; default: vlavad-results)",
+    )
     score.add_argument("--video", action="store_true", help="also write annotated.mp4: boxes, captions and the score, as the app shows them")
     score.add_argument("--report", action="store_true", help="also write report.html, a standalone page for stakeholders")
     common(score, with_preset=False)

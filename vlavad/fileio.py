@@ -77,7 +77,12 @@ def check_output_folder(path: str | Path, kind: str) -> Path:
     """
     path = Path(path)
     shown = str(path)
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
+    if path.is_symlink():
+        # A link is replaced by a rename, not written through: what it points to would be left
+        # as it was while the link became a folder of its own.
+        what = "a link to a folder" if path.is_dir() else "a link" if path.exists() else "a broken link"
+        raise OutputError(f"{shown} is {what}: give the real folder instead, or a new one for the {kind} (nothing was written).")
+    if path.exists() and not path.is_dir():
         raise OutputError(f"{shown} is a file, not a folder: choose a new folder for the {kind} (nothing was written).")
     if path.is_dir():
         if any(path.iterdir()) and not written_by_vlavad(path, kind):
@@ -92,6 +97,10 @@ def check_output_folder(path: str | Path, kind: str) -> Path:
             raise OutputError(f"Cannot create {shown}: {parent} is a file, not a folder.")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"Cannot write to {parent}: permission denied.")
+    try:  # the surest check: some folders (/proc, read-only mounts) refuse new entries whatever access() says
+        os.rmdir(tempfile.mkdtemp(dir=parent, prefix=".vlavad-check-"))
+    except OSError as exc:
+        raise OutputError(f"Cannot create {shown}: {parent} does not accept new folders ({exc.strerror}).") from None
     return path
 
 
@@ -105,9 +114,12 @@ def staged_folder(target: str | Path, kind: str, *, replace: bool = True) -> Ite
     FileExistsError, so that callers choosing a free name can try the next one.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.part")
-    staging.mkdir()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+    except OSError as exc:
+        raise OutputError(f"Cannot create {target}: {exc.strerror} ({exc.filename}).") from None
     try:
         yield staging
         if not written_by_vlavad(staging, kind):
