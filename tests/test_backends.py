@@ -83,6 +83,9 @@ def test_incomplete_sharded_download_is_not_available(blip2_dir, tmp_path):
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
     (folder / "model-00001-of-00002.safetensors").write_bytes(b"")
     assert hf_local_snapshot(str(folder)) is None
+    for index in ("[" * 100_000 + "]" * 100_000, '{"weight_map": ["a"]}', "[]"):  # damaged indexes: not complete, no traceback
+        (folder / "model.safetensors.index.json").write_text(index)
+        assert hf_local_snapshot(str(folder)) is None
     with pytest.raises(ConfigError, match="partial"):
         resolve(settings(**{"describe.vlm.model": str(folder)}), "hub", explicit=["detect", "embed"])
 

@@ -146,3 +146,12 @@ def test_a_file_changed_within_the_last_seconds_is_hashed_every_time(tmp_path):
     path.write_bytes(b"b" * 100)  # within the same timestamp tick, possibly: the ctime may not change
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert file_sha256(path) == hashlib.sha256(b"b" * 100).hexdigest()
+
+
+def test_a_deeply_nested_marker_file_is_not_vlavads(tmp_path):
+    folder = tmp_path / "theirs"
+    folder.mkdir()
+    (folder / "model.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert not written_by_vlavad(folder, "model")
+    with pytest.raises(OutputError, match="not a vlavad model"):
+        check_output_folder(folder, "model")

@@ -86,3 +86,60 @@ def test_malformed_pools_are_one_line_errors(tmp_path, pool, message):
     path.write_text(json.dumps(pool))
     with pytest.raises(ConfigError, match=message):
         load_pool(path)
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def test_json_nested_deeper_than_64_levels_is_one_line_wherever_it_is_read(tmp_path):
+    pool = tmp_path / "pool.json"
+    pool.write_text('{"prompts": ' + _nested(100_000) + "}")
+    with pytest.raises(ConfigError, match=r"pool\.json nests 100001 levels deep; files of this kind nest at most 64"):
+        load_pool(pool)
+    pool.write_text(json.dumps({"prompts": [{"question": "How fast?", "measures": "speed"}], "note": _nested(10_000)}))
+    assert len(load_pool(pool)) == 1  # brackets inside a string are text, not nesting
+
+
+def test_json_depth_is_measured_as_the_parser_nests_and_fast_for_a_20_mb_file():
+    import random
+    import time
+
+    from vlavad.schema import json_depth
+
+    def depth(value) -> int:
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        return 0 if children is None else 1 + max(map(depth, children), default=0)
+
+    rng = random.Random(0)
+    texts = ['a\\"[', "\\\\", "]}", 'x\\\\"{{', "\\u005b", "plain"]
+
+    def generate(level: int):
+        roll = rng.random()
+        if level > 8 or roll < 0.3:
+            return rng.choice([*texts, 1, 2.5, None, True])
+        if roll < 0.65:
+            return [generate(level + 1) for _ in range(rng.randint(0, 3))]
+        return {rng.choice(texts) + str(i): generate(level + 1) for i in range(rng.randint(0, 3))}
+
+    for _ in range(2000):
+        value = generate(0)
+        assert json_depth(json.dumps(value)) == depth(value)
+    big = json.dumps({"objects": [{"box": [1.5, 2.5], "caption": 'a "[quoted]" {text}\\\\', "more": {"n": [[1]]}} for _ in range(250_000)]})
+    assert len(big) > 19_000_000
+    started = time.perf_counter()
+    assert json_depth(big.encode()) == 6  # {objects: [{more: {n: [[1]]}}]}
+    assert time.perf_counter() - started < 1.5  # about 0.15 s; Python's own parser takes longer on it
+
+
+def test_floats_everywhere_must_be_finite():
+    from pydantic import Field
+
+    from vlavad.schema import Schema, validate
+
+    class Record(Schema):
+        value: float = Field(0.0)
+
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ConfigError, match="value: input should be a finite number"):
+            validate(Record, {"value": bad}, "record", ConfigError)

@@ -32,7 +32,7 @@ def _settings(args):
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         try:
             changes[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: nested thousands deep
             changes[key.strip()] = value  # a plain word: a string setting (or a type error naming it)
     with warnings.catch_warnings(record=True) as notes:
         warnings.simplefilter("always", DeprecationWarning)

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import OutputError
+from .schema import MAX_JSON_BYTES, MAX_JSON_DEPTH, json_depth
 
 # What each kind of folder holds as its marker, and the formats that marker may name.
 MARKERS = {
@@ -61,8 +62,14 @@ def atomic_write_json(path: str | Path, data) -> None:
 def written_by_vlavad(folder: Path, kind: str) -> bool:
     """True when `folder` holds the marker of a `kind` folder ("model", "run", "result")."""
     name, formats = MARKERS[kind]
+    marker = Path(folder) / name
     try:
-        meta = json.loads((Path(folder) / name).read_text())
+        if marker.stat().st_size > MAX_JSON_BYTES:
+            return False
+        text = marker.read_bytes()
+        if json_depth(text) > MAX_JSON_DEPTH:  # not ours, and deep enough to crash the parser
+            return False
+        meta = json.loads(text)
     except (OSError, ValueError):
         return False
     if not isinstance(meta, dict):

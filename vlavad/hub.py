@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import json
 import os
 import re
 import threading
@@ -19,6 +18,7 @@ from typing import TypeVar
 
 from .errors import ConfigError
 from .registry import Missing
+from .schema import parse_json
 
 HUB_TIMEOUT_S = 3.0
 T = TypeVar("T")
@@ -125,8 +125,12 @@ def _weights_complete(folder: Path) -> bool:
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         index = folder / index_name
         if index.exists():
-            shards = set(json.loads(index.read_text())["weight_map"].values())
-            return all((folder / shard).exists() for shard in shards)
+            try:
+                weight_map = parse_json(index.read_bytes(), index.name, ConfigError).get("weight_map")
+                shards = {str(shard) for shard in weight_map.values()}
+            except (OSError, ConfigError, AttributeError):
+                return False
+            return all(Path(shard).name == shard and (folder / shard).exists() for shard in shards)
     return (folder / "model.safetensors").exists() or (folder / "pytorch_model.bin").exists()
 
 
