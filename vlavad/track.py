@@ -54,7 +54,7 @@ class TrackSettings(Schema):
     # How long ByteTrack keeps a lost track: this long at 30 frames/s, as `trackers` read it
     # (see `_frames_lost` for other rates: 0.4 s at Ped2's 10).
     lost_track_s: float = Field(1.0, ge=0, le=60)
-    min_track_frames: int = Field(3, ge=1)  # shorter tracks are flicker, not objects
+    min_track_frames: int = Field(3, ge=1, le=100_000)  # shorter tracks are flicker, not objects
     flow_grid: int = Field(5, ge=2, le=15)  # flow is sampled on a grid of flow_grid² points per box
     # None: an object's velocity is the median flow vector of its points, which flow noise
     # (e.g. from lossy encoding) averages out. A number q: the median direction with the
@@ -65,7 +65,7 @@ class TrackSettings(Schema):
     # A flow point counts only if tracking it back to the current frame lands within this many
     # working pixels of where it started (forward-backward check): points on textureless or
     # compression-damaged patches fail it. None: no check.
-    flow_fb_max_px: float | None = Field(None, gt=0)
+    flow_fb_max_px: float | None = Field(None, gt=0, le=10_000)
 
 
 ProgressFn = Callable[[int, int], None]
