@@ -14,7 +14,18 @@ import numpy as np
 from pydantic import field_validator
 
 from ..errors import ConfigError
-from ..hub import check_model_source, hf_local_snapshot, hf_missing, hub_offline, load_error, load_once, resolve_device, resolved_revision
+from ..hub import (
+    NO_REMOTE_CODE,
+    SAFE_LOADING,
+    check_model_source,
+    hf_local_snapshot,
+    hf_missing,
+    hub_offline,
+    load_error,
+    load_once,
+    resolve_device,
+    resolved_revision,
+)
 from ..registry import Missing
 from ..schema import Schema, read_json_file
 from .base import ENCODERS, TextEncoder
@@ -95,9 +106,9 @@ class ClipTextEncoder(TextEncoder):
             local_only = snapshot is not None or hub_offline()
             revision = {} if local_only or not self.revision else {"revision": self.revision}
             try:
-                tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only, **revision)
-                model = CLIPTextModelWithProjection.from_pretrained(source, local_files_only=local_only, **revision)
-            except OSError as exc:  # transformers' "not found / cannot connect": the user's to fix
+                tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only, **NO_REMOTE_CODE, **revision)
+                model = CLIPTextModelWithProjection.from_pretrained(source, local_files_only=local_only, **SAFE_LOADING, **revision)
+            except (OSError, ValueError) as exc:  # not found, cannot connect, no safetensors, needs its own code: the user's to fix
                 raise load_error(self.model_id, exc) from None
             return model.to(device).eval(), tokenizer
 
