@@ -1,14 +1,21 @@
-"""A model folder is data: a tampered file ends in one line, never a traceback or a silently
-wrong score.
+"""A model folder is data: nothing in it runs code, and a tampered file ends in one line, never a
+traceback or a silently wrong score.
 
 Each model here is the release-0.1.0 fixture with one thing changed, as someone who can write to a
-shared model folder would change it.
+shared model folder would change it. The planted payloads are pickles whose unpickling creates a
+marker file; they are named by the model the way release 0.1.0 read such names (a YOLO weights
+path or a name looked up in the working folder, a model folder holding pickled weights), and read
+three ways: the command line, the library, and the web app with an operator's shared model.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +23,54 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from vlavad.cli import main
-from vlavad.errors import ModelError
+from vlavad.errors import ModelError, VlavadError
 from vlavad.model import FittedModel
 from vlavad.pipeline import Pipeline
 from vlavad.synthetic import render_scene
 
 FIXTURE = Path(__file__).parent / "fixtures" / "model-0.1.0"
+REPO = Path(__file__).resolve().parent.parent
+YOLO_CLASSES = ["person", "bicycle", "car", "motorcycle", "bus", "truck"]
+
+
+class _Payload:
+    """Unpickled, it opens (so creates) `marker` for writing: code run from data."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def plant(path: Path, marker: Path) -> Path:
+    import pickle
+
+    path.write_bytes(pickle.dumps(_Payload(marker)))
+    return path
+
+
+def edit_model(folder: Path, settings: dict, backends: dict) -> None:
+    meta = json.loads((folder / "model.json").read_text())
+    meta["settings"].update(settings)
+    meta["backends"].update(backends)
+    (folder / "model.json").write_text(json.dumps(meta))
+
+
+def yolo_identity(weights: Path) -> dict:
+    """What release 0.1.0 recorded for a YOLO detector loaded from `weights`: a planted model
+    carries it, so that nothing but the payload stands between it and a score."""
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    return {
+        "detector": "yolo",
+        "weights": weights.name,
+        "weights_sha256": digest,
+        "classes": YOLO_CLASSES,
+        "conf": 0.5,
+        "iou": 0.3,
+        "min_area_frac": 0.0012,
+        "imgsz": 640,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +78,76 @@ def clip(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("clip") / "scene.mp4"
     render_scene(path, frames=30, width=240, height=160, walkers=2, seed=7)
     return path
+
+
+PLANTS = ["yolo .pt path", "yolo .pt in the working folder", "yolo .pth path", "clip pytorch_model.bin"]
+
+
+@pytest.fixture
+def planted(request, tmp_path, clip_dir):
+    """(model folder, marker, working folder) for one way of naming a payload."""
+    kind = request.param
+    folder = shutil.copytree(FIXTURE, tmp_path / "shared-model")
+    marker = tmp_path / "payload-ran"
+    if kind.startswith("yolo"):
+        suffix = ".pth" if ".pth" in kind else ".pt"
+        weights = plant(folder / f"yolo11n{suffix}", marker)
+        named = weights.name if "working folder" in kind else str(weights)
+        edit_model(folder, {"detector": "yolo", "yolo_weights": named}, {"detector": yolo_identity(weights)})
+    else:
+        bin_only = shutil.copytree(clip_dir, folder / "text-encoder")
+        (bin_only / "model.safetensors").unlink()
+        plant(bin_only / "pytorch_model.bin", marker)
+        encoder = {"encoder": "clip", "model": str(bin_only), "revision": "local", "dim": 8, "max_tokens": 77}
+        edit_model(folder, {"encoder": "clip", "clip_model": str(bin_only)}, {"encoder": encoder})
+    return folder, marker
+
+
+@pytest.mark.parametrize("planted", PLANTS, indirect=True)
+def test_a_planted_pickle_never_runs_from_the_command_line(planted, clip, tmp_path):
+    folder, marker = planted
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "YOLO_OFFLINE": "1", "VLAVAD_WEIGHTS": str(tmp_path / "weights")}
+    out = subprocess.run(
+        [sys.executable, "-m", "vlavad", "score", str(folder), str(clip), "--out", str(tmp_path / "result"), "-q", "--no-cache"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=folder,  # release 0.1.0 looked YOLO weights up in the working folder
+        timeout=300,
+    )
+    assert not marker.exists()
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and len(out.stderr.strip().splitlines()) == 1, out.stderr[-2000:]
+    assert "import-yolo" in out.stderr or "pickled weights" in out.stderr
+
+
+@pytest.mark.parametrize("planted", PLANTS, indirect=True)
+def test_a_planted_pickle_never_runs_from_the_library(planted, clip, tmp_path, monkeypatch):
+    folder, marker = planted
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("VLAVAD_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    with pytest.raises(VlavadError) as error:
+        model = FittedModel.load(folder)
+        Pipeline(model.settings, cache_dir=None, show_progress=False).score(model, clip)
+    assert not marker.exists() and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("planted", PLANTS[:1] + PLANTS[3:], indirect=True)
+def test_a_planted_pickle_never_runs_from_the_app(planted, clip, tmp_path, monkeypatch):
+    import gradio as gr
+
+    from webapp.analyse import NORMAL_MODEL, analyse_video
+    from webapp.store import SHARED_SUFFIX, Store
+
+    folder, marker = planted
+    monkeypatch.setenv("VLAVAD_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    store = Store(tmp_path / "app")
+    shutil.copytree(folder, store.root / "shared" / "models" / "plaza")  # an operator's shared model, tampered with
+    workspace = store.workspace(store.new_visitor_key())
+    with pytest.raises(gr.Error) as error:  # the app's one-line message (webapp.common.user_errors)
+        analyse_video(store, workspace, clip, normal_mode=NORMAL_MODEL, model_name="plaza" + SHARED_SUFFIX)
+    assert not marker.exists() and "\n" not in str(error.value) and str(tmp_path) not in str(error.value)
 
 
 # --- tampered tensors ------------------------------------------------------------------------
