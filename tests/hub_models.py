@@ -7,6 +7,8 @@ the real loading path (`from_pretrained` of a folder) is exercised without a dow
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -140,13 +142,37 @@ def clip_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def yolo_weights(tmp_path_factory) -> str:
-    """yolo11n's architecture with random weights, saved as a .pt file."""
+def yolo_checkpoint(tmp_path_factory) -> Path:
+    """yolo11n's architecture with random weights, saved by ultralytics as a .pt checkpoint."""
     from ultralytics import YOLO
 
     path = tmp_path_factory.mktemp("yolo") / "random-yolo11n.pt"
     YOLO("yolo11n.yaml").save(path)
-    return str(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def weights_cache(tmp_path_factory):
+    """A weights cache of the module's own ($VLAVAD_WEIGHTS) that still holds the packaged weights
+    of the real one (linked, never written), so that YOLO weights can be imported into it."""
+    from vlavad.packaged import weights_dir
+
+    real, cache = weights_dir(), tmp_path_factory.mktemp("weights")
+    for entry in real.iterdir() if real.is_dir() else []:
+        if entry.name != "yolo":
+            (cache / entry.name).symlink_to(entry)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VLAVAD_WEIGHTS", str(cache))
+        yield cache
+
+
+@pytest.fixture(scope="module")
+def yolo_weights(yolo_checkpoint, weights_cache) -> str:
+    """The random yolo11n imported into the module's weights cache (`vlavad weights import-yolo`):
+    the name that `detect.yolo.weights` takes."""
+    from vlavad.detect.yolo import import_weights
+
+    return import_weights(yolo_checkpoint).stem
 
 
 @pytest.fixture(scope="module")

@@ -49,8 +49,10 @@ def test_hub_mode_fails_fast_naming_the_missing_model(empty_hf_cache, yolo_weigh
     started = time.perf_counter()
     with pytest.raises(ConfigError, match=r"Salesforce/blip2-opt-2\.7b.*hf download Salesforce/blip2-opt-2\.7b"):
         resolve(settings(**{"detect.yolo.weights": yolo_weights}), "hub")
-    with pytest.raises(ConfigError, match=r"yolo11n\.pt.*--set detect\.yolo\.weights=PATH"):
-        resolve(settings(**{"detect.yolo.weights": str(tmp_path / "yolo11n.pt")}), "hub")
+    with pytest.raises(ConfigError, match=r"'yolo11s' have not been imported.*vlavad weights import-yolo yolo11s\.pt"):
+        resolve(settings(**{"detect.yolo.weights": "yolo11s.pt"}), "hub")
+    with pytest.raises(ConfigError, match=r"yolo11n\.pt' is not the name of imported YOLO weights.*vlavad weights import-yolo"):
+        settings(**{"detect.yolo.weights": str(tmp_path / "yolo11n.pt")})
     assert time.perf_counter() - started < 5
 
 
@@ -62,15 +64,15 @@ def test_hub_mode_with_local_models(blip2_dir, clip_dir, yolo_weights):
     assert chosen(resolved) == ("yolo", "blip2", "clip") and not warnings
 
 
-def test_auto_falls_back_without_waiting(empty_hf_cache, tmp_path):
+def test_auto_falls_back_without_waiting(empty_hf_cache):
     started = time.perf_counter()
-    resolved, warnings = resolve(settings(**{"detect.yolo.weights": str(tmp_path / "missing.pt")}), "auto")
+    resolved, warnings = resolve(settings(**{"detect.yolo.weights": "missing"}), "auto")
     assert time.perf_counter() - started < 2
     # The hub models are missing: auto takes the packaged tier (its weights fetch from the
     # package registries on first use) at once, saying why.
     assert chosen(resolved) == ("nanodet+blobs", "motion+appearance", "minilm")
     assert len(warnings) == 1 and "\n" not in warnings[0]
-    assert "Salesforce/blip2-opt-2.7b" in warnings[0] and "HF_HUB_OFFLINE" in warnings[0] and "missing.pt" in warnings[0]
+    assert "Salesforce/blip2-opt-2.7b" in warnings[0] and "HF_HUB_OFFLINE" in warnings[0] and "'missing' have not been imported" in warnings[0]
 
 
 def test_incomplete_sharded_download_is_not_available(blip2_dir, tmp_path):
@@ -83,6 +85,9 @@ def test_incomplete_sharded_download_is_not_available(blip2_dir, tmp_path):
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
     (folder / "model-00001-of-00002.safetensors").write_bytes(b"")
     assert hf_local_snapshot(str(folder)) is None
+    for index in ("[" * 100_000 + "]" * 100_000, '{"weight_map": ["a"]}', "[]"):  # damaged indexes: not complete, no traceback
+        (folder / "model.safetensors.index.json").write_text(index)
+        assert hf_local_snapshot(str(folder)) is None
     with pytest.raises(ConfigError, match="partial"):
         resolve(settings(**{"describe.vlm.model": str(folder)}), "hub", explicit=["detect", "embed"])
 

@@ -277,7 +277,14 @@ def test_custom_bad_labels(tmp_path, labels, message):
 def test_custom_labels_not_json(tmp_path):
     root = make_custom(tmp_path / "mine")
     (root / "test_labels.json").write_text("{gate: [0, 1")
-    with pytest.raises(DatasetError, match=r"test_labels\.json: not valid JSON"):
+    with pytest.raises(DatasetError, match=r"test_labels\.json is not valid JSON"):
+        load_dataset(root)
+
+
+def test_custom_labels_nested_deep_are_one_line(tmp_path):
+    root = make_custom(tmp_path / "mine")
+    (root / "test_labels.json").write_text('{"gate": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(DatasetError, match=r"test_labels\.json nests 100001 levels deep"):
         load_dataset(root)
 
 

@@ -107,3 +107,51 @@ def test_atomic_text_keeps_the_usual_permissions(tmp_path):
     path = tmp_path / "a.json"
     atomic_write_text(path, "{}")
     assert path.stat().st_mode & 0o644 == 0o644
+
+
+def test_file_versions_tell_same_size_swaps_apart_and_hashes_follow_them(tmp_path, monkeypatch):
+    import hashlib
+    import time
+
+    from vlavad import fileio
+    from vlavad.fileio import file_sha256, file_version
+
+    monkeypatch.setattr(fileio, "_SETTLED_NS", 0)
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"a" * 100)
+    time.sleep(0.05)
+    first = file_version(path)
+    assert file_sha256(path) == hashlib.sha256(b"a" * 100).hexdigest() and file_version(path) == first
+    stat = path.stat()
+    time.sleep(0.05)
+    path.write_bytes(b"b" * 100)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # size and mtime as before: only the ctime tells
+    assert file_version(path) != first and file_sha256(path) == hashlib.sha256(b"b" * 100).hexdigest()
+    replacement = tmp_path / "other.bin"
+    replacement.write_bytes(b"c" * 100)
+    os.utime(replacement, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    os.replace(replacement, path)  # renamed over it: a new inode
+    assert file_sha256(path) == hashlib.sha256(b"c" * 100).hexdigest()
+
+
+def test_a_file_changed_within_the_last_seconds_is_hashed_every_time(tmp_path):
+    import hashlib
+
+    from vlavad.fileio import file_sha256
+
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"a" * 100)
+    assert file_sha256(path) == hashlib.sha256(b"a" * 100).hexdigest()
+    stat = path.stat()
+    path.write_bytes(b"b" * 100)  # within the same timestamp tick, possibly: the ctime may not change
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert file_sha256(path) == hashlib.sha256(b"b" * 100).hexdigest()
+
+
+def test_a_deeply_nested_marker_file_is_not_vlavads(tmp_path):
+    folder = tmp_path / "theirs"
+    folder.mkdir()
+    (folder / "model.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert not written_by_vlavad(folder, "model")
+    with pytest.raises(OutputError, match="not a vlavad model"):
+        check_output_folder(folder, "model")

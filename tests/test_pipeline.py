@@ -146,7 +146,7 @@ def test_interrupted_model_save_keeps_the_old_model(fitted, tmp_path, monkeypatc
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("safetensors.numpy.save_file", boom)
+    monkeypatch.setattr("safetensors.numpy.save", boom)
     with pytest.raises(KeyboardInterrupt):
         model.save(path)
     assert (path / "model.json").read_text() == before

@@ -474,3 +474,18 @@ def test_numpy_s3m_weights_that_do_not_match_its_config_raise_model_error():
     weights["head.weight"] = weights["head.weight"][:, :8]
     with pytest.raises(ModelError, match="head"):
         NumpyS3M(model.config(), weights)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("sizes", [(8, 4, 2, 1, 16), (5, 3, 1, 2, 20), (12, 6, 3, 3, 33)])
+def test_a_predictors_tensors_are_known_without_building_it(kind, sizes):
+    """What a model file is checked against before anything is built or read: the S3M's tensors
+    (computed without PyTorch, for scoring in NumPy) and every predictor's parameter count."""
+    from vlavad.model import predictor_parameters
+    from vlavad.s3m_numpy import s3m_shapes
+
+    config = dict(zip(("dim", "past", "future", "layers", "d_model"), sizes), kind=kind)
+    built = {name: tuple(value.shape) for name, value in build_predictor(**config).state_dict().items()}
+    assert predictor_parameters(config) == sum(int(np.prod(shape)) for shape in built.values())
+    if kind == "s3m":
+        assert {name: expected.shape for name, expected in s3m_shapes(config).items()} == built

@@ -176,6 +176,17 @@ def test_annotations_are_capped_and_checked():
     }
 
 
+def test_a_deeply_nested_annotations_file_is_one_line(workspace):
+    from webapp.annotate import load_annotations
+
+    path = workspace.annotations_path("0123456789abcdef")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{"intervals": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(AppError, match="nests 100001 levels deep") as error:
+        load_annotations(workspace, "0123456789abcdef", 10.0)
+    assert "\n" not in str(error.value)
+
+
 def test_benchmark_refuses_path_tricks_and_a_killed_run_is_not_listed(store, workspace, tmp_path, monkeypatch):
     root = tmp_path / "data"
     make_dataset(root / "tiny", n_train=1, n_test=1, frames=40)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vlavad.s3m_numpy import NumpyS3M
+from vlavad.s3m_numpy import D_CONV, D_STATE, NumpyS3M
 from vlavad.windows import StepTable, window_ids, window_starts
 
 
@@ -70,7 +70,7 @@ def test_errors_from_a_table_equal_errors_from_arrays(batch_size):
     assert np.isfinite(np.concatenate(from_table)).sum() > 10
 
 
-def random_s3m_weights(rng, dim, future, d_model, d_state=4, d_conv=4):
+def random_s3m_weights(rng, dim, future, d_model, d_state=D_STATE, d_conv=D_CONV):  # the sizes S3MPredictor builds
     d_inner, dt_rank = 2 * d_model, -(-d_model // 16)
 
     def r(*shape):

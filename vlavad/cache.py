@@ -4,8 +4,12 @@ A stage's key hashes the content key of its input video, the identity of its bac
 settings of this stage and every stage before it, so changing a later stage (the prompt pool,
 λ, σ) never recomputes an earlier one. Tables are stored as `.npz` of plain arrays (read back
 with `allow_pickle=False`: a cache file can never execute code), written atomically: a killed
-run leaves either the old file or the new one, never half of one. A file that cannot be read,
-or whose columns are not the ones the stage writes, counts as a miss and is recomputed.
+run leaves either the old file or the new one, never half of one.
+
+Each stage declares its table column by column (`Column`: integers in a range, floats that are
+finite or NaN where NaN means unknown, strings). A file that cannot be read, or whose columns,
+dtypes or values are not what the stage writes, counts as a miss and is recomputed: a damaged or
+tampered file never reaches the stages after it.
 """
 
 from __future__ import annotations
@@ -13,13 +17,50 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
+from .errors import VlavadError
 from .fileio import atomic_write_bytes
+from .schema import parse_json
+
+MAX_INDEX = 2**31 - 1  # frame indices and track ids: no video comes near
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a stage's table: what its values are, and the range they lie in."""
+
+    name: str
+    kind: Literal["int", "float", "str"]
+    low: float = -math.inf  # numbers: inclusive bounds
+    high: float = math.inf
+    unknown: bool = False  # floats: NaN is allowed (an unknown value)
+
+    def check(self, values: np.ndarray) -> np.ndarray | None:
+        """`values` as the column holds them (int64, float64 or str), or None when they are not
+        what this column holds."""
+        if values.ndim != 1:
+            return None
+        if self.kind == "str":
+            return values if values.dtype.kind == "U" else None
+        if values.dtype.kind not in ("iu" if self.kind == "int" else "f"):
+            return None
+        if self.kind == "int":
+            if len(values) and not (self.low <= values.min() and values.max() <= self.high):
+                return None
+            return values.astype(np.int64)
+        known = values[~np.isnan(values)] if self.unknown else values
+        if len(known) and not (np.isfinite(known).all() and self.low <= known.min() and known.max() <= self.high):
+            return None
+        return values.astype(np.float64)
 
 
 def stable_key(*parts) -> str:
@@ -45,24 +86,32 @@ class StageCache:
     def _path(self, stage: str, key: str) -> Path:
         return self.root / stage / f"{key}.npz"
 
-    def load(self, stage: str, key: str, columns: list[str]) -> pd.DataFrame | None:
-        """The stored table, or None (a miss) when there is none, it cannot be read, or its
-        columns are not `columns` (a file from another version, or damaged)."""
-        table = self._read(self._path(stage, key)) if self.root is not None else None
-        if table is None or list(table.columns) != list(columns):
+    def load(self, stage: str, key: str, columns: Sequence[Column]) -> pd.DataFrame | None:
+        """The stored table, or None (a miss) when there is none, it cannot be read, or it is
+        not a table of `columns` (a file from another version, damaged or tampered with)."""
+        table = self._read(self._path(stage, key), columns) if self.root is not None else None
+        if table is None:
             self.misses[stage] = self.misses.get(stage, 0) + 1
             return None
         self.hits[stage] = self.hits.get(stage, 0) + 1
         return table
 
     @staticmethod
-    def _read(path: Path) -> pd.DataFrame | None:
+    def _read(path: Path, columns: Sequence[Column]) -> pd.DataFrame | None:
+        expected = {"__columns__", *(f"c{i}" for i in range(len(columns)))}
         try:
             with np.load(path, allow_pickle=False) as data:
-                columns = json.loads(str(data["__columns__"]))
-                return pd.DataFrame({c: data[f"c{i}"] for i, c in enumerate(columns)})
-        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile, TypeError):
+                names = data["__columns__"] if set(data.files) == expected else None
+                if names is None or names.dtype.kind != "U" or names.ndim != 0:
+                    return None
+                if parse_json(str(names), "cached table's columns") != [c.name for c in columns]:
+                    return None
+                arrays = {c.name: c.check(data[f"c{i}"]) for i, c in enumerate(columns)}
+        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile, TypeError, VlavadError):
             return None
+        if any(values is None for values in arrays.values()) or len({len(values) for values in arrays.values()}) > 1:
+            return None
+        return pd.DataFrame(arrays)
 
     def save(self, stage: str, key: str, table: pd.DataFrame) -> None:
         if self.written is not None:

@@ -32,7 +32,7 @@ def _settings(args):
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         try:
             changes[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: nested thousands deep
             changes[key.strip()] = value  # a plain word: a string setting (or a type error naming it)
     with warnings.catch_warnings(record=True) as notes:
         warnings.simplefilter("always", DeprecationWarning)
@@ -206,6 +206,15 @@ def cmd_extract(args) -> None:
 LOCAL_RAY = "local"
 
 
+def cmd_weights_import_yolo(args) -> None:
+    from .detect.yolo import import_weights, read_record
+
+    path = import_weights(args.file, args.name)
+    record = read_record(path.stem)
+    print(f"imported {record.source} (sha256 {record.source_sha256[:16]}…, {len(record.names)} classes) as {path.stem!r}: {path}")
+    print(f"use it with --set detect.yolo.weights={path.stem}" + (" (the default)" if path.stem == "yolo11n" else ""))
+
+
 def cmd_settings(args) -> None:
     from .config import preset, settings_reference
 
@@ -292,6 +301,17 @@ def build_parser() -> argparse.ArgumentParser:
     common(extract)
     ray_options(extract)
     extract.set_defaults(run=cmd_extract)
+
+    weights = sub.add_parser("weights", help="manage the operator's weights cache ($VLAVAD_WEIGHTS)")
+    weights_sub = weights.add_subparsers(dest="weights_command", required=True)
+    import_yolo = weights_sub.add_parser(
+        "import-yolo",
+        help="convert a trusted ultralytics detection checkpoint (.pt) once into safetensors in the weights cache; "
+        "settings then name it (detect.yolo.weights=NAME), and no .pt file is ever loaded again",
+    )
+    import_yolo.add_argument("file", help="the .pt file, e.g. yolo11n.pt (read with ultralytics' restricted loader: nothing in it runs)")
+    import_yolo.add_argument("--name", help="the name settings will use (default: the file's name without .pt)")
+    import_yolo.set_defaults(run=cmd_weights_import_yolo)
 
     settings = sub.add_parser("settings", help="list every setting's dotted name and value (for --set)")
     settings.add_argument("--preset", default="custom", help=f"show a preset's values: {', '.join(preset_names())}")

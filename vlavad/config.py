@@ -88,10 +88,10 @@ class TemporalSettings(Schema):
     future: int = Field(2, ge=1, le=50)  # ... steps predicted
     layers: int = Field(3, ge=1, le=12)
     d_model: int = Field(64, ge=4, le=1024)
-    max_windows: int = Field(8192, ge=1)  # trains on at most this many windows (a seeded random subset)
+    max_windows: int = Field(8192, ge=1, le=100_000_000)  # trains on at most this many windows (a seeded random subset)
     epochs: int = Field(8, ge=0, le=1000)  # 0: no temporal model, the static score alone
     lr: float = Field(1e-3, gt=0, le=1)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
 
 
 class FusionSettings(Schema):

@@ -9,7 +9,6 @@ command line nothing is confined: a `train/` that links to another disk is the u
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, DatasetError, VideoError
+from .schema import parse_json
 from .video import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 LAYOUTS = ("ucsd", "avenue", "shanghaitech", "mp4_json", "custom")
@@ -299,10 +299,7 @@ _LOADERS = {
 
 
 def _json_labels(path: Path, test: list[VideoRef], frame_counter: FrameCounter) -> dict[str, np.ndarray]:
-    try:
-        data = json.loads(_read_text(path))
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"{path}: not valid JSON ({e})") from None
+    data = parse_json(_read_text(path), str(path), DatasetError)
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: expected an object {{video name: labels}}")
     refs = {ref.name: ref for ref in test}

@@ -35,7 +35,7 @@ from .datasets import Dataset
 from .errors import ConfigError
 from .pipeline import Pipeline
 from .prompts import Prompt
-from .track import TRACK_COLUMNS
+from .track import TRACK_TABLE
 from .video import VideoInfo
 
 Report = Callable[[str], None]
@@ -121,7 +121,7 @@ def extract(
     report(f"phase 1 of 3: tracking objects in {len(todo)} video(s) on {count} worker(s) ({summary.cached['tracks']} already cached)")
     _run(pool, lambda w, job: w.tracks.remote(str(job[0]), job[1]), todo, cache, "tracks", summary, report)
 
-    tracks = {job: cache.load("tracks", key, TRACK_COLUMNS) for job, key in track_keys.items()}
+    tracks = {job: cache.load("tracks", key, TRACK_TABLE) for job, key in track_keys.items()}
     report("phase 2 of 3: fitting the describer's normal references on the training tracks")
     pipeline.describer.fit([(infos[ref.path], tracks[(ref.path, 1)]) for ref in dataset.train])
     state = pipeline.describer.state()

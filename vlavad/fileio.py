@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import OutputError
+from .schema import MAX_JSON_BYTES, MAX_JSON_DEPTH, json_depth
 
 # What each kind of folder holds as its marker, and the formats that marker may name.
 MARKERS = {
@@ -58,8 +62,14 @@ def atomic_write_json(path: str | Path, data) -> None:
 def written_by_vlavad(folder: Path, kind: str) -> bool:
     """True when `folder` holds the marker of a `kind` folder ("model", "run", "result")."""
     name, formats = MARKERS[kind]
+    marker = Path(folder) / name
     try:
-        meta = json.loads((Path(folder) / name).read_text())
+        if marker.stat().st_size > MAX_JSON_BYTES:
+            return False
+        text = marker.read_bytes()
+        if json_depth(text) > MAX_JSON_DEPTH:  # not ours, and deep enough to crash the parser
+            return False
+        meta = json.loads(text)
     except (OSError, ValueError):
         return False
     if not isinstance(meta, dict):
@@ -157,6 +167,47 @@ def _lock(target: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def file_version(path: str | Path) -> tuple[int, ...]:
+    """What identifies one version of a file's content without reading it: device, inode, size,
+    mtime and ctime (ns). The mtime can be set back by anyone who can write the file (`touch -d`,
+    `os.utime`), so a same-size swap with the mtime restored would look unchanged; no file call
+    sets the ctime (the kernel stamps it on every change, the utime call included), and a file
+    replaced by a rename has a new inode."""
+    stat = os.stat(path)
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+_DIGESTS: dict[tuple[str, tuple[int, ...]], str] = {}
+_DIGESTS_LOCK = threading.Lock()
+_MAX_DIGESTS = 256
+# Kernel timestamps are coarse (a clock tick, up to 10 ms): a file changed again within the same
+# tick as it was hashed keeps its ctime. A file changed this recently is hashed every time.
+_SETTLED_NS = 2_000_000_000
+
+
+def file_sha256(path: str | Path) -> str:
+    """A file's sha256 (hex), remembered per `file_version`: hashing MiniLM's 90 MB on every load
+    took 76 ms where remembering takes 2 us, and a swapped file is never taken for the one hashed
+    before."""
+    path = str(path)
+    version = file_version(path)
+    with _DIGESTS_LOCK:
+        known = _DIGESTS.get((path, version))
+    if known is not None:
+        return known
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    hexdigest = digest.hexdigest()
+    if file_version(path) == version and time.time_ns() - version[4] > _SETTLED_NS:  # unchanged while read, and settled
+        with _DIGESTS_LOCK:
+            if len(_DIGESTS) >= _MAX_DIGESTS:
+                _DIGESTS.clear()
+            _DIGESTS[(path, version)] = hexdigest
+    return hexdigest
 
 
 def _nearest_existing(path: Path) -> Path:

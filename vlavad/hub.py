@@ -3,13 +3,16 @@
 Availability is decided from files alone: a complete local snapshot, or (unless
 `HF_HUB_OFFLINE=1`) the hub answering within a few seconds. Nothing is loaded or downloaded
 here, so a missing model is reported in seconds rather than after a long download retry.
+
+Weights are read from safetensors only, and no model's own code is ever run: every
+`from_pretrained` passes `SAFE_LOADING`. A pickled checkpoint (`pytorch_model.bin`) is refused
+with one line, since unpickling a file that came with a model can run any code.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
-import json
 import os
 import re
 import threading
@@ -19,10 +22,18 @@ from typing import TypeVar
 
 from .errors import ConfigError
 from .registry import Missing
+from .schema import parse_json
 
 HUB_TIMEOUT_S = 3.0
 T = TypeVar("T")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+# Keyword arguments of every `from_pretrained` of a model: safetensors weights only (a folder or
+# hub snapshot holding only pickled weights fails to load, rather than being unpickled), and never
+# the Python code a model folder may ship (`auto_map` in its config).
+SAFE_LOADING = {"use_safetensors": True, "trust_remote_code": False}
+NO_REMOTE_CODE = {"trust_remote_code": False}  # processors and tokenizers: they have no weights
+PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 
 _LOADED: dict[tuple, object] = {}
 _LOAD_LOCK = threading.Lock()
@@ -60,7 +71,10 @@ def check_model_source(value: str) -> str:
     settings are read, not when the model is first needed."""
     if not value or (_HUB_ID.match(value) and ".." not in value):
         return value
-    if (Path(value).expanduser() / "config.json").is_file():
+    folder = Path(value).expanduser()
+    if (folder / "config.json").is_file():
+        if not _has_safetensors(folder) and any((folder / name).exists() for name in PICKLED_WEIGHTS):
+            raise ValueError(f"{value!r} holds only pickled weights (pytorch_model.bin), which vlavad never loads: {SAFETENSORS_REMEDY}")
         return value
     raise ValueError(f"{value!r} is neither a hub model id (owner/name) nor a folder holding a model's config.json")
 
@@ -78,9 +92,18 @@ def hf_missing(model_id: str, revision: str) -> Missing | None:
         return missing
     if hf_local_snapshot(model_id, revision) is not None or (not hub_offline() and _hub_answers(model_id, revision)):
         return None
+    local = Path(model_id).expanduser()
+    if local.is_dir() and not _has_safetensors(local) and any((local / name).exists() for name in PICKLED_WEIGHTS):
+        return Missing(
+            f"{model_id!r} holds only pickled weights (pytorch_model.bin), which vlavad never loads",
+            SAFETENSORS_REMEDY[0].upper() + SAFETENSORS_REMEDY[1:],
+        )
     where = "in the local Hugging Face cache" if not Path(model_id).exists() else f"complete in {model_id}"
     offline = " and HF_HUB_OFFLINE=1 forbids downloading it" if hub_offline() else " and the Hugging Face hub did not answer"
     return Missing(f"{model_id!r} is not {where}{offline}", download_hint(model_id, revision))
+
+
+SAFETENSORS_REMEDY = "save the model again with `save_pretrained(folder)` (safetensors, the default) and pass that folder"
 
 
 def download_hint(model_id: str, revision: str = "") -> str:
@@ -89,8 +112,9 @@ def download_hint(model_id: str, revision: str = "") -> str:
 
 
 def load_error(model_id: str, exc: Exception) -> ConfigError:
-    """transformers' "not found / cannot connect" as the user's one-line problem to fix."""
-    return ConfigError(f"Cannot load {model_id!r} ({' '.join(str(exc).split())}). {download_hint(model_id)}")
+    """transformers' "not found / cannot connect / no safetensors / needs its own code" as the
+    user's one-line problem to fix."""
+    return ConfigError(f"Cannot load {model_id!r} ({' '.join(str(exc).split())[:300]}). {download_hint(model_id)}")
 
 
 def hf_local_snapshot(model_id: str, revision: str = "") -> tuple[Path, str | None] | None:
@@ -119,15 +143,24 @@ def resolved_revision(model_id: str, revision: str) -> str:
     return (snapshot[1] if snapshot and snapshot[1] else None) or revision or ("local" if snapshot else "main")
 
 
+def _has_safetensors(folder: Path) -> bool:
+    return (folder / "model.safetensors").exists() or (folder / "model.safetensors.index.json").exists()
+
+
 def _weights_complete(folder: Path) -> bool:
+    """A config and every safetensors weight file (all shards of a sharded checkpoint) are there.
+    Pickled weights do not count: they are never loaded."""
     if not (folder / "config.json").exists():
         return False
-    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
-        index = folder / index_name
-        if index.exists():
-            shards = set(json.loads(index.read_text())["weight_map"].values())
-            return all((folder / shard).exists() for shard in shards)
-    return (folder / "model.safetensors").exists() or (folder / "pytorch_model.bin").exists()
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        try:
+            weight_map = parse_json(index.read_bytes(), index.name, ConfigError).get("weight_map")
+            shards = {str(shard) for shard in weight_map.values()}
+        except (OSError, ConfigError, AttributeError):
+            return False
+        return all(Path(shard).name == shard and (folder / shard).exists() for shard in shards)
+    return (folder / "model.safetensors").exists()
 
 
 @functools.cache

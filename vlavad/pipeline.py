@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from . import backends
 from .cache import StageCache, stable_key
 from .config import Settings
-from .describe import ANSWER_COLUMNS, Describer, empty_answers, track_steps
+from .describe import ANSWER_TABLE, Describer, empty_answers, track_steps
 from .embed import embedding_sequences, step_captions
 from .errors import ModelError
 from .explain import causes
@@ -38,7 +38,7 @@ from .results import VideoResult
 from .scoring import Normaliser, find_events, frame_maxima, fuse, object_scores, spread_to_frames
 from .spa import object_static_scores, select_prompts
 from .timing import StageTimes
-from .track import TRACK_COLUMNS, track_video
+from .track import TRACK_TABLE, track_video
 from .video import VideoInfo, content_key, probe
 from .windows import StepTable
 
@@ -142,7 +142,7 @@ class Pipeline:
     def tracks(self, info: VideoInfo, stride: int = 1) -> tuple[pd.DataFrame, str]:
         key = self.tracks_key(info, stride)
         with self.times("io"):
-            table = self.cache.load("tracks", key, TRACK_COLUMNS)
+            table = self.cache.load("tracks", key, TRACK_TABLE)
         if table is None:
             name = Path(info.path).name
             with self.progress_bar(
@@ -166,7 +166,7 @@ class Pipeline:
             part = self.describer.part_for(prompt)
             key = self.answers_key(tracks_key, prompt)
             with self.times("io"):
-                table = self.cache.load("answers", key, ANSWER_COLUMNS)
+                table = self.cache.load("answers", key, ANSWER_TABLE)
             (found.append(table) if table is not None else missing.setdefault(id(part), (part, {}))[1].update({prompt.id: (prompt, key)}))
         for part, asked in missing.values():
             if not len(steps):

@@ -17,14 +17,16 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vlavad.errors import ConfigError
-from vlavad.s3m_numpy import NumpyS3M
+from vlavad.errors import ConfigError, ModelError
+from vlavad.s3m_numpy import D_CONV, D_STATE, EXPAND, NumpyS3M
+from vlavad.tensors import Expected, check_tensors, read_safetensors
 from vlavad.windows import StepTable, as_step_table, check_fit, step_errors, window_ids, window_starts
 
 # --------------------------------------------------------------------------------------------
@@ -94,7 +96,7 @@ class MambaBlock(nn.Module):
     Input and output are (batch, L, d_model).
     """
 
-    def __init__(self, d_model: int = 64, d_state: int = 16, expand: int = 2, d_conv: int = 4):
+    def __init__(self, d_model: int = 64, d_state: int = D_STATE, expand: int = EXPAND, d_conv: int = D_CONV):
         super().__init__()
         d_inner = expand * d_model
         self.d_state = d_state
@@ -539,6 +541,10 @@ def temporal_errors_batch(
 # --------------------------------------------------------------------------------------------
 
 
+def _tensors_of(predictor: SequencePredictor) -> dict[str, Expected]:
+    return {name: Expected(tuple(value.shape)) for name, value in predictor.state_dict().items()}
+
+
 class TemporalModel:
     """A predictor with its training and its per-step errors: what `fit` trains and a model
     folder stores (`config()` in model.json, `weights()` as safetensors). A trained S3M scores
@@ -552,8 +558,23 @@ class TemporalModel:
         return cls(build_predictor(kind, dim, past, future, layers, d_model, seed=seed))
 
     @classmethod
-    def from_weights(cls, config: dict, weights: dict[str, np.ndarray]) -> TemporalModel:
+    def from_weights(cls, config: dict, weights: dict[str, np.ndarray], where: str = "the predictor's weights") -> TemporalModel:
+        """The predictor of `config` with `weights`, each checked against the built predictor's
+        own tensors first (one ModelError naming `where` and the tensor)."""
         predictor = build_predictor(**config)
+        check_tensors(where, weights, _tensors_of(predictor), ModelError)
+        return cls._loaded(predictor, weights)
+
+    @classmethod
+    def read(cls, config: dict, path: Path) -> TemporalModel:
+        """The predictor of `config` with the weights of the safetensors file `path`, every tensor
+        checked against the built predictor's own (from the file's header, then its values)
+        before any is loaded."""
+        predictor = build_predictor(**config)
+        return cls._loaded(predictor, read_safetensors(path, _tensors_of(predictor), ModelError))
+
+    @classmethod
+    def _loaded(cls, predictor: SequencePredictor, weights: dict[str, np.ndarray]) -> TemporalModel:
         predictor.load_state_dict({name: torch.from_numpy(value) for name, value in weights.items()})
         predictor.eval()
         return cls(predictor)

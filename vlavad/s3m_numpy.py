@@ -13,15 +13,22 @@ score with PyTorch.
 
 from __future__ import annotations
 
+import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from .errors import ModelError
+from .tensors import Expected, check_tensors
 from .windows import StepTable, step_errors
+
+# The Mamba block's sizes beside d_model: `vlavad.s3m.S3MPredictor` builds its blocks with these.
+D_STATE = 16  # state size N of the selective scan
+D_CONV = 4  # width of the causal depthwise convolution
+EXPAND = 2  # d_inner = EXPAND * d_model
 
 _BLOCK_WEIGHTS = (
     "norm.weight",
@@ -35,6 +42,34 @@ _BLOCK_WEIGHTS = (
     "A_log",
     "D",
 )
+
+
+def s3m_shapes(config: Mapping) -> dict[str, Expected]:
+    """Every tensor of an S3M with `config` (dim, future, layers, d_model) and its shape, as
+    `vlavad.s3m.S3MPredictor.state_dict()` has them, computed without PyTorch."""
+    dim, future, layers, d_model = config["dim"], config["future"], config["layers"], config["d_model"]
+    d_inner, dt_rank = EXPAND * d_model, math.ceil(d_model / 16)
+    shapes = {
+        "embed.weight": (d_model, dim),
+        "embed.bias": (d_model,),
+        "norm.weight": (d_model,),
+        "head.weight": (future * dim, d_model),
+        "head.bias": (future * dim,),
+    }
+    block = {
+        "norm.weight": (d_model,),
+        "in_proj.weight": (2 * d_inner, d_model),
+        "conv1d.weight": (d_inner, 1, D_CONV),
+        "conv1d.bias": (d_inner,),
+        "x_proj.weight": (dt_rank + 2 * D_STATE, d_inner),
+        "dt_proj.weight": (d_inner, dt_rank),
+        "dt_proj.bias": (d_inner,),
+        "out_proj.weight": (d_model, d_inner),
+        "A_log": (d_inner, D_STATE),
+        "D": (d_inner,),
+    }
+    shapes |= {f"blocks.{i}.{name}": shape for i in range(layers) for name, shape in block.items()}
+    return {name: Expected(shape) for name, shape in shapes.items()}
 
 
 _BLAS_LIMIT = threading.Lock()
@@ -54,19 +89,14 @@ class NumpyS3M:
 
     kind = "s3m"
 
-    def __init__(self, config: dict, weights: dict[str, np.ndarray]):
+    def __init__(self, config: dict, weights: dict[str, np.ndarray], where: str = "the S3M's weights"):
+        """`where` names the weights in errors (the file they were read from)."""
         if config.get("kind") != self.kind:
             raise ModelError(f"NumpyS3M runs the S3M, not a {config.get('kind')!r} predictor")
         self.dim, self.past, self.future = config["dim"], config["past"], config["future"]
         self.layers, self.d_model = config["layers"], config["d_model"]
-        expected = {"embed.weight", "embed.bias", "norm.weight", "head.weight", "head.bias"}
-        expected |= {f"blocks.{i}.{name}" for i in range(self.layers) for name in _BLOCK_WEIGHTS}
-        if set(weights) != expected:
-            missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
-            raise ModelError(f"S3M weights do not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        check_tensors(where, weights, s3m_shapes(config), ModelError)
         self._weights = {name: np.asarray(value, dtype=np.float32) for name, value in weights.items()}
-        if self._weights["head.weight"].shape != (self.future * self.dim, self.d_model):
-            raise ModelError(f"S3M head is {self._weights['head.weight'].shape}, its config says {self.future * self.dim}x{self.d_model}")
 
     def config(self) -> dict:
         return {"kind": self.kind, "dim": self.dim, "past": self.past, "future": self.future, "layers": self.layers, "d_model": self.d_model}
@@ -94,10 +124,13 @@ class NumpyS3M:
 
     def _predict(self, past: np.ndarray) -> np.ndarray:
         w = self._weights
-        x = _linear(past, w["embed.weight"], w["embed.bias"])
-        for i in range(self.layers):
-            x = self._block(x, f"blocks.{i}.")
-        change = _linear(_rms_norm(x[:, -1], w["norm.weight"]), w["head.weight"], w["head.bias"])
+        # Weights far out of range overflow: no warning per operation, the caller refuses a
+        # prediction that is not finite (`vlavad.windows.step_errors`), in one line.
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = _linear(past, w["embed.weight"], w["embed.bias"])
+            for i in range(self.layers):
+                x = self._block(x, f"blocks.{i}.")
+            change = _linear(_rms_norm(x[:, -1], w["norm.weight"]), w["head.weight"], w["head.bias"])
         return past[:, -1:, :] + change.reshape(-1, self.future, self.dim)
 
     def _block(self, x: np.ndarray, prefix: str) -> np.ndarray:

@@ -25,28 +25,27 @@ import pandas as pd
 from pydantic import Field
 
 from .bytetrack import ByteTrack
+from .cache import MAX_INDEX, Column
 from .detect import Detector
 from .schema import Schema
 from .timing import StageTimes
 from .video import VideoInfo, background_samples, iter_working_frames, prefetched, working_size
 
-TRACK_COLUMNS = [
-    "frame",  # source frame index
-    "track_id",
-    "x1",
-    "y1",
-    "x2",
-    "y2",  # box, source pixels
-    "confidence",
-    "class_id",  # the detector's class (an index into its class_names), -1 when it has none
-    "class_name",  # that class in words ("bicycle"), "" when the detector has no classes
-    "cx",
-    "cy",  # box centre as a fraction of frame width / height
-    "w",
-    "h",  # box size as a fraction of frame height (aspect-preserving)
-    "vx",
-    "vy",  # velocity of the object's pixels, frame heights per second (NaN: unknown)
-]
+TRACK_TABLE = (
+    Column("frame", "int", 0, MAX_INDEX),  # source frame index
+    Column("track_id", "int", 0, MAX_INDEX),
+    *(Column(name, "float", -1e7, 1e7) for name in ("x1", "y1", "x2", "y2")),  # box, source pixels
+    Column("confidence", "float", 0, 1),
+    Column("class_id", "int", -1, MAX_INDEX),  # the detector's class (an index into its class_names), -1 when it has none
+    Column("class_name", "str"),  # that class in words ("bicycle"), "" when the detector has no classes
+    Column("cx", "float", -1e4, 1e4),
+    Column("cy", "float", -1e4, 1e4),  # box centre as a fraction of frame width / height
+    Column("w", "float", 0, 1e4),
+    Column("h", "float", 0, 1e4),  # box size as a fraction of frame height (aspect-preserving)
+    Column("vx", "float", -1e7, 1e7, unknown=True),
+    Column("vy", "float", -1e7, 1e7, unknown=True),  # velocity of the object's pixels, frame heights per second (NaN: unknown)
+)
+TRACK_COLUMNS = [column.name for column in TRACK_TABLE]
 
 
 class TrackSettings(Schema):
@@ -55,7 +54,7 @@ class TrackSettings(Schema):
     # How long ByteTrack keeps a lost track: this long at 30 frames/s, as `trackers` read it
     # (see `_frames_lost` for other rates: 0.4 s at Ped2's 10).
     lost_track_s: float = Field(1.0, ge=0, le=60)
-    min_track_frames: int = Field(3, ge=1)  # shorter tracks are flicker, not objects
+    min_track_frames: int = Field(3, ge=1, le=100_000)  # shorter tracks are flicker, not objects
     flow_grid: int = Field(5, ge=2, le=15)  # flow is sampled on a grid of flow_grid² points per box
     # None: an object's velocity is the median flow vector of its points, which flow noise
     # (e.g. from lossy encoding) averages out. A number q: the median direction with the
@@ -66,7 +65,7 @@ class TrackSettings(Schema):
     # A flow point counts only if tracking it back to the current frame lands within this many
     # working pixels of where it started (forward-backward check): points on textureless or
     # compression-damaged patches fail it. None: no check.
-    flow_fb_max_px: float | None = Field(None, gt=0)
+    flow_fb_max_px: float | None = Field(None, gt=0, le=10_000)
 
 
 ProgressFn = Callable[[int, int], None]

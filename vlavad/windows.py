@@ -203,6 +203,8 @@ def step_errors(
             rows = by_input[first : first + batch_size]
             distinct, inverse = np.unique(ids[rows], return_inverse=True)
             predicted = predict(table.rows(id_starts[distinct][:, None] + offsets))[inverse]
+            if not np.isfinite(predicted).all():  # finite weights can still overflow float32 together
+                raise ModelError("The temporal model predicts NaN or infinite values: its weights are out of range; fit the model again.")
             errors[rows] = np.square(predicted - table.rows(targets[rows])).mean(axis=-1)
         sums = np.bincount(steps[valid], weights=errors[valid], minlength=len(per_step))
         counts = np.bincount(steps[valid], minlength=len(per_step))

@@ -199,3 +199,53 @@ def test_model_setting_refuses_paths_that_are_not_models():
     with pytest.raises(ConfigError, match=r"describe\.vlm\.model: '\.\./\.\./etc' is neither"):
         settings(**{"describe.vlm.model": "../../etc"})
     assert settings(**{"describe.vlm.model": "Salesforce/blip2-opt-2.7b"}).describe.vlm.model == "Salesforce/blip2-opt-2.7b"
+
+
+class _Payload:
+    """Unpickled, it opens (so creates) `marker` for writing: code run from data."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_model_folder_holding_only_pickled_weights_is_refused_in_one_line(blip2_dir, clip_video, tmp_path):
+    import pickle
+    import shutil
+
+    info, steps = clip_video
+    marker = tmp_path / "payload-ran"
+    folder = shutil.copytree(blip2_dir, tmp_path / "pickled")
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(
+        ConfigError, match=r"describe\.vlm\.model: '.*pickled' holds only pickled weights \(pytorch_model\.bin\), which vlavad never loads"
+    ):
+        describer(str(folder))
+    # A folder that was a safetensors model when the settings were read, and is one no longer.
+    later = shutil.copytree(blip2_dir, tmp_path / "swapped")
+    blip2 = describer(str(later), **{"describe.vlm.batch_size": 4})
+    (later / "model.safetensors").rename(later / "kept.safetensors")
+    (later / "pytorch_model.bin").write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(ConfigError, match=r"Cannot load '.*swapped'") as error:
+        blip2.answer(info, steps, steps.iloc[:2], [Prompt("What is it?")])
+    assert "\n" not in str(error.value) and not marker.exists()
+
+
+def test_a_model_folder_that_asks_to_run_its_own_code_is_refused_in_one_line(blip2_dir, clip_video, tmp_path):
+    import shutil
+
+    info, steps = clip_video
+    marker = tmp_path / "code-ran"
+    folder = shutil.copytree(blip2_dir, tmp_path / "remote-code")
+    (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w')\n")
+    config = json.loads((folder / "config.json").read_text())
+    config["model_type"] = "evil-vlm"  # no class of transformers' own: only the folder's code could load it
+    config["auto_map"] = {"AutoConfig": "evil.Config", "AutoModelForImageTextToText": "evil.Model", "AutoProcessor": "evil.Processor"}
+    (folder / "config.json").write_text(json.dumps(config))
+    hf = make(settings(**{"describe.backend": "hf", "describe.vlm.model": str(folder)}), "describe")
+    with pytest.raises(ConfigError, match=r"Cannot load '.*remote-code'") as error:
+        hf.answer(info, steps, steps.iloc[:2], [Prompt("What is it?")])
+    assert "\n" not in str(error.value) and not marker.exists()

@@ -10,8 +10,8 @@ A pool may mix questions for several describers: `describe.backend = "motion+app
 """
 
 from . import appearance, motion, vlm  # noqa: F401  (importing a backend's module registers it)
-from .base import ABSTAIN, ANSWER_COLUMNS, DESCRIBERS, Describer, ProgressFn, empty_answers
+from .base import ABSTAIN, ANSWER_COLUMNS, ANSWER_TABLE, DESCRIBERS, Describer, ProgressFn, empty_answers
 from .composed import ComposedDescriber
 from .steps import track_steps
 
-__all__ = ["ABSTAIN", "ANSWER_COLUMNS", "DESCRIBERS", "ComposedDescriber", "Describer", "ProgressFn", "empty_answers", "track_steps"]
+__all__ = ["ABSTAIN", "ANSWER_COLUMNS", "ANSWER_TABLE", "DESCRIBERS", "ComposedDescriber", "Describer", "ProgressFn", "empty_answers", "track_steps"]

@@ -173,13 +173,17 @@ class AppearanceDescriber(Describer):
 
 
 def _load(device: str):
+    import io
+
     import torch
 
     from .efficientnet_lite import EfficientNetLite0
 
     network = EfficientNetLite0()
-    # The file's sha256 is checked by `WEIGHTS.path` first; weights_only refuses any pickled code.
-    network.load_state_dict(torch.load(WEIGHTS.path("efficientnet-lite0.pth"), map_location="cpu", weights_only=True), strict=True)
+    # A pinned file, not data: its sha256 is checked on the bytes read (`WEIGHTS.read`), and
+    # weights_only=True would refuse any pickled code besides.
+    state = torch.load(io.BytesIO(WEIGHTS.read("efficientnet-lite0.pth")), map_location="cpu", weights_only=True)
+    network.load_state_dict(state, strict=True)
     return network.eval().to(device)
 
 

@@ -1,7 +1,7 @@
 """The describer interface: the role the vision-language model plays in VLAVAD.
 
 A describer answers every question of the prompt pool about an object at a step of its track,
-as a short text: one row per (step, prompt) with columns `ANSWER_COLUMNS`, the record every
+as a short text: one row per (step, prompt) with columns `ANSWER_COLUMNS` (`ANSWER_TABLE`: their types), the record every
 describer hands to SPA and the text encoder. `answer` is what SPA counts and the S3M reads;
 `detail` is shown to people beside it and nothing else ("looks like a wheeled vehicle", detail
 "tricycle": the fine label would split one answer into many rare ones). `is_vlm` is True only for real vision-language
@@ -15,11 +15,19 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from ..cache import MAX_INDEX, Column
 from ..prompts import Prompt
 from ..registry import Backend, Registry
 from ..video import VideoInfo
 
-ANSWER_COLUMNS = ["frame", "track_id", "prompt_id", "answer", "detail"]
+ANSWER_TABLE = (
+    Column("frame", "int", 0, MAX_INDEX),
+    Column("track_id", "int", 0, MAX_INDEX),
+    Column("prompt_id", "str"),
+    Column("answer", "str"),
+    Column("detail", "str"),
+)
+ANSWER_COLUMNS = [column.name for column in ANSWER_TABLE]
 ABSTAIN = "partly out of view"  # the describer cannot tell: not evidence either way (SPA does not score it)
 ProgressFn = Callable[[int, int], None]
 

@@ -9,7 +9,7 @@ cannot read, each of its questions names the measurement it is answered from (`m
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
@@ -67,13 +67,15 @@ class RowReference:
 
 
 class _Reference(Schema):
-    centres: list[float] = Field(min_length=1)
-    values: list[float] = Field(min_length=1)
+    centres: list[float] = Field(min_length=1, max_length=1000)
+    values: list[Annotated[float, Field(gt=0)]] = Field(min_length=1, max_length=1000)  # measurements are divided by them
 
     @model_validator(mode="after")
     def _same_length(self) -> _Reference:
         if len(self.centres) != len(self.values):
             raise ValueError("centres and values differ in length")
+        if any(b <= a for a, b in zip(self.centres, self.centres[1:])):
+            raise ValueError("centres must increase (they are image rows, top to bottom)")
         return self
 
 

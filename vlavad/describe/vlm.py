@@ -31,7 +31,18 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from ..errors import ConfigError
-from ..hub import check_model_source, hf_local_snapshot, hf_missing, hub_offline, load_error, load_once, resolve_device, resolved_revision
+from ..hub import (
+    NO_REMOTE_CODE,
+    SAFE_LOADING,
+    check_model_source,
+    hf_local_snapshot,
+    hf_missing,
+    hub_offline,
+    load_error,
+    load_once,
+    resolve_device,
+    resolved_revision,
+)
 from ..prompts import Prompt
 from ..registry import Missing
 from ..schema import Schema
@@ -226,7 +237,7 @@ class VLMDescriber(Describer):
             source = str(snapshot[0]) if snapshot else self.model_id
             try:
                 model, processor = self._load_model(source, snapshot is not None or hub_offline(), getattr(torch, dtype))
-            except OSError as exc:  # transformers' "not found / cannot connect": the user's to fix
+            except (OSError, ValueError) as exc:  # not found, cannot connect, no safetensors, needs its own code: the user's to fix
                 raise load_error(self.model_id, exc) from None
             # Batched generation with a decoder-only model needs the padding on the left.
             processor.tokenizer.padding_side = "left"
@@ -268,8 +279,8 @@ class Blip2Describer(VLMDescriber):
         from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
         revision = {} if local_only or not self.revision else {"revision": self.revision}
-        processor = Blip2Processor.from_pretrained(source, local_files_only=local_only, **revision)
-        model = Blip2ForConditionalGeneration.from_pretrained(source, local_files_only=local_only, dtype=torch_dtype, **revision)
+        processor = Blip2Processor.from_pretrained(source, local_files_only=local_only, **NO_REMOTE_CODE, **revision)
+        model = Blip2ForConditionalGeneration.from_pretrained(source, local_files_only=local_only, dtype=torch_dtype, **SAFE_LOADING, **revision)
         return model, processor
 
     def _answer_crops(self, model, processor, crops: list[np.ndarray], texts: list[str]) -> list[str]:
@@ -326,6 +337,6 @@ class HFVLMDescriber(VLMDescriber):
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         revision = {} if local_only or not self.revision else {"revision": self.revision}
-        processor = AutoProcessor.from_pretrained(source, local_files_only=local_only, **revision)
-        model = AutoModelForImageTextToText.from_pretrained(source, local_files_only=local_only, dtype=torch_dtype, **revision)
+        processor = AutoProcessor.from_pretrained(source, local_files_only=local_only, **NO_REMOTE_CODE, **revision)
+        model = AutoModelForImageTextToText.from_pretrained(source, local_files_only=local_only, dtype=torch_dtype, **SAFE_LOADING, **revision)
         return model, processor

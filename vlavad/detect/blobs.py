@@ -25,7 +25,7 @@ class BlobSettings(Schema):
     background_samples: int = Field(50, ge=1, le=1000)
     background_update: float = Field(0.02, ge=0, le=1)  # per-frame blend rate of background pixels (lighting drift)
     min_threshold: float = Field(12.0, gt=0, le=255)  # grey levels; raised automatically on noisy (lossy) video
-    noise_factor: float = Field(4.0, gt=0)  # threshold = max(min_threshold, noise_factor * noise sigma)
+    noise_factor: float = Field(4.0, gt=0, le=100)  # threshold = max(min_threshold, noise_factor * noise sigma)
     close_frac: float = Field(0.02, ge=0, le=0.5)  # closing kernel, fraction of frame height: joins a body's parts
     min_area_frac: float = Field(0.0012, ge=0, le=1)  # minimum box area as a fraction of the frame area
     min_height_frac: float = Field(0.04, ge=0, le=1)  # minimum box height as a fraction of frame height

@@ -241,8 +241,8 @@ def load_network(device: str = "cpu"):
     """The NanoDet graph as a PyTorch module (weights fetched and checked on first use)."""
     from .tfjs_graph import TFJSGraph, read_tfjs_weights
 
-    graph = json.loads(WEIGHTS.path("nanodet.json").read_text())
-    weights = read_tfjs_weights(graph["weightsManifest"], WEIGHTS.path("nanodet.bin").read_bytes())
+    graph = json.loads(WEIGHTS.read("nanodet.json"))
+    weights = read_tfjs_weights(graph["weightsManifest"], WEIGHTS.read("nanodet.bin"))
     return TFJSGraph(graph, weights).eval().to(device)
 
 

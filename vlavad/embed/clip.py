@@ -10,14 +10,24 @@ the S3M errors computed from them) do not depend on where they were computed.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 from pydantic import field_validator
 
-from ..hub import check_model_source, hf_local_snapshot, hf_missing, hub_offline, load_error, load_once, resolve_device, resolved_revision
+from ..errors import ConfigError
+from ..hub import (
+    NO_REMOTE_CODE,
+    SAFE_LOADING,
+    check_model_source,
+    hf_local_snapshot,
+    hf_missing,
+    hub_offline,
+    load_error,
+    load_once,
+    resolve_device,
+    resolved_revision,
+)
 from ..registry import Missing
-from ..schema import Schema
+from ..schema import Schema, read_json_file
 from .base import ENCODERS, TextEncoder
 
 CONTEXT_TOKENS = 77  # CLIP's text context length
@@ -55,8 +65,13 @@ class ClipTextEncoder(TextEncoder):
         snapshot = hf_local_snapshot(self.model_id, self.revision)
         if snapshot is None:
             return self._model()[0].config.projection_dim  # hub download: config arrives with the model
-        config = json.loads((snapshot[0] / "config.json").read_text())
-        return int(config.get("projection_dim") or config.get("text_config", {}).get("projection_dim", 512))
+        config = read_json_file(snapshot[0] / "config.json", f"{self.model_id}'s config", ConfigError)
+        config = config if isinstance(config, dict) else {}
+        text_config = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+        dim = config.get("projection_dim") or text_config.get("projection_dim", 512)
+        if not isinstance(dim, int) or not 1 <= dim <= 65536:
+            raise ConfigError(f"{self.model_id}'s config.json gives no text projection size (projection_dim) between 1 and 65536.")
+        return dim
 
     def identity(self) -> dict:
         revision = resolved_revision(self.model_id, self.revision)
@@ -91,9 +106,9 @@ class ClipTextEncoder(TextEncoder):
             local_only = snapshot is not None or hub_offline()
             revision = {} if local_only or not self.revision else {"revision": self.revision}
             try:
-                tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only, **revision)
-                model = CLIPTextModelWithProjection.from_pretrained(source, local_files_only=local_only, **revision)
-            except OSError as exc:  # transformers' "not found / cannot connect": the user's to fix
+                tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only, **NO_REMOTE_CODE, **revision)
+                model = CLIPTextModelWithProjection.from_pretrained(source, local_files_only=local_only, **SAFE_LOADING, **revision)
+            except (OSError, ValueError) as exc:  # not found, cannot connect, no safetensors, needs its own code: the user's to fix
                 raise load_error(self.model_id, exc) from None
             return model.to(device).eval(), tokenizer
 

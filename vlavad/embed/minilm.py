@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..hub import load_once, resolve_device
+from ..hub import NO_REMOTE_CODE, SAFE_LOADING, load_once, resolve_device
 from ..packaged import PackagedFile, PackagedWeights
 from ..registry import Missing, NoSettings
 from .base import ENCODERS, TextEncoder
@@ -93,8 +93,8 @@ class MiniLMEncoder(TextEncoder):
             folder = WEIGHTS.path("model.safetensors").parent
             for name, _ in WEIGHTS.files:  # every file checked against its pin before loading
                 WEIGHTS.path(name)
-            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-            model = AutoModel.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, **NO_REMOTE_CODE)
+            model = AutoModel.from_pretrained(folder, local_files_only=True, **SAFE_LOADING)
             return model.to(device).eval(), tokenizer
 
         return load_once(("minilm", WEIGHTS.version, device), load)
