@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vlavad.render import COLOURS, NOT_SCORED, FrameAnnotator, font, score_buckets
+from vlavad.render import COLOURS, MAX_DRAWN_SIDE, NOT_SCORED, FrameAnnotator, font, render_frame, render_video, score_buckets, upscale
+from vlavad.video import BrowserVideoWriter, probe
 
 
 def crowded_frame():
@@ -85,3 +86,29 @@ def test_labels_drawn_once_and_pasted_are_the_labels_drawn_in_place(monkeypatch)
         monkeypatch.setattr(in_place, "_place", lambda draw, text, box, placed, size, real=tiled._place: real(draw, text, box, placed, size))
         for i, image in enumerate(images):
             np.testing.assert_array_equal(in_place.draw(image, i)[0], drawn[i])
+
+
+# --- how large a frame is drawn ---------------------------------------------------------------------
+
+
+def test_small_frames_are_enlarged_for_their_captions_but_never_past_1920_px():
+    assert (upscale(360, 240), upscale(320, 240), upscale(64, 48)) == (2, 3, 12)  # as they always were
+    assert upscale(2, 2000) == 1  # was 360: 720x720,000 pixels, 1.5 GB a frame
+    assert upscale(8, 256) == 7  # 56x1792
+    assert upscale(3840, 2160) == upscale(1920, 1080) == 1
+    for width, height in [(2, 2000), (8, 256), (100, 3000), (700, 50), (1000, 1000), (3840, 2160)]:
+        assert max(width, height) * upscale(width, height) <= max(MAX_DRAWN_SIDE, width, height)
+
+
+def test_a_thin_video_is_drawn_at_a_sane_size(tmp_path):
+    clip = tmp_path / "thin.mp4"
+    with BrowserVideoWriter(clip, 10, 8, 256) as writer:
+        for i in range(3):
+            writer.write(np.full((256, 8, 3), 60 * i, np.uint8))
+    info = probe(clip)
+    frames = pd.DataFrame({"frame": range(3), "time_s": [0.0, 0.1, 0.2], "fused": [0.0, 1.0, 3.0]})
+    out = render_video(clip, tmp_path / "annotated.mp4", pd.DataFrame(), frames, 2.0, info)
+    drawn = probe(out)
+    assert (drawn.width, drawn.height, drawn.frame_count) == (56, 1792, 3)
+    image, _ = render_frame(clip, 2, pd.DataFrame(), frames, 2.0)
+    assert image.shape == (1792, 56, 3)

@@ -1,4 +1,6 @@
 import os
+import subprocess
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import pytest
 
 from vlavad import video as video_module
 from vlavad.errors import VideoError
+from vlavad.limits import LIBRARY_LIMITS
 from vlavad.video import (
     BrowserVideoWriter,
     background_samples,
@@ -118,6 +121,84 @@ def test_read_frame_matches_iter_frames(mp4):
     for bad in (12, -1):
         with pytest.raises(IndexError):
             read_frame(mp4, bad)
+
+
+# --- read_frame seeks -------------------------------------------------------------------------------
+
+
+def ffmpeg_clip(path: Path, *options: str, size: str = "96x64", fps: int = 25, seconds: float = 1.6, vf: str = "null") -> Path:
+    """A test pattern encoded by the ffmpeg command line, as cameras and phones write files."""
+    source = f"testsrc=s={size}:r={fps}:d={seconds}"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", source, "-vf", vf, *options, str(path)], check=True, timeout=60)
+    return path
+
+
+def frame_table(path: Path):
+    stat = path.stat()
+    return video_module._frame_table(path, stat.st_size, stat.st_mtime_ns, LIBRARY_LIMITS)
+
+
+X264 = ["-c:v", "libx264", "-preset", "ultrafast"]
+SEEKABLE = {
+    "constant rate, a keyframe every 10 frames": ("cfr.mp4", [*X264, "-g", "10", "-bf", "0"]),
+    "B-frames": ("bframes.mp4", [*X264, "-g", "12", "-bf", "3"]),
+    "B-frames in Matroska, which seeks on presentation times": ("bframes.mkv", [*X264, "-g", "12", "-bf", "3"]),
+    "MPEG-4 Part 2 AVI with B-frames, as Avenue and ShanghaiTech": ("xvid.avi", ["-c:v", "mpeg4", "-vtag", "xvid", "-bf", "2", "-g", "12"]),
+}
+
+
+@pytest.mark.parametrize("name, options", SEEKABLE.values(), ids=SEEKABLE.keys())
+def test_read_frame_seeks_to_exactly_the_frame_iter_frames_yields(tmp_path, name, options):
+    path = ffmpeg_clip(tmp_path / name, *options)
+    everything = dict(iter_frames(path))
+    table = frame_table(path)
+    assert table is not None and len(table.key_pts) >= 4  # several keyframes to seek to
+    for index in range(len(everything)):  # the first, the last, and every one on or beside a keyframe
+        seeked = video_module._seek_frame(path, table, index, LIBRARY_LIMITS)  # None: it would decode from the start
+        assert seeked is not None, f"frame {index}"
+        np.testing.assert_array_equal(seeked, everything[index], err_msg=f"frame {index}")
+        np.testing.assert_array_equal(read_frame(path, index), everything[index], err_msg=f"frame {index}")
+    with pytest.raises(IndexError):
+        read_frame(path, len(everything))
+
+
+def test_read_frame_seeks_in_a_variable_rate_video(tmp_path):
+    # Frames 0-30 every 40 ms, then a half-second gap: as a phone records a dropped stretch.
+    path = ffmpeg_clip(tmp_path / "vfr.mp4", *X264, "-g", "10", "-bf", "2", "-fps_mode", "vfr", vf="setpts='PTS+if(gt(N,30),0.5/TB,0)'")
+    assert probe(path).timestamps is not None
+    everything, table = dict(iter_frames(path)), frame_table(path)
+    for index in range(len(everything)):
+        np.testing.assert_array_equal(video_module._seek_frame(path, table, index, LIBRARY_LIMITS), everything[index], err_msg=f"frame {index}")
+        np.testing.assert_array_equal(read_frame(path, index), everything[index], err_msg=f"frame {index}")
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [("raw.h264", [*X264, "-bf", "2", "-g", "10", "-f", "h264"]), ("mpeg2.mpg", ["-c:v", "mpeg2video", "-bf", "2", "-g", "10"])],
+    ids=["raw H.264: packets without timestamps", "MPEG program stream: seeks land between keyframes"],
+)
+def test_read_frame_decodes_from_the_start_where_it_cannot_seek_safely(tmp_path, name, options):
+    path = ffmpeg_clip(tmp_path / name, *options)
+    if name.endswith(".h264"):
+        assert frame_table(path) is None
+    everything = dict(iter_frames(path))
+    for index in (0, 1, 13, len(everything) // 2, len(everything) - 1):
+        np.testing.assert_array_equal(read_frame(path, index), everything[index], err_msg=f"frame {index}")
+
+
+def test_read_frame_is_many_times_faster_than_decoding_from_the_start(tmp_path):
+    path = ffmpeg_clip(tmp_path / "long.mp4", *X264, "-g", "25", size="160x120", seconds=160)  # 4000 frames
+    last = 3999
+    start = time.perf_counter()
+    from_the_start = dict(iter_frames(path, stride=last))[last]  # what read_frame did: decode all, convert two
+    decoding_s = time.perf_counter() - start
+    seeking_s = []
+    for _ in range(3):
+        video_module._frame_table.cache_clear()  # each time with its demuxing pass
+        start = time.perf_counter()
+        np.testing.assert_array_equal(read_frame(path, last), from_the_start)
+        seeking_s.append(time.perf_counter() - start)
+    assert min(seeking_s) * 4 < decoding_s, (seeking_s, decoding_s)
 
 
 def test_probe_sees_a_rewritten_file(tmp_path):

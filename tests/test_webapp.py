@@ -22,13 +22,16 @@ import gradio as gr
 import pandas as pd
 import pytest
 
+from vlavad import video as video_module
 from vlavad.config import preset
+from vlavad.limits import VideoLimits
 from vlavad.pipeline import Pipeline
 from vlavad.synthetic import make_dataset, render_scene
 from vlavad.video import content_key
+from webapp import build_app, launch
 from webapp.analyse import NORMAL_MODEL, analyse_video
 from webapp.annotate import MAX_INTERVALS, add_normal_feedback, clean_annotations
-from webapp.benchmark import benchmark_dataset, resolve_dataset, runs_table
+from webapp.benchmark import BenchmarkAccess, benchmark_dataset, resolve_dataset, runs_table
 from webapp.prompt_pool import table_pool
 from webapp.store import AppError, Limits, ModelMeta, Store
 
@@ -115,7 +118,7 @@ def test_oversized_upload_is_refused(tmp_path):
     render_scene(clip, **TINY)
     for limits in (Limits(max_upload_mb=0.001), Limits(max_duration_s=2)):
         store = Store(tmp_path / "app", limits=limits)
-        with pytest.raises(gr.Error, match="limit"):
+        with pytest.raises(gr.Error, match="limit|accepts at most"):
             analyse_video(store, store.workspace(store.new_visitor_key()), clip)
 
 
@@ -156,6 +159,120 @@ def test_bad_prompt_pools_are_refused():
         table_pool(pd.DataFrame({"question": ["How fast?", "how  fast?"], "measures": ["speed", "speed"]}))
     with pytest.raises(gr.Error, match="measure"):
         table_pool(pd.DataFrame({"question": ["How tall?"], "measures": ["height"]}))
+
+
+# --- tiny uploads that ask for huge work ------------------------------------------------------------
+
+
+def crafted_clip(path: Path, source: str, *options: str) -> Path:
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", source, "-c:v", "libx264", "-preset", "ultrafast", *options, str(path)], check=True
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    "name, source, refusal",
+    [
+        # The issue's 6 KB clip, which got the app OOM-killed while drawing it 720x720,000.
+        ("thin.mp4", "testsrc=s=2x2000:r=10:d=4", "thin.mp4 is 2x2000 pixels; the app accepts 32–4096 px a side and an aspect ratio up to 8:1"),
+        ("fast.mp4", "testsrc=s=64x48:r=1000:d=1", "fast.mp4 plays at 1000 frames/s; the app accepts at most 120"),  # was 190 s of work for 10 s
+        ("long.mp4", "testsrc=s=64x48:r=1:d=700", "long.mp4 lasts 11.7 min; the app accepts at most 10 min"),  # was refused after a full decode
+    ],
+)
+def test_crafted_uploads_are_refused_from_their_header_in_one_line(store, workspace, tmp_path, monkeypatch, name, source, refusal):
+    clip = crafted_clip(tmp_path / name, source)
+    monkeypatch.setattr(video_module, "_decode", lambda *a, **k: pytest.fail("decoded"))
+    start = time.perf_counter()
+    with pytest.raises(gr.Error) as error:
+        analyse_video(store, workspace, clip)
+    assert time.perf_counter() - start < 1
+    assert error.value.message == refusal
+    assert not list((workspace.root / "results").iterdir())
+
+
+def test_the_apps_video_limits_are_operator_settings(monkeypatch, tmp_path):
+    for name, value in {"VLAVAD_MAX_SIDE": "1000", "VLAVAD_MAX_FRAMES": "500", "VLAVAD_MAX_MEGAPIXELS": "0.5", "VLAVAD_QUEUE_SIZE": "5"}.items():
+        monkeypatch.setenv(name, value)
+    limits = Limits()
+    assert limits.video == VideoLimits(32, 1000, 0.5, 8, 120, 500, 600, "the app") and limits.max_queue == 5
+    for name, value, message in [
+        ("VLAVAD_MAX_SIDE", "big", "VLAVAD_MAX_SIDE must be a number, not 'big'"),
+        ("VLAVAD_MAX_FPS", "nan", "VLAVAD_MAX_FPS must be a positive number, not nan"),
+        ("VLAVAD_MAX_FRAMES", "0", "VLAVAD_MAX_FRAMES must be a positive number, not 0.0"),
+        ("VLAVAD_QUEUE_SIZE", "inf", "VLAVAD_QUEUE_SIZE must be a positive number, not inf"),
+        ("VLAVAD_MAX_SIDE", "4096.5", "VLAVAD_MAX_SIDE must be a whole number, not 4096.5"),
+        ("VLAVAD_MIN_SIDE", "2000", "VLAVAD_MIN_SIDE (2000) is above VLAVAD_MAX_SIDE (1000)"),
+        ("VLAVAD_MAX_ASPECT", "0.5", "VLAVAD_MAX_ASPECT must be at least 1 (a square frame), not 0.5"),
+    ]:
+        with monkeypatch.context() as env:
+            env.setenv(name, value)
+            with pytest.raises(AppError) as error:
+                Limits()
+            assert str(error.value) == message
+    # The app does not start with a bad setting: one line, no traceback.
+    monkeypatch.setenv("VLAVAD_APP_DIR", str(tmp_path / "app"))
+    monkeypatch.setenv("VLAVAD_MAX_SIDE", "big")
+    with pytest.raises(SystemExit) as stop:
+        launch()
+    assert str(stop.value) == "error: VLAVAD_MAX_SIDE must be a number, not 'big'"
+
+
+def built_app(tmp_path: Path, **env: str) -> gr.Blocks:
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("SPACE_ID", "VLAVAD_PUBLIC", "VLAVAD_OPERATOR_KEY"):
+            patch.delenv(name, raising=False)
+        for name, value in env.items():
+            patch.setenv(name, value)
+        return build_app(tmp_path / "app", tmp_path / "data")
+
+
+def event(demo: gr.Blocks, name: str):
+    """The event with this API name, or else this function name."""
+    (found,) = [fn for fn in demo.fns.values() if fn.api_name == name] or [fn for fn in demo.fns.values() if fn.name == name]
+    return found
+
+
+def test_the_upload_preview_reads_only_the_header_under_the_analyse_limit(tmp_path, monkeypatch):
+    demo = built_app(tmp_path)
+    preview, analyse = event(demo, "suggest_segment"), event(demo, "analyse")
+    assert (preview.concurrency_id, preview.concurrency_limit) == (analyse.concurrency_id, analyse.concurrency_limit) == ("analyse", 2)
+    assert demo._queue.max_size == 64  # a flood is told the queue is full
+
+    clip = tmp_path / "clip.mp4"
+    render_scene(clip, **TINY)  # 6 s
+    thin = crafted_clip(tmp_path / "thin.mp4", "testsrc=s=2x2000:r=10:d=4")
+    monkeypatch.setattr(video_module, "_decode", lambda *a, **k: pytest.fail("decoded"))
+    monkeypatch.setattr(video_module, "_open_video", lambda *a, **k: pytest.fail("opened for decoding"))
+    assert preview.fn(str(clip))["value"] == 2.0  # a third of 6 s
+    assert preview.fn(str(thin)) == gr.skip()  # no change: Analyse says what is wrong with it
+
+
+def test_benchmarks_on_a_public_host_are_for_the_operator_only(tmp_path, monkeypatch):
+    args = ["no-such-dataset", "custom", "blobs", "motion", "hashing", 1, {}]
+    local = event(built_app(tmp_path / "local"), "benchmark")
+    assert local.name == "run" and len(local.inputs) == 7  # nothing changes locally
+    with pytest.raises(gr.Error, match="No dataset called"):
+        local.fn(*args)
+
+    monkeypatch.setenv("SPACE_ID", "someone/vlavad")
+    assert BenchmarkAccess.from_env() == BenchmarkAccess(public=True)
+
+    off = event(built_app(tmp_path / "off", VLAVAD_PUBLIC="1"), "benchmark")
+    with pytest.raises(gr.Error) as error:
+        off.fn(*args)
+    assert error.value.message == "Benchmarks are off on this public server; its operator turns them on with VLAVAD_OPERATOR_KEY."
+
+    key = "k" * 8 + "-operator-key"
+    guarded = event(built_app(tmp_path / "key", VLAVAD_PUBLIC="1", VLAVAD_OPERATOR_KEY=key), "benchmark")
+    assert len(guarded.inputs) == 8 and guarded.inputs[-1].type == "password"
+    for wrong in ("", "guess", key + "x", None, ["k"] * 40, 12345):
+        with pytest.raises(gr.Error, match="need the operator's key"):
+            guarded.fn(*args, wrong)
+    with pytest.raises(gr.Error, match="No dataset called"):  # past the key check
+        guarded.fn(*args, key)
+    with pytest.raises(AppError, match="at least 16 characters"):
+        built_app(tmp_path / "short", VLAVAD_PUBLIC="1", VLAVAD_OPERATOR_KEY="short")
 
 
 def test_annotations_are_capped_and_checked():

@@ -32,6 +32,7 @@ from .describe import ANSWER_TABLE, Describer, empty_answers, track_steps
 from .embed import embedding_sequences, step_captions
 from .errors import ModelError
 from .explain import causes
+from .limits import LIBRARY_LIMITS, VideoLimits
 from .model import FittedModel
 from .prompts import Prompt, default_pool
 from .results import VideoResult
@@ -85,10 +86,19 @@ class _VideoStages:
 
 
 class Pipeline:
-    """Runs the stages with one set of backends and a shared cache."""
+    """Runs the stages with one set of backends and a shared cache. `limits` bound every video
+    it reads (the library's generous ones unless given; the web app passes its own)."""
 
-    def __init__(self, settings: Settings, *, cache_dir: str | Path | None = "default", show_progress: bool = True):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        cache_dir: str | Path | None = "default",
+        show_progress: bool = True,
+        limits: VideoLimits = LIBRARY_LIMITS,
+    ):
         self.settings = settings
+        self.limits = limits
         self.detector = backends.make(settings, "detect")
         self.describer: Describer = backends.make(settings, "describe")
         self.encoder = backends.make(settings, "embed")
@@ -112,7 +122,7 @@ class Pipeline:
         # Probing decodes the whole video once (exact frame count, timestamps, background frames);
         # it is remembered per file, so only the first probe of a video costs decoding time.
         with self.times("decode"):
-            return probe(video, fps_hint=self.settings.default_fps)
+            return probe(video, fps_hint=self.settings.default_fps, limits=self.limits)
 
     def probed(self, videos: Iterable[str | Path], ahead: int = 1) -> Iterator[VideoInfo]:
         """Each video's `probe`, in order, while the next `ahead` videos are probed meanwhile.
@@ -123,11 +133,11 @@ class Pipeline:
         "decode" time. A video that cannot be read raises in its turn, as `probe` would.
         """
         videos, fps_hint = iter(videos), self.settings.default_fps
-        pending = deque(_in_background(probe, video, fps_hint=fps_hint) for video in itertools.islice(videos, ahead))
+        pending = deque(_in_background(probe, video, fps_hint=fps_hint, limits=self.limits) for video in itertools.islice(videos, ahead))
         while pending:
             with self.times("decode"):
                 info = pending.popleft().result()
-            pending.extend(_in_background(probe, video, fps_hint=fps_hint) for video in itertools.islice(videos, 1))
+            pending.extend(_in_background(probe, video, fps_hint=fps_hint, limits=self.limits) for video in itertools.islice(videos, 1))
             yield info
 
     def tracks_key(self, info: VideoInfo, stride: int = 1) -> str:

@@ -22,18 +22,25 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
+from .limits import LIBRARY_LIMITS, VideoLimits
 from .video import BrowserVideoWriter, VideoInfo, iter_frames, read_frame
 
 # Colours (RGB) of the buckets, in order: not scored, usual, unusual, above the event threshold.
 BUCKET_NAMES = ("not scored", "usual", "unusual", "anomalous")
 COLOURS = ((150, 150, 150), (44, 160, 44), (255, 159, 28), (214, 39, 40))
 MIN_WIDTH = 720  # small videos (e.g. 360x240) are drawn larger, so captions stay readable
+MAX_DRAWN_SIDE = 1920  # but never enlarged past this on their longer side
 MAX_CAPTION = 60  # characters; longer captions end in "…"
 NOT_SCORED = "not scored: partly out of view"
 
 
-def upscale(width: int) -> int:
-    return max(1, -(-MIN_WIDTH // width))
+def upscale(width: int, height: int) -> int:
+    """The whole factor a width x height frame is drawn at: enough to make it MIN_WIDTH wide,
+    as long as its longer side stays within MAX_DRAWN_SIDE; 1 for a frame that is already that
+    large. Without the ceiling a 2x2000 clip was drawn 720x720,000 (1.5 GB a frame)."""
+    wanted = -(-MIN_WIDTH // max(1, width))
+    room = MAX_DRAWN_SIDE // max(1, width, height)
+    return max(1, min(wanted, room))
 
 
 def score_buckets(scores: np.ndarray, threshold: float) -> np.ndarray:
@@ -173,17 +180,22 @@ def _overlap(a, b) -> int:
 
 def render_video(video: str | Path, out: str | Path, objects: pd.DataFrame, frames: pd.DataFrame, threshold: float, info: VideoInfo) -> Path:
     """Writes the annotated video as browser-playable H.264 (yuv420p), atomically, each frame at
-    its source time (variable-rate sources included)."""
-    scale = upscale(info.width)
+    its source time (variable-rate sources included). `video` is read within the limits `info`
+    was probed under."""
+    scale = upscale(info.width, info.height)
     annotator = FrameAnnotator(objects, frames, threshold, scale=scale)
     with BrowserVideoWriter(out, info.fps, info.width * scale, info.height * scale, timestamps=info.timestamps) as writer:
-        for index, frame in tqdm(iter_frames(video), total=len(frames), desc="drawing the annotated video", unit="frame", leave=False):
+        frames_read = iter_frames(video, limits=info.limits)
+        for index, frame in tqdm(frames_read, total=len(frames), desc="drawing the annotated video", unit="frame", leave=False):
             writer.write(annotator.draw(frame, index)[0])
     return Path(out)
 
 
-def render_frame(video: str | Path, index: int, objects: pd.DataFrame, frames: pd.DataFrame, threshold: float) -> tuple[np.ndarray, list[Label]]:
-    """One frame with its boxes, as RGB for gr.Image, and its label layout."""
-    image = read_frame(video, index)
-    annotated, layout = FrameAnnotator(objects, frames, threshold, scale=upscale(image.shape[1])).draw(image, index)
+def render_frame(
+    video: str | Path, index: int, objects: pd.DataFrame, frames: pd.DataFrame, threshold: float, limits: VideoLimits = LIBRARY_LIMITS
+) -> tuple[np.ndarray, list[Label]]:
+    """One frame with its boxes, as RGB for gr.Image, and its label layout; `video` is read
+    within `limits`, by seeking (`read_frame`)."""
+    image = read_frame(video, index, limits=limits)
+    annotated, layout = FrameAnnotator(objects, frames, threshold, scale=upscale(image.shape[1], image.shape[0])).draw(image, index)
     return cv2.cvtColor(annotated, cv2.COLOR_BGR2RGB), layout

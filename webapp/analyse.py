@@ -22,7 +22,7 @@ from vlavad.pipeline import Pipeline
 from vlavad.render import render_frame, render_video
 from vlavad.report import event_cards, write_report
 from vlavad.results import VideoResult, load_result, write_result_files
-from vlavad.video import VideoInfo, content_key, probe, write_clip
+from vlavad.video import VideoInfo, content_key, probe, read_header, write_clip
 
 from . import plots
 from .common import EXAMPLE_VIDEO, TabHooks, choices_update, download_stem, events_table, result_meta, user_errors, workspace_of
@@ -56,17 +56,17 @@ class Analysis:
 
 
 def check_upload(path: str | Path, store: Store) -> VideoInfo:
-    """Size, readability and duration of an uploaded video, each failure one line."""
+    """File size, then the app's video limits (size, rate, length, frame count) from the header
+    before anything is decoded and again while probing, then readability; each failure one line.
+    The returned info carries the limits, which every later pass over the video keeps."""
     path = Path(path)
     limits = store.limits
     size_mb = path.stat().st_size / 1e6 if path.is_file() else 0
     if size_mb > limits.max_upload_mb:
         raise AppError(f"{path.name} is {size_mb:.0f} MB; the limit is {limits.max_upload_mb:.0f} MB.")
-    info = probe(path)
+    info = probe(path, limits=limits.video)
     if info.frame_count < 2:
         raise AppError(f"{path.name} has {info.frame_count} frame(s); a video needs at least 2.")
-    if info.duration_s > limits.max_duration_s:
-        raise AppError(f"{path.name} lasts {info.duration_s / 60:.1f} min; the limit is {limits.max_duration_s / 60:.0f} min.")
     return info
 
 
@@ -122,13 +122,13 @@ def analyse_video(
         else:
             if normal_mode == NORMAL_SEGMENT:
                 seconds = float(normal_seconds)
-                clips = [write_clip(local, folder / "normal-segment.mp4", frames=int(round(seconds * info.fps)))]
+                clips = [write_clip(local, folder / "normal-segment.mp4", frames=int(round(seconds * info.fps)), limits=info.limits)]
                 label = f"fitted on the first {seconds:g} s of this video"
             else:
                 label = f"fitted on {len(clips)} uploaded normal clip(s)"
             kept = [store.keep_clip(c, content_key(c)) for c in clips]
             settings = preset("custom").updated(**{"temporal.epochs": int(epochs)})
-            model = Pipeline(settings, cache_dir=store.cache).fit([store.clip_path(k) for k in kept], pool)
+            model = Pipeline(settings, cache_dir=store.cache, limits=info.limits).fit([store.clip_path(k) for k in kept], pool)
             model_meta = ModelMeta(normal_clips=kept, created=now_iso(), pool=pool_name or "", source=f"analysis of {source.stem}")
             model.save(folder / "model", extra={"app.json": model_meta.model_dump()})
             if save_as:
@@ -139,7 +139,7 @@ def analyse_video(
                 meta["model"] = {"kind": "result"}
             meta["model_label"] = label
 
-        result = Pipeline(model.settings, cache_dir=store.cache).score(model, local, name=source.stem)
+        result = Pipeline(model.settings, cache_dir=store.cache, limits=info.limits).score(model, local, name=source.stem)
         write_result_files(result, folder)
         render_video(local, folder / "annotated.mp4", result.objects, result.frames, result.threshold, info)
         normal_until = float(normal_seconds) if normal_mode == NORMAL_SEGMENT else None
@@ -217,16 +217,20 @@ def build_tab(store: Store, session: gr.State, gpu=lambda fn: fn, concurrency: i
     example_btn.click(lambda: str(EXAMPLE_VIDEO), None, video_in)
 
     def suggest_segment(video):
-        """A normal segment that leaves most of the clip to analyse: 5 s, at most a third of it."""
+        """A normal segment that leaves most of the clip to analyse: 5 s, at most a third of it.
+        It runs on every upload, before anyone asks for work, so it reads the header alone."""
         if not video:
             return gr.skip()
         try:
-            duration = probe(video).duration_s
+            duration = read_header(video, limits=store.limits.video).duration_s
         except VlavadError:
             return gr.skip()  # the Analyse button reports what is wrong with it
+        if not duration:
+            return gr.skip()  # the header does not say: the default stands
         return gr.update(value=round(max(1.0, min(DEFAULT_NORMAL_SECONDS, duration / 3)), 1))
 
-    video_in.change(suggest_segment, video_in, normal_seconds, api_name=False)
+    # In the Analyse group, so that a flood of uploads waits its turn instead of running 8 at once.
+    video_in.change(suggest_segment, video_in, normal_seconds, api_name=False, concurrency_limit=concurrency, concurrency_id="analyse")
 
     def run(video, mode, seconds, clips, model, pool, n_epochs, save_name, state, progress=gr.Progress(track_tqdm=True)):
         if not video:
@@ -284,7 +288,8 @@ def build_tab(store: Store, session: gr.State, gpu=lambda fn: fn, concurrency: i
         index = int(index or 0)
         if not 0 <= index < saved.info.frame_count:
             raise AppError(f"Frame {index} is outside the video (0–{saved.info.frame_count - 1}).")
-        return render_frame(folder / result_meta(folder)["video"], index, saved.objects, saved.frames, saved.threshold)[0]
+        video = folder / result_meta(folder)["video"]
+        return render_frame(video, index, saved.objects, saved.frames, saved.threshold, limits=store.limits.video)[0]
 
     show_btn.click(show, [frame_no, session], frame_img, concurrency_limit=4, concurrency_id="frame", api_name="show_frame")
     run_event.then(show, [frame_no, session], frame_img)

@@ -9,6 +9,7 @@ import gradio as gr
 
 from vlavad.backends import settings_line
 from vlavad.config import Settings
+from vlavad.errors import VlavadError
 
 from . import analyse, annotate, benchmark, prompt_pool
 from .benchmark import default_data_root
@@ -96,17 +97,22 @@ def build_app(app_dir: str | Path | None = None, data_root: str | Path | None = 
         demo.load(on_load, [visitor, session], [visitor, session, *lists])
         for event in (e for hook in hooks for e in hook.saves):
             event.then(refresh_all, session, lists)
+    # Per-event limits queue long runs rather than running many at once; the default covers the
+    # light events (plots, tables). Past `max_size` waiting requests, a new one is told the
+    # queue is full rather than held in memory.
+    demo.queue(default_concurrency_limit=8, max_size=store.limits.max_queue)
     return demo
 
 
 def launch(**overrides) -> None:
-    """Builds the app and serves it on 127.0.0.1 (0.0.0.0 on Spaces, where SPACE_ID is set)."""
-    store = Store()
-    demo = build_app()
+    """Builds the app and serves it on 127.0.0.1 (0.0.0.0 on Spaces, where SPACE_ID is set).
+    A bad setting (e.g. VLAVAD_MAX_SIDE=big) stops it with one line."""
+    try:
+        store = Store()
+        demo = build_app()
+    except VlavadError as exc:
+        raise SystemExit(f"error: {exc}") from None
     port = int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860)
-    # Per-event limits queue long runs rather than running many at once; the default covers the
-    # light events (plots, tables).
-    demo.queue(default_concurrency_limit=8)
     demo.launch(
         server_name="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1",
         server_port=port,

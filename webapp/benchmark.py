@@ -5,11 +5,17 @@ read confined to the data root, so no request can point the app at an arbitrary 
 link out of it. Runs go to the visitor's workspace, complete or absent; their models can be used
 in every tab. A run occupies one worker of its own queue (concurrency_id "benchmark"), so
 analyses from other users keep running meanwhile.
+
+A benchmark takes every core for minutes, so on a public host (a Hugging Face Space, or
+`VLAVAD_PUBLIC=1`) only the operator runs one: with the key they set in `VLAVAD_OPERATOR_KEY`,
+and nobody at all while it is unset (`BenchmarkAccess`).
 """
 
 from __future__ import annotations
 
+import hmac
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -29,6 +35,50 @@ from .store import AppError, Store, Workspace
 
 RUN_COLUMNS = ["run", "dataset", "preset", "micro AUC", "macro AUC", "time (s)", "backends"]
 REPO = Path(__file__).resolve().parent.parent
+MIN_OPERATOR_KEY = 16  # characters: a shorter key could be guessed through the API
+
+
+def is_public_host() -> bool:
+    """A Hugging Face Space (which sets SPACE_ID), or a server whose operator says it is public."""
+    return bool(os.environ.get("SPACE_ID")) or os.environ.get("VLAVAD_PUBLIC", "").strip().lower() in ("1", "true", "yes")
+
+
+@dataclass(frozen=True)
+class BenchmarkAccess:
+    """Who may start a benchmark: anyone when the app runs locally; on a public host whoever
+    gives the operator's key, and nobody while the operator has set none."""
+
+    public: bool
+    operator_key: str = ""
+
+    @classmethod
+    def from_env(cls) -> BenchmarkAccess:
+        key = os.environ.get("VLAVAD_OPERATOR_KEY", "")
+        if key and len(key) < MIN_OPERATOR_KEY:
+            raise AppError(f"VLAVAD_OPERATOR_KEY must be at least {MIN_OPERATOR_KEY} characters, not {len(key)}")
+        return cls(is_public_host(), key)
+
+    @property
+    def needs_key(self) -> bool:
+        return self.public and bool(self.operator_key)
+
+    def check(self, given: object = None) -> None:
+        """Raises AppError unless this request may run a benchmark."""
+        if not self.public:
+            return
+        if not self.operator_key:
+            raise AppError("Benchmarks are off on this public server; its operator turns them on with VLAVAD_OPERATOR_KEY.")
+        if not isinstance(given, str) or not hmac.compare_digest(given.encode(), self.operator_key.encode()):
+            raise AppError("Benchmarks on this public server need the operator's key.")
+
+    def note(self) -> str:
+        """Why the tab asks for a key, or is off; empty when it runs locally."""
+        if not self.public:
+            return ""
+        why = "a benchmark takes every core of this public server for minutes"
+        if self.needs_key:
+            return f"**Operator only:** {why}, so running one needs the operator's key."
+        return f"**Benchmarks are off here:** {why}. Its operator turns them on by setting `VLAVAD_OPERATOR_KEY`."
 
 
 def default_data_root() -> Path:
@@ -123,6 +173,9 @@ def runs_table(workspace: Workspace) -> pd.DataFrame:
 
 
 def build_tab(store: Store, session: gr.State, data_root: Path, gpu=lambda fn: fn):
+    access = BenchmarkAccess.from_env()
+    if access.public:
+        gr.Markdown(access.note(), elem_id="benchmark-access")
     names = dataset_names(data_root)
     gr.Markdown("Benchmark datasets found on this server" + ("." if names else ": **none found**; an operator sets `VLAVAD_DATA_ROOT`."))
     with gr.Row():
@@ -135,7 +188,8 @@ def build_tab(store: Store, session: gr.State, data_root: Path, gpu=lambda fn: f
         describer = gr.Dropdown(choices=backend_choices("describe"), value="motion", label="Describer")
         encoder = gr.Dropdown(choices=backend_choices("embed"), value="hashing", label="Text encoder")
     gr.Markdown(availability_note())
-    run_btn = gr.Button("Run benchmark", variant="primary")
+    key_box = gr.Textbox(label="Operator key", type="password") if access.needs_key else None
+    run_btn = gr.Button("Run benchmark", variant="primary", interactive=not access.public or access.needs_key)
     summary = gr.Markdown()
     with gr.Row():
         roc = gr.Plot(label="ROC")
@@ -167,9 +221,26 @@ def build_tab(store: Store, session: gr.State, data_root: Path, gpu=lambda fn: f
             state,
         )
 
+    inputs, handler = [dataset, preset_box, detector, describer, encoder, epochs, session], gpu(run)
+    # On a public host the key is checked before anything else (a GPU included), whatever an API call sends.
+    if access.needs_key:
+        inputs.append(key_box)
+        run_on_gpu = handler
+
+        @user_errors
+        def handler(name, preset_name, det, desc, enc, n_epochs, state, key, progress=gr.Progress(track_tqdm=True)):
+            access.check(key)
+            return run_on_gpu(name, preset_name, det, desc, enc, n_epochs, state, progress)
+
+    elif access.public:
+
+        @user_errors
+        def handler(name, preset_name, det, desc, enc, n_epochs, state, progress=gr.Progress(track_tqdm=True)):
+            access.check()
+
     run_event = run_btn.click(
-        gpu(run),
-        [dataset, preset_box, detector, describer, encoder, epochs, session],
+        handler,
+        inputs,
         [summary, roc, per_video, curves, runs, session],
         concurrency_limit=1,
         concurrency_id="benchmark",

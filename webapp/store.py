@@ -23,6 +23,7 @@ what the app itself wrote: folders that carry its markers, in the places it writ
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import secrets
@@ -32,9 +33,11 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import ClassVar
 
 from vlavad.errors import VlavadError
 from vlavad.fileio import atomic_write_bytes, atomic_write_json, staged_folder, written_by_vlavad
+from vlavad.limits import VideoLimits
 from vlavad.model import FittedModel
 from vlavad.prompts import Prompt, default_pool, load_pool, pool_to_json
 from vlavad.schema import Schema, read_json_file, validate
@@ -58,14 +61,60 @@ def _env_float(name: str, default: float) -> float:
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may ask for; an operator can change each with an environment variable."""
+    """What one request may ask for; an operator can change each with an environment variable.
+
+    A video's limits (`video`) are checked from its header before any work and again while it
+    decodes (`vlavad.limits`): its size, its rate, its length, and its frame count, which bounds
+    the work whatever the rate (18,000 frames: 10 minutes at 30 fps, 5 at 60).
+    """
 
     max_upload_mb: float = field(default_factory=lambda: _env_float("VLAVAD_MAX_UPLOAD_MB", 200))
     max_duration_s: float = field(default_factory=lambda: _env_float("VLAVAD_MAX_DURATION_S", 600))
+    min_side: int = field(default_factory=lambda: _env_float("VLAVAD_MIN_SIDE", 32))
+    max_side: int = field(default_factory=lambda: _env_float("VLAVAD_MAX_SIDE", 4096))
+    max_megapixels: float = field(default_factory=lambda: _env_float("VLAVAD_MAX_MEGAPIXELS", 9))  # 4096x2160, the widest 4K
+    max_aspect: float = field(default_factory=lambda: _env_float("VLAVAD_MAX_ASPECT", 8))
+    max_fps: float = field(default_factory=lambda: _env_float("VLAVAD_MAX_FPS", 120))
+    max_frames: int = field(default_factory=lambda: _env_float("VLAVAD_MAX_FRAMES", 18_000))
+    max_queue: int = field(default_factory=lambda: _env_float("VLAVAD_QUEUE_SIZE", 64))  # requests waiting; more get "queue full"
     max_intervals: int = 500  # annotated intervals per video
     max_import_kb: float = 512  # an annotations file to import
     keep_hours: float = field(default_factory=lambda: _env_float("VLAVAD_KEEP_HOURS", 24))
     keep_gb: float = field(default_factory=lambda: _env_float("VLAVAD_KEEP_GB", 2))
+
+    _ENV: ClassVar[dict[str, str]] = {
+        "max_duration_s": "VLAVAD_MAX_DURATION_S",
+        "min_side": "VLAVAD_MIN_SIDE",
+        "max_side": "VLAVAD_MAX_SIDE",
+        "max_megapixels": "VLAVAD_MAX_MEGAPIXELS",
+        "max_aspect": "VLAVAD_MAX_ASPECT",
+        "max_fps": "VLAVAD_MAX_FPS",
+        "max_frames": "VLAVAD_MAX_FRAMES",
+        "max_queue": "VLAVAD_QUEUE_SIZE",
+    }
+    _WHOLE: ClassVar[tuple[str, ...]] = ("min_side", "max_side", "max_frames", "max_queue")
+
+    def __post_init__(self) -> None:
+        """Refuses an operator's setting that bounds nothing (0, negative, nan, inf) in one line."""
+        for name, env in self._ENV.items():
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise AppError(f"{env} must be a positive number, not {value!r}")
+            if name in self._WHOLE:
+                if value != int(value):
+                    raise AppError(f"{env} must be a whole number, not {value!r}")
+                object.__setattr__(self, name, int(value))
+        if self.min_side > self.max_side:
+            raise AppError(f"VLAVAD_MIN_SIDE ({self.min_side}) is above VLAVAD_MAX_SIDE ({self.max_side})")
+        if self.max_aspect < 1:
+            raise AppError(f"VLAVAD_MAX_ASPECT must be at least 1 (a square frame), not {self.max_aspect!r}")
+
+    @property
+    def video(self) -> VideoLimits:
+        """What every video a visitor sends, and every pass over it, must keep within."""
+        return VideoLimits(
+            self.min_side, self.max_side, self.max_megapixels, self.max_aspect, self.max_fps, self.max_frames, self.max_duration_s, "the app"
+        )
 
 
 def check_name(name: str, what: str) -> str:

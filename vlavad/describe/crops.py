@@ -38,7 +38,7 @@ def iter_crops(info: VideoInfo, asked: pd.DataFrame, margin: float, min_side: in
     windows = crop_box(asked[["x1", "y1", "x2", "y2"]].to_numpy(), info.width, info.height, margin, min_side)
     positions_by_frame = pd.Series(np.arange(len(asked))).groupby(asked["frame"].to_numpy()).agg(list).to_dict()
     last_frame = max(positions_by_frame, default=-1)
-    for frame_index, frame in iter_frames(info.path, fps_hint=info.fps):
+    for frame_index, frame in iter_frames(info.path, fps_hint=info.fps, limits=info.limits):
         for position in positions_by_frame.get(frame_index, ()):
             x1, y1, x2, y2 = windows[position]
             yield position, np.ascontiguousarray(frame[y1:y2, x1:x2, ::-1])
