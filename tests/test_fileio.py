@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 
 import pytest
@@ -155,3 +156,32 @@ def test_a_deeply_nested_marker_file_is_not_vlavads(tmp_path):
     assert not written_by_vlavad(folder, "model")
     with pytest.raises(OutputError, match="not a vlavad model"):
         check_output_folder(folder, "model")
+
+
+def test_a_file_is_never_written_into_a_folder_that_was_deleted(tmp_path):
+    """A folder deleted while it is filled (a cleaner took it) makes the next write fail: re-made
+    with part of its files, it would pass for complete."""
+    from vlavad.fileio import atomic_write_json
+
+    folder = tmp_path / "result"
+    folder.mkdir()
+    shutil.rmtree(folder)
+    with pytest.raises(FileNotFoundError):
+        atomic_write_json(folder / "app.json", {"id": 1})
+    assert not folder.exists()
+
+
+def test_a_folder_being_built_is_locked_until_it_is_in_place(tmp_path):
+    from vlavad.fileio import is_staging, remove_if_abandoned
+
+    with staged_folder(tmp_path / "model", "model") as staging:
+        assert is_staging(staging.name)
+        assert not remove_if_abandoned(staging) and staging.is_dir()  # its writer is alive
+        model_folder(staging)
+        # A model saved inside another folder being built (the app's result) locks nothing twice.
+        with staged_folder(staging / "inner", "model") as inner:
+            model_folder(inner)
+    assert written_by_vlavad(tmp_path / "model", "model") and written_by_vlavad(tmp_path / "model" / "inner", "model")
+    abandoned = tmp_path / ".model.0123456789ab.part"  # as a killed writer leaves it
+    abandoned.mkdir()
+    assert remove_if_abandoned(abandoned) and not abandoned.exists()

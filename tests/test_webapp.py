@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -27,13 +28,12 @@ from vlavad.config import preset
 from vlavad.limits import VideoLimits
 from vlavad.pipeline import Pipeline
 from vlavad.synthetic import make_dataset, render_scene
-from vlavad.video import content_key
 from webapp import build_app, launch
 from webapp.analyse import NORMAL_MODEL, analyse_video
 from webapp.annotate import MAX_INTERVALS, add_normal_feedback, clean_annotations
 from webapp.benchmark import BenchmarkAccess, benchmark_dataset, resolve_dataset, runs_table
 from webapp.prompt_pool import table_pool
-from webapp.store import AppError, Limits, ModelMeta, Store
+from webapp.store import AppError, Limits, ModelMeta, Store, clip_name, link_or_copy
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = dict(frames=60, width=320, height=240, fps=10.0)
@@ -86,9 +86,12 @@ def stop_app(proc: subprocess.Popen) -> None:
 
 def save_tiny_model(store: Store, key: str, name: str, normal_clip: Path) -> str:
     """A model fitted with small settings, saved in the workspace of the visitor with `key`."""
-    clip = store.keep_clip(normal_clip, content_key(normal_clip))
-    model = Pipeline(preset("custom").updated(**{"temporal.epochs": 2}), cache_dir=store.cache, show_progress=False).fit([store.clip_path(clip)])
-    return store.workspace(key).save_model(model, name, ModelMeta(normal_clips=[clip]))
+    clip = clip_name(normal_clip)
+    model = Pipeline(preset("custom").updated(**{"temporal.epochs": 2}), cache_dir=store.cache, show_progress=False).fit([normal_clip])
+    folder = normal_clip.parent / "kept"  # where an analysis keeps its copies: named by content
+    folder.mkdir(exist_ok=True)
+    link_or_copy(normal_clip, folder / clip)
+    return store.workspace(key).save_model(model, name, ModelMeta(normal_clips=[clip]), clips_from=folder)
 
 
 # --- bad input ---------------------------------------------------------------------------------
@@ -110,7 +113,7 @@ def test_non_video_upload_is_a_visible_error(store, workspace, tmp_path):
     with pytest.raises(gr.Error) as error:
         analyse_video(store, workspace, fake)
     assert str(tmp_path) not in str(error.value)  # no server path in what the user reads
-    assert workspace.result_ids() == [] and not list((workspace.root / "results").iterdir())  # nothing left behind
+    assert workspace.result_ids() == [] and not workspace.root.exists()  # nothing left behind, not even a folder
 
 
 def test_oversized_upload_is_refused(tmp_path):
@@ -135,7 +138,7 @@ def test_bad_choices_are_refused_before_any_work(store, workspace, tmp_path):
     ]:
         with pytest.raises(gr.Error, match=message):
             analyse_video(store, workspace, clip, **kwargs)
-    assert not list((workspace.root / "results").iterdir())
+    assert not workspace.root.exists()
 
 
 def test_empty_and_zero_frame_videos_are_refused(store, workspace, tmp_path):
@@ -188,7 +191,7 @@ def test_crafted_uploads_are_refused_from_their_header_in_one_line(store, worksp
         analyse_video(store, workspace, clip)
     assert time.perf_counter() - start < 1
     assert error.value.message == refusal
-    assert not list((workspace.root / "results").iterdir())
+    assert not workspace.root.exists()  # refused before any folder was made
 
 
 def test_the_apps_video_limits_are_operator_settings(monkeypatch, tmp_path):
@@ -319,7 +322,7 @@ def test_benchmark_refuses_path_tricks_and_a_killed_run_is_not_listed(store, wor
     monkeypatch.setattr("vlavad.bench.save_roc_png", killed)
     with pytest.raises(KeyboardInterrupt):
         benchmark_dataset(store, workspace, root, "tiny", "custom", "blobs", "motion", "hashing", 1)
-    assert runs_table(workspace).empty and not list((workspace.root / "runs").iterdir())
+    assert runs_table(workspace).empty and not any((workspace.root / "runs").iterdir())
 
 
 def test_normal_feedback_saves_a_new_model_version(store, workspace, tmp_path):
@@ -351,16 +354,24 @@ def test_two_saves_racing_for_one_name_both_succeed(store, workspace, tmp_path):
     assert sorted(names) == sorted(["race", *[f"race-v{i}" for i in range(2, 9)]])
 
 
-def test_retention_prunes_old_results_oldest_first_and_never_saved_models(tmp_path):
-    store = Store(tmp_path / "app", limits=Limits(keep_hours=24, keep_gb=0.0000005))  # 500 bytes
+def du(path: Path) -> int:
+    """Bytes under `path` as `du -sb` counts them (folders too, hard links once): what the budget bounds."""
+    return int(subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True, check=True).stdout.split()[0])
+
+
+def test_retention_prunes_old_results_oldest_first_and_never_what_it_did_not_write(tmp_path):
+    store = Store(tmp_path / "app", limits=Limits(keep_hours=24))
     workspace = store.workspace(store.new_visitor_key())
     for i in range(3):
         with workspace.result_staging(f"r{i}") as folder:
-            (folder / "result.json").write_text(json.dumps({"format": "vlavad-result/1"}) + " " * 300)
+            (folder / "result.json").write_text(json.dumps({"format": "vlavad-result/1"}) + " " * 300_000)
         os.utime(workspace.result_dir(f"r{i}"), (time.time() - (3 - i) * 3600,) * 2)
     (workspace.root / "results" / "notes.txt").write_text("not ours")
+    # A budget over the whole folder with room for one result of the three.
+    store.limits = Limits(keep_hours=24, keep_gb=(du(store.root) - 450_000) / 1e9)
     removed = store.prune()
     assert workspace.result_ids() == ["r2"] and removed["results"] == 2
+    assert du(store.root) <= store.limits.keep_gb * 1e9
     assert (workspace.root / "results" / "notes.txt").exists()  # never delete what the app did not write
     os.utime(workspace.result_dir("r2"), (time.time() - 30 * 3600,) * 2)
     store.prune()
@@ -455,7 +466,7 @@ def test_a_second_visitor_cannot_reach_the_first_visitors_work(served):
         mallory.predict(result_id, api_name="/open_result")
     app_dir = base / "app"
     upload = next(app_dir.glob(f"workspaces/*/results/{result_id}/input.mp4"))
-    for path in (upload, next(app_dir.glob("workspaces/*/models/alice-model/model.json")), app_dir / "secret"):
+    for path in (upload, next(app_dir.glob("workspaces/*/models/alice-model/model.json")), app_dir / "browser-state-secret"):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{url}gradio_api/file={path}")
         assert refused.value.code == 403
@@ -504,3 +515,27 @@ def test_an_event_inside_the_declared_normal_segment_is_flagged_for_a_check():
     inside = summary(4.0)
     assert "Check the normal segment" in inside and "event 1 (4.0–6.0 s)" in inside and "ends before 4.0 s" in inside
     assert "Check the normal segment" not in summary(6.0)
+
+
+def test_keyless_api_calls_make_no_folders_and_uploads_stay_in_the_app_folder(served):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError as ClientError
+
+    url, _, _, base = served
+    app_dir = base / "app"
+    notes = base / "my-notes.json"
+    notes.write_text(json.dumps({"intervals": [[1, 2]]}))
+    before = sorted(os.listdir(app_dir / "workspaces"))
+    keys = []
+    for _ in range(3):
+        client = _client(url)  # a new session: no key
+        for stored in (None, ["x"] * 40):  # a new browser, a forged stored key: each gets a fresh key
+            keys.append(client.predict(stored, api_name="/on_load")[0])
+        assert client.predict("motion (bundled)", api_name="/load")["data"]  # what made a folder per call
+        client.predict(api_name="/refresh_all")
+        with pytest.raises(ClientError, match="Open an analysed video first"):
+            client.predict(handle_file(str(notes)), api_name="/import_annotations")
+    assert sorted(os.listdir(app_dir / "workspaces")) == before
+    assert len(set(keys)) == 6 and all(isinstance(k, str) and re.fullmatch(r"[A-Za-z0-9_-]{43}", k) for k in keys)
+    # Gradio kept the upload in the app's folder, where the budget counts it and pruning reaches it.
+    assert [p.read_text() for p in (app_dir / "gradio").glob("*/my-notes.json")] == [notes.read_text()]

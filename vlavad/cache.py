@@ -124,7 +124,9 @@ class StageCache:
             arrays[f"c{i}"] = values.astype(str) if values.dtype == object else values
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        atomic_write_bytes(self._path(stage, key), buffer.getvalue())
+        path = self._path(stage, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, buffer.getvalue())
 
     def summary(self) -> str:
         stages = sorted(set(self.hits) | set(self.misses))

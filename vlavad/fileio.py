@@ -7,6 +7,11 @@
 - An existing target is replaced only if vlavad wrote it: each such folder carries a marker
   file (`model.json`, `results.json`, `result.json`) whose `format` names what it is. Anything
   else, a user's thesis folder or a file, is refused with one line and left untouched.
+- A folder being built is locked (`flock`) by its writer until it is in place, so that a cleaner
+  (the web app's pruning) can tell a live build from one whose process died, whatever its age
+  (`remove_if_abandoned`); the kernel releases the lock when the process dies.
+- A file is written only into a folder that exists: a folder deleted while it is being filled
+  makes the next write fail, rather than be re-created with part of its files.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -27,6 +33,9 @@ from pathlib import Path
 from .errors import OutputError
 from .schema import MAX_JSON_BYTES, MAX_JSON_DEPTH, json_depth
 
+_STAGING = re.compile(r"^\..+\.[0-9a-f]{12}\.part$")
+_HELD: set[tuple[int, int]] = set()  # (device, inode) of the staging folders this process holds locked
+
 # What each kind of folder holds as its marker, and the formats that marker may name.
 MARKERS = {
     "model": ("model.json", {"vlavad-model/1"}),
@@ -36,8 +45,9 @@ MARKERS = {
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Writes `path` in one rename. Its folder must exist (FileNotFoundError otherwise): callers
+    create the folders they mean to create."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -124,10 +134,9 @@ def staged_folder(target: str | Path, kind: str, *, replace: bool = True) -> Ite
     FileExistsError, so that callers choosing a free name can try the next one.
     """
     target = Path(target)
-    staging = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.part")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging.mkdir()
+        staging, lock = _locked_staging(target)
     except OSError as exc:
         raise OutputError(f"Cannot create {target}: {exc.strerror} ({exc.filename}).") from None
     try:
@@ -138,6 +147,53 @@ def staged_folder(target: str | Path, kind: str, *, replace: bool = True) -> Ite
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        _release(lock)  # the folder is in place, or gone
+
+
+def is_staging(name: str) -> bool:
+    """True for the name of a folder `staged_folder` builds (`.<target>.<12 hex>.part`)."""
+    return _STAGING.match(name) is not None
+
+
+def remove_if_abandoned(staging: str | Path) -> bool:
+    """Deletes a staging folder whose writer is gone (its lock is free: the process finished or
+    died); a live one is left alone, however old. True when it was deleted."""
+    try:
+        fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False  # put in place or deleted meanwhile
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # its writer is alive
+        # Held while deleting: a writer that has just created this folder and waits for its lock
+        # finds it deleted and starts another (`_locked_staging`).
+        shutil.rmtree(staging, ignore_errors=True)
+        return not os.path.lexists(staging)
+    finally:
+        os.close(fd)
+
+
+def _locked_staging(target: Path) -> tuple[Path, int]:
+    """A new staging folder beside `target` and the descriptor holding its lock."""
+    while True:
+        staging = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.part")
+        staging.mkdir()
+        fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        info = os.fstat(fd)
+        if info.st_nlink > 0:
+            _HELD.add((info.st_dev, info.st_ino))
+            return staging, fd
+        os.close(fd)  # a cleaner deleted it between mkdir and lock: never fill a deleted folder
+
+
+def _release(fd: int) -> None:
+    info = os.fstat(fd)
+    _HELD.discard((info.st_dev, info.st_ino))
+    os.close(fd)  # closing releases the lock
 
 
 def _put_in_place(staging: Path, target: Path, kind: str, replace: bool) -> None:
@@ -160,7 +216,13 @@ def _put_in_place(staging: Path, target: Path, kind: str, replace: bool) -> None
 @contextlib.contextmanager
 def _lock(target: Path) -> Iterator[None]:
     """An exclusive lock on `target`'s parent folder, across threads and processes (a lock on the
-    folder itself leaves no lock file behind in the user's folder)."""
+    folder itself leaves no lock file behind in the user's folder). A parent that is a staging
+    folder this process holds (a model saved inside a result being built) is locked already,
+    and only its builder writes there."""
+    info = os.stat(target.parent)
+    if (info.st_dev, info.st_ino) in _HELD:
+        yield
+        return
     fd = os.open(target.parent, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

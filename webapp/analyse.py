@@ -26,7 +26,7 @@ from vlavad.video import VideoInfo, content_key, probe, read_header, write_clip
 
 from . import plots
 from .common import EXAMPLE_VIDEO, TabHooks, choices_update, download_stem, events_table, result_meta, user_errors, workspace_of
-from .store import BUNDLED_POOL, AppError, ModelMeta, Store, Workspace, check_name, now_iso
+from .store import BUNDLED_POOL, AppError, ModelMeta, Store, Workspace, check_name, clip_name, link_or_copy, now_iso
 
 NORMAL_SEGMENT = "First seconds of this video"
 NORMAL_CLIPS = "Uploaded normal clips"
@@ -96,6 +96,8 @@ def analyse_video(
         raise AppError(f"Upload between 1 and {MAX_NORMAL_CLIPS} normal clips.")
     if normal_mode == NORMAL_MODEL and not model_name:
         raise AppError("Choose a saved model, or pick another way to say what is normal.")
+    if normal_mode == NORMAL_MODEL:
+        workspace.model_path(model_name)  # one that exists, before any folder is made
     pool = workspace.load_pool(pool_name)
     source = Path(video)
     info = check_upload(source, store)
@@ -120,24 +122,24 @@ def analyse_video(
             model = workspace.load_model(model_name)
             meta.update(model={"kind": "saved", "name": model_name}, model_label=f"saved model {model_name!r}")
         else:
+            # The normal clips stay in this result (normal/): they are kept in clips/ only if a
+            # model fitted on them is saved, and go with the result otherwise.
+            normal = folder / "normal"
+            normal.mkdir()
             if normal_mode == NORMAL_SEGMENT:
                 seconds = float(normal_seconds)
                 clips = [write_clip(local, folder / "normal-segment.mp4", frames=int(round(seconds * info.fps)), limits=info.limits)]
                 label = f"fitted on the first {seconds:g} s of this video"
             else:
                 label = f"fitted on {len(clips)} uploaded normal clip(s)"
-            kept = [store.keep_clip(c, content_key(c)) for c in clips]
+            kept = [clip_name(c) for c in clips]
+            for clip, name in zip(clips, kept):
+                link_or_copy(clip, normal / name)
             settings = preset("custom").updated(**{"temporal.epochs": int(epochs)})
-            model = Pipeline(settings, cache_dir=store.cache, limits=info.limits).fit([store.clip_path(k) for k in kept], pool)
+            model = Pipeline(settings, cache_dir=store.cache, limits=info.limits).fit([normal / name for name in kept], pool)
             model_meta = ModelMeta(normal_clips=kept, created=now_iso(), pool=pool_name or "", source=f"analysis of {source.stem}")
             model.save(folder / "model", extra={"app.json": model_meta.model_dump()})
-            if save_as:
-                saved = workspace.save_model(model, save_as, model_meta)
-                label += f", saved as model {saved!r}"
-                meta["model"] = {"kind": "saved", "name": saved}
-            else:
-                meta["model"] = {"kind": "result"}
-            meta["model_label"] = label
+            meta.update(model={"kind": "result"}, model_label=label)
 
         result = Pipeline(model.settings, cache_dir=store.cache, limits=info.limits).score(model, local, name=source.stem)
         write_result_files(result, folder)
@@ -145,6 +147,10 @@ def analyse_video(
         normal_until = float(normal_seconds) if normal_mode == NORMAL_SEGMENT else None
         meta["normal_until_s"] = normal_until
         cards = event_cards(result, local, normal_until)
+        if save_as and normal_mode != NORMAL_MODEL:
+            # Saved once the long and fallible work is done: a run that fails saves nothing.
+            saved = workspace.save_model(model, save_as, model_meta, clips_from=normal)
+            meta.update(model={"kind": "saved", "name": saved}, model_label=f"{meta['model_label']}, saved as model {saved!r}")
         write_report(result, folder / "report.html", meta["model_label"], cards)
         stem = download_stem(source.stem)
         downloads = store.publish(

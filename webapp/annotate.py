@@ -98,7 +98,8 @@ def add_normal_feedback(store: Store, workspace: Workspace, result_id: str, fram
         raise AppError("No described object in the frames marked as normal.")
     model.add_normal_answers(chosen)
     model.training = {**model.training, "feedback": [*model.training.get("feedback", []), {"video": meta["name"], "answers": int(len(chosen))}]}
-    return workspace.save_model(model, base, parent.model_copy(update={"created": now_iso(), "source": f"feedback on {base}"}), new_version=True)
+    record = parent.model_copy(update={"created": now_iso(), "source": f"feedback on {base}"})
+    return workspace.save_model(model, base, record, new_version=True, clips_from=folder / "normal")  # a result's model: its own clips
 
 
 def build_tab(store: Store, session: gr.State, analysed):

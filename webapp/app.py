@@ -60,17 +60,22 @@ except ImportError:
         return fn
 
 
-def build_app(app_dir: str | Path | None = None, data_root: str | Path | None = None) -> gr.Blocks:
-    store = Store(app_dir)
+def build_app(app_dir: str | Path | None = None, data_root: str | Path | None = None, *, store: Store | None = None) -> gr.Blocks:
+    """The app over the folder `app_dir` (or `store`); `launch` serves it and starts its pruning."""
+    store = store or Store(app_dir)
     root = Path(data_root).resolve() if data_root else default_data_root()
-    store.prune()
-    # Gradio's own copies of uploads and downloads are deleted hourly once a day old.
-    with gr.Blocks(title="VLAVAD: explainable video anomaly detection", delete_cache=(3600, 86400)) as demo:
+    # Gradio keeps every upload, and a copy of every file a handler returns, in GRADIO_TEMP_DIR:
+    # inside the app folder they count in its budget and are pruned with the rest. Gradio reads
+    # it as each component is made and as the server starts, so it is set before both.
+    os.environ["GRADIO_TEMP_DIR"] = str(store.uploads)
+    with gr.Blocks(title="VLAVAD: explainable video anomaly detection") as demo:
         gr.Markdown("# VLAVAD · explainable video anomaly detection\nEvery alarm comes with the object captions that caused it.")
         gr.Markdown(f"**Running:** {settings_line(Settings())}", elem_id="banner")
-        # The visitor's key to their workspace, kept (encrypted) in their browser; the session
-        # state holds it for the handlers, with this session's result ids.
-        visitor = gr.BrowserState(None, storage_key="vlavad-visitor", secret=store.secret())
+        # The visitor's key to their workspace, kept in their browser. BrowserState encrypts it
+        # there with a secret that Gradio publishes in /config: what keeps workspaces apart is
+        # the key itself, which only that browser holds. The session state holds it for the
+        # handlers, with this session's result ids.
+        visitor = gr.BrowserState(None, storage_key="vlavad-visitor", secret=store.browser_state_secret())
         session = gr.State({})
         with gr.Tabs():
             with gr.Tab("Analyse", id="analyse"):
@@ -90,9 +95,13 @@ def build_app(app_dir: str | Path | None = None, data_root: str | Path | None = 
             return [update for hook in hooks for update in hook.refresh(state)]
 
         def on_load(key, state):
-            """Gives a new visitor a key, then fills every list."""
-            state = {**(state or {}), "key": key or store.new_visitor_key()}
-            return [state["key"], state, *refresh_all(state)]
+            """Gives a new visitor a key, then fills every list. A stored value that is not a key
+            this app makes (a damaged or forged one) is replaced, as for a new visitor: the page
+            works, and no folder is made until the visitor saves something."""
+            if not Store.is_visitor_key(key):
+                key = store.new_visitor_key()
+            state = {**(state if isinstance(state, dict) else {}), "key": key}
+            return [key, state, *refresh_all(state)]
 
         demo.load(on_load, [visitor, session], [visitor, session, *lists])
         for event in (e for hook in hooks for e in hook.saves):
@@ -109,9 +118,10 @@ def launch(**overrides) -> None:
     A bad setting (e.g. VLAVAD_MAX_SIDE=big) stops it with one line."""
     try:
         store = Store()
-        demo = build_app()
+        demo = build_app(store=store)
     except VlavadError as exc:
         raise SystemExit(f"error: {exc}") from None
+    store.start_pruning()  # at once (in the background: a first prune after an upgrade may take seconds), then on a timer
     port = int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860)
     demo.launch(
         server_name="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1",
@@ -119,8 +129,8 @@ def launch(**overrides) -> None:
         theme=gr.themes.Soft(),
         css=CSS,
         js=PLOT_CLICK_JS,
-        # Only the outbox, where each download is copied under a random folder name, is served;
-        # never the app's state.
+        # Only the outbox, where each download is copied under a random folder name, is served
+        # (with Gradio's own folder of uploads); never the app's state.
         allowed_paths=[str(store.outbox)],
         max_file_size=f"{int(store.limits.max_upload_mb)}mb",
         show_error=True,

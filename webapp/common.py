@@ -44,8 +44,8 @@ def user_errors(fn):
 def workspace_of(store: Store, session: dict | None) -> tuple[Workspace, dict]:
     """The visitor's workspace and their (possibly updated) session state. A browser gets its key
     when the page loads; an API client that never loaded the page gets one on its first call,
-    kept in its session."""
-    session = dict(session or {})
+    kept in its session. Either way no folder exists until the visitor saves something."""
+    session = dict(session) if isinstance(session, dict) else {}
     if not session.get("key"):
         session["key"] = store.new_visitor_key()
     return store.workspace(session["key"]), session

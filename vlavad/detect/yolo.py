@@ -216,6 +216,7 @@ def import_weights(source: str | Path, name: str | None = None) -> Path:
     }
     checked = validate(ImportedYolo, record, f"{source.name}'s architecture", ConfigError)
     folder = yolo_dir()
+    folder.mkdir(parents=True, exist_ok=True)
     # Written, then loaded back as a detector would load them: an import that cannot be used fails
     # here, not at the first video. The record last: it is what makes the weights count.
     atomic_write_bytes(folder / f"{name}.safetensors", data)
