@@ -5,6 +5,7 @@ the limit. The clips are crafted with ffmpeg, as an attacker would make them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -20,14 +21,11 @@ from vlavad import video as video_module
 from vlavad.cli import main
 from vlavad.config import preset
 from vlavad.errors import ConfigError
-from vlavad.limits import LIBRARY_LIMITS, VideoLimitError, VideoLimits, duration_text
+from vlavad.limits import APP_LIMITS, LIBRARY_LIMITS, VideoLimitError, VideoLimits, duration_text, from_environment
 from vlavad.pipeline import Pipeline
 from vlavad.video import iter_frames, iter_working_frames, probe, read_frame, read_header, write_clip
 
-# The web app's defaults (webapp.store.Limits), spelled out so that no environment changes them.
-APP = VideoLimits(
-    min_side=32, max_side=4096, max_megapixels=9, max_aspect=8, max_fps=120, max_frames=18_000, max_duration_s=600, accepted_by="the app"
-)
+APP = APP_LIMITS  # the web app's defaults (no environment applied)
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -306,6 +304,30 @@ def test_the_command_line_refuses_in_one_line(tmp_path, capsys):
     thin = lavfi_clip(tmp_path / "thin.mp4", "2x2000", 10, 4)
     assert main(["fit", str(thin), "--out", str(tmp_path / "model"), "--no-cache", "-q"]) == 2
     assert capsys.readouterr().err.strip() == f"error: {thin} is 2x2000 pixels; vlavad accepts 8–16384 px a side and an aspect ratio up to 32:1"
+
+
+def test_the_command_line_takes_the_operators_limits_from_the_environment(tmp_path, capsys, monkeypatch):
+    # The same variables as the app's, over the library's own defaults: a 1000-fps clip is beyond
+    # what a phone records, and an operator who has such files says so.
+    fast = lavfi_clip(tmp_path / "fast.mp4", "64x48", 1000, 1)
+    assert main(["fit", str(fast), "--out", str(tmp_path / "model"), "--no-cache", "-q"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {fast} plays at 1000 frames/s; vlavad accepts at most 240"
+    monkeypatch.setenv("VLAVAD_MAX_FPS", "1000")
+    monkeypatch.setenv("VLAVAD_MAX_FRAMES", "500")
+    assert main(["fit", str(fast), "--out", str(tmp_path / "model"), "--no-cache", "-q"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {fast} has 1,000 frames; vlavad accepts at most 500"
+    monkeypatch.setenv("VLAVAD_MAX_FRAMES", "lots")
+    assert main(["fit", str(fast), "--out", str(tmp_path / "model"), "--no-cache", "-q"]) == 2
+    assert capsys.readouterr().err.strip() == "error: VLAVAD_MAX_FRAMES must be a number, not 'lots'"
+
+
+def test_limits_from_the_environment_keep_their_types_and_refuse_what_bounds_nothing():
+    limits = from_environment(LIBRARY_LIMITS, {"VLAVAD_MAX_SIDE": "2048", "VLAVAD_MAX_DURATION_S": "90.5", "PATH": "/bin"})
+    assert limits == dataclasses.replace(LIBRARY_LIMITS, max_side=2048, max_duration_s=90.5) and isinstance(limits.max_side, int)
+    assert from_environment(APP_LIMITS, {}) == APP_LIMITS and from_environment(APP_LIMITS, {}).accepted_by == "the app"
+    for variable, value in [("VLAVAD_MAX_SIDE", "2048.5"), ("VLAVAD_MAX_FPS", "-1"), ("VLAVAD_MAX_ASPECT", "inf"), ("VLAVAD_MIN_SIDE", "")]:
+        with pytest.raises(ConfigError, match=variable):
+            from_environment(LIBRARY_LIMITS, {variable: value})
 
 
 # --- frame folders: counted and measured from their headers ----------------------------------------

@@ -7,6 +7,7 @@ gradio_client tests, as a real deployment would.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -25,7 +26,8 @@ import pytest
 
 from vlavad import video as video_module
 from vlavad.config import preset
-from vlavad.limits import VideoLimits
+from vlavad.errors import VlavadError
+from vlavad.limits import APP_LIMITS, VideoLimits
 from vlavad.pipeline import Pipeline
 from vlavad.synthetic import make_dataset, render_scene
 from webapp import build_app, launch
@@ -119,7 +121,7 @@ def test_non_video_upload_is_a_visible_error(store, workspace, tmp_path):
 def test_oversized_upload_is_refused(tmp_path):
     clip = tmp_path / "clip.mp4"
     render_scene(clip, **TINY)
-    for limits in (Limits(max_upload_mb=0.001), Limits(max_duration_s=2)):
+    for limits in (Limits(max_upload_mb=0.001), Limits(video=dataclasses.replace(APP_LIMITS, max_duration_s=2))):
         store = Store(tmp_path / "app", limits=limits)
         with pytest.raises(gr.Error, match="limit|accepts at most"):
             analyse_video(store, store.workspace(store.new_visitor_key()), clip)
@@ -201,16 +203,16 @@ def test_the_apps_video_limits_are_operator_settings(monkeypatch, tmp_path):
     assert limits.video == VideoLimits(32, 1000, 0.5, 8, 120, 500, 600, "the app") and limits.max_queue == 5
     for name, value, message in [
         ("VLAVAD_MAX_SIDE", "big", "VLAVAD_MAX_SIDE must be a number, not 'big'"),
-        ("VLAVAD_MAX_FPS", "nan", "VLAVAD_MAX_FPS must be a positive number, not nan"),
-        ("VLAVAD_MAX_FRAMES", "0", "VLAVAD_MAX_FRAMES must be a positive number, not 0.0"),
+        ("VLAVAD_MAX_FPS", "nan", "VLAVAD_MAX_FPS must be a positive number, not 'nan'"),
+        ("VLAVAD_MAX_FRAMES", "0", "VLAVAD_MAX_FRAMES must be a positive number, not '0'"),
         ("VLAVAD_QUEUE_SIZE", "inf", "VLAVAD_QUEUE_SIZE must be a positive number, not inf"),
-        ("VLAVAD_MAX_SIDE", "4096.5", "VLAVAD_MAX_SIDE must be a whole number, not 4096.5"),
-        ("VLAVAD_MIN_SIDE", "2000", "VLAVAD_MIN_SIDE (2000) is above VLAVAD_MAX_SIDE (1000)"),
-        ("VLAVAD_MAX_ASPECT", "0.5", "VLAVAD_MAX_ASPECT must be at least 1 (a square frame), not 0.5"),
+        ("VLAVAD_MAX_SIDE", "4096.5", "VLAVAD_MAX_SIDE must be a whole number, not '4096.5'"),
+        ("VLAVAD_MIN_SIDE", "2000", "Video limit min_side (2000) is above max_side (1000)"),
+        ("VLAVAD_MAX_ASPECT", "0.5", "Video limit max_aspect must be at least 1 (a square), not 0.5"),
     ]:
         with monkeypatch.context() as env:
             env.setenv(name, value)
-            with pytest.raises(AppError) as error:
+            with pytest.raises(VlavadError) as error:
                 Limits()
             assert str(error.value) == message
     # The app does not start with a bad setting: one line, no traceback.

@@ -47,10 +47,13 @@ def _settings(args):
 
 
 def _pipeline(args, settings):
+    from .limits import LIBRARY_LIMITS, from_environment
     from .pipeline import Pipeline
 
     cache = None if args.no_cache else (args.cache or "default")
-    return Pipeline(settings, cache_dir=cache, show_progress=not args.quiet)
+    # The library's generous video limits, or what an operator set (VLAVAD_MAX_FPS=1000 for a
+    # high-speed camera's files): the same variables as the app's.
+    return Pipeline(settings, cache_dir=cache, show_progress=not args.quiet, limits=from_environment(LIBRARY_LIMITS))
 
 
 def _prompts(args):
@@ -150,7 +153,7 @@ def _extras(args, video, result, folder: Path) -> None:
     if args.video:
         from .render import render_video
 
-        render_video(video, folder / "annotated.mp4", result.objects, result.frames, result.threshold, result.info)
+        render_video(video, folder / "annotated.mp4", result.objects, result.frames, result.threshold, result.info, show_progress=not args.quiet)
     if args.report:
         from .report import event_cards, write_report
 

@@ -8,12 +8,17 @@ lie. Each refusal is one line naming the value and the limit.
 
 `LIBRARY_LIMITS`, what the library and the command line accept unless told otherwise, only keep
 a crafted file from exhausting the machine: every real surveillance or phone video passes them.
-The web app sets tighter ones of its own (`webapp.store.Limits`, from environment variables).
+`APP_LIMITS` are the web app's, for strangers' uploads. An operator changes any limit of either
+with an environment variable (`from_environment`, `ENVIRONMENT`): one mechanism for the app and
+the command line, each with defaults of its own.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .errors import ConfigError, VideoError
@@ -32,7 +37,8 @@ class VideoLimits:
     - 64 megapixels a frame: an 8K frame is 33 MP; 64 MP is 192 MB as BGR, which one machine can
       hold a few of.
     - an aspect ratio up to 32:1: panoramas stay under 12:1.
-    - 1000 frames a second: high-speed cameras; phones record at most 240.
+    - 240 frames a second: what phones record at most in slow motion (a high-speed camera's
+      files need `VLAVAD_MAX_FPS`).
     - 10 million frames and 24 hours: a day of video at 25 fps is 2.2 million frames; the frame
       cap is what bounds the work when a frame rate is high.
 
@@ -43,7 +49,7 @@ class VideoLimits:
     max_side: int = 16384
     max_megapixels: float = 64.0
     max_aspect: float = 32.0
-    max_fps: float = 1000.0
+    max_fps: float = 240.0
     max_frames: int = 10_000_000
     max_duration_s: float = 24 * 3600.0
     accepted_by: str = "vlavad"
@@ -116,6 +122,44 @@ class VideoLimits:
 
 
 LIBRARY_LIMITS = VideoLimits()
+# Strangers' uploads: 32–4096 px a side, 9 MP (4096x2160, the widest 4K), 8:1, 120 fps, and
+# 18,000 frames in at most 10 minutes (10 minutes at 30 fps, 5 at 60): the frame count is what
+# bounds the work whatever the rate.
+APP_LIMITS = VideoLimits(32, 4096, 9.0, 8.0, 120.0, 18_000, 600.0, "the app")
+
+ENVIRONMENT = {
+    "min_side": "VLAVAD_MIN_SIDE",
+    "max_side": "VLAVAD_MAX_SIDE",
+    "max_megapixels": "VLAVAD_MAX_MEGAPIXELS",
+    "max_aspect": "VLAVAD_MAX_ASPECT",
+    "max_fps": "VLAVAD_MAX_FPS",
+    "max_frames": "VLAVAD_MAX_FRAMES",
+    "max_duration_s": "VLAVAD_MAX_DURATION_S",
+}
+"""The environment variable that sets each limit, for the app and the command line alike."""
+
+
+def from_environment(defaults: VideoLimits, environ: Mapping[str, str] | None = None) -> VideoLimits:
+    """`defaults`, with each limit an operator set in the environment; a value that bounds
+    nothing (not a number, 0, negative, NaN, infinite, a fraction of a pixel) is one line naming
+    its variable."""
+    environ = os.environ if environ is None else environ
+    changes = {}
+    for name, variable in ENVIRONMENT.items():
+        if variable not in environ:
+            continue
+        try:
+            value = float(environ[variable])
+        except ValueError:
+            raise ConfigError(f"{variable} must be a number, not {environ[variable]!r}") from None
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"{variable} must be a positive number, not {environ[variable]!r}")
+        if isinstance(getattr(defaults, name), int):
+            if value != int(value):
+                raise ConfigError(f"{variable} must be a whole number, not {environ[variable]!r}")
+            value = int(value)
+        changes[name] = value
+    return dataclasses.replace(defaults, **changes)
 
 
 def duration_text(seconds: float) -> str:

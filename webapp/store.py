@@ -57,7 +57,7 @@ from typing import ClassVar
 
 from vlavad.errors import VlavadError
 from vlavad.fileio import atomic_write_bytes, is_staging, remove_if_abandoned, staged_folder, written_by_vlavad
-from vlavad.limits import VideoLimits
+from vlavad.limits import APP_LIMITS, VideoLimits, from_environment
 from vlavad.model import FittedModel
 from vlavad.prompts import Prompt, default_pool, load_pool, pool_to_json
 from vlavad.schema import Schema, read_json_file, validate
@@ -92,19 +92,13 @@ def _env_float(name: str, default: float) -> float:
 class Limits:
     """What one request may ask for; an operator can change each with an environment variable.
 
-    A video's limits (`video`) are checked from its header before any work and again while it
-    decodes (`vlavad.limits`): its size, its rate, its length, and its frame count, which bounds
-    the work whatever the rate (18,000 frames: 10 minutes at 30 fps, 5 at 60).
+    A video's limits (`video`, `vlavad.limits.APP_LIMITS` unless an operator changed them) are
+    checked from its header before any work and again while it decodes: its size, its rate, its
+    length, and its frame count, which bounds the work whatever the rate.
     """
 
+    video: VideoLimits = field(default_factory=lambda: from_environment(APP_LIMITS))
     max_upload_mb: float = field(default_factory=lambda: _env_float("VLAVAD_MAX_UPLOAD_MB", 200))
-    max_duration_s: float = field(default_factory=lambda: _env_float("VLAVAD_MAX_DURATION_S", 600))
-    min_side: int = field(default_factory=lambda: _env_float("VLAVAD_MIN_SIDE", 32))
-    max_side: int = field(default_factory=lambda: _env_float("VLAVAD_MAX_SIDE", 4096))
-    max_megapixels: float = field(default_factory=lambda: _env_float("VLAVAD_MAX_MEGAPIXELS", 9))  # 4096x2160, the widest 4K
-    max_aspect: float = field(default_factory=lambda: _env_float("VLAVAD_MAX_ASPECT", 8))
-    max_fps: float = field(default_factory=lambda: _env_float("VLAVAD_MAX_FPS", 120))
-    max_frames: int = field(default_factory=lambda: _env_float("VLAVAD_MAX_FRAMES", 18_000))
     max_queue: int = field(default_factory=lambda: _env_float("VLAVAD_QUEUE_SIZE", 64))  # requests waiting; more get "queue full"
     max_intervals: int = 500  # annotated intervals per video
     max_import_kb: float = 512  # an annotations file to import
@@ -115,13 +109,7 @@ class Limits:
     prune_every_s: float = field(default_factory=lambda: _env_float("VLAVAD_PRUNE_EVERY_S", 60))
 
     _ENV: ClassVar[dict[str, str]] = {
-        "max_duration_s": "VLAVAD_MAX_DURATION_S",
-        "min_side": "VLAVAD_MIN_SIDE",
-        "max_side": "VLAVAD_MAX_SIDE",
-        "max_megapixels": "VLAVAD_MAX_MEGAPIXELS",
-        "max_aspect": "VLAVAD_MAX_ASPECT",
-        "max_fps": "VLAVAD_MAX_FPS",
-        "max_frames": "VLAVAD_MAX_FRAMES",
+        "max_upload_mb": "VLAVAD_MAX_UPLOAD_MB",
         "max_queue": "VLAVAD_QUEUE_SIZE",
         "keep_hours": "VLAVAD_KEEP_HOURS",
         "keep_gb": "VLAVAD_KEEP_GB",
@@ -129,7 +117,6 @@ class Limits:
         "workspace_mb": "VLAVAD_WORKSPACE_MB",
         "prune_every_s": "VLAVAD_PRUNE_EVERY_S",
     }
-    _WHOLE: ClassVar[tuple[str, ...]] = ("min_side", "max_side", "max_frames", "max_queue")
 
     def __post_init__(self) -> None:
         """Refuses an operator's setting that bounds nothing (0, negative, nan, inf) in one line."""
@@ -137,21 +124,9 @@ class Limits:
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise AppError(f"{env} must be a positive number, not {value!r}")
-            if name in self._WHOLE:
-                if value != int(value):
-                    raise AppError(f"{env} must be a whole number, not {value!r}")
-                object.__setattr__(self, name, int(value))
-        if self.min_side > self.max_side:
-            raise AppError(f"VLAVAD_MIN_SIDE ({self.min_side}) is above VLAVAD_MAX_SIDE ({self.max_side})")
-        if self.max_aspect < 1:
-            raise AppError(f"VLAVAD_MAX_ASPECT must be at least 1 (a square frame), not {self.max_aspect!r}")
-
-    @property
-    def video(self) -> VideoLimits:
-        """What every video a visitor sends, and every pass over it, must keep within."""
-        return VideoLimits(
-            self.min_side, self.max_side, self.max_megapixels, self.max_aspect, self.max_fps, self.max_frames, self.max_duration_s, "the app"
-        )
+        if self.max_queue != int(self.max_queue):
+            raise AppError(f"VLAVAD_QUEUE_SIZE must be a whole number, not {self.max_queue!r}")
+        object.__setattr__(self, "max_queue", int(self.max_queue))
 
 
 def check_name(name: str, what: str) -> str:
