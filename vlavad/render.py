@@ -178,7 +178,9 @@ def _overlap(a, b) -> int:
     return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
-def render_video(video: str | Path, out: str | Path, objects: pd.DataFrame, frames: pd.DataFrame, threshold: float, info: VideoInfo) -> Path:
+def render_video(
+    video: str | Path, out: str | Path, objects: pd.DataFrame, frames: pd.DataFrame, threshold: float, info: VideoInfo, *, show_progress: bool = True
+) -> Path:
     """Writes the annotated video as browser-playable H.264 (yuv420p), atomically, each frame at
     its source time (variable-rate sources included). `video` is read within the limits `info`
     was probed under."""
@@ -186,7 +188,8 @@ def render_video(video: str | Path, out: str | Path, objects: pd.DataFrame, fram
     annotator = FrameAnnotator(objects, frames, threshold, scale=scale)
     with BrowserVideoWriter(out, info.fps, info.width * scale, info.height * scale, timestamps=info.timestamps) as writer:
         frames_read = iter_frames(video, limits=info.limits)
-        for index, frame in tqdm(frames_read, total=len(frames), desc="drawing the annotated video", unit="frame", leave=False):
+        bar = tqdm(frames_read, total=len(frames), desc="drawing the annotated video", unit="frame", leave=False, disable=not show_progress)
+        for index, frame in bar:
             writer.write(annotator.draw(frame, index)[0])
     return Path(out)
 

@@ -77,7 +77,12 @@ def event_cards(result: VideoResult, video: str | Path, normal_until_s: float | 
     seconds), so an event inside that part gets a warning."""
     events = result.events[:MAX_CARDS]
     wanted = {e.peak_frame for e in events} | {c["frame"] for e in events for c in e.causes}
-    frames = {i: f for i, f in iter_frames(video, limits=result.info.limits) if i in wanted} if wanted else {}
+    frames = {}
+    for index, frame in iter_frames(video, limits=result.info.limits) if wanted else ():
+        if index in wanted:
+            frames[index] = frame
+        if index >= max(wanted):  # no need to decode the rest of the video
+            break
     cards = []
     for number, event in enumerate(events, 1):
         peak = frames.get(event.peak_frame)
