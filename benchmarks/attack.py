@@ -143,9 +143,9 @@ def through_cli(attack: str, args: list[str], max_seconds: float, env: dict[str,
     `refuse` False the input is one the CLI should accept (its limits are more generous than the
     app's): it holds when the run ends well."""
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vlavad", *args, "-q"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    # Output goes to a file, not a pipe: a long run's output would fill a pipe read only at the end.
+    err_file = tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen([sys.executable, "-m", "vlavad", *args, "-q"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err_file, text=True)
     peak = 0
     while proc.poll() is None:
         try:
@@ -155,7 +155,9 @@ def through_cli(attack: str, args: list[str], max_seconds: float, env: dict[str,
         if time.perf_counter() - started > (max(60.0, 3 * max_seconds) if refuse else 900.0):
             proc.kill()
         time.sleep(0.02)
-    _, err = proc.communicate()
+    proc.wait()
+    err_file.seek(0)
+    err = err_file.read()
     seconds = time.perf_counter() - started
     lines = [line for line in err.splitlines() if line.strip()]
     traceback = any(line.startswith("Traceback") for line in lines)
@@ -202,9 +204,9 @@ def crafted_clips(folder: Path) -> dict[str, Path]:
     clips["16000x16000 px, 3 PNG frames in MKV"] = folder / "huge.mkv"
     ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=16000x16000:r=1:d=3", "-c:v", "png", str(clips["16000x16000 px, 3 PNG frames in MKV"]))
     lying = folder / "lying.mkv"
-    ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=6000x6000:r=1:d=3", "-c:v", "png", str(lying))
+    ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=9000x9000:r=1:d=3", "-c:v", "png", str(lying))
     _patch_mkv_size(lying, 320, 240)
-    clips["MKV whose header says 320x240, frames 6000x6000"] = lying
+    clips["MKV whose header says 320x240, frames 9000x9000"] = lying
     clips["10 s at 1000 fps (10,000 frames)"] = folder / "fps1000.mp4"
     ffmpeg(
         "-f",
@@ -342,7 +344,7 @@ def attack_flood(server: Watched, calls: int) -> list[Row]:
     endpoints = client(server.url).view_api(return_format="dict", print_info=False)["named_endpoints"]
     targets = [
         (name, [p.get("example_input") for p in endpoints[name]["parameters"]])
-        for name in ("/load", "/session_choices", "/refresh_all", "/on_load")
+        for name in ("/on_load", "/load", "/session_choices", "/refresh_all", "/show_frame", "/open_result", "/save_annotations")
         if name in endpoints
     ]
     server.reset()
