@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from concurrent_users import start_app  # noqa: E402
 
-from vlavad.synthetic import render_scene  # noqa: E402
+from vlavad.testing.synthetic import render_scene  # noqa: E402
 
 NORMAL_SEGMENT = "First seconds of this video"
 

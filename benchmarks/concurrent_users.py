@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from vlavad.synthetic import render_scene  # noqa: E402
+from vlavad.testing.synthetic import render_scene  # noqa: E402
 
 
 def free_port() -> int:

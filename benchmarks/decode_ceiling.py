@@ -22,10 +22,10 @@ from pathlib import Path
 
 import av
 
-from vlavad import video
-from vlavad.datasets import load_dataset
-from vlavad.track import TrackSettings
-from vlavad.video import iter_working_frames, probe
+from vlavad.io import video
+from vlavad.io.datasets import load_dataset
+from vlavad.io.video import iter_working_frames, probe
+from vlavad.track.tracking import TrackSettings
 
 WORKING_HEIGHT = TrackSettings().working_height  # the height every frame is read at
 

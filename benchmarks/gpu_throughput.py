@@ -254,7 +254,7 @@ def measure_predictor_training(device: str, args) -> list[dict]:
     (512-d answers, 10 -> 2 steps, 3 layers, batch 256): the CPU fit spends most of its time here."""
     import numpy as np
 
-    from vlavad.s3m import KINDS, build_predictor, train_predictor
+    from vlavad.scorers.temporal.s3m import KINDS, build_predictor, train_predictor
 
     rng = np.random.default_rng(0)
     sequences = [rng.standard_normal((40, 512)).astype(np.float32) for _ in range(args.tracks)]
@@ -281,7 +281,7 @@ def measure_predictor_training(device: str, args) -> list[dict]:
 
 
 def _fused_scan_available() -> bool:
-    from vlavad.s3m import _fused_scan
+    from vlavad.scorers.temporal.s3m import _fused_scan
 
     return _fused_scan() is not None
 
@@ -308,13 +308,13 @@ def _time_calls(obj, name: str, device: str) -> list:
 def measure_end_to_end(blip2, processor, clip, clip_tok, device: str, args) -> dict:
     """Tracking, describing and embedding a synthetic 640x360 clip with the real vlavad stages."""
     from vlavad.describe import track_steps
+    from vlavad.describe.prompts import default_pool
     from vlavad.describe.vlm import Blip2Describer, VLMSettings
     from vlavad.detect.blobs import MotionBlobDetector
     from vlavad.embed.clip import ClipSettings, ClipTextEncoder
-    from vlavad.prompts import default_pool
-    from vlavad.synthetic import render_scene
-    from vlavad.track import track_video
-    from vlavad.video import probe
+    from vlavad.io.video import probe
+    from vlavad.testing.synthetic import render_scene
+    from vlavad.track.tracking import track_video
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "clip.mp4"

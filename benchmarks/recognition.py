@@ -38,7 +38,7 @@ SIGMAS = (0.3, 0.6, 1.0, 1.5)
 
 
 def pool_for(row: dict, folder: Path) -> Path:
-    from vlavad.prompts import Prompt, default_pool, pool_to_json, validate_pool
+    from vlavad.describe.prompts import Prompt, default_pool, pool_to_json, validate_pool
 
     prompts = default_pool(row["describe"])
     if row["detect"] != "blobs" and not any(p.measures == "kind" for p in prompts):
@@ -89,7 +89,7 @@ def run_row(name: str, row: dict, dataset: Path, work: Path, preset: str) -> dic
 
 def sigma_table(result: dict, labels: dict, fps: float) -> dict[float, float]:
     """Micro AUC of the run's unsmoothed fused score (static + λ·temporal) smoothed at each σ."""
-    from vlavad.metrics import evaluate
+    from vlavad.bench.metrics import evaluate
 
     scores = pd.read_csv(Path(result["folder"]) / "scores.csv")
     lam = result["settings"]["fusion"]["lam"]
@@ -108,9 +108,9 @@ def recall(dataset: Path, detector: str, preset: str, min_pixels: int = 40) -> t
     at least half, its box no more than 4x the object's: the protocol used to compare detectors."""
     import cv2
 
-    from vlavad.config import preset as load_preset
-    from vlavad.datasets import load_dataset
-    from vlavad.pipeline import Pipeline
+    from vlavad.io.datasets import load_dataset
+    from vlavad.pipeline.pipeline import Pipeline
+    from vlavad.pipeline.settings import preset as load_preset
 
     packed = np.load(dataset / "test_pixel_masks_packed.npz")
     settings = load_preset(preset).updated(**{"detect.backend": detector})
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="ped2")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
-    from vlavad.datasets import load_dataset
+    from vlavad.io.datasets import load_dataset
 
     labels = load_dataset(args.dataset).labels
     results = {name: run_row(name, row, args.dataset, args.work, args.preset) for name, row in ROWS.items()}

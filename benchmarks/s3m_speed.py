@@ -42,9 +42,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vlavad import s3m, windows
-from vlavad.config import Settings
-from vlavad.metrics import frame_auc
+from vlavad.bench.metrics import frame_auc
+from vlavad.pipeline.settings import Settings
+from vlavad.scorers.temporal import s3m, windows
 
 REPO = Path(__file__).resolve().parent.parent
 BASELINE_REV = "fa501a4"  # the last commit before the speed work on vlavad/s3m.py
@@ -138,7 +138,7 @@ def table(header: list[str], rows: list[list]) -> None:
 
 @contextmanager
 def scan_replaced(scan):
-    """The Mamba blocks run `scan` instead of vlavad.s3m.selective_scan."""
+    """The Mamba blocks run `scan` instead of vlavad.scorers.temporal.s3m.selective_scan."""
     original = s3m.selective_scan
     s3m.selective_scan = scan
     try:

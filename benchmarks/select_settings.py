@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vlavad.config import preset  # noqa: E402
-from vlavad.datasets import load_dataset  # noqa: E402
-from vlavad.pipeline import Pipeline  # noqa: E402
+from vlavad.io.datasets import load_dataset  # noqa: E402
+from vlavad.pipeline.pipeline import Pipeline  # noqa: E402
+from vlavad.pipeline.settings import preset  # noqa: E402
 
 TIE = 0.001
 STRIDES = (2, 3)

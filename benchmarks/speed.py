@@ -37,17 +37,17 @@ CLIPS = {  # name: (width, height, fps, seconds)
 
 def child(mode: str, video: str, model: str, backend: str, epochs: int) -> None:
     """Runs one fit or score in this process and prints its numbers as JSON."""
-    from vlavad.config import preset
-    from vlavad.model import FittedModel
-    from vlavad.pipeline import Pipeline
-    from vlavad.video import probe
+    from vlavad.io.video import probe
+    from vlavad.pipeline.model import FittedModel
+    from vlavad.pipeline.pipeline import Pipeline
+    from vlavad.pipeline.settings import preset
 
     try:
         settings = preset("ped2").updated(**{"temporal.epochs": epochs, "default_fps": 10.0})
     except Exception:  # release 0.1.0: flat setting names
         settings = preset("ped2").updated(epochs=epochs, default_fps=10.0)
     if backend != "weight-free":  # the default everywhere, also in releases before the tiers existed
-        from vlavad.backends import resolve
+        from vlavad.pipeline.backends import resolve
 
         settings, _ = resolve(settings, backend)
     pipeline = Pipeline(settings, cache_dir=None, show_progress=False)
@@ -97,7 +97,7 @@ def main() -> None:
         mode, video, model, backend, epochs = args.child
         return child(mode, video, model, backend, int(epochs))
 
-    from vlavad.synthetic import render_scene
+    from vlavad.testing.synthetic import render_scene
 
     here = Path(__file__).resolve().parents[1]
     codes = {"this": here} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
@@ -153,7 +153,7 @@ def summary_table(rows: list[dict], with_baseline: bool) -> str:
 
 def stage_tables(rows: list[dict]) -> str:
     """Seconds, share and frames/s per stage for this release's runs (the fastest of each)."""
-    from vlavad.timing import TABLE_NOTE, format_table, stage_table
+    from vlavad.core.timing import TABLE_NOTE, format_table, stage_table
 
     tables = []
     for row in rows:

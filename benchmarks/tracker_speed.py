@@ -1,4 +1,4 @@
-"""ByteTrack alone: `vlavad.bytetrack` against the implementation it replaced (`trackers`).
+"""ByteTrack alone: `vlavad.track.bytetrack` against the implementation it replaced (`trackers`).
 
 Detects every frame of a dataset's test videos once (the preset's detector, weight-free by
 default), then feeds the same detections to both trackers, alternated `--repeat` times in this
@@ -20,12 +20,12 @@ import numpy as np
 import supervision as sv
 from trackers import ByteTrackTracker
 
-from vlavad.backends import make
-from vlavad.bytetrack import ByteTrack
-from vlavad.config import preset
-from vlavad.datasets import load_dataset
-from vlavad.track import _frames_lost
-from vlavad.video import background_samples, iter_working_frames, probe, working_size
+from vlavad.io.datasets import load_dataset
+from vlavad.io.video import background_samples, iter_working_frames, probe, working_size
+from vlavad.pipeline.backends import make
+from vlavad.pipeline.settings import preset
+from vlavad.track.bytetrack import ByteTrack
+from vlavad.track.tracking import _frames_lost
 
 Detections = list[tuple[np.ndarray, np.ndarray]]  # per frame: boxes (N, 4), confidences (N,)
 
@@ -92,15 +92,15 @@ def main() -> None:
     lost_s = preset(args.preset).track.lost_track_s
     frames = sum(map(len, videos))
     boxes = sum(len(b) for v in videos for b, _ in v)
-    seconds: dict[str, list[float]] = {"vlavad.bytetrack": [], "trackers.ByteTrackTracker": []}
+    seconds: dict[str, list[float]] = {"vlavad.track.bytetrack": [], "trackers.ByteTrackTracker": []}
     results = {}
     for _ in range(args.repeat):
-        for name, run in (("vlavad.bytetrack", run_ours), ("trackers.ByteTrackTracker", run_reference)):
+        for name, run in (("vlavad.track.bytetrack", run_ours), ("trackers.ByteTrackTracker", run_reference)):
             started = time.perf_counter()
             results[name] = run(videos, rates, activation, lost_s)
             seconds[name].append(time.perf_counter() - started)
 
-    ours, reference = results["vlavad.bytetrack"], results["trackers.ByteTrackTracker"]
+    ours, reference = results["vlavad.track.bytetrack"], results["trackers.ByteTrackTracker"]
     differing = sum(a != b for video_a, video_b in zip(ours, reference) for a, b in zip(video_a, video_b))
     print(f"{len(videos)} test videos, {frames} frames, {boxes / frames:.1f} detections a frame, median of {args.repeat} alternated runs\n")
     print("| tracker | ms a frame (median) | min–max | vs trackers |")

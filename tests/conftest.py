@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from vlavad.synthetic import make_dataset
+from vlavad.testing.synthetic import make_dataset
 
 pytest_plugins = ["hub_models"]  # tiny hub-tier models: blip2_dir, clip_dir, yolo_weights, ...
 
@@ -13,7 +13,7 @@ pytest_plugins = ["hub_models"]  # tiny hub-tier models: blip2_dir, clip_dir, yo
 def synthetic_dataset(tmp_path_factory) -> Path:
     """A small "custom" layout dataset: 3 normal train videos, 2 test videos with a fast anomaly.
 
-    120 frames of 320x240 at 10 fps each; see `vlavad.synthetic.make_dataset`. Read-only: tests
+    120 frames of 320x240 at 10 fps each; see `vlavad.testing.synthetic.make_dataset`. Read-only: tests
     that modify files must copy them first.
     """
     return make_dataset(tmp_path_factory.mktemp("synthetic"))

@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from vlavad.config import Settings
-from vlavad.synthetic import render_scene
-from vlavad.video import probe
+from vlavad.io.video import probe
+from vlavad.pipeline.settings import Settings
+from vlavad.testing.synthetic import render_scene
 
 QUERY_TOKENS = 4
 IMAGE_TOKEN_ID = 3
@@ -155,7 +155,7 @@ def yolo_checkpoint(tmp_path_factory) -> Path:
 def weights_cache(tmp_path_factory):
     """A weights cache of the module's own ($VLAVAD_WEIGHTS) that still holds the packaged weights
     of the real one (linked, never written), so that YOLO weights can be imported into it."""
-    from vlavad.packaged import weights_dir
+    from vlavad.weights.packaged import weights_dir
 
     real, cache = weights_dir(), tmp_path_factory.mktemp("weights")
     for entry in real.iterdir() if real.is_dir() else []:

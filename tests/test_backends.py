@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from hub_models import settings
 
-from vlavad.backends import resolve
-from vlavad.config import Settings
-from vlavad.errors import ConfigError, ModelError
-from vlavad.prompts import default_pool
-from vlavad.synthetic import render_scene
+from vlavad.core.errors import ConfigError, ModelError
+from vlavad.describe.prompts import default_pool
+from vlavad.pipeline.backends import resolve
+from vlavad.pipeline.settings import Settings
+from vlavad.testing.synthetic import render_scene
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -76,7 +76,7 @@ def test_auto_falls_back_without_waiting(empty_hf_cache):
 
 
 def test_incomplete_sharded_download_is_not_available(blip2_dir, tmp_path):
-    from vlavad.hub import hf_local_snapshot
+    from vlavad.weights.hub import hf_local_snapshot
 
     folder = tmp_path / "partial"
     shutil.copytree(blip2_dir, folder)
@@ -93,8 +93,8 @@ def test_incomplete_sharded_download_is_not_available(blip2_dir, tmp_path):
 
 
 def test_fit_and_score_with_blip2_and_clip(blip2_dir, clip_dir, tmp_path):
-    from vlavad.model import FittedModel
-    from vlavad.pipeline import Pipeline
+    from vlavad.pipeline.model import FittedModel
+    from vlavad.pipeline.pipeline import Pipeline
 
     train, test = tmp_path / "train.mp4", tmp_path / "test.mp4"
     render_scene(train, frames=40, width=160, height=120, walkers=2, seed=1)
@@ -129,7 +129,7 @@ def test_fit_and_score_with_blip2_and_clip(blip2_dir, clip_dir, tmp_path):
 
 def test_importing_vlavad_loads_no_model_library():
     code = (
-        "import sys, vlavad, vlavad.backends, vlavad.pipeline, vlavad.describe.vlm, vlavad.embed.clip, vlavad.detect.yolo\n"
+        "import sys, vlavad, vlavad.pipeline.backends, vlavad.pipeline.pipeline, vlavad.describe.vlm, vlavad.embed.clip, vlavad.detect.yolo\n"
         "print([m for m in ('torch', 'transformers', 'ultralytics') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_webapp import start_app, stop_app
 
-from vlavad.synthetic import make_dataset
+from vlavad.testing.synthetic import make_dataset
 
 pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")

@@ -4,8 +4,8 @@ implementation it replaced (trackers 2.6.1), and the behaviour a tracker must ha
 import numpy as np
 import pytest
 
-from vlavad.bytetrack import ByteTrack
-from vlavad.track import _frames_lost
+from vlavad.track.bytetrack import ByteTrack
+from vlavad.track.tracking import _frames_lost
 
 
 def _scene(rng: np.random.Generator, frames: int = 300, objects: int = 12) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vlavad.cache import Column, StageCache, stable_key
 from vlavad.describe import ANSWER_TABLE
-from vlavad.track import TRACK_TABLE
+from vlavad.io.cache import Column, StageCache, stable_key
+from vlavad.track.tracking import TRACK_TABLE
 
 FRAMES = [Column("frame", "int", 0, 2**31 - 1)]
 
@@ -103,9 +103,9 @@ def test_answers_of_other_dtypes_are_misses(tmp_path):
 def test_a_tampered_cache_is_recomputed_and_scores_as_a_clean_run(tmp_path):
     from pathlib import Path
 
-    from vlavad.model import FittedModel
-    from vlavad.pipeline import Pipeline
-    from vlavad.synthetic import render_scene
+    from vlavad.pipeline.model import FittedModel
+    from vlavad.pipeline.pipeline import Pipeline
+    from vlavad.testing.synthetic import render_scene
 
     model = FittedModel.load(Path(__file__).parent / "fixtures" / "model-0.1.0")
     clip = tmp_path / "clip.mp4"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from vlavad.cli import main
-from vlavad.synthetic import render_scene
+from vlavad.testing.synthetic import render_scene
 
 FAST = ["--set", "temporal.epochs=2", "--set", "temporal.past=4", "--set", "temporal.future=1", "--set", "default_fps=10", "-q"]
 
@@ -71,7 +71,7 @@ def test_unknown_preset_and_missing_model(tmp_path, synthetic_dataset):
 
 
 def test_stage_settings_are_set_by_dotted_name(tmp_path, synthetic_dataset):
-    from vlavad.config import preset
+    from vlavad.pipeline.settings import preset
 
     settings = preset("ped2").updated(**{"track.flow_quantile": 0.5, "detect.blobs.background_samples": 20, "fusion.lam": 0.3})
     assert (settings.track.flow_quantile, settings.detect.blobs.background_samples, settings.fusion.lam) == (0.5, 20, 0.3)
@@ -104,7 +104,7 @@ def test_score_writes_tables_and_events(model_dir, synthetic_dataset, tmp_path):
 
 
 def test_score_writes_the_annotated_video_and_the_report_when_asked(model_dir, synthetic_dataset, tmp_path):
-    from vlavad.video import probe
+    from vlavad.io.video import probe
 
     video = next((synthetic_dataset / "test").iterdir())
     out = tmp_path / "out"

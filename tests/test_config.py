@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from vlavad.config import LEGACY_NAMES, Settings, preset, preset_names, settings_reference
-from vlavad.errors import ConfigError
+from vlavad.core.errors import ConfigError
+from vlavad.pipeline.settings import LEGACY_NAMES, Settings, preset, preset_names, settings_reference
 
 FIXTURE = Path(__file__).parent / "fixtures" / "model-0.1.0" / "model.json"
 

@@ -7,17 +7,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from vlavad.datasets import (
-    LAYOUTS,
-    Dataset,
-    VideoRef,
-    check_labels,
-    count_frames,
-    detect_layout,
-    list_datasets,
-    load_dataset,
-)
-from vlavad.errors import ConfigError, DatasetError
+from vlavad.core.errors import ConfigError, DatasetError
+from vlavad.io.datasets import LAYOUTS, Dataset, VideoRef, check_labels, count_frames, detect_layout, list_datasets, load_dataset
 
 SHARED_PED2 = Path(__file__).resolve().parents[2] / "shared/data/ped2"
 

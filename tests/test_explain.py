@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vlavad.explain import cause_in_words, causes, rarity_in_words
-from vlavad.prompts import Prompt
-from vlavad.spa import AnswerFrequencies
+from vlavad.describe.prompts import Prompt
+from vlavad.scorers.explain import cause_in_words, causes, rarity_in_words
+from vlavad.scorers.spa import AnswerFrequencies
 
 SPEED = Prompt("How fast is the object moving?", "speed")
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from vlavad.bench import run_benchmark
-from vlavad.config import preset
-from vlavad.datasets import load_dataset
-from vlavad.errors import ConfigError
-from vlavad.pipeline import Pipeline
+from vlavad.bench.benchmark import run_benchmark
+from vlavad.core.errors import ConfigError
+from vlavad.io.datasets import load_dataset
+from vlavad.pipeline.pipeline import Pipeline
+from vlavad.pipeline.settings import preset
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'vlavad[ray]'")
 
-from vlavad.extract import extract, shutdown  # noqa: E402  (after the skip: it needs no Ray to import, but is only useful with it)
+from vlavad.pipeline.extract import extract, shutdown  # noqa: E402  (after the skip: it needs no Ray to import, but is only useful with it)
 
 FAST = {"default_fps": 10.0, "describe.step_hz": 10.0, "temporal.epochs": 4, "temporal.past": 6, "temporal.future": 2, "fusion.sigma_s": 0.4}
 

@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from vlavad.errors import OutputError
-from vlavad.fileio import atomic_write_text, check_output_folder, staged_folder, written_by_vlavad
+from vlavad.core.errors import OutputError
+from vlavad.core.fileio import atomic_write_text, check_output_folder, staged_folder, written_by_vlavad
 
 
 def model_folder(path):
@@ -114,8 +114,8 @@ def test_file_versions_tell_same_size_swaps_apart_and_hashes_follow_them(tmp_pat
     import hashlib
     import time
 
-    from vlavad import fileio
-    from vlavad.fileio import file_sha256, file_version
+    from vlavad.core import fileio
+    from vlavad.core.fileio import file_sha256, file_version
 
     monkeypatch.setattr(fileio, "_SETTLED_NS", 0)
     path = tmp_path / "weights.bin"
@@ -138,7 +138,7 @@ def test_file_versions_tell_same_size_swaps_apart_and_hashes_follow_them(tmp_pat
 def test_a_file_changed_within_the_last_seconds_is_hashed_every_time(tmp_path):
     import hashlib
 
-    from vlavad.fileio import file_sha256
+    from vlavad.core.fileio import file_sha256
 
     path = tmp_path / "weights.bin"
     path.write_bytes(b"a" * 100)
@@ -161,7 +161,7 @@ def test_a_deeply_nested_marker_file_is_not_vlavads(tmp_path):
 def test_a_file_is_never_written_into_a_folder_that_was_deleted(tmp_path):
     """A folder deleted while it is filled (a cleaner took it) makes the next write fail: re-made
     with part of its files, it would pass for complete."""
-    from vlavad.fileio import atomic_write_json
+    from vlavad.core.fileio import atomic_write_json
 
     folder = tmp_path / "result"
     folder.mkdir()
@@ -172,7 +172,7 @@ def test_a_file_is_never_written_into_a_folder_that_was_deleted(tmp_path):
 
 
 def test_a_folder_being_built_is_locked_until_it_is_in_place(tmp_path):
-    from vlavad.fileio import is_staging, remove_if_abandoned
+    from vlavad.core.fileio import is_staging, remove_if_abandoned
 
     with staged_folder(tmp_path / "model", "model") as staging:
         assert is_staging(staging.name)

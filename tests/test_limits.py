@@ -17,13 +17,13 @@ import cv2
 import numpy as np
 import pytest
 
-from vlavad import video as video_module
 from vlavad.cli import main
-from vlavad.config import preset
-from vlavad.errors import ConfigError
-from vlavad.limits import APP_LIMITS, LIBRARY_LIMITS, VideoLimitError, VideoLimits, duration_text, from_environment
-from vlavad.pipeline import Pipeline
-from vlavad.video import iter_frames, iter_working_frames, probe, read_frame, read_header, write_clip
+from vlavad.core.errors import ConfigError
+from vlavad.core.limits import APP_LIMITS, LIBRARY_LIMITS, VideoLimitError, VideoLimits, duration_text, from_environment
+from vlavad.io import video as video_module
+from vlavad.io.video import iter_frames, iter_working_frames, probe, read_frame, read_header, write_clip
+from vlavad.pipeline.pipeline import Pipeline
+from vlavad.pipeline.settings import preset
 
 APP = APP_LIMITS  # the web app's defaults (no environment applied)
 REPO = Path(__file__).resolve().parent.parent
@@ -250,8 +250,8 @@ def test_three_16000x16000_png_frames_are_refused_in_seconds_and_little_memory(t
     script = textwrap.dedent(
         """
         import json, resource, sys, time
-        from vlavad.limits import VideoLimitError
-        from vlavad.video import probe
+        from vlavad.core.limits import VideoLimitError
+        from vlavad.io.video import probe
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         outcome = {}
         for path in sys.argv[1:]:

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from vlavad.errors import DatasetError
-from vlavad.metrics import ROC_MAX_POINTS, evaluate, frame_auc
+from vlavad.bench.metrics import ROC_MAX_POINTS, evaluate, frame_auc
+from vlavad.core.errors import DatasetError
 
 
 def test_frame_auc_hand_computed():

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from vlavad.errors import ConfigError, ModelError
-from vlavad.model import FittedModel
-from vlavad.prompts import load_pool
+from vlavad.core.errors import ConfigError, ModelError
+from vlavad.describe.prompts import load_pool
+from vlavad.pipeline.model import FittedModel
 
 FIXTURE = Path(__file__).parent / "fixtures" / "model-0.1.0"
 
@@ -105,7 +105,7 @@ def test_json_depth_is_measured_as_the_parser_nests_and_fast_for_a_20_mb_file():
     import random
     import time
 
-    from vlavad.schema import json_depth
+    from vlavad.core.schema import json_depth
 
     def depth(value) -> int:
         children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
@@ -135,7 +135,7 @@ def test_json_depth_is_measured_as_the_parser_nests_and_fast_for_a_20_mb_file():
 def test_floats_everywhere_must_be_finite():
     from pydantic import Field
 
-    from vlavad.schema import Schema, validate
+    from vlavad.core.schema import Schema, validate
 
     class Record(Schema):
         value: float = Field(0.0)

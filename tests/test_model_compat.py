@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vlavad.model import FittedModel
-from vlavad.pipeline import Pipeline
-from vlavad.synthetic import render_scene
+from vlavad.pipeline.model import FittedModel
+from vlavad.pipeline.pipeline import Pipeline
+from vlavad.testing.synthetic import render_scene
 
 FIXTURE = Path(__file__).parent / "fixtures" / "model-0.1.0"
 

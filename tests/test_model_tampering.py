@@ -23,10 +23,10 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from vlavad.cli import main
-from vlavad.errors import ModelError, VlavadError
-from vlavad.model import FittedModel
-from vlavad.pipeline import Pipeline
-from vlavad.synthetic import render_scene
+from vlavad.core.errors import ModelError, VlavadError
+from vlavad.pipeline.model import FittedModel
+from vlavad.pipeline.pipeline import Pipeline
+from vlavad.testing.synthetic import render_scene
 
 FIXTURE = Path(__file__).parent / "fixtures" / "model-0.1.0"
 REPO = Path(__file__).resolve().parent.parent
@@ -173,7 +173,7 @@ def _ablation_weights(kind: str, name: str, change):
     """The weights of a fresh `kind` predictor with the fixture's sizes, then `name` changed."""
 
     def edit(weights):
-        from vlavad.s3m import build_predictor
+        from vlavad.scorers.temporal.s3m import build_predictor
 
         config = json.loads((FIXTURE / "model.json").read_text())["predictor_config"]
         weights.clear()

@@ -13,9 +13,9 @@ import zipfile
 
 import pytest
 
-from vlavad import packaged
-from vlavad.errors import ConfigError
-from vlavad.packaged import PackagedFile, PackagedWeights
+from vlavad.core.errors import ConfigError
+from vlavad.weights import packaged
+from vlavad.weights.packaged import PackagedFile, PackagedWeights
 
 PAYLOAD = b"weights" * 100
 
@@ -96,7 +96,7 @@ def test_a_missing_member_or_tool_is_one_line(monkeypatch):
 
 
 def test_a_same_size_swap_with_its_mtime_put_back_is_refused_in_the_same_process(monkeypatch):
-    from vlavad import fileio
+    from vlavad.core import fileio
 
     monkeypatch.setattr(fileio, "_SETTLED_NS", 0, raising=False)  # remember hashes of files changed just now, too
     weights = pinned("npm", "package/toy.bin")

@@ -15,7 +15,7 @@ import sys
 import venv
 from pathlib import Path
 
-from vlavad.synthetic import make_dataset
+from vlavad.testing.synthetic import make_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 

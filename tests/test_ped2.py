@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from vlavad.bench import run_benchmark
-from vlavad.config import preset
-from vlavad.datasets import load_dataset
-from vlavad.pipeline import Pipeline
+from vlavad.bench.benchmark import run_benchmark
+from vlavad.io.datasets import load_dataset
+from vlavad.pipeline.pipeline import Pipeline
+from vlavad.pipeline.settings import preset
 
 PED2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "ped2"
 

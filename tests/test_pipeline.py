@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vlavad.bench import metrics_table, run_benchmark, save_benchmark
-from vlavad.config import preset
-from vlavad.datasets import load_dataset
-from vlavad.errors import ModelError, VideoError
-from vlavad.model import FittedModel
-from vlavad.pipeline import Pipeline
-from vlavad.synthetic import plan_scene, render_scene
-from vlavad.timing import TABLE_NOTE
+from vlavad.bench.benchmark import metrics_table, run_benchmark, save_benchmark
+from vlavad.core.errors import ModelError, VideoError
+from vlavad.core.timing import TABLE_NOTE
+from vlavad.io.datasets import load_dataset
+from vlavad.pipeline.model import FittedModel
+from vlavad.pipeline.pipeline import Pipeline
+from vlavad.pipeline.settings import preset
+from vlavad.testing.synthetic import plan_scene, render_scene
 
 # Small but real: the same stages as a benchmark, with a short S3M training.
 FAST = {"default_fps": 10.0, "describe.step_hz": 10.0, "temporal.epochs": 4, "temporal.past": 6, "temporal.future": 2, "fusion.sigma_s": 0.4}
@@ -166,7 +166,7 @@ def test_corrupt_cache_entry_is_recomputed(fitted, tmp_path):
 
 
 def test_variable_frame_rate_events_use_real_times(fitted, tmp_path):
-    from vlavad.video import BrowserVideoWriter, iter_frames, probe
+    from vlavad.io.video import BrowserVideoWriter, iter_frames, probe
 
     pipeline, model, _, _ = fitted
     scene = tmp_path / "cart.mp4"
@@ -209,7 +209,7 @@ def test_scoring_with_a_saved_s3m_never_imports_pytorch(fitted, tmp_path):
     expected = pipeline.score(model, video).frames[["temporal", "fused"]].to_numpy()
     assert np.isfinite(expected[:, 0]).sum() > 10
     script = (
-        "import sys, json; from vlavad.model import FittedModel; from vlavad.pipeline import Pipeline\n"
+        "import sys, json; from vlavad.pipeline.model import FittedModel; from vlavad.pipeline.pipeline import Pipeline\n"
         f"model = FittedModel.load({str(path)!r})\n"
         f"result = Pipeline(model.settings, cache_dir=None, show_progress=False).score(model, {str(video)!r})\n"
         "print(json.dumps({'torch': 'torch' in sys.modules, 'scores': result.frames[['temporal', 'fused']].to_numpy().tolist()}))\n"
@@ -241,7 +241,7 @@ def test_importing_pytorch_beside_the_tracking_changes_nothing(synthetic_dataset
     def fit_in_a_fresh_process(preamble: str) -> dict:
         script = (
             f"{preamble}\n"
-            "import sys, json; from vlavad.config import preset; from vlavad.pipeline import Pipeline\n"
+            "import sys, json; from vlavad.pipeline.settings import preset; from vlavad.pipeline.pipeline import Pipeline\n"
             f"pipeline = Pipeline(preset('custom').updated(**{FAST!r}), cache_dir={str(tmp_path / 'cache')!r}, show_progress=False)\n"
             "torch_before_fit = 'torch' in sys.modules\n"
             f"model = pipeline.fit({videos!r})\n"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vlavad.render import COLOURS, MAX_DRAWN_SIDE, NOT_SCORED, FrameAnnotator, font, render_frame, render_video, score_buckets, upscale
-from vlavad.video import BrowserVideoWriter, probe
+from vlavad.io.video import BrowserVideoWriter, probe
+from vlavad.outputs.render import COLOURS, MAX_DRAWN_SIDE, NOT_SCORED, FrameAnnotator, font, render_frame, render_video, score_buckets, upscale
 
 
 def crowded_frame():

@@ -1,4 +1,4 @@
-"""Tests for the temporal scorer (vlavad.s3m): the scan, the predictors, training and scoring."""
+"""Tests for the temporal scorer (vlavad.scorers.temporal.s3m): the scan, the predictors, training and scoring."""
 
 import json
 import threading
@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from vlavad import s3m
-from vlavad.errors import ConfigError, ModelError
-from vlavad.s3m import (
+from vlavad.core.errors import ConfigError, ModelError
+from vlavad.scorers.temporal import s3m
+from vlavad.scorers.temporal.numpy_s3m import NumpyS3M
+from vlavad.scorers.temporal.s3m import (
     KINDS,
     AdamW,
     TemporalModel,
@@ -20,8 +21,7 @@ from vlavad.s3m import (
     temporal_errors_batch,
     train_predictor,
 )
-from vlavad.s3m_numpy import NumpyS3M
-from vlavad.windows import make_windows
+from vlavad.scorers.temporal.windows import make_windows
 
 PAST, FUTURE, DIM = 4, 2, 16
 
@@ -481,8 +481,8 @@ def test_numpy_s3m_weights_that_do_not_match_its_config_raise_model_error():
 def test_a_predictors_tensors_are_known_without_building_it(kind, sizes):
     """What a model file is checked against before anything is built or read: the S3M's tensors
     (computed without PyTorch, for scoring in NumPy) and every predictor's parameter count."""
-    from vlavad.model import predictor_parameters
-    from vlavad.s3m_numpy import s3m_shapes
+    from vlavad.pipeline.model import predictor_parameters
+    from vlavad.scorers.temporal.numpy_s3m import s3m_shapes
 
     config = dict(zip(("dim", "past", "future", "layers", "d_model"), sizes), kind=kind)
     built = {name: tuple(value.shape) for name, value in build_predictor(**config).state_dict().items()}

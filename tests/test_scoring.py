@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vlavad.scoring import Normaliser, find_events, frame_maxima, fuse, object_scores, runs, spread_to_frames
+from vlavad.scorers.fusion import Normaliser, find_events, frame_maxima, fuse, object_scores, runs, spread_to_frames
 
 
 def test_step_scores_carry_forward_but_an_abstention_does_not_inherit():

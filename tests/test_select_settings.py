@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vlavad.errors import ConfigError
+from vlavad.core.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import select_settings  # noqa: E402

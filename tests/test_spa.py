@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vlavad.prompts import Prompt
-from vlavad.spa import AnswerFrequencies, concentration, object_static_scores, select_prompts
+from vlavad.describe.prompts import Prompt
+from vlavad.scorers.spa import AnswerFrequencies, concentration, object_static_scores, select_prompts
 
 
 def answers(prompt: Prompt, values: list[str], start_track: int = 0) -> pd.DataFrame:
@@ -114,7 +114,7 @@ def _rarity_by_definition(answers: pd.DataFrame, normal: pd.DataFrame, by_video:
 
 @pytest.mark.parametrize("by_video", [True, False])
 def test_held_out_rarity_counts_only_the_other_folds(by_video):
-    from vlavad.spa import _held_out_rarity
+    from vlavad.scorers.spa import _held_out_rarity
 
     rng = np.random.default_rng(3)
 

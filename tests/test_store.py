@@ -20,12 +20,12 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from vlavad.config import preset
-from vlavad.errors import VlavadError
-from vlavad.model import FittedModel
-from vlavad.pipeline import Pipeline
-from vlavad.prompts import default_pool
-from vlavad.synthetic import render_scene
+from vlavad.core.errors import VlavadError
+from vlavad.describe.prompts import default_pool
+from vlavad.pipeline.model import FittedModel
+from vlavad.pipeline.pipeline import Pipeline
+from vlavad.pipeline.settings import preset
+from vlavad.testing.synthetic import render_scene
 from webapp.analyse import analyse_video
 from webapp.annotate import add_normal_feedback
 from webapp.common import workspace_of

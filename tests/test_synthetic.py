@@ -4,8 +4,8 @@ import time
 import numpy as np
 import pytest
 
-from vlavad.synthetic import make_dataset, plan_scene, render_scene, scene_frames
-from vlavad.video import content_key, iter_frames, probe
+from vlavad.io.video import content_key, iter_frames, probe
+from vlavad.testing.synthetic import make_dataset, plan_scene, render_scene, scene_frames
 
 
 def changed_frames(scene_a, scene_b) -> np.ndarray:

@@ -5,10 +5,10 @@ import time
 
 import pytest
 
+from vlavad.core.timing import STAGES, StageTimes, stage_table
 from vlavad.detect.blobs import MotionBlobDetector
-from vlavad.timing import STAGES, StageTimes, stage_table
-from vlavad.track import track_video
-from vlavad.video import probe
+from vlavad.io.video import probe
+from vlavad.track.tracking import track_video
 
 
 def test_waits_are_shared_in_proportion_to_the_seconds_of_each_stage():

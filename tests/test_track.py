@@ -5,7 +5,7 @@ from collections import deque
 import numpy as np
 import pytest
 
-from vlavad.track import _box_velocity, _row_quantile
+from vlavad.track.tracking import _box_velocity, _row_quantile
 
 
 def _shifted_pair(fast_px: float, slow_px: float, split: int) -> deque:

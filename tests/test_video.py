@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from vlavad import video as video_module
-from vlavad.errors import VideoError
-from vlavad.limits import LIBRARY_LIMITS
-from vlavad.video import (
+from vlavad.core.errors import VideoError
+from vlavad.core.limits import LIBRARY_LIMITS
+from vlavad.io import video as video_module
+from vlavad.io.video import (
     BrowserVideoWriter,
     background_samples,
     content_key,

@@ -24,12 +24,12 @@ import gradio as gr
 import pandas as pd
 import pytest
 
-from vlavad import video as video_module
-from vlavad.config import preset
-from vlavad.errors import VlavadError
-from vlavad.limits import APP_LIMITS, VideoLimits
-from vlavad.pipeline import Pipeline
-from vlavad.synthetic import make_dataset, render_scene
+from vlavad.core.errors import VlavadError
+from vlavad.core.limits import APP_LIMITS, VideoLimits
+from vlavad.io import video as video_module
+from vlavad.pipeline.pipeline import Pipeline
+from vlavad.pipeline.settings import preset
+from vlavad.testing.synthetic import make_dataset, render_scene
 from webapp import build_app, launch
 from webapp.analyse import NORMAL_MODEL, analyse_video
 from webapp.annotate import MAX_INTERVALS, add_normal_feedback, clean_annotations
@@ -321,14 +321,14 @@ def test_benchmark_refuses_path_tricks_and_a_killed_run_is_not_listed(store, wor
     def killed(*args, **kwargs):
         raise KeyboardInterrupt  # as if the process were stopped while the run folder is written
 
-    monkeypatch.setattr("vlavad.bench.save_roc_png", killed)
+    monkeypatch.setattr("vlavad.bench.benchmark.save_roc_png", killed)
     with pytest.raises(KeyboardInterrupt):
         benchmark_dataset(store, workspace, root, "tiny", "custom", "blobs", "motion", "hashing", 1)
     assert runs_table(workspace).empty and not any((workspace.root / "runs").iterdir())
 
 
 def test_normal_feedback_saves_a_new_model_version(store, workspace, tmp_path):
-    from vlavad.model import FittedModel
+    from vlavad.pipeline.model import FittedModel
 
     clip = tmp_path / "scene.mp4"
     render_scene(clip, frames=80, width=320, height=240, fps=10.0, seed=3, anomaly="fast", anomaly_start=40)
@@ -348,7 +348,7 @@ def test_two_saves_racing_for_one_name_both_succeed(store, workspace, tmp_path):
     render_scene(clip, **TINY)
     name = save_tiny_model(store, workspace.store.new_visitor_key(), "race", clip)
     model = store.workspace(store.new_visitor_key())  # another visitor: their own namespace
-    from vlavad.model import FittedModel
+    from vlavad.pipeline.model import FittedModel
 
     fitted = FittedModel.load(next((store.root / "workspaces").glob(f"*/models/{name}")))
     with ThreadPoolExecutor(4) as pool:
@@ -504,7 +504,7 @@ def test_an_event_inside_the_declared_normal_segment_is_flagged_for_a_check():
     starts there gets a warning that says which event and what to do; one after it does not."""
     from types import SimpleNamespace
 
-    from vlavad.results import Event
+    from vlavad.outputs.results import Event
     from webapp.analyse import summary_markdown
 
     def summary(event_start_s: float) -> str:

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from vlavad.s3m_numpy import D_CONV, D_STATE, NumpyS3M
-from vlavad.windows import StepTable, window_ids, window_starts
+from vlavad.scorers.temporal.numpy_s3m import D_CONV, D_STATE, NumpyS3M
+from vlavad.scorers.temporal.windows import StepTable, window_ids, window_starts
 
 
 def captioned_tracks(rng, lengths, vocabulary=4, dim=6):
@@ -61,7 +61,7 @@ def test_errors_from_a_table_equal_errors_from_arrays(batch_size):
         random_s3m_weights(rng, dim, future, d_model),
     )
     tracks = captioned_tracks(rng, [2, 9, 14, 5], dim=dim)
-    from vlavad.windows import step_errors
+    from vlavad.scorers.temporal.windows import step_errors
 
     from_arrays = step_errors(model, model, tracks, past, future, batch_size=batch_size)
     from_table = step_errors(model, model, StepTable.from_sequences(tracks), past, future, batch_size=batch_size)

@@ -15,15 +15,15 @@ import time
 import warnings
 from pathlib import Path
 
-from .errors import ConfigError, VlavadError
+from vlavad.core.errors import ConfigError, VlavadError
 
 # --detector etc. set one stage's backend; --predictor the temporal model.
 BACKEND_OPTIONS = {"detector": "detect.backend", "describer": "describe.backend", "encoder": "embed.backend", "predictor": "temporal.predictor"}
 
 
 def _settings(args):
-    from .backends import resolve
-    from .config import modern_name, preset
+    from vlavad.pipeline.backends import resolve
+    from vlavad.pipeline.settings import modern_name, preset
 
     changes = {setting: getattr(args, option) for option, setting in BACKEND_OPTIONS.items() if getattr(args, option, None)}
     for item in args.set or []:
@@ -47,8 +47,8 @@ def _settings(args):
 
 
 def _pipeline(args, settings):
-    from .limits import LIBRARY_LIMITS, from_environment
-    from .pipeline import Pipeline
+    from vlavad.core.limits import LIBRARY_LIMITS, from_environment
+    from vlavad.pipeline.pipeline import Pipeline
 
     cache = None if args.no_cache else (args.cache or "default")
     # The library's generous video limits, or what an operator set (VLAVAD_MAX_FPS=1000 for a
@@ -57,15 +57,15 @@ def _pipeline(args, settings):
 
 
 def _prompts(args):
-    from .prompts import load_pool
+    from vlavad.describe.prompts import load_pool
 
     return load_pool(args.prompts) if getattr(args, "prompts", None) else None
 
 
 def cmd_fit(args) -> None:
-    from .backends import backends_line
-    from .datasets import load_dataset
-    from .fileio import check_output_folder
+    from vlavad.core.fileio import check_output_folder
+    from vlavad.io.datasets import load_dataset
+    from vlavad.pipeline.backends import backends_line
 
     check_output_folder(args.out, "model")
     settings = _settings(args)
@@ -89,10 +89,10 @@ def cmd_fit(args) -> None:
 
 
 def cmd_score(args) -> None:
-    from .backends import backends_line, check_available
-    from .fileio import check_output_folder
-    from .model import FittedModel
-    from .results import save_result
+    from vlavad.core.fileio import check_output_folder
+    from vlavad.outputs.results import save_result
+    from vlavad.pipeline.backends import backends_line, check_available
+    from vlavad.pipeline.model import FittedModel
 
     model = FittedModel.load(args.model)
     settings = model.settings
@@ -151,20 +151,20 @@ def result_folders(out: Path, videos: list[str]) -> dict[str, Path]:
 def _extras(args, video, result, folder: Path) -> None:
     """The annotated video and the HTML report, when asked for (`--video`, `--report`)."""
     if args.video:
-        from .render import render_video
+        from vlavad.outputs.render import render_video
 
         render_video(video, folder / "annotated.mp4", result.objects, result.frames, result.threshold, result.info, show_progress=not args.quiet)
     if args.report:
-        from .report import event_cards, write_report
+        from vlavad.outputs.report import event_cards, write_report
 
         write_report(result, folder / "report.html", f"the model in {Path(args.model).name}", event_cards(result, video))
 
 
 def cmd_bench(args) -> None:
-    from .backends import backends_line
-    from .bench import metrics_table, run_benchmark, save_benchmark
-    from .datasets import load_dataset
-    from .fileio import check_output_folder
+    from vlavad.bench.benchmark import metrics_table, run_benchmark, save_benchmark
+    from vlavad.core.fileio import check_output_folder
+    from vlavad.io.datasets import load_dataset
+    from vlavad.pipeline.backends import backends_line
 
     dataset = load_dataset(args.dataset, layout=args.layout)
     settings = _settings(args)
@@ -186,7 +186,7 @@ def cmd_bench(args) -> None:
 
 
 def _extract_on_ray(args, dataset, pipeline, prompts) -> None:
-    from .extract import extract, shutdown
+    from vlavad.pipeline.extract import extract, shutdown
 
     address = None if args.ray == LOCAL_RAY else args.ray
     try:
@@ -197,7 +197,7 @@ def _extract_on_ray(args, dataset, pipeline, prompts) -> None:
 
 
 def cmd_extract(args) -> None:
-    from .datasets import load_dataset
+    from vlavad.io.datasets import load_dataset
 
     dataset = load_dataset(args.dataset, layout=args.layout)
     pipeline = _pipeline(args, _settings(args))
@@ -210,7 +210,7 @@ LOCAL_RAY = "local"
 
 
 def cmd_weights_import_yolo(args) -> None:
-    from .detect.yolo import import_weights, read_record
+    from vlavad.detect.yolo import import_weights, read_record
 
     path = import_weights(args.file, args.name)
     record = read_record(path.stem)
@@ -219,15 +219,15 @@ def cmd_weights_import_yolo(args) -> None:
 
 
 def cmd_settings(args) -> None:
-    from .config import preset, settings_reference
+    from vlavad.pipeline.settings import preset, settings_reference
 
     for name, value in settings_reference(preset(args.preset)):
         print(f"{name} = {json.dumps(value)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .backends import MODE_ALIASES, MODES
-    from .config import preset_names
+    from vlavad.pipeline.backends import MODE_ALIASES, MODES
+    from vlavad.pipeline.settings import preset_names
 
     parser = argparse.ArgumentParser(prog="vlavad", description="VLAVAD video anomaly detection (weight-free backends by default).")
     sub = parser.add_subparsers(dest="command", required=True)

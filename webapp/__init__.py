@@ -1,5 +1,5 @@
 """The VLAVAD web app: Gradio Blocks, one module per tab, thin over the `vlavad` library."""
 
-from .app import build_app, launch
+from webapp.app import build_app, launch
 
 __all__ = ["build_app", "launch"]

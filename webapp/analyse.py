@@ -14,19 +14,18 @@ from pathlib import Path
 
 import gradio as gr
 
-from vlavad.backends import backends_line
-from vlavad.config import preset
-from vlavad.errors import VlavadError
-from vlavad.fileio import atomic_write_json
-from vlavad.pipeline import Pipeline
-from vlavad.render import render_frame, render_video
-from vlavad.report import event_cards, write_report
-from vlavad.results import VideoResult, load_result, write_result_files
-from vlavad.video import VideoInfo, content_key, probe, read_header, write_clip
-
-from . import plots
-from .common import EXAMPLE_VIDEO, TabHooks, choices_update, download_stem, events_table, result_meta, user_errors, workspace_of
-from .store import BUNDLED_POOL, AppError, ModelMeta, Store, Workspace, check_name, clip_name, link_or_copy, now_iso
+from vlavad.core.errors import VlavadError
+from vlavad.core.fileio import atomic_write_json
+from vlavad.io.video import VideoInfo, content_key, probe, read_header, write_clip
+from vlavad.outputs.render import render_frame, render_video
+from vlavad.outputs.report import event_cards, write_report
+from vlavad.outputs.results import VideoResult, load_result, write_result_files
+from vlavad.pipeline.backends import backends_line
+from vlavad.pipeline.pipeline import Pipeline
+from vlavad.pipeline.settings import preset
+from webapp import plots
+from webapp.common import EXAMPLE_VIDEO, TabHooks, choices_update, download_stem, events_table, result_meta, user_errors, workspace_of
+from webapp.store import BUNDLED_POOL, AppError, ModelMeta, Store, Workspace, check_name, clip_name, link_or_copy, now_iso
 
 NORMAL_SEGMENT = "First seconds of this video"
 NORMAL_CLIPS = "Uploaded normal clips"

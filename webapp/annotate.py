@@ -17,14 +17,13 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, Strict
 
-from vlavad.metrics import frame_auc
-from vlavad.pipeline import Pipeline
-from vlavad.results import VideoResult, load_result
-from vlavad.schema import Schema, read_json_file, validate
-
-from . import plots
-from .common import TabHooks, download_stem, events_table, result_meta, user_errors, workspace_of
-from .store import AppError, ModelMeta, Store, Workspace, now_iso
+from vlavad.bench.metrics import frame_auc
+from vlavad.core.schema import Schema, read_json_file, validate
+from vlavad.outputs.results import VideoResult, load_result
+from vlavad.pipeline.pipeline import Pipeline
+from webapp import plots
+from webapp.common import TabHooks, download_stem, events_table, result_meta, user_errors, workspace_of
+from webapp.store import AppError, ModelMeta, Store, Workspace, now_iso
 
 VERDICTS = ("true alarm", "false alarm")
 INTERVAL_COLUMNS = ["start (s)", "end (s)"]
@@ -89,7 +88,7 @@ def add_normal_feedback(store: Store, workspace: Workspace, result_id: str, fram
         base = meta["model"]["name"]
         model, parent = workspace.load_model(base), workspace.model_meta(base)
     else:
-        from vlavad.model import FittedModel
+        from vlavad.pipeline.model import FittedModel
 
         base = meta["name"]
         model, parent = FittedModel.load(folder / "model"), ModelMeta.model_validate(result_meta(folder / "model"))

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from vlavad.backends import settings_line
-from vlavad.config import Settings
-from vlavad.errors import VlavadError
-
-from . import analyse, annotate, benchmark, prompt_pool
-from .benchmark import default_data_root
-from .store import Store
+from vlavad.core.errors import VlavadError
+from vlavad.pipeline.backends import settings_line
+from vlavad.pipeline.settings import Settings
+from webapp import analyse, annotate, benchmark, prompt_pool
+from webapp.benchmark import default_data_root
+from webapp.store import Store
 
 CSS = """
 #banner {border-left: 4px solid #1f77b4; padding: 6px 12px; background: #f3f7fb; border-radius: 4px}

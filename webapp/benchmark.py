@@ -21,17 +21,16 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from vlavad.backends import STAGES, TIER_BACKENDS, backends_line, missing, resolve
-from vlavad.bench import fmt_auc, run_benchmark, save_benchmark
-from vlavad.config import Settings, preset, preset_names
-from vlavad.datasets import list_datasets, load_dataset
-from vlavad.errors import VlavadError
-from vlavad.pipeline import Pipeline
-from vlavad.schema import read_json_file
-
-from . import plots
-from .common import TabHooks, choices_update, user_errors, workspace_of
-from .store import AppError, Store, Workspace
+from vlavad.bench.benchmark import fmt_auc, run_benchmark, save_benchmark
+from vlavad.core.errors import VlavadError
+from vlavad.core.schema import read_json_file
+from vlavad.io.datasets import list_datasets, load_dataset
+from vlavad.pipeline.backends import STAGES, TIER_BACKENDS, backends_line, missing, resolve
+from vlavad.pipeline.pipeline import Pipeline
+from vlavad.pipeline.settings import Settings, preset, preset_names
+from webapp import plots
+from webapp.common import TabHooks, choices_update, user_errors, workspace_of
+from webapp.store import AppError, Store, Workspace
 
 RUN_COLUMNS = ["run", "dataset", "preset", "micro AUC", "macro AUC", "time (s)", "backends"]
 REPO = Path(__file__).resolve().parent.parent

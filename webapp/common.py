@@ -12,10 +12,9 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from vlavad.errors import VlavadError
-from vlavad.schema import read_json_file
-
-from .store import AppError, Store, Workspace
+from vlavad.core.errors import VlavadError
+from vlavad.core.schema import read_json_file
+from webapp.store import AppError, Store, Workspace
 
 EXAMPLE_VIDEO = Path(str(resources.files("vlavad").joinpath("assets", "examples", "plaza.mp4")))
 EXAMPLE_LABELS = EXAMPLE_VIDEO.with_name("plaza.labels.json")

@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from vlavad.scoring import runs
+from vlavad.scorers.fusion import runs
 
 FUSED, STATIC, TEMPORAL, THRESHOLD = "#1f77b4", "#9467bd", "#17becf", "#d62728"
 # The legend goes under the plot, where it covers no peak, also on a phone's narrow screen.

@@ -9,15 +9,14 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from vlavad.config import preset
 from vlavad.describe.motion import MEASURES
-from vlavad.pipeline import Pipeline
-from vlavad.prompts import Prompt, default_pool, validate_pool
-from vlavad.video import write_clip
-
-from . import plots
-from .common import EXAMPLE_VIDEO, TabHooks, choices_update, user_errors, workspace_of
-from .store import BUNDLED_POOL, AppError, Store, Workspace
+from vlavad.describe.prompts import Prompt, default_pool, validate_pool
+from vlavad.io.video import write_clip
+from vlavad.pipeline.pipeline import Pipeline
+from vlavad.pipeline.settings import preset
+from webapp import plots
+from webapp.common import EXAMPLE_VIDEO, TabHooks, choices_update, user_errors, workspace_of
+from webapp.store import BUNDLED_POOL, AppError, Store, Workspace
 
 COLUMNS = ["question", "measures"]
 EXAMPLE_MODEL = "the bundled example (its first 5 s)"  # works on a first visit, before any model is saved

@@ -27,9 +27,9 @@ Retention (`Store.prune`, at start-up, after each analysis or benchmark, and eve
   To keep that within the budget too, a save is refused with one line when it would take the
   visitor's saved work over `VLAVAD_WORKSPACE_MB`, or everyone's over half of `VLAVAD_KEEP_GB`.
 - A folder being written is never deleted, however old: its writer holds a lock on it
-  (`vlavad.fileio.staged_folder`) until it is in place; one whose process died is deleted.
+  (`vlavad.core.fileio.staged_folder`) until it is in place; one whose process died is deleted.
 
-Writes are atomic, folders are complete or absent (`vlavad.fileio`), and pruning deletes only
+Writes are atomic, folders are complete or absent (`vlavad.core.fileio`), and pruning deletes only
 what the app itself wrote: folders that carry its markers, in the places it writes them.
 """
 
@@ -55,13 +55,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import ClassVar
 
-from vlavad.errors import VlavadError
-from vlavad.fileio import atomic_write_bytes, is_staging, remove_if_abandoned, staged_folder, written_by_vlavad
-from vlavad.limits import APP_LIMITS, VideoLimits, from_environment
-from vlavad.model import FittedModel
-from vlavad.prompts import Prompt, default_pool, load_pool, pool_to_json
-from vlavad.schema import Schema, read_json_file, validate
-from vlavad.video import content_key
+from vlavad.core.errors import VlavadError
+from vlavad.core.fileio import atomic_write_bytes, is_staging, remove_if_abandoned, staged_folder, written_by_vlavad
+from vlavad.core.limits import APP_LIMITS, VideoLimits, from_environment
+from vlavad.core.schema import Schema, read_json_file, validate
+from vlavad.describe.prompts import Prompt, default_pool, load_pool, pool_to_json
+from vlavad.io.video import content_key
+from vlavad.pipeline.model import FittedModel
 
 BUNDLED_POOL = "motion (bundled)"
 SHARED_SUFFIX = " (shared)"
@@ -69,7 +69,7 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a plain file name, ne
 VISITOR_KEY = re.compile(r"[A-Za-z0-9_-]{43}")  # what `secrets.token_urlsafe(32)` makes
 OWNER = re.compile(r"[0-9a-f]{32}")  # a workspace folder's name
 CLIP = re.compile(r"[0-9a-f]{16}\.[A-Za-z0-9]{1,8}")  # a normal clip kept for models: content key + suffix
-_REPLACED = re.compile(r"^\..+\.[0-9a-f]{12}\.old$")  # a replaced folder being deleted (`vlavad.fileio`)
+_REPLACED = re.compile(r"^\..+\.[0-9a-f]{12}\.old$")  # a replaced folder being deleted (`vlavad.core.fileio`)
 _PART_FILE = re.compile(r"^\..+\.(tmp|part)$")  # a file being written under a temporary name
 LEFTOVER_S = 3600  # a single file's write takes seconds: a temporary file this old was left by a killed one
 SAVED_SHARE = 0.5  # of `keep_gb`, what visitors' saved work may take: the rest is for analyses
@@ -92,7 +92,7 @@ def _env_float(name: str, default: float) -> float:
 class Limits:
     """What one request may ask for; an operator can change each with an environment variable.
 
-    A video's limits (`video`, `vlavad.limits.APP_LIMITS` unless an operator changed them) are
+    A video's limits (`video`, `vlavad.core.limits.APP_LIMITS` unless an operator changed them) are
     checked from its header before any work and again while it decodes: its size, its rate, its
     length, and its frame count, which bounds the work whatever the rate.
     """
@@ -606,7 +606,7 @@ class Workspace:
         return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:12]}-{slug}"
 
     def result_staging(self, result_id: str):
-        """A complete-or-absent result folder (`vlavad.fileio.staged_folder`), locked while it is
+        """A complete-or-absent result folder (`vlavad.core.fileio.staged_folder`), locked while it is
         built so that pruning leaves it alone."""
         return staged_folder(self.root / "results" / check_name(result_id, "result id"), "result", replace=False)
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vlavad.core.errors import ConfigError
 from vlavad.describe.appearance import AppearanceDescriber, _phrases, vocabulary
 from vlavad.describe.crops import crop_box
-from vlavad.errors import ConfigError
-from vlavad.prompts import Prompt
-from vlavad.video import read_frame
+from vlavad.describe.prompts import Prompt
+from vlavad.io.video import read_frame
 
 PED2 = Path(__file__).resolve().parents[3] / "shared" / "data" / "ped2"
 

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from vlavad.core.errors import ConfigError, ModelError
 from vlavad.describe.motion import ABSTAIN, MEASURES, MotionDescriber, MotionSettings, RowReference, _quarter_octave, _speed_phrase
-from vlavad.errors import ConfigError, ModelError
-from vlavad.prompts import Prompt
-from vlavad.video import VideoInfo
+from vlavad.describe.prompts import Prompt
+from vlavad.io.video import VideoInfo
 
 INFO = VideoInfo("scene.mp4", 10.0, 320, 240, 40)
 

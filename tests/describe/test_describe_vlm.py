@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from hub_models import settings, tiny_blip2
 
-from vlavad.backends import make
+from vlavad.core.errors import ConfigError
 from vlavad.describe import crops, vlm
-from vlavad.errors import ConfigError
-from vlavad.prompts import Prompt, default_pool
-from vlavad.video import iter_frames
+from vlavad.describe.prompts import Prompt, default_pool
+from vlavad.io.video import iter_frames
+from vlavad.pipeline.backends import make
 
 pytestmark = pytest.mark.usefixtures("offline_env")
 

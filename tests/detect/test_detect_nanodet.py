@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from vlavad.backends import make
-from vlavad.config import Settings
+from vlavad.core.errors import ConfigError
 from vlavad.detect import nanodet
-from vlavad.errors import ConfigError
+from vlavad.pipeline.backends import make
+from vlavad.pipeline.settings import Settings
 
 GOLDEN = json.loads((Path(__file__).parents[1] / "fixtures" / "nanodet-golden" / "golden.json").read_text())
 ATOL = RTOL = 1e-4

@@ -13,9 +13,9 @@ import pytest
 import supervision as sv
 from hub_models import settings
 
-from vlavad.backends import make
+from vlavad.core.errors import ConfigError
 from vlavad.detect.yolo import YoloDetector, YoloSettings
-from vlavad.errors import ConfigError
+from vlavad.pipeline.backends import make
 
 pytestmark = pytest.mark.usefixtures("offline_env")
 

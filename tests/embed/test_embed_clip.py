@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hub_models import settings
 
-from vlavad.backends import make
+from vlavad.pipeline.backends import make
 
 pytestmark = pytest.mark.usefixtures("offline_env")
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vlavad.backends import make
-from vlavad.config import Settings
+from vlavad.core.errors import ConfigError
 from vlavad.embed import minilm
-from vlavad.errors import ConfigError
+from vlavad.pipeline.backends import make
+from vlavad.pipeline.settings import Settings
 
 
 @pytest.fixture(scope="module")

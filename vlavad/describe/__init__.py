@@ -9,9 +9,9 @@ One backend per file, registered in `DESCRIBERS`.
 A pool may mix questions for several describers: `describe.backend = "motion+appearance"`.
 """
 
-from . import appearance, motion, vlm  # noqa: F401  (importing a backend's module registers it)
-from .base import ABSTAIN, ANSWER_COLUMNS, ANSWER_TABLE, DESCRIBERS, Describer, ProgressFn, empty_answers
-from .composed import ComposedDescriber
-from .steps import track_steps
+from vlavad.describe import appearance, motion, vlm  # noqa: F401  (importing a backend's module registers it)
+from vlavad.describe.base import ABSTAIN, ANSWER_COLUMNS, ANSWER_TABLE, DESCRIBERS, Describer, ProgressFn, empty_answers
+from vlavad.describe.composed import ComposedDescriber
+from vlavad.describe.steps import track_steps
 
 __all__ = ["ABSTAIN", "ANSWER_COLUMNS", "ANSWER_TABLE", "DESCRIBERS", "ComposedDescriber", "Describer", "ProgressFn", "empty_answers", "track_steps"]

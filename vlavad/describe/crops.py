@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
-from ..video import VideoInfo, iter_frames
+from vlavad.io.video import VideoInfo, iter_frames
 
 
 def crop_box(box: np.ndarray, frame_width: int, frame_height: int, margin: float, min_side: int) -> np.ndarray:

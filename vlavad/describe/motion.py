@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from ..errors import ConfigError, ModelError
-from ..schema import Schema, validate
-from ..video import VideoInfo
-from .base import ABSTAIN, ANSWER_COLUMNS, DESCRIBERS, Describer
+from vlavad.core.errors import ConfigError, ModelError
+from vlavad.core.schema import Schema, validate
+from vlavad.describe.base import ABSTAIN, ANSWER_COLUMNS, DESCRIBERS, Describer
+from vlavad.io.video import VideoInfo
 
 PHRASING_VERSION = 3  # bump when answers change wording: cached answers are keyed on it
 ENTERING = "entering or leaving the view, "

@@ -14,7 +14,7 @@ Every question of the prompt pool is asked about a crop of each object at each t
 With `stride` n only every n-th step of a track is asked and the skipped steps repeat the last
 answer, so the cost grows with the number of tracks, not with the frame rate.
 
-Models are loaded on first use, once per process (`vlavad.hub.load_once`), so the web app does
+Models are loaded on first use, once per process (`vlavad.weights.hub.load_once`), so the web app does
 not reload BLIP-2 per request. The describer's identity (model id, revision, dtype, prompt template,
 max_new_tokens, crop and stride settings) enters cache keys; batch size and device do not,
 because they do not change the answers.
@@ -30,8 +30,14 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
-from ..errors import ConfigError
-from ..hub import (
+from vlavad.core.errors import ConfigError
+from vlavad.core.registry import Missing
+from vlavad.core.schema import Schema
+from vlavad.describe.base import ANSWER_COLUMNS, DESCRIBERS, Describer, ProgressFn
+from vlavad.describe.crops import iter_crops
+from vlavad.describe.prompts import Prompt
+from vlavad.io.video import VideoInfo
+from vlavad.weights.hub import (
     NO_REMOTE_CODE,
     SAFE_LOADING,
     check_model_source,
@@ -43,12 +49,6 @@ from ..hub import (
     resolve_device,
     resolved_revision,
 )
-from ..prompts import Prompt
-from ..registry import Missing
-from ..schema import Schema
-from ..video import VideoInfo
-from .base import ANSWER_COLUMNS, DESCRIBERS, Describer, ProgressFn
-from .crops import iter_crops
 
 DEFAULT_BLIP2 = "Salesforce/blip2-opt-2.7b"
 

@@ -7,8 +7,8 @@
 `nanodet+blobs` joins two: a pretrained detector, plus the moving things it does not recognise.
 """
 
-from . import blobs, nanodet, yolo  # noqa: F401  (importing a backend's module registers it)
-from .base import DETECTORS, Detector
-from .composed import ComposedDetector
+from vlavad.detect import blobs, nanodet, yolo  # noqa: F401  (importing a backend's module registers it)
+from vlavad.detect.base import DETECTORS, Detector
+from vlavad.detect.composed import ComposedDetector
 
 __all__ = ["ComposedDetector", "DETECTORS", "Detector"]

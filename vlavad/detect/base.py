@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import numpy as np
 import supervision as sv
 
-from ..registry import Backend, Registry
+from vlavad.core.registry import Backend, Registry
 
 
 class Detector(Backend):

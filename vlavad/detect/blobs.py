@@ -15,8 +15,8 @@ import numpy as np
 import supervision as sv
 from pydantic import Field
 
-from ..schema import Schema
-from .base import DETECTORS, Detector
+from vlavad.core.schema import Schema
+from vlavad.detect.base import DETECTORS, Detector
 
 
 class BlobSettings(Schema):

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 import numpy as np
 import supervision as sv
 
-from .base import Detector
+from vlavad.detect.base import Detector
 
 EXPLAINED = 0.5
 

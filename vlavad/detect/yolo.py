@@ -1,9 +1,9 @@
 """YOLO object detector (ultralytics), a model-backed alternative to the motion-blob detector.
 
-It sees the same working-resolution frame as every detector (see `vlavad.track`), keeps the
+It sees the same working-resolution frame as every detector (see `vlavad.track.tracking`), keeps the
 classes a surveillance scene cares about (COCO person, bicycle, car, motorcycle, bus, truck by
 default), and drops boxes smaller than a fraction of the frame area, like the blob detector.
-Association over time stays with ByteTrack in `vlavad.track`: this class only detects.
+Association over time stays with ByteTrack in `vlavad.track.tracking`: this class only detects.
 
 Unlike the blob detector it also sees objects that never move.
 
@@ -29,7 +29,7 @@ values) and hands the network to ultralytics to predict with.
 Identity (cache keys, saved models): the imported file's name and the first 16 hex digits of its
 sha256, exactly what release 0.1.0 computed from the `.pt` it loaded, so models fitted and tracks
 cached before are still valid once the same file is imported. Both files are checked against the
-record's sha256 (remembered per file version, `vlavad.fileio.file_sha256`): a swapped file is
+record's sha256 (remembered per file version, `vlavad.core.fileio.file_sha256`): a swapped file is
 refused, with the remedy of importing again.
 """
 
@@ -47,14 +47,14 @@ import numpy as np
 import supervision as sv
 from pydantic import Field, StringConstraints, field_validator
 
-from ..errors import ConfigError, VlavadError
-from ..fileio import atomic_write_bytes, atomic_write_json, file_sha256, file_version
-from ..hub import load_once, package_missing, resolve_device
-from ..packaged import weights_dir
-from ..registry import Missing
-from ..schema import Schema, read_json_file, validate
-from ..tensors import Expected, read_safetensors
-from .base import DETECTORS, Detector
+from vlavad.core.errors import ConfigError, VlavadError
+from vlavad.core.fileio import atomic_write_bytes, atomic_write_json, file_sha256, file_version
+from vlavad.core.registry import Missing
+from vlavad.core.schema import Schema, read_json_file, validate
+from vlavad.core.tensors import Expected, read_safetensors
+from vlavad.detect.base import DETECTORS, Detector
+from vlavad.weights.hub import load_once, package_missing, resolve_device
+from vlavad.weights.packaged import weights_dir
 
 RECORD_FORMAT = "vlavad-yolo/1"
 IMPORT_COMMAND = "vlavad weights import-yolo FILE.pt --name NAME"

@@ -5,8 +5,8 @@
 - `clip` (hub): CLIP's text tower, the paper's encoder.
 """
 
-from . import clip, hashing, minilm  # noqa: F401  (importing a backend's module registers it)
-from .base import ENCODERS, TextEncoder
-from .sequences import embedding_sequences, step_captions
+from vlavad.embed import clip, hashing, minilm  # noqa: F401  (importing a backend's module registers it)
+from vlavad.embed.base import ENCODERS, TextEncoder
+from vlavad.embed.sequences import embedding_sequences, step_captions
 
 __all__ = ["ENCODERS", "TextEncoder", "embedding_sequences", "step_captions"]

@@ -10,7 +10,7 @@ from abc import abstractmethod
 
 import numpy as np
 
-from ..registry import Backend, Registry
+from vlavad.core.registry import Backend, Registry
 
 
 class TextEncoder(Backend):

@@ -13,8 +13,11 @@ from __future__ import annotations
 import numpy as np
 from pydantic import field_validator
 
-from ..errors import ConfigError
-from ..hub import (
+from vlavad.core.errors import ConfigError
+from vlavad.core.registry import Missing
+from vlavad.core.schema import Schema, read_json_file
+from vlavad.embed.base import ENCODERS, TextEncoder
+from vlavad.weights.hub import (
     NO_REMOTE_CODE,
     SAFE_LOADING,
     check_model_source,
@@ -26,9 +29,6 @@ from ..hub import (
     resolve_device,
     resolved_revision,
 )
-from ..registry import Missing
-from ..schema import Schema, read_json_file
-from .base import ENCODERS, TextEncoder
 
 CONTEXT_TOKENS = 77  # CLIP's text context length
 

@@ -12,8 +12,8 @@ import re
 
 import numpy as np
 
-from ..registry import NoSettings
-from .base import ENCODERS, TextEncoder
+from vlavad.core.registry import NoSettings
+from vlavad.embed.base import ENCODERS, TextEncoder
 
 _WORD = re.compile(r"[a-z0-9.]+")
 

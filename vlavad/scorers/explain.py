@@ -1,0 +1,125 @@
+"""Why an event was raised, in plain words: the objects that caused it and how rare their answers were.
+
+An event's causes are the objects whose own score crossed the event threshold inside it, best
+first (at most three): bystanders never appear. For each, the answers that made it rare, with
+what SPA's 1/frequency means in words ("normal objects were described 12,400 times, 3 times like
+this"), and whether its temporal part helped ("its next answers were not what normal tracks
+do"). When the smoothed curve crosses the threshold but no single object does, the strongest
+object is given, marked as under the threshold on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from vlavad.describe.prompts import Prompt
+from vlavad.scorers.spa import AnswerFrequencies
+
+MAX_CAUSES = 3
+TEMPORAL_SHARE = 0.5  # a temporal part adding at least this much (in standard units) is mentioned
+
+
+@dataclass
+class Cause:
+    """One object behind an event, at the moment it scored highest."""
+
+    track_id: int
+    frame: int
+    time_s: float
+    box: list[float]  # x1, y1, x2, y2 in source pixels
+    score: float
+    caption: str
+    answers: list[dict]  # question, measures, answer, detail, seen (normal count), total
+    temporal: bool  # its prediction error raised its score noticeably
+    below_threshold: bool = False  # none crossed alone: this is the strongest object
+
+    def to_dict(self) -> dict:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def causes(
+    objects: pd.DataFrame,
+    answers: pd.DataFrame,
+    start: int,
+    last: int,
+    threshold: float,
+    times: np.ndarray,
+    prompts: list[Prompt],
+    frequencies: AnswerFrequencies,
+    temporal_z: pd.Series,
+    lam: float,
+) -> list[Cause]:
+    """The causes of the event spanning frames `start`..`last` (see the module docstring).
+    `objects` is the per-frame table (object_score, caption, box); `answers` the per-step one;
+    `temporal_z` the standardised temporal score of each object row."""
+    inside = objects[(objects["frame"] >= start) & (objects["frame"] <= last)].dropna(subset=["object_score"])
+    if inside.empty:
+        return []
+    best = inside.loc[inside.groupby("track_id")["object_score"].idxmax()].sort_values("object_score", ascending=False)
+    crossing = best[best["object_score"] > threshold]
+    chosen, below = (crossing.head(MAX_CAUSES), False) if len(crossing) else (best.head(1), True)
+    out = []
+    for row in chosen.itertuples():
+        step = _answers_at(answers, int(row.track_id), int(row.frame))
+        out.append(
+            Cause(
+                track_id=int(row.track_id),
+                frame=int(row.frame),
+                time_s=float(times[int(row.frame)]),
+                box=[float(row.x1), float(row.y1), float(row.x2), float(row.y2)],
+                score=float(row.object_score),
+                caption=str(row.caption),
+                answers=[_answer_facts(prompt, step, frequencies) for prompt in prompts],
+                temporal=bool(lam * temporal_z.get(row.Index, 0.0) >= TEMPORAL_SHARE),
+                below_threshold=below,
+            )
+        )
+    return out
+
+
+def _answers_at(answers: pd.DataFrame, track_id: int, frame: int) -> pd.DataFrame:
+    """The track's answers at its last described step at or before `frame`."""
+    track = answers[(answers["track_id"] == track_id) & (answers["frame"] <= frame)]
+    return track[track["frame"] == track["frame"].max()] if len(track) else track
+
+
+def _answer_facts(prompt: Prompt, step: pd.DataFrame, frequencies: AnswerFrequencies) -> dict:
+    row = step[step["prompt_id"] == prompt.id]
+    answer = str(row["answer"].iloc[0]) if len(row) else ""
+    detail = str(row["detail"].iloc[0]) if len(row) and "detail" in row else ""
+    counts = frequencies.counts.get(prompt.id, {})
+    return {
+        "question": prompt.question,
+        "measures": prompt.measures or "",
+        "answer": answer,
+        "detail": detail,
+        "seen": int(counts.get(answer, 0)),
+        "total": int(sum(counts.values())),
+    }
+
+
+def rarity_in_words(seen: int, total: int) -> str:
+    """What SPA's 1/frequency means: "normal objects were described 12,400 times; 3 times like this"."""
+    if total == 0:
+        return "no normal object was described this way or any other"
+    how_often = "never like this" if seen == 0 else ("once like this" if seen == 1 else f"{seen:,} times like this")
+    return f"in the normal videos, objects were described {total:,} times, {how_often}"
+
+
+def cause_in_words(cause: dict) -> list[str]:
+    """The sentences of one cause, for the app, the report and the command line."""
+    lines = []
+    for facts in cause["answers"]:
+        if not facts["answer"]:
+            continue
+        what = facts["answer"] + (f" ({facts['detail']})" if facts["detail"] else "")
+        asked = f"“{facts['question']}”" + (f" (measures: {facts['measures']})" if facts["measures"] else "")
+        lines.append(f"{asked} {what}: {rarity_in_words(facts['seen'], facts['total'])}.")
+    if cause["temporal"]:
+        lines.append("Its next answers were not what normal tracks do (the S3M's prediction error was high).")
+    if cause.get("below_threshold"):
+        lines.append("No single object crossed the threshold: this is the strongest one, under it on its own.")
+    return lines

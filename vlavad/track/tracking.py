@@ -1,0 +1,268 @@
+"""Detection + tracking pass: one streaming read of a video gives its object trajectories.
+
+Every frame is resized to a fixed working height, handed to the detector, and the boxes are
+associated over time by ByteTrack (`vlavad.track.bytetrack`). For every tracked box we also
+measure its motion with sparse optical flow *inside the box*, over a fixed time interval, because
+box-centre displacement of blobs is too noisy to tell a cyclist from a walker while the flow of
+the object's own pixels is not.
+
+The output is the paper's object trajectories as a plain table (`TRACK_COLUMNS`): one row per
+(frame, track) with the box in source pixels, and size, position and velocity in frame-relative
+units, so that nothing downstream depends on the video's resolution or frame rate.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from contextlib import closing
+
+import cv2
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from vlavad.core.schema import Schema
+from vlavad.core.timing import StageTimes
+from vlavad.detect import Detector
+from vlavad.io.cache import MAX_INDEX, Column
+from vlavad.io.video import VideoInfo, background_samples, iter_working_frames, prefetched, working_size
+from vlavad.track.bytetrack import ByteTrack
+
+TRACK_TABLE = (
+    Column("frame", "int", 0, MAX_INDEX),  # source frame index
+    Column("track_id", "int", 0, MAX_INDEX),
+    *(Column(name, "float", -1e7, 1e7) for name in ("x1", "y1", "x2", "y2")),  # box, source pixels
+    Column("confidence", "float", 0, 1),
+    Column("class_id", "int", -1, MAX_INDEX),  # the detector's class (an index into its class_names), -1 when it has none
+    Column("class_name", "str"),  # that class in words ("bicycle"), "" when the detector has no classes
+    Column("cx", "float", -1e4, 1e4),
+    Column("cy", "float", -1e4, 1e4),  # box centre as a fraction of frame width / height
+    Column("w", "float", 0, 1e4),
+    Column("h", "float", 0, 1e4),  # box size as a fraction of frame height (aspect-preserving)
+    Column("vx", "float", -1e7, 1e7, unknown=True),
+    Column("vy", "float", -1e7, 1e7, unknown=True),  # velocity of the object's pixels, frame heights per second (NaN: unknown)
+)
+TRACK_COLUMNS = [column.name for column in TRACK_TABLE]
+
+
+class TrackSettings(Schema):
+    working_height: int = Field(240, ge=32, le=2160)  # every frame is resized to this height first
+    motion_interval_s: float = Field(0.1, gt=0, le=10)  # flow is measured between frames this far apart
+    # How long ByteTrack keeps a lost track: this long at 30 frames/s, as `trackers` read it
+    # (see `_frames_lost` for other rates: 0.4 s at Ped2's 10).
+    lost_track_s: float = Field(1.0, ge=0, le=60)
+    min_track_frames: int = Field(3, ge=1, le=100_000)  # shorter tracks are flicker, not objects
+    flow_grid: int = Field(5, ge=2, le=15)  # flow is sampled on a grid of flow_grid² points per box
+    # None: an object's velocity is the median flow vector of its points, which flow noise
+    # (e.g. from lossy encoding) averages out. A number q: the median direction with the
+    # q-quantile of the points' speeds, which follows the fastest part of a box (a cyclist merged
+    # with walkers into one blob) but grows with flow noise. See `benchmarks/select_settings.py`
+    # and the README for how the two compare on Ped2.
+    flow_quantile: float | None = Field(None, ge=0, le=1)
+    # A flow point counts only if tracking it back to the current frame lands within this many
+    # working pixels of where it started (forward-backward check): points on textureless or
+    # compression-damaged patches fail it. None: no check.
+    flow_fb_max_px: float | None = Field(None, gt=0, le=10_000)
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+def empty_tracks() -> pd.DataFrame:
+    dtypes = {"frame": "int64", "track_id": "int64", "class_id": "int64", "class_name": object}
+    return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, "float64")) for c in TRACK_COLUMNS})
+
+
+def track_video(
+    info: VideoInfo,
+    detector: Detector,
+    settings: TrackSettings = TrackSettings(),
+    *,
+    stride: int = 1,
+    progress: ProgressFn | None = None,
+    times: StageTimes | None = None,
+) -> pd.DataFrame:
+    """Detects, tracks and measures every object of a video in one streaming pass.
+
+    `stride` > 1 processes every stride-th frame *as if it were the next one*: the clip plays
+    `stride` times faster. That is how pseudo-anomalies (objects moving unlike anything in
+    training) are made from normal videos for prompt selection; normal use keeps stride 1.
+    Frames are decoded and detected ahead in a thread of their own, and decoded in colour only
+    for detectors that look at colour. `times` collects the seconds spent per stage.
+    """
+    times = times or StageTimes()
+    scale = settings.working_height / info.height
+    work_size = working_size(info.width, info.height, settings.working_height)
+    fps = info.fps
+    interval = max(1, int(round(settings.motion_interval_s * fps)))
+    seconds_per_interval = interval / fps
+    frame_times = info.times()
+    with times("decode"):
+        detector.begin(background_samples(info, work_size), fps=fps)
+
+    tracker = ByteTrack(
+        max_frames_lost=_frames_lost(settings.lost_track_s, fps),
+        activation_threshold=detector.track_activation,
+        high_confidence=detector.track_activation + 0.05,
+    )
+    history: deque[np.ndarray] = deque(maxlen=interval + 1)
+    history_times: deque[float] = deque(maxlen=interval + 1)
+    rows: list[np.ndarray] = []
+    total = (info.frame_count + stride - 1) // stride
+    # Frames are decoded and detected ahead, in a thread of their own: OpenCV and the networks let
+    # go of the GIL, so detection runs beside the tracking and flow of earlier frames.
+    ahead_times = StageTimes()  # the seconds that thread spends, to share out the waits for it
+
+    def detected():
+        with closing(iter_working_frames(info, work_size, stride=stride, colour=detector.uses_colour)) as frames:
+            while True:
+                with ahead_times("decode"):
+                    item = next(frames, None)
+                if item is None:
+                    return
+                frame_index, gray, small = item
+                with ahead_times("detect"):
+                    found = detector.detect(small, gray)
+                    foreground = detector.foreground()
+                yield frame_index, gray, found, foreground
+
+    waited = 0.0
+    with closing(prefetched(detected())) as frames:
+        done = 0
+        while True:
+            started = time.perf_counter()
+            item = next(frames, None)
+            waited += time.perf_counter() - started
+            if item is None:
+                break
+            frame_index, gray, found, foreground = item
+            done += 1
+            history.append(gray)
+            history_times.append(frame_times[frame_index] / stride)  # played `stride` times faster
+            with times("track"):
+                tracked, track_ids = tracker.update(found.xyxy, found.confidence)
+            if len(tracked):
+                boxes = found.xyxy[tracked].astype(np.float64)
+                with times("flow"):
+                    velocity = _box_velocity(history, boxes, foreground, settings.flow_grid, settings.flow_quantile, settings.flow_fb_max_px)
+                # Real time between the two frames (variable-rate video); across a pause in the
+                # recording the displacement says nothing about speed.
+                elapsed = history_times[-1] - history_times[0]
+                velocity = velocity / elapsed if elapsed <= 2 * seconds_per_interval else np.full_like(velocity, np.nan)
+                classes = found.class_id[tracked] if found.class_id is not None else np.full(len(tracked), -1)
+                confidences = found.confidence[tracked] if found.confidence is not None else None
+                rows.append(_rows(frame_index, track_ids, boxes, confidences, classes, velocity, work_size, scale))
+            if progress:
+                progress(done, total)
+    times.add_waited(waited, ahead_times.snapshot())
+
+    if not rows:
+        return empty_tracks()
+    numeric = [c for c in TRACK_COLUMNS if c != "class_name"]
+    table = pd.DataFrame(np.concatenate(rows), columns=numeric).astype({"frame": "int64", "track_id": "int64", "class_id": "int64"})
+    names = np.array([*detector.class_names, ""], dtype=object)  # class -1 is the last: ""
+    table.insert(TRACK_COLUMNS.index("class_name"), "class_name", names[table["class_id"].to_numpy()])
+    lengths = table.groupby("track_id")["frame"].transform("size")
+    table = table[lengths >= settings.min_track_frames]
+    return table.sort_values(["track_id", "frame"], kind="stable").reset_index(drop=True)
+
+
+def _frames_lost(lost_track_s: float, fps: float) -> int:
+    """How many frames a lost track is kept: `lost_track_s` as `trackers.ByteTrackTracker`, which
+    tracked before, read it (a number of frames at `fps`, taken as frames at 30 fps and rescaled to
+    `fps`), so that models fitted then track the same now. At 30 frames/s that is `lost_track_s`."""
+    return max(1, math.ceil(fps / 30.0 * max(1, int(round(lost_track_s * fps)))))
+
+
+def _rows(frame_index, track_ids, boxes, confidences, classes, velocity, work_size, scale) -> np.ndarray:
+    work_w, work_h = work_size
+    x1, y1, x2, y2 = boxes.T
+    if confidences is None:
+        confidences = np.ones(len(boxes))
+    return np.column_stack(
+        [
+            np.full(len(boxes), frame_index),
+            track_ids,
+            boxes / scale,
+            confidences,
+            classes,
+            (x1 + x2) / 2 / work_w,
+            (y1 + y2) / 2 / work_h,
+            (x2 - x1) / work_h,
+            (y2 - y1) / work_h,
+            velocity / work_h,
+        ]
+    )
+
+
+def _box_velocity(
+    history: deque,
+    boxes: np.ndarray,
+    foreground: np.ndarray | None,
+    grid: int,
+    quantile: float | None = None,
+    fb_max_px: float | None = None,
+) -> np.ndarray:
+    """Optical-flow displacement (working pixels per interval) of each box's pixels: their median
+    displacement, or with a `quantile`, its direction with that quantile of their lengths.
+
+    Points on a grid inside each box are tracked backwards from the current frame to the frame
+    one interval earlier with pyramidal Lucas-Kanade; grid points on the detector's foreground
+    mask are preferred so the static background seen through the box does not pull the median
+    to zero. Boxes with no reliable point get NaN.
+    """
+    velocity = np.full((len(boxes), 2), np.nan)
+    if len(history) < history.maxlen:
+        return velocity
+    current, earlier = history[-1], history[0]
+    # A grid of grid x grid points per box, (boxes, grid², 2), built for all boxes at once:
+    # a Python loop over boxes was a third of the flow stage.
+    fractions = (np.arange(grid) + 0.5) / grid
+    x1, y1, x2, y2 = boxes.T
+    xs = x1[:, None] + fractions * (x2 - x1)[:, None]  # (boxes, grid)
+    ys = y1[:, None] + fractions * (y2 - y1)[:, None]
+    shape = (len(boxes), grid, grid)
+    grid_points = np.stack([np.broadcast_to(xs[:, None, :], shape), np.broadcast_to(ys[:, :, None], shape)], -1).reshape(len(boxes), -1, 2)
+    used = np.ones(grid_points.shape[:2], dtype=bool)
+    if foreground is not None:
+        inside = foreground[
+            np.clip(grid_points[..., 1].astype(int), 0, foreground.shape[0] - 1),
+            np.clip(grid_points[..., 0].astype(int), 0, foreground.shape[1] - 1),
+        ].astype(bool)
+        on_object = inside.sum(axis=1) >= 3  # otherwise the whole grid: too few foreground points
+        used[on_object] = inside[on_object]
+    owner, slot = np.nonzero(used)  # box, and grid position in it, of every tracked point
+    start = grid_points[owner, slot].astype(np.float32).reshape(-1, 1, 2)
+    back, status, _ = cv2.calcOpticalFlowPyrLK(current, earlier, start, None, winSize=(11, 11), maxLevel=2)
+    ok = status.reshape(-1) == 1
+    if fb_max_px is not None:
+        again, status_again, _ = cv2.calcOpticalFlowPyrLK(earlier, current, back, None, winSize=(11, 11), maxLevel=2)
+        ok &= (status_again.reshape(-1) == 1) & (np.hypot(*(again - start).reshape(-1, 2).T) <= fb_max_px)
+    motion = (start - back).reshape(-1, 2)  # where the pixel is now minus where it was
+
+    # One row per box, one column per grid point (NaN where unused or unreliable), so the
+    # statistics take one call per frame rather than one per box: np.median's per-call overhead
+    # was a tenth of scoring.
+    dx, dy = (np.full((len(boxes), grid * grid), np.nan) for _ in range(2))
+    dx[owner[ok], slot[ok]], dy[owner[ok], slot[ok]] = motion[ok].T
+    enough = np.isfinite(dx).sum(axis=1) >= 2
+    velocity[enough] = np.column_stack([_row_quantile(dx, 0.5), _row_quantile(dy, 0.5)])[enough]
+    if quantile is not None:
+        norm = np.hypot(*velocity.T)
+        moving = enough & (norm > 1e-6)
+        velocity[moving] *= (_row_quantile(np.hypot(dx, dy), quantile)[moving] / norm[moving])[:, None]
+    return velocity
+
+
+def _row_quantile(values: np.ndarray, q: float) -> np.ndarray:
+    """The q-quantile of each row's finite entries, interpolated linearly as np.quantile does
+    (NaN for a row with none)."""
+    ordered = np.sort(values, axis=1)  # NaN sorts last
+    counts = np.isfinite(values).sum(axis=1)
+    position = q * np.maximum(counts - 1, 0)
+    low, high = np.floor(position).astype(int), np.ceil(position).astype(int)
+    rows = np.arange(len(values))
+    return ordered[rows, low] + (ordered[rows, high] - ordered[rows, low]) * (position - low)

@@ -1,0 +1,2 @@
+"""Where pretrained weights come from: the package registries (pinned by version and sha256) and
+model hubs (safetensors only)."""
