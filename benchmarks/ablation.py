@@ -19,10 +19,10 @@ from pathlib import Path
 import pandas as pd
 from scipy.ndimage import gaussian_filter1d
 
-from vlavad.bench.benchmark import fmt_auc
-from vlavad.bench.metrics import evaluate
+from vlavad.bench import fmt_auc
 from vlavad.io.datasets import load_dataset
 from vlavad.pipeline.settings import Settings
+from vlavad.scorers.metrics import evaluate
 
 
 def main() -> None:

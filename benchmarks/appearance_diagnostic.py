@@ -26,12 +26,13 @@ from sklearn.neighbors import NearestNeighbors
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vlavad.bench.benchmark import fmt_auc  # noqa: E402
-from vlavad.bench.metrics import evaluate  # noqa: E402
+from vlavad.bench import fmt_auc  # noqa: E402
+from vlavad.core.records import VideoInfo  # noqa: E402
 from vlavad.io.datasets import load_dataset  # noqa: E402
-from vlavad.io.video import VideoInfo, iter_frames  # noqa: E402
+from vlavad.io.video import iter_frames  # noqa: E402
 from vlavad.pipeline.pipeline import Pipeline  # noqa: E402
 from vlavad.pipeline.settings import preset  # noqa: E402
+from vlavad.scorers.metrics import evaluate  # noqa: E402
 
 HOG = cv2.HOGDescriptor((32, 64), (16, 16), (8, 8), (8, 8), 9)
 K = 3

@@ -89,7 +89,7 @@ def run_row(name: str, row: dict, dataset: Path, work: Path, preset: str) -> dic
 
 def sigma_table(result: dict, labels: dict, fps: float) -> dict[float, float]:
     """Micro AUC of the run's unsmoothed fused score (static + λ·temporal) smoothed at each σ."""
-    from vlavad.bench.metrics import evaluate
+    from vlavad.scorers.metrics import evaluate
 
     scores = pd.read_csv(Path(result["folder"]) / "scores.csv")
     lam = result["settings"]["fusion"]["lam"]

@@ -42,8 +42,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vlavad.bench.metrics import frame_auc
 from vlavad.pipeline.settings import Settings
+from vlavad.scorers.metrics import frame_auc
 from vlavad.scorers.temporal import s3m, windows
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,9 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vlavad.describe import ANSWER_TABLE
-from vlavad.io.cache import Column, StageCache, stable_key
-from vlavad.track.tracking import TRACK_TABLE
+from vlavad.core.records import ANSWER_TABLE, TRACK_TABLE, Column
+from vlavad.io.cache import StageCache, stable_key
 
 FRAMES = [Column("frame", "int", 0, 2**31 - 1)]
 

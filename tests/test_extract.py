@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from vlavad.bench.benchmark import run_benchmark
+from vlavad.bench import run_benchmark
 from vlavad.core.errors import ConfigError
 from vlavad.io.datasets import load_dataset
 from vlavad.pipeline.pipeline import Pipeline

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from vlavad.bench.metrics import ROC_MAX_POINTS, evaluate, frame_auc
 from vlavad.core.errors import DatasetError
+from vlavad.scorers.metrics import ROC_MAX_POINTS, evaluate, frame_auc
 
 
 def test_frame_auc_hand_computed():

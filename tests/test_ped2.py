@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vlavad.bench.benchmark import run_benchmark
+from vlavad.bench import run_benchmark
 from vlavad.io.datasets import load_dataset
 from vlavad.pipeline.pipeline import Pipeline
 from vlavad.pipeline.settings import preset

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vlavad.bench.benchmark import metrics_table, run_benchmark, save_benchmark
+from vlavad.bench import metrics_table, run_benchmark, save_benchmark
 from vlavad.core.errors import ModelError, VideoError
 from vlavad.core.timing import TABLE_NOTE
 from vlavad.io.datasets import load_dataset

@@ -321,7 +321,7 @@ def test_benchmark_refuses_path_tricks_and_a_killed_run_is_not_listed(store, wor
     def killed(*args, **kwargs):
         raise KeyboardInterrupt  # as if the process were stopped while the run folder is written
 
-    monkeypatch.setattr("vlavad.bench.benchmark.save_roc_png", killed)
+    monkeypatch.setattr("vlavad.bench.save_roc_png", killed)
     with pytest.raises(KeyboardInterrupt):
         benchmark_dataset(store, workspace, root, "tiny", "custom", "blobs", "motion", "hashing", 1)
     assert runs_table(workspace).empty and not any((workspace.root / "runs").iterdir())
@@ -504,7 +504,7 @@ def test_an_event_inside_the_declared_normal_segment_is_flagged_for_a_check():
     starts there gets a warning that says which event and what to do; one after it does not."""
     from types import SimpleNamespace
 
-    from vlavad.outputs.results import Event
+    from vlavad.core.records import Event
     from webapp.analyse import summary_markdown
 
     def summary(event_start_s: float) -> str:

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from vlavad.core.records import StepTable
 from vlavad.scorers.temporal.numpy_s3m import D_CONV, D_STATE, NumpyS3M
-from vlavad.scorers.temporal.windows import StepTable, window_ids, window_starts
+from vlavad.scorers.temporal.windows import window_ids, window_starts
 
 
 def captioned_tracks(rng, lengths, vocabulary=4, dim=6):

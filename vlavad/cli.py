@@ -64,8 +64,8 @@ def _prompts(args):
 
 def cmd_fit(args) -> None:
     from vlavad.core.fileio import check_output_folder
+    from vlavad.core.records import backends_line
     from vlavad.io.datasets import load_dataset
-    from vlavad.pipeline.backends import backends_line
 
     check_output_folder(args.out, "model")
     settings = _settings(args)
@@ -90,8 +90,9 @@ def cmd_fit(args) -> None:
 
 def cmd_score(args) -> None:
     from vlavad.core.fileio import check_output_folder
+    from vlavad.core.records import backends_line
     from vlavad.outputs.results import save_result
-    from vlavad.pipeline.backends import backends_line, check_available
+    from vlavad.pipeline.backends import check_available
     from vlavad.pipeline.model import FittedModel
 
     model = FittedModel.load(args.model)
@@ -161,10 +162,10 @@ def _extras(args, video, result, folder: Path) -> None:
 
 
 def cmd_bench(args) -> None:
-    from vlavad.bench.benchmark import metrics_table, run_benchmark, save_benchmark
+    from vlavad.bench import metrics_table, run_benchmark, save_benchmark
     from vlavad.core.fileio import check_output_folder
+    from vlavad.core.records import backends_line
     from vlavad.io.datasets import load_dataset
-    from vlavad.pipeline.backends import backends_line
 
     dataset = load_dataset(args.dataset, layout=args.layout)
     settings = _settings(args)

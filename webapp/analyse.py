@@ -16,11 +16,11 @@ import gradio as gr
 
 from vlavad.core.errors import VlavadError
 from vlavad.core.fileio import atomic_write_json
-from vlavad.io.video import VideoInfo, content_key, probe, read_header, write_clip
+from vlavad.core.records import VideoInfo, VideoResult, backends_line
+from vlavad.io.video import content_key, probe, read_header, write_clip
 from vlavad.outputs.render import render_frame, render_video
 from vlavad.outputs.report import event_cards, write_report
-from vlavad.outputs.results import VideoResult, load_result, write_result_files
-from vlavad.pipeline.backends import backends_line
+from vlavad.outputs.results import load_result, write_result_files
 from vlavad.pipeline.pipeline import Pipeline
 from vlavad.pipeline.settings import preset
 from webapp import plots

@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, Strict
 
-from vlavad.bench.metrics import frame_auc
+from vlavad.core.records import VideoResult
 from vlavad.core.schema import Schema, read_json_file, validate
-from vlavad.outputs.results import VideoResult, load_result
+from vlavad.outputs.results import load_result
 from vlavad.pipeline.pipeline import Pipeline
+from vlavad.scorers.metrics import frame_auc
 from webapp import plots
 from webapp.common import TabHooks, download_stem, events_table, result_meta, user_errors, workspace_of
 from webapp.store import AppError, ModelMeta, Store, Workspace, now_iso

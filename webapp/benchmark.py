@@ -21,11 +21,12 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from vlavad.bench.benchmark import fmt_auc, run_benchmark, save_benchmark
+from vlavad.bench import fmt_auc, run_benchmark, save_benchmark
 from vlavad.core.errors import VlavadError
+from vlavad.core.records import backends_line
 from vlavad.core.schema import read_json_file
 from vlavad.io.datasets import list_datasets, load_dataset
-from vlavad.pipeline.backends import STAGES, TIER_BACKENDS, backends_line, missing, resolve
+from vlavad.pipeline.backends import STAGES, TIER_BACKENDS, missing, resolve
 from vlavad.pipeline.pipeline import Pipeline
 from vlavad.pipeline.settings import Settings, preset, preset_names
 from webapp import plots

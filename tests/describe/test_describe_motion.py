@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from vlavad.core.errors import ConfigError, ModelError
+from vlavad.core.records import VideoInfo
 from vlavad.describe.motion import ABSTAIN, MEASURES, MotionDescriber, MotionSettings, RowReference, _quarter_octave, _speed_phrase
 from vlavad.describe.prompts import Prompt
-from vlavad.io.video import VideoInfo
 
 INFO = VideoInfo("scene.mp4", 10.0, 320, 240, 40)
 

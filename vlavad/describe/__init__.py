@@ -10,8 +10,8 @@ A pool may mix questions for several describers: `describe.backend = "motion+app
 """
 
 from vlavad.describe import appearance, motion, vlm  # noqa: F401  (importing a backend's module registers it)
-from vlavad.describe.base import ABSTAIN, ANSWER_COLUMNS, ANSWER_TABLE, DESCRIBERS, Describer, ProgressFn, empty_answers
+from vlavad.describe.base import ABSTAIN, DESCRIBERS, Describer, ProgressFn, empty_answers
 from vlavad.describe.composed import ComposedDescriber
 from vlavad.describe.steps import track_steps
 
-__all__ = ["ABSTAIN", "ANSWER_COLUMNS", "ANSWER_TABLE", "DESCRIBERS", "ComposedDescriber", "Describer", "ProgressFn", "empty_answers", "track_steps"]
+__all__ = ["ABSTAIN", "DESCRIBERS", "ComposedDescriber", "Describer", "ProgressFn", "empty_answers", "track_steps"]

@@ -32,12 +32,12 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from vlavad.core.records import ANSWER_COLUMNS, VideoInfo
 from vlavad.core.registry import Missing
 from vlavad.core.schema import Schema
-from vlavad.describe.base import ANSWER_COLUMNS, DESCRIBERS, Describer, ProgressFn
+from vlavad.describe.base import DESCRIBERS, Describer, ProgressFn
 from vlavad.describe.crops import iter_crops
 from vlavad.describe.prompts import Prompt
-from vlavad.io.video import VideoInfo
 from vlavad.weights.hub import load_once, resolve_device
 from vlavad.weights.packaged import PackagedFile, PackagedWeights
 

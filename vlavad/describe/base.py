@@ -15,19 +15,10 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from vlavad.core.records import ANSWER_COLUMNS, VideoInfo
 from vlavad.core.registry import Backend, Registry
 from vlavad.describe.prompts import Prompt
-from vlavad.io.cache import MAX_INDEX, Column
-from vlavad.io.video import VideoInfo
 
-ANSWER_TABLE = (
-    Column("frame", "int", 0, MAX_INDEX),
-    Column("track_id", "int", 0, MAX_INDEX),
-    Column("prompt_id", "str"),
-    Column("answer", "str"),
-    Column("detail", "str"),
-)
-ANSWER_COLUMNS = [column.name for column in ANSWER_TABLE]
 ABSTAIN = "partly out of view"  # the describer cannot tell: not evidence either way (SPA does not score it)
 ProgressFn = Callable[[int, int], None]
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import pandas as pd
 
 from vlavad.core.errors import ConfigError
+from vlavad.core.records import VideoInfo
 from vlavad.describe.base import Describer, ProgressFn
 from vlavad.describe.prompts import Prompt
-from vlavad.io.video import VideoInfo
 
 
 class ComposedDescriber(Describer):

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
-from vlavad.io.video import VideoInfo, iter_frames
+from vlavad.core.records import VideoInfo
+from vlavad.io.video import iter_frames
 
 
 def crop_box(box: np.ndarray, frame_width: int, frame_height: int, margin: float, min_side: int) -> np.ndarray:

@@ -16,9 +16,9 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from vlavad.core.errors import ConfigError, ModelError
+from vlavad.core.records import ANSWER_COLUMNS, VideoInfo
 from vlavad.core.schema import Schema, validate
-from vlavad.describe.base import ABSTAIN, ANSWER_COLUMNS, DESCRIBERS, Describer
-from vlavad.io.video import VideoInfo
+from vlavad.describe.base import ABSTAIN, DESCRIBERS, Describer
 
 PHRASING_VERSION = 3  # bump when answers change wording: cached answers are keyed on it
 ENTERING = "entering or leaving the view, "

@@ -31,12 +31,12 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from vlavad.core.errors import ConfigError
+from vlavad.core.records import ANSWER_COLUMNS, VideoInfo
 from vlavad.core.registry import Missing
 from vlavad.core.schema import Schema
-from vlavad.describe.base import ANSWER_COLUMNS, DESCRIBERS, Describer, ProgressFn
+from vlavad.describe.base import DESCRIBERS, Describer, ProgressFn
 from vlavad.describe.crops import iter_crops
 from vlavad.describe.prompts import Prompt
-from vlavad.io.video import VideoInfo
 from vlavad.weights.hub import (
     NO_REMOTE_CODE,
     SAFE_LOADING,

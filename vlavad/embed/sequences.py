@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from vlavad.core.records import StepTable
 from vlavad.embed.base import TextEncoder
-from vlavad.scorers.temporal.windows import StepTable
 
 
 def step_captions(answers: pd.DataFrame, selected: list[str]) -> pd.DataFrame:

@@ -17,50 +17,17 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from vlavad.core.errors import VlavadError
 from vlavad.core.fileio import atomic_write_bytes
+from vlavad.core.records import Column
 from vlavad.core.schema import parse_json
-
-MAX_INDEX = 2**31 - 1  # frame indices and track ids: no video comes near
-
-
-@dataclass(frozen=True)
-class Column:
-    """One column of a stage's table: what its values are, and the range they lie in."""
-
-    name: str
-    kind: Literal["int", "float", "str"]
-    low: float = -math.inf  # numbers: inclusive bounds
-    high: float = math.inf
-    unknown: bool = False  # floats: NaN is allowed (an unknown value)
-
-    def check(self, values: np.ndarray) -> np.ndarray | None:
-        """`values` as the column holds them (int64, float64 or str), or None when they are not
-        what this column holds."""
-        if values.ndim != 1:
-            return None
-        if self.kind == "str":
-            return values if values.dtype.kind == "U" else None
-        if values.dtype.kind not in ("iu" if self.kind == "int" else "f"):
-            return None
-        if self.kind == "int":
-            if len(values) and not (self.low <= values.min() and values.max() <= self.high):
-                return None
-            return values.astype(np.int64)
-        known = values[~np.isnan(values)] if self.unknown else values
-        if len(known) and not (np.isfinite(known).all() and self.low <= known.min() and known.max() <= self.high):
-            return None
-        return values.astype(np.float64)
 
 
 def stable_key(*parts) -> str:

@@ -27,7 +27,7 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -40,6 +40,7 @@ from PIL import Image
 
 from vlavad.core.errors import VideoError
 from vlavad.core.limits import LIBRARY_LIMITS, VideoLimitError, VideoLimits
+from vlavad.core.records import VideoInfo
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv"})
 """Suffixes worth looking for when listing videos; `probe` accepts anything FFmpeg opens."""
@@ -57,36 +58,6 @@ _HASH_CHUNK = 1 << 20
 # A header's duration may round up a little past the decoded one (an audio track, a last frame's
 # length): it refuses from the header only past this margin; decoding checks the exact duration.
 HEADER_SLACK_S = 1.0
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What the pipeline needs to know about a video before reading its frames.
-
-    `fps` is the stream's rate; for a variable-frame-rate file (a phone recording, a screen
-    capture) it is the typical rate, and `timestamps` holds each frame's real time, which every
-    time shown to a user (the curve, events, the annotated video) and every speed uses.
-    """
-
-    path: str
-    fps: float
-    width: int
-    height: int
-    frame_count: int
-    timestamps: tuple[float, ...] | None = None  # seconds from the first frame; None: constant rate
-    limits: VideoLimits = field(default=LIBRARY_LIMITS, compare=False, repr=False)  # what it was probed under
-
-    @property
-    def duration_s(self) -> float:
-        if self.timestamps:
-            return self.timestamps[-1] + 1.0 / self.fps
-        return self.frame_count / self.fps
-
-    def times(self) -> np.ndarray:
-        """Each frame's time in seconds from the first frame."""
-        if self.timestamps:
-            return np.asarray(self.timestamps, dtype=np.float64)
-        return np.arange(self.frame_count) / self.fps
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
 from vlavad.core.limits import LIBRARY_LIMITS, VideoLimits
-from vlavad.io.video import BrowserVideoWriter, VideoInfo, iter_frames, read_frame
+from vlavad.core.records import VideoInfo
+from vlavad.io.video import BrowserVideoWriter, iter_frames, read_frame
 
 # Colours (RGB) of the buckets, in order: not scored, usual, unusual, above the event threshold.
 BUCKET_NAMES = ("not scored", "usual", "unusual", "anomalous")

@@ -10,62 +10,14 @@ for the app, reports and tools: nothing else needs to know the file layout.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from vlavad.core.errors import VlavadError
 from vlavad.core.fileio import atomic_write_json, atomic_write_text, staged_folder
+from vlavad.core.records import Event, VideoInfo, VideoResult
 from vlavad.core.schema import Schema, read_json_file, validate
-from vlavad.io.video import VideoInfo
-
-FORMAT = "vlavad-result/1"
-
-
-@dataclass
-class Event:
-    """An interval whose fused score stays above the model's threshold, with its reasons."""
-
-    start_frame: int
-    end_frame: int  # inclusive
-    start_s: float
-    end_s: float
-    peak_frame: int
-    peak_score: float
-    reasons: list[str]  # "track 7: moving fast (2.0× the usual speed here)", one per cause
-    causes: list[dict] = field(default_factory=list)  # `vlavad.scorers.explain.Cause` records: what, where, how rare
-
-    def to_dict(self) -> dict:
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
-
-
-@dataclass
-class VideoResult:
-    """Everything `score` knows about one video."""
-
-    name: str
-    info: VideoInfo
-    frames: pd.DataFrame  # frame, time_s, static, temporal, fused, top_track, top_caption
-    objects: pd.DataFrame  # frame, track_id, caption, static_score, temporal_score, x1..y2, object_score
-    events: list[Event]
-    threshold: float
-    backends: dict
-    selected_questions: list[str]
-
-    def summary(self) -> dict:
-        return {
-            "format": FORMAT,
-            "video": self.name,
-            "frames": self.info.frame_count,
-            "fps": self.info.fps,
-            "size": [self.info.width, self.info.height],
-            "objects": int(self.objects["track_id"].nunique()) if len(self.objects) else 0,
-            "threshold": round(self.threshold, 4),
-            "selected_questions": self.selected_questions,
-            "backends": self.backends,
-            "events": [e.to_dict() for e in self.events],
-        }
 
 
 def write_result_files(result: VideoResult, folder: Path) -> None:

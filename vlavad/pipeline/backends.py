@@ -118,19 +118,6 @@ def backends_record(detector: Backend, describer: Backend, encoder: Backend) -> 
     }
 
 
-def backends_line(backends: dict) -> str:
-    """What produced a result, in words; a describer that is not a VLM is never called one."""
-    describer = backends.get("describer", {})
-    if backends.get("describer_is_vlm") or describer.get("is_vlm"):
-        what = f"VLM: {describer.get('model') or describer.get('describer')}"
-    else:
-        what = f"{describer.get('describer', 'motion')} describer — not a vision-language model"
-    detector = backends.get("detector", {}).get("detector", "?")
-    encoder = backends.get("encoder", {})
-    tiers_used = sorted(set(backends.get("tiers", {"all": "weight-free"}).values()), key=["weight-free", "packaged", "hub"].index)
-    return f"{what} · detector: {detector} · text encoder: {encoder.get('model') or encoder.get('encoder', '?')} · tier: {' + '.join(tiers_used)}"
-
-
 def settings_line(settings: Settings) -> str:
     """`backends_line` for settings, from the registry alone: no model is built or loaded."""
     parts = backend_classes(settings, "describe")

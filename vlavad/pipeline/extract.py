@@ -31,12 +31,11 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from vlavad.core.errors import ConfigError
+from vlavad.core.records import TRACK_TABLE, VideoInfo
 from vlavad.describe.prompts import Prompt
 from vlavad.io.cache import StageCache
 from vlavad.io.datasets import Dataset
-from vlavad.io.video import VideoInfo
 from vlavad.pipeline.pipeline import Pipeline
-from vlavad.track.tracking import TRACK_TABLE
 
 Report = Callable[[str], None]
 

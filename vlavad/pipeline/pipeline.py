@@ -27,21 +27,20 @@ from tqdm.auto import tqdm
 
 from vlavad.core.errors import ModelError
 from vlavad.core.limits import LIBRARY_LIMITS, VideoLimits
+from vlavad.core.records import ANSWER_TABLE, TRACK_TABLE, StepTable, VideoInfo, VideoResult
 from vlavad.core.timing import StageTimes
-from vlavad.describe import ANSWER_TABLE, Describer, empty_answers, track_steps
+from vlavad.describe import Describer, empty_answers, track_steps
 from vlavad.describe.prompts import Prompt, default_pool
 from vlavad.embed import embedding_sequences, step_captions
 from vlavad.io.cache import StageCache, stable_key
-from vlavad.io.video import VideoInfo, content_key, probe
-from vlavad.outputs.results import VideoResult
+from vlavad.io.video import content_key, probe
 from vlavad.pipeline import backends
 from vlavad.pipeline.model import FittedModel
 from vlavad.pipeline.settings import Settings
 from vlavad.scorers.explain import causes
 from vlavad.scorers.fusion import Normaliser, find_events, frame_maxima, fuse, object_scores, spread_to_frames
 from vlavad.scorers.spa import object_static_scores, select_prompts
-from vlavad.scorers.temporal.windows import StepTable
-from vlavad.track.tracking import TRACK_TABLE, track_video
+from vlavad.track.tracking import track_video
 
 
 def default_cache_dir() -> Path:

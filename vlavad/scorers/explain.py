@@ -10,34 +10,15 @@ object is given, marked as under the threshold on its own.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 import pandas as pd
 
+from vlavad.core.records import Cause
 from vlavad.describe.prompts import Prompt
 from vlavad.scorers.spa import AnswerFrequencies
 
 MAX_CAUSES = 3
 TEMPORAL_SHARE = 0.5  # a temporal part adding at least this much (in standard units) is mentioned
-
-
-@dataclass
-class Cause:
-    """One object behind an event, at the moment it scored highest."""
-
-    track_id: int
-    frame: int
-    time_s: float
-    box: list[float]  # x1, y1, x2, y2 in source pixels
-    score: float
-    caption: str
-    answers: list[dict]  # question, measures, answer, detail, seen (normal count), total
-    temporal: bool  # its prediction error raised its score noticeably
-    below_threshold: bool = False  # none crossed alone: this is the strongest object
-
-    def to_dict(self) -> dict:
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
 def causes(

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter1d
 
-from vlavad.outputs.results import Event
+from vlavad.core.records import Event
 
 _UNSCORED = -1.0  # stands for a step's own NaN while carrying forward (scores are never negative)
 

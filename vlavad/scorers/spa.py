@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from vlavad.bench.metrics import frame_auc
 from vlavad.describe import ABSTAIN
 from vlavad.describe.prompts import Prompt
+from vlavad.scorers.metrics import frame_auc
 
 SEPARATION_TIE = 0.01  # separations closer than this count as equal; concentration decides
 BLIND = 0.05  # a separation this close to 0.5: the pseudo-anomalies do not exercise the question

@@ -24,28 +24,12 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from vlavad.core.records import TRACK_COLUMNS, VideoInfo
 from vlavad.core.schema import Schema
 from vlavad.core.timing import StageTimes
 from vlavad.detect import Detector
-from vlavad.io.cache import MAX_INDEX, Column
-from vlavad.io.video import VideoInfo, background_samples, iter_working_frames, prefetched, working_size
+from vlavad.io.video import background_samples, iter_working_frames, prefetched, working_size
 from vlavad.track.bytetrack import ByteTrack
-
-TRACK_TABLE = (
-    Column("frame", "int", 0, MAX_INDEX),  # source frame index
-    Column("track_id", "int", 0, MAX_INDEX),
-    *(Column(name, "float", -1e7, 1e7) for name in ("x1", "y1", "x2", "y2")),  # box, source pixels
-    Column("confidence", "float", 0, 1),
-    Column("class_id", "int", -1, MAX_INDEX),  # the detector's class (an index into its class_names), -1 when it has none
-    Column("class_name", "str"),  # that class in words ("bicycle"), "" when the detector has no classes
-    Column("cx", "float", -1e4, 1e4),
-    Column("cy", "float", -1e4, 1e4),  # box centre as a fraction of frame width / height
-    Column("w", "float", 0, 1e4),
-    Column("h", "float", 0, 1e4),  # box size as a fraction of frame height (aspect-preserving)
-    Column("vx", "float", -1e7, 1e7, unknown=True),
-    Column("vy", "float", -1e7, 1e7, unknown=True),  # velocity of the object's pixels, frame heights per second (NaN: unknown)
-)
-TRACK_COLUMNS = [column.name for column in TRACK_TABLE]
 
 
 class TrackSettings(Schema):

@@ -22,8 +22,9 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from vlavad.core.errors import ModelError
+from vlavad.core.records import StepTable
 from vlavad.core.tensors import Expected, check_tensors
-from vlavad.scorers.temporal.windows import StepTable, step_errors
+from vlavad.scorers.temporal.windows import step_errors
 
 # The Mamba block's sizes beside d_model: `vlavad.scorers.temporal.s3m.S3MPredictor` builds its blocks with these.
 D_STATE = 16  # state size N of the selective scan

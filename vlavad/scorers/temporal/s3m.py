@@ -25,9 +25,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlavad.core.errors import ConfigError, ModelError
+from vlavad.core.records import StepTable, as_step_table
 from vlavad.core.tensors import Expected, check_tensors, read_safetensors
 from vlavad.scorers.temporal.numpy_s3m import D_CONV, D_STATE, EXPAND, NumpyS3M
-from vlavad.scorers.temporal.windows import StepTable, as_step_table, check_fit, step_errors, window_ids, window_starts
+from vlavad.scorers.temporal.windows import check_fit, step_errors, window_ids, window_starts
 
 # --------------------------------------------------------------------------------------------
 # Selective scan

@@ -13,12 +13,12 @@ This module needs NumPy only, so scoring with the NumPy S3M never imports PyTorc
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from vlavad.core.errors import ModelError
+from vlavad.core.records import StepTable, as_step_table, concat_sequences
 
 
 class WindowShape(Protocol):
@@ -27,92 +27,6 @@ class WindowShape(Protocol):
     dim: int
     past: int
     future: int
-
-
-def concat_sequences(sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All steps stacked as float32 (total, D); where each sequence starts in it; its length."""
-    lengths = np.array([len(s) for s in sequences], dtype=np.int64)
-    starts = np.cumsum(lengths) - lengths
-    flat = np.concatenate([np.asarray(s, dtype=np.float32) for s in sequences], axis=0)
-    return flat, starts, lengths
-
-
-@dataclass(frozen=True)
-class StepTable:
-    """Sequences of step embeddings, each distinct embedding stored once: step i of the
-    sequences laid end to end is `vectors[codes[i]]`.
-
-    A track's caption rarely changes, so a 10-minute clip's 40,770 steps have a few hundred
-    distinct embeddings: 82 MB as one row per step, under a megabyte as this table. Rows are
-    distinct and in the order of their bytes, so the codes do not depend on where a step comes
-    from, and neither do the window ids and batches built from them.
-    """
-
-    vectors: np.ndarray  # (distinct embeddings, D) float32
-    codes: np.ndarray  # (steps,) int64, the sequences one after another
-    lengths: np.ndarray  # (sequences,) int64
-
-    @classmethod
-    def from_codes(cls, vectors: np.ndarray, codes: np.ndarray, lengths: np.ndarray) -> StepTable:
-        """From any table of embeddings (rows may repeat) and the table row of every step."""
-        distinct, row_ids = _distinct_rows(np.asarray(vectors, dtype=np.float32))
-        return cls(distinct, row_ids[np.asarray(codes, dtype=np.int64)], np.asarray(lengths, dtype=np.int64))
-
-    @classmethod
-    def from_sequences(cls, sequences: Sequence[np.ndarray]) -> StepTable:
-        """From one (steps, D) array per sequence."""
-        if not len(sequences):
-            return cls(np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64))
-        flat, _, lengths = concat_sequences(sequences)
-        return cls.from_codes(flat, np.arange(len(flat)), lengths)
-
-    @classmethod
-    def concat(cls, tables: Sequence[StepTable]) -> StepTable:
-        """The sequences of several tables, in order, in one table."""
-        tables = [t for t in tables if len(t.lengths)]  # a table of no sequence has no width either
-        if not tables:
-            return cls.from_sequences([])
-        offsets = np.cumsum([0] + [len(t.vectors) for t in tables[:-1]])
-        return cls.from_codes(
-            np.concatenate([t.vectors for t in tables]),
-            np.concatenate([t.codes + offset for t, offset in zip(tables, offsets)]),
-            np.concatenate([t.lengths for t in tables]),
-        )
-
-    @property
-    def dim(self) -> int:
-        return self.vectors.shape[1]
-
-    @property
-    def starts(self) -> np.ndarray:
-        """Where each sequence starts among the steps."""
-        return np.cumsum(self.lengths) - self.lengths
-
-    def rows(self, steps: np.ndarray) -> np.ndarray:
-        """The embeddings of the steps at `steps` (any shape of indices), float32."""
-        return self.vectors[self.codes[steps]]
-
-    def split(self, per_step: np.ndarray) -> list[np.ndarray]:
-        """A value per step, cut into one array per sequence."""
-        return np.split(per_step, np.cumsum(self.lengths)[:-1])
-
-
-def as_step_table(sequences: StepTable | Sequence[np.ndarray]) -> StepTable:
-    """A step table as it is, or made from one (steps, D) array per sequence."""
-    return sequences if isinstance(sequences, StepTable) else StepTable.from_sequences(sequences)
-
-
-def _distinct_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct rows of `vectors` in the order of their bytes, and each row's index among
-    them. A dict of the rows' bytes finds them: np.unique(axis=0) would sort a copy of every
-    row (80 MB for a 10-minute clip's steps)."""
-    first_seen: dict[bytes, int] = {}
-    ids = np.fromiter((first_seen.setdefault(row.tobytes(), len(first_seen)) for row in vectors), dtype=np.int64, count=len(vectors))
-    keys = sorted(first_seen)
-    rank = np.empty(len(keys), dtype=np.int64)
-    rank[[first_seen[key] for key in keys]] = np.arange(len(keys))
-    distinct = np.frombuffer(b"".join(keys), dtype=vectors.dtype).reshape(len(keys), vectors.shape[1]).copy()
-    return distinct, rank[ids]
 
 
 def window_starts(lengths: np.ndarray, seq_starts: np.ndarray, span: int) -> np.ndarray:

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from vlavad.bench.metrics import BenchMetrics, evaluate
 from vlavad.core.errors import DatasetError
 from vlavad.core.fileio import atomic_write_json, atomic_write_text, staged_folder
+from vlavad.core.records import VideoResult
 from vlavad.core.timing import TABLE_NOTE, format_table, stage_table
 from vlavad.io.datasets import Dataset, check_labels
-from vlavad.outputs.results import VideoResult
 from vlavad.pipeline.model import FittedModel
 from vlavad.pipeline.pipeline import Pipeline
+from vlavad.scorers.metrics import BenchMetrics, evaluate
 
 FORMAT = "vlavad-run/1"
 
