@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from vlavad.core.records import Answer
 from vlavad.describe.prompts import Prompt
 from vlavad.scorers.explain import cause_in_words, causes, rarity_in_words
 from vlavad.scorers.spa import AnswerFrequencies
@@ -41,7 +42,7 @@ def scene():
         }
     )
     frequencies = AnswerFrequencies(
-        {SPEED.id: {"moving slowly": 4000, "moving at the usual speed": 8397, "moving fast (2.0× the usual speed here)": 3}}
+        counts={SPEED.id: {"moving slowly": 4000, "moving at the usual speed": 8397, "moving fast (2.0× the usual speed here)": 3}}
     )
     return objects, answers, frequencies
 
@@ -69,16 +70,16 @@ def test_only_objects_above_the_threshold_are_causes_best_first():
     cause = found[0]
     assert (cause.frame, cause.time_s, cause.score) == (11, 1.1, 3.1) and not cause.below_threshold
     assert cause.answers == [
-        {
-            "question": SPEED.question,
-            "measures": "speed",
-            "answer": "moving fast (2.0× the usual speed here)",
-            "detail": "",
-            "seen": 3,
-            "total": 12_400,
-        }
+        Answer(
+            question=SPEED.question,
+            measures="speed",
+            answer="moving fast (2.0× the usual speed here)",
+            detail="",
+            seen=3,
+            total=12_400,
+        )
     ]
-    assert cause_in_words(cause.to_dict()) == [
+    assert cause_in_words(cause) == [
         "“How fast is the object moving?” (measures: speed) moving fast (2.0× the usual speed here): "
         "in the normal videos, objects were described 12,400 times, 3 times like this."
     ]
@@ -87,7 +88,7 @@ def test_only_objects_above_the_threshold_are_causes_best_first():
 def test_when_no_object_crosses_alone_the_strongest_is_named_as_such_and_temporal_help_is_said():
     found = causes_in_scene(threshold=5.0, temporal_z=9.0)
     assert [c.track_id for c in found] == [7] and found[0].below_threshold and found[0].temporal
-    words = cause_in_words(found[0].to_dict())
+    words = cause_in_words(found[0])
     assert words[-2].startswith("Its next answers were not what normal tracks do") and "under it on its own" in words[-1]
 
 

@@ -36,7 +36,7 @@ def test_normaliser_uses_training_statistics_and_the_median_for_empty_frames():
 
 
 def test_fusion_adds_lambda_times_temporal_then_smooths_within_the_video():
-    n = Normaliser(0.0, 1.0, 0.0, 0.0, 2.0, 0.0)
+    n = Normaliser(static_mean=0.0, static_std=1.0, static_fill=0.0, temporal_mean=0.0, temporal_std=2.0, temporal_fill=0.0)
     static, temporal = np.zeros(21), np.zeros(21)
     static[10], temporal[10] = 4.0, 2.0
     raw = fuse(static, temporal, n, lam=0.5, sigma_frames=0)
@@ -46,7 +46,7 @@ def test_fusion_adds_lambda_times_temporal_then_smooths_within_the_video():
 
 
 def test_object_scores_are_on_the_curves_scale():
-    n = Normaliser(1.0, 2.0, 1.0, 0.5, 0.25, 0.5)
+    n = Normaliser(static_mean=1.0, static_std=2.0, static_fill=1.0, temporal_mean=0.5, temporal_std=0.25, temporal_fill=0.5)
     objects = pd.DataFrame({"static_score": [np.e**3, np.nan], "temporal_score": [1.0, 1.0]})
     scores = object_scores(objects, n, lam=0.1)
     assert scores[0] == pytest.approx((3 - 1) / 2 + 0.1 * (1.0 - 0.5) / 0.25) and np.isnan(scores[1])

@@ -187,7 +187,7 @@ def test_normal_clips_are_kept_only_for_saved_models(tmp_path, monkeypatch):
         raise VlavadError("the encoder failed")
 
     with monkeypatch.context() as patch:
-        patch.setattr("webapp.analyse.render_video", encoder_fails)
+        patch.setattr("vlavad.outputs.results.render_video", encoder_fails)
         with pytest.raises(gr.Error, match="encoder"):
             analyse_video(store, workspace, clip, normal_seconds=3, epochs=1, save_model_as="never")
     assert kept_clips(store) == [] and workspace.result_ids() == [done.result_id]

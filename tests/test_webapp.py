@@ -508,7 +508,15 @@ def test_an_event_inside_the_declared_normal_segment_is_flagged_for_a_check():
     from webapp.analyse import summary_markdown
 
     def summary(event_start_s: float) -> str:
-        event = Event(40, 60, event_start_s, event_start_s + 2.0, 50, 3.0, ["track 1: moving fast"])
+        event = Event(
+            start_frame=40,
+            end_frame=60,
+            start_s=event_start_s,
+            end_s=event_start_s + 2.0,
+            peak_frame=50,
+            peak_score=3.0,
+            reasons=["track 1: moving fast"],
+        )
         result = SimpleNamespace(
             name="clip", info=SimpleNamespace(frame_count=160, duration_s=16.0), events=[event], backends={}, selected_questions=[], threshold=1.0
         )

@@ -114,7 +114,8 @@ def cmd_score(args) -> None:
         started = time.perf_counter()
         result = pipeline.score(model, video)
         seconds = time.perf_counter() - started
-        save_result(result, folder, extras=lambda staging, video=video, result=result: _extras(args, video, result, staging))
+        model_label = f"the model in {Path(args.model).name}"
+        save_result(result, folder, video, annotated=args.video, report=args.report, model_label=model_label, show_progress=not args.quiet)
         n = result.info.frame_count
         print(
             f"{result.name}: {n} frames in {seconds:.1f} s ({n / max(seconds, 1e-9):.0f} frames/s), "
@@ -147,18 +148,6 @@ def result_folders(out: Path, videos: list[str]) -> dict[str, Path]:
             f"{' and '.join(clashes[:2])} would both write {out / names[videos.index(clashes[0])]}: score them in separate runs with their own --out."
         )
     return {video: out / name for video, name in zip(videos, names)}
-
-
-def _extras(args, video, result, folder: Path) -> None:
-    """The annotated video and the HTML report, when asked for (`--video`, `--report`)."""
-    if args.video:
-        from vlavad.outputs.render import render_video
-
-        render_video(video, folder / "annotated.mp4", result.objects, result.frames, result.threshold, result.info, show_progress=not args.quiet)
-    if args.report:
-        from vlavad.outputs.report import event_cards, write_report
-
-        write_report(result, folder / "report.html", f"the model in {Path(args.model).name}", event_cards(result, video))
 
 
 def cmd_bench(args) -> None:

@@ -18,9 +18,8 @@ from vlavad.core.errors import VlavadError
 from vlavad.core.fileio import atomic_write_json
 from vlavad.core.records import VideoInfo, VideoResult, backends_line
 from vlavad.io.video import content_key, probe, read_header, write_clip
-from vlavad.outputs.render import render_frame, render_video
-from vlavad.outputs.report import event_cards, write_report
-from vlavad.outputs.results import load_result, write_result_files
+from vlavad.outputs.render import render_frame
+from vlavad.outputs.results import load_result, write_outputs
 from vlavad.pipeline.pipeline import Pipeline
 from vlavad.pipeline.settings import preset
 from webapp import plots
@@ -141,16 +140,13 @@ def analyse_video(
             meta.update(model={"kind": "result"}, model_label=label)
 
         result = Pipeline(model.settings, cache_dir=store.cache, limits=info.limits).score(model, local, name=source.stem)
-        write_result_files(result, folder)
-        render_video(local, folder / "annotated.mp4", result.objects, result.frames, result.threshold, info)
         normal_until = float(normal_seconds) if normal_mode == NORMAL_SEGMENT else None
         meta["normal_until_s"] = normal_until
-        cards = event_cards(result, local, normal_until)
+        cards = write_outputs(result, folder, local, annotated=True, report=True, model_label=meta["model_label"], normal_until_s=normal_until)
         if save_as and normal_mode != NORMAL_MODEL:
             # Saved once the long and fallible work is done: a run that fails saves nothing.
             saved = workspace.save_model(model, save_as, model_meta, clips_from=normal)
             meta.update(model={"kind": "saved", "name": saved}, model_label=f"{meta['model_label']}, saved as model {saved!r}")
-        write_report(result, folder / "report.html", meta["model_label"], cards)
         stem = download_stem(source.stem)
         downloads = store.publish(
             {f"{stem}-{name}": folder / name for name in ("annotated.mp4", "report.html", "frames.csv", "objects.csv", "result.json")}

@@ -21,6 +21,7 @@ from vlavad.core.records import VideoResult
 from vlavad.core.schema import Schema, read_json_file, validate
 from vlavad.outputs.results import load_result
 from vlavad.pipeline.pipeline import Pipeline
+from vlavad.pipeline.revise import normal_answers
 from vlavad.scorers.metrics import frame_auc
 from webapp import plots
 from webapp.common import TabHooks, download_stem, events_table, result_meta, user_errors, workspace_of
@@ -93,7 +94,7 @@ def add_normal_feedback(store: Store, workspace: Workspace, result_id: str, fram
 
         base = meta["name"]
         model, parent = FittedModel.load(folder / "model"), ModelMeta.model_validate(result_meta(folder / "model"))
-    chosen = Pipeline(model.settings, cache_dir=store.cache).normal_answers(model, folder / meta["video"], frames)
+    chosen = normal_answers(Pipeline(model.settings, cache_dir=store.cache), model, folder / meta["video"], frames)
     if chosen.empty:
         raise AppError("No described object in the frames marked as normal.")
     model.add_normal_answers(chosen)

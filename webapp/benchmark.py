@@ -24,6 +24,7 @@ import pandas as pd
 from vlavad.bench import fmt_auc, run_benchmark, save_benchmark
 from vlavad.core.errors import VlavadError
 from vlavad.core.records import backends_line
+from vlavad.core.registry import highest_tier
 from vlavad.core.schema import read_json_file
 from vlavad.io.datasets import list_datasets, load_dataset
 from vlavad.pipeline.backends import STAGES, TIER_BACKENDS, missing, resolve
@@ -136,7 +137,7 @@ def backend_choices(stage: str) -> list[tuple[str, str]]:
     choices = []
     for name in names:
         problem = missing(Settings().updated(**{f"{stage}.backend": name}), stage)
-        tier = max((STAGES[stage].get(part).tier for part in name.split("+")), key=list(TIER_BACKENDS).index)
+        tier = highest_tier(STAGES[stage].get(part).tier for part in name.split("+"))
         choices.append((f"{name} · {tier}" + (" · unavailable here" if problem else ""), name))
     return choices
 

@@ -13,6 +13,7 @@ from vlavad.describe.motion import MEASURES
 from vlavad.describe.prompts import Prompt, default_pool, validate_pool
 from vlavad.io.video import write_clip
 from vlavad.pipeline.pipeline import Pipeline
+from vlavad.pipeline.revise import prompt_statistics
 from vlavad.pipeline.settings import preset
 from webapp import plots
 from webapp.common import EXAMPLE_VIDEO, TabHooks, choices_update, user_errors, workspace_of
@@ -54,7 +55,7 @@ def reselect(store: Store, workspace: Workspace, model_name: str, prompts: list[
     model, videos = example_model(store) if model_name == EXAMPLE_MODEL else (workspace.load_model(model_name), workspace.normal_videos(model_name))
     if not videos:
         raise AppError(f"Model {model_name!r} has no record of its normal videos (it was not fitted in this app).")
-    stats = Pipeline(model.settings, cache_dir=store.cache).prompt_statistics(model, videos, prompts)
+    stats = prompt_statistics(Pipeline(model.settings, cache_dir=store.cache), model, videos, prompts)
     return [s.to_dict() for s in stats]
 
 

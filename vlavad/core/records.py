@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from vlavad.core.limits import LIBRARY_LIMITS, VideoLimits
+from vlavad.core.registry import in_tier_order
+from vlavad.core.schema import Schema
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,12 @@ ANSWER_TABLE = (
 
 ANSWER_COLUMNS = [column.name for column in ANSWER_TABLE]
 
+# A scored video's two tables (frames.csv, objects.csv): per frame, its standardised static and
+# temporal scores, their smoothed fusion and the object that scored highest; per object and
+# frame, its caption, its scores and its box in source pixels.
+FRAME_COLUMNS = ["frame", "time_s", "static", "temporal", "fused", "top_track", "top_caption"]
+OBJECT_COLUMNS = ["frame", "track_id", "caption", "static_score", "temporal_score", "x1", "y1", "x2", "y2", "object_score"]
+
 
 def concat_sequences(sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All steps stacked as float32 (total, D); where each sequence starts in it; its length."""
@@ -197,23 +206,69 @@ def _distinct_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 RESULT_FORMAT = "vlavad-result/1"
+Finite = Annotated[float, Field(ge=-1e12, le=1e12)]  # any score or time a result holds
+FrameIndex = Annotated[int, Field(ge=0, le=MAX_INDEX)]
 
 
-@dataclass
-class Event:
-    """An interval whose fused score stays above the model's threshold, with its reasons."""
+class Answer(Schema):
+    """One question a cause was asked, its answer, and how often normal objects answered so."""
 
-    start_frame: int
-    end_frame: int  # inclusive
-    start_s: float
-    end_s: float
-    peak_frame: int
-    peak_score: float
-    reasons: list[str]  # "track 7: moving fast (2.0× the usual speed here)", one per cause
-    causes: list[dict] = field(default_factory=list)  # `vlavad.scorers.explain.Cause` records: what, where, how rare
+    question: str
+    measures: str  # what a describer that cannot read measured to answer ("" for a VLM)
+    answer: str
+    detail: str  # what people read beside the answer ("2.1× the usual speed here")
+    seen: int = Field(ge=0)  # normal objects that gave this answer
+    total: int = Field(ge=0)  # normal objects described
+
+
+class Cause(Schema):
+    """One object behind an event, at the moment it scored highest."""
+
+    track_id: FrameIndex
+    frame: FrameIndex
+    time_s: Finite
+    box: list[Finite] = Field(min_length=4, max_length=4)  # x1, y1, x2, y2 in source pixels
+    score: Finite
+    caption: str
+    answers: list[Answer]
+    temporal: bool  # its prediction error raised its score noticeably
+    below_threshold: bool = False  # none crossed alone: this is the strongest object
+
+
+class Event(Schema):
+    """An interval whose fused score stays above the model's threshold, with its causes."""
+
+    start_frame: FrameIndex
+    end_frame: FrameIndex  # inclusive
+    start_s: Finite
+    end_s: Finite
+    peak_frame: FrameIndex
+    peak_score: Finite
+    reasons: list[str] = []  # "track 7: moving fast (2.0× the usual speed here)", one per cause
+    causes: list[Cause] = []  # best first
 
     def to_dict(self) -> dict:
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        """As written to result.json: floats to 4 places."""
+        return _rounded(self.model_dump())
+
+
+class ResultSummary(Schema):
+    """`result.json`: a scored video's summary, events and the backends that produced it."""
+
+    format: Literal["vlavad-result/1"]
+    video: str
+    frames: int = Field(ge=0, le=MAX_INDEX)
+    fps: float = Field(gt=0, le=1e6)
+    size: list[int] = Field(min_length=2, max_length=2)
+    objects: int = Field(ge=0)
+    threshold: Finite
+    selected_questions: list[str]
+    backends: dict
+    events: list[Event]
+
+    def to_dict(self) -> dict:
+        """As written to result.json: floats to 4 places."""
+        return _rounded(self.model_dump())
 
 
 @dataclass
@@ -222,44 +277,37 @@ class VideoResult:
 
     name: str
     info: VideoInfo
-    frames: pd.DataFrame  # frame, time_s, static, temporal, fused, top_track, top_caption
-    objects: pd.DataFrame  # frame, track_id, caption, static_score, temporal_score, x1..y2, object_score
+    frames: pd.DataFrame  # FRAME_COLUMNS
+    objects: pd.DataFrame  # OBJECT_COLUMNS
     events: list[Event]
     threshold: float
     backends: dict
     selected_questions: list[str]
 
-    def summary(self) -> dict:
-        return {
-            "format": RESULT_FORMAT,
-            "video": self.name,
-            "frames": self.info.frame_count,
-            "fps": self.info.fps,
-            "size": [self.info.width, self.info.height],
-            "objects": int(self.objects["track_id"].nunique()) if len(self.objects) else 0,
-            "threshold": round(self.threshold, 4),
-            "selected_questions": self.selected_questions,
-            "backends": self.backends,
-            "events": [e.to_dict() for e in self.events],
-        }
+    def summary(self) -> ResultSummary:
+        return ResultSummary(
+            format=RESULT_FORMAT,
+            video=self.name,
+            frames=self.info.frame_count,
+            fps=float(self.info.fps),
+            size=[self.info.width, self.info.height],
+            objects=int(self.objects["track_id"].nunique()) if len(self.objects) else 0,
+            threshold=round(float(self.threshold), 4),
+            selected_questions=list(self.selected_questions),
+            backends=self.backends,
+            events=self.events,
+        )
 
 
-@dataclass
-class Cause:
-    """One object behind an event, at the moment it scored highest."""
-
-    track_id: int
-    frame: int
-    time_s: float
-    box: list[float]  # x1, y1, x2, y2 in source pixels
-    score: float
-    caption: str
-    answers: list[dict]  # question, measures, answer, detail, seen (normal count), total
-    temporal: bool  # its prediction error raised its score noticeably
-    below_threshold: bool = False  # none crossed alone: this is the strongest object
-
-    def to_dict(self) -> dict:
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+def _rounded(value):
+    """`value` (JSON-like) with every float rounded to 4 places, as results are written."""
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def backends_line(backends: dict) -> str:
@@ -271,5 +319,5 @@ def backends_line(backends: dict) -> str:
         what = f"{describer.get('describer', 'motion')} describer — not a vision-language model"
     detector = backends.get("detector", {}).get("detector", "?")
     encoder = backends.get("encoder", {})
-    tiers_used = sorted(set(backends.get("tiers", {"all": "weight-free"}).values()), key=["weight-free", "packaged", "hub"].index)
+    tiers_used = in_tier_order(backends.get("tiers", {"all": "weight-free"}).values())
     return f"{what} · detector: {detector} · text encoder: {encoder.get('model') or encoder.get('encoder', '?')} · tier: {' + '.join(tiers_used)}"

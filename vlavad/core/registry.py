@@ -20,7 +20,17 @@ from typing import ClassVar, Generic, TypeVar
 from vlavad.core.errors import ConfigError
 from vlavad.core.schema import Schema
 
-TIERS = ("weight-free", "packaged", "hub")
+TIERS = ("weight-free", "packaged", "hub")  # lowest first: where a backend's weights come from
+
+
+def highest_tier(tiers) -> str:
+    """The highest of `tiers` (a composed backend's is its highest part's)."""
+    return max(tiers, key=TIERS.index)
+
+
+def in_tier_order(tiers) -> list[str]:
+    """The distinct `tiers`, lowest first."""
+    return sorted(set(tiers), key=TIERS.index)
 
 
 class NoSettings(Schema):

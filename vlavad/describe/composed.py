@@ -13,6 +13,7 @@ import pandas as pd
 
 from vlavad.core.errors import ConfigError
 from vlavad.core.records import VideoInfo
+from vlavad.core.registry import highest_tier
 from vlavad.describe.base import Describer, ProgressFn
 from vlavad.describe.prompts import Prompt
 
@@ -24,7 +25,7 @@ class ComposedDescriber(Describer):
         self.parts = parts
         self.name = "+".join(part.name for part in parts)
         self.is_vlm = any(part.is_vlm for part in parts)
-        self.tier = max((part.tier for part in parts), key=["weight-free", "packaged", "hub"].index)
+        self.tier = highest_tier(part.tier for part in parts)
 
     def part_for(self, prompt: Prompt) -> Describer:
         for part in self.parts:

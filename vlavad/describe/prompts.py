@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -23,10 +22,17 @@ MAX_QUESTION_CHARS = 200
 MAX_PROMPTS = 50
 
 
-@dataclass(frozen=True)
-class Prompt:
-    question: str
-    measures: str | None = None  # only for the motion describer
+class Prompt(Schema):
+    """One question of a pool, as people write it, as pools and model files hold it, and as
+    answers are keyed (`id`). `Prompt("How fast?", "speed")` reads as it is written."""
+
+    question: str = Field(max_length=MAX_QUESTION_CHARS)
+    measures: str | None = Field(None, max_length=40)  # only for the motion describer
+
+    def __init__(self, question: str | None = None, measures: str | None = None, /, **fields) -> None:
+        if question is not None:  # positional, as people write it; validation passes fields by name
+            fields = {"question": question, "measures": measures, **fields}
+        super().__init__(**fields)
 
     @property
     def id(self) -> str:
@@ -43,17 +49,10 @@ class Prompt:
         return {"question": self.question, **({"measures": self.measures} if self.measures else {})}
 
 
-class PromptRecord(Schema):
-    """One prompt as stored in a pool or model file."""
-
-    question: str = Field(max_length=MAX_QUESTION_CHARS)
-    measures: str | None = Field(None, max_length=40)
-
-
 class PoolFile(Schema):
     """A prompt pool file: `{"prompts": [{"question": ..., "measures": ...}, ...]}`."""
 
-    prompts: list[PromptRecord] = Field(max_length=MAX_PROMPTS)
+    prompts: list[Prompt] = Field(max_length=MAX_PROMPTS)
     note: str = ""
     describer: str = ""
 
@@ -83,7 +82,7 @@ def validate_pool(prompts: list[Prompt]) -> list[Prompt]:
 def load_pool(path: str | Path) -> list[Prompt]:
     path = Path(path)
     pool = validate(PoolFile, read_json_file(path, "Prompt pool", ConfigError), f"prompt pool {path.name}", ConfigError)
-    return validate_pool([Prompt(p.question, p.measures) for p in pool.prompts])
+    return validate_pool(list(pool.prompts))
 
 
 def default_pool(describer: str) -> list[Prompt]:

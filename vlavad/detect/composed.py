@@ -19,6 +19,7 @@ from collections.abc import Iterable
 import numpy as np
 import supervision as sv
 
+from vlavad.core.registry import highest_tier
 from vlavad.detect.base import Detector
 
 EXPLAINED = 0.5
@@ -28,7 +29,7 @@ class ComposedDetector(Detector):
     def __init__(self, first: Detector, second: Detector):
         self.first, self.second = first, second
         self.name = f"{first.name}+{second.name}"
-        self.tier = max((first.tier, second.tier), key=["weight-free", "packaged", "hub"].index)
+        self.tier = highest_tier((first.tier, second.tier))
         self.class_names = first.class_names
         self.uses_colour = first.uses_colour or second.uses_colour
 

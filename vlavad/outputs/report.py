@@ -75,7 +75,7 @@ def event_cards(result: VideoResult, video: str | Path, normal_until_s: float | 
     pictures). `normal_until_s`: the user declared the video normal up to there (its first
     seconds), so an event inside that part gets a warning."""
     events = result.events[:MAX_CARDS]
-    wanted = {e.peak_frame for e in events} | {c["frame"] for e in events for c in e.causes}
+    wanted = {e.peak_frame for e in events} | {c.frame for e in events for c in e.causes}
     frames = {}
     for index, frame in iter_frames(video, limits=result.info.limits) if wanted else ():
         if index in wanted:
@@ -93,13 +93,13 @@ def event_cards(result: VideoResult, video: str | Path, normal_until_s: float | 
                 "or choose a normal segment without it.</div>"
             )
         if peak is not None:
-            parts.append(_img(_boxed(peak, _boxes_at(result, event.peak_frame, [c["track_id"] for c in event.causes])), 480, "the frame at the peak"))
+            parts.append(_img(_boxed(peak, _boxes_at(result, event.peak_frame, [c.track_id for c in event.causes])), 480, "the frame at the peak"))
         for cause in event.causes:
-            picture = _img(_crop(frames[cause["frame"]], cause["box"]), 120, f"track {cause['track_id']}") if cause["frame"] in frames else ""
+            picture = _img(_crop(frames[cause.frame], cause.box), 120, f"track {cause.track_id}") if cause.frame in frames else ""
             words = "".join(f"<p>{html.escape(line)}</p>" for line in cause_in_words(cause))
             parts.append(
-                f'<div class="cause">{picture}<div><p class="title">#{cause["track_id"]} at {cause["time_s"]:.1f} s, score {cause["score"]:.2f}: '
-                f"{html.escape(cause['caption'])}</p>{words}</div></div>"
+                f'<div class="cause">{picture}<div><p class="title">#{cause.track_id} at {cause.time_s:.1f} s, score {cause.score:.2f}: '
+                f"{html.escape(cause.caption)}</p>{words}</div></div>"
             )
         if not event.causes:
             parts.append("<p>No object was scored inside this event.</p>")

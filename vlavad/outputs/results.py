@@ -1,76 +1,75 @@
-"""One video's result as typed records, and the folder that stores it.
+"""A scored video's folder: its tables and summary, and, when asked, its annotated video and report.
 
 A result folder holds `frames.csv` (per frame: time, static, temporal and fused scores, the top
-object), `objects.csv` (per object and frame: box, caption, scores) and `result.json` (the
-summary, events with their reasons, the backends that produced it). It is written beside its
-target and renamed into place, so it is complete or absent, and `load_result` reads it back
-for the app, reports and tools: nothing else needs to know the file layout.
+object), `objects.csv` (per object and frame: box, caption, scores), `result.json` (the summary,
+events with their causes, the backends that produced it) and, when asked, `annotated.mp4` and
+`report.html`. `save_result` builds it beside its target and renames it into place, so it is
+complete or absent; `write_outputs` fills a folder the caller already made complete-or-absent
+(the app's, which holds more of its own). The command line and the app both write through
+`write_outputs`, and `load_result` reads a folder back: nothing else needs to know the layout.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
 from vlavad.core.errors import VlavadError
 from vlavad.core.fileio import atomic_write_json, atomic_write_text, staged_folder
-from vlavad.core.records import Event, VideoInfo, VideoResult
-from vlavad.core.schema import Schema, read_json_file, validate
+from vlavad.core.records import FRAME_COLUMNS, OBJECT_COLUMNS, ResultSummary, VideoInfo, VideoResult
+from vlavad.core.schema import read_json_file, validate
+from vlavad.outputs.render import render_video
+from vlavad.outputs.report import event_cards, write_report
 
 
-def write_result_files(result: VideoResult, folder: Path) -> None:
-    """The three files of a result, into an existing folder (the caller makes it complete-or-absent)."""
+def write_outputs(
+    result: VideoResult,
+    folder: Path,
+    video: str | Path,
+    *,
+    annotated: bool = False,
+    report: bool = False,
+    model_label: str = "",
+    normal_until_s: float | None = None,
+    show_progress: bool = True,
+) -> str:
+    """Writes the result's files into `folder`, an existing folder the caller makes
+    complete-or-absent: the tables and summary, then `annotated.mp4` and `report.html` when asked.
+    `model_label` says what was taken as normal, `normal_until_s` where a normal segment ends (an
+    event inside it is flagged). Returns the events' cards (HTML) when a report was made, else ""."""
     atomic_write_text(folder / "frames.csv", result.frames.to_csv(index=False, float_format="%.5f"))
     atomic_write_text(folder / "objects.csv", result.objects.to_csv(index=False, float_format="%.5f"))
-    atomic_write_json(folder / "result.json", result.summary())
+    atomic_write_json(folder / "result.json", result.summary().to_dict())
+    if annotated:
+        render_video(video, folder / "annotated.mp4", result.objects, result.frames, result.threshold, result.info, show_progress=show_progress)
+    cards = ""
+    if report:
+        cards = event_cards(result, video, normal_until_s)
+        write_report(result, folder / "report.html", model_label, cards)
+    return cards
 
 
-def save_result(result: VideoResult, folder: str | Path, extras: Callable[[Path], None] | None = None) -> Path:
-    """Writes the result folder; an existing one is replaced only if it is a vlavad result.
-    `extras(folder)` may add files (an annotated video, a report) before it is put in place."""
+def save_result(result: VideoResult, folder: str | Path, video: str | Path, **outputs) -> Path:
+    """Writes the result folder (`write_outputs`, with its options); an existing one is replaced
+    only if it is a vlavad result."""
     with staged_folder(folder, "result") as staging:
-        write_result_files(result, staging)
-        if extras:
-            extras(staging)
+        write_outputs(result, staging, video, **outputs)
     return Path(folder)
-
-
-class _EventRecord(Schema):
-    start_frame: int
-    end_frame: int
-    start_s: float
-    end_s: float
-    peak_frame: int
-    peak_score: float
-    reasons: list[str]
-    causes: list[dict] = []
-
-
-class _Summary(Schema):
-    format: str
-    video: str
-    frames: int
-    fps: float
-    size: list[int]
-    objects: int
-    threshold: float
-    selected_questions: list[str]
-    backends: dict
-    events: list[_EventRecord]
 
 
 def load_result(folder: str | Path) -> VideoResult:
     """A result folder written by `save_result` (or the app), read back as typed records."""
     folder = Path(folder)
-    summary = validate(_Summary, read_json_file(folder / "result.json", "result file"), "result.json")
+    summary = validate(ResultSummary, read_json_file(folder / "result.json", "result file"), "result.json")
     try:
         frames = pd.read_csv(folder / "frames.csv")
         objects = pd.read_csv(folder / "objects.csv")
     except (OSError, ValueError) as exc:
         raise VlavadError(f"The result in {folder.name} is incomplete ({exc.__class__.__name__}).") from None
+    for name, table, columns in (("frames.csv", frames, FRAME_COLUMNS), ("objects.csv", objects, OBJECT_COLUMNS)):
+        if list(table.columns) != columns:
+            raise VlavadError(f"The result in {folder.name} is not one vlavad wrote: {name} has columns {', '.join(map(str, table.columns))[:80]}.")
     width, height = summary.size
     info = VideoInfo(summary.video, summary.fps, width, height, summary.frames)
-    events = [Event(**e.model_dump()) for e in summary.events]
-    return VideoResult(summary.video, info, frames, objects, events, summary.threshold, summary.backends, summary.selected_questions)
+    return VideoResult(summary.video, info, frames, objects, list(summary.events), summary.threshold, summary.backends, summary.selected_questions)

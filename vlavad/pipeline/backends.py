@@ -14,19 +14,24 @@ Three tiers, named in every result, the CLI, the app's banner and saved models:
 from __future__ import annotations
 
 from vlavad.core.errors import ConfigError
-from vlavad.core.registry import Backend, Missing, Registry
+from vlavad.core.registry import TIERS, Backend, Missing, Registry, highest_tier, in_tier_order
 from vlavad.describe import DESCRIBERS, ComposedDescriber
 from vlavad.detect import DETECTORS, ComposedDetector
 from vlavad.embed import ENCODERS
 from vlavad.pipeline.settings import Settings
 
 STAGES: dict[str, Registry] = {"detect": DETECTORS, "describe": DESCRIBERS, "embed": ENCODERS}
-TIER_BACKENDS = {
-    "weight-free": {"detect": "blobs", "describe": "motion", "embed": "hashing"},
-    "packaged": {"detect": "nanodet+blobs", "describe": "motion+appearance", "embed": "minilm"},
-    "hub": {"detect": "yolo", "describe": "blip2", "embed": "clip"},
-}
-TIER_BACKENDS_ORDER = ("weight-free", "packaged", "hub")
+# The backends each tier runs, stage by stage, in the order of TIERS (lowest first).
+TIER_BACKENDS = dict(
+    zip(
+        TIERS,
+        (
+            {"detect": "blobs", "describe": "motion", "embed": "hashing"},
+            {"detect": "nanodet+blobs", "describe": "motion+appearance", "embed": "minilm"},
+            {"detect": "yolo", "describe": "blip2", "embed": "clip"},
+        ),
+    )
+)
 MODES = ("auto", *TIER_BACKENDS)
 MODE_ALIASES = {"offline": "weight-free", "models": "hub"}  # release 0.1.0's names
 
@@ -103,8 +108,7 @@ def resolve(settings: Settings, mode: str, explicit: tuple[str, ...] | list[str]
 
 def tiers(settings: Settings) -> dict[str, str]:
     """The tier of each stage's backend (of a composed describer: its highest part's)."""
-    order = list(TIER_BACKENDS_ORDER)
-    return {stage: max((cls.tier for cls in backend_classes(settings, stage)), key=order.index) for stage in STAGES}
+    return {stage: highest_tier(cls.tier for cls in backend_classes(settings, stage)) for stage in STAGES}
 
 
 def backends_record(detector: Backend, describer: Backend, encoder: Backend) -> dict:
@@ -123,5 +127,5 @@ def settings_line(settings: Settings) -> str:
     parts = backend_classes(settings, "describe")
     vlms = [cls.name for cls in parts if cls.is_vlm]
     what = f"VLM: {', '.join(vlms)}" if vlms else f"{settings.describe.backend} describer — not a vision-language model"
-    tiers_used = sorted(set(tiers(settings).values()), key=["weight-free", "packaged", "hub"].index)
+    tiers_used = in_tier_order(tiers(settings).values())
     return f"{what} · detector: {settings.detect.backend} · text encoder: {settings.embed.backend} · tier: {' + '.join(tiers_used)}"

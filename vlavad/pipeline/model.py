@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
-from pydantic import Field, Strict, model_validator
+from pydantic import Field, model_validator
 
 from vlavad import __version__
 from vlavad.core.errors import ConfigError, ModelError
 from vlavad.core.fileio import atomic_write_bytes, atomic_write_json, staged_folder
 from vlavad.core.schema import Schema, read_json_file, validate
 from vlavad.core.tensors import read_safetensors
-from vlavad.describe.prompts import Prompt, PromptRecord
+from vlavad.describe.prompts import Prompt
 from vlavad.pipeline.settings import Settings
 from vlavad.scorers.fusion import Normaliser
 from vlavad.scorers.spa import AnswerFrequencies, PromptStats
@@ -35,36 +35,8 @@ if TYPE_CHECKING:
     from vlavad.scorers.temporal.s3m import TemporalModel
 
 FORMAT = "vlavad-model/1"
-# Scores and their statistics: log-rarities and squared errors of unit vectors are tens at most.
-# Bounded so that standardising with them stays finite (a mean of 1e300 over a std of 1e-9 would not).
-Statistic = Annotated[float, Field(ge=-1e6, le=1e6)]
-Spread = Annotated[float, Field(ge=1e-9, le=1e6)]  # `Normaliser.fit` never gives less than 1e-9
 MAX_PREDICTOR_PARAMETERS = 2**28  # 1 GiB of float32: the largest predictor the settings allow has 0.15e9
 WEIGHTS_FILE = "predictor.safetensors"
-
-
-class _PromptStatsRecord(Schema):
-    prompt_id: str
-    question: str
-    answers: int = Field(ge=0)
-    concentration: float = Field(ge=0, le=1)
-    separation: float | None = Field(ge=0, le=1)
-    top_answers: list[Annotated[tuple[str, float], Strict(False)]]
-    selected: bool
-
-
-class _FrequenciesRecord(Schema):
-    counts: dict[str, dict[str, Annotated[int, Field(ge=0, le=2**53)]]]  # float64 counts them exactly
-    smoothing: float = Field(gt=0, le=1e6)
-
-
-class _NormaliserRecord(Schema):
-    static_mean: Statistic
-    static_std: Spread
-    static_fill: Statistic
-    temporal_mean: Statistic
-    temporal_std: Spread
-    temporal_fill: Statistic
 
 
 class _PredictorConfigRecord(Schema):
@@ -84,11 +56,11 @@ class ModelFile(Schema):
     vlavad_version: str
     settings: dict
     backends: dict
-    prompts: list[PromptRecord] = Field(min_length=1)
+    prompts: list[Prompt] = Field(min_length=1)
     selected: list[str]
-    prompt_stats: list[_PromptStatsRecord]
-    frequencies: _FrequenciesRecord
-    normaliser: _NormaliserRecord
+    prompt_stats: list[PromptStats]
+    frequencies: AnswerFrequencies
+    normaliser: Normaliser
     describer_state: dict
     predictor_config: _PredictorConfigRecord | None
     threshold: Annotated[float, Field(ge=-1e12, le=1e12)]
@@ -96,7 +68,7 @@ class ModelFile(Schema):
 
     @model_validator(mode="after")
     def _selected_are_prompts(self) -> ModelFile:
-        ids = {Prompt(p.question, p.measures).id for p in self.prompts}
+        ids = {p.id for p in self.prompts}
         unknown = [s for s in self.selected if s not in ids]
         if unknown:
             raise ValueError(f"selected prompt {unknown[0]!r} is not one of the model's prompts")
@@ -149,8 +121,8 @@ class FittedModel:
             "prompts": [p.to_dict() for p in self.prompts],
             "selected": self.selected,
             "prompt_stats": [s.to_dict() for s in self.prompt_stats],
-            "frequencies": {"counts": self.frequencies.counts, "smoothing": self.frequencies.smoothing},
-            "normaliser": self.normaliser.to_dict(),
+            "frequencies": self.frequencies.model_dump(),
+            "normaliser": self.normaliser.model_dump(),
             "describer_state": self.describer_state,
             "predictor_config": self.temporal.config() if self.temporal else None,
             "threshold": self.threshold,
@@ -190,11 +162,11 @@ class FittedModel:
         temporal = _read_predictor(path / WEIGHTS_FILE, meta.predictor_config.model_dump()) if meta.predictor_config else None
         return cls(
             settings=settings,
-            prompts=[Prompt(p.question, p.measures) for p in meta.prompts],
+            prompts=list(meta.prompts),
             selected=list(meta.selected),
-            frequencies=AnswerFrequencies({pid: dict(table) for pid, table in meta.frequencies.counts.items()}, meta.frequencies.smoothing),
-            prompt_stats=[PromptStats(**{**s.model_dump(), "top_answers": list(s.top_answers)}) for s in meta.prompt_stats],
-            normaliser=Normaliser(**meta.normaliser.model_dump()),
+            frequencies=meta.frequencies,
+            prompt_stats=list(meta.prompt_stats),
+            normaliser=meta.normaliser,
             describer_state=meta.describer_state,
             backends=meta.backends,
             temporal=temporal,

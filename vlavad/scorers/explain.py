@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vlavad.core.records import Cause
+from vlavad.core.records import Answer, Cause
 from vlavad.describe.prompts import Prompt
 from vlavad.scorers.spa import AnswerFrequencies
 
@@ -67,19 +67,19 @@ def _answers_at(answers: pd.DataFrame, track_id: int, frame: int) -> pd.DataFram
     return track[track["frame"] == track["frame"].max()] if len(track) else track
 
 
-def _answer_facts(prompt: Prompt, step: pd.DataFrame, frequencies: AnswerFrequencies) -> dict:
+def _answer_facts(prompt: Prompt, step: pd.DataFrame, frequencies: AnswerFrequencies) -> Answer:
     row = step[step["prompt_id"] == prompt.id]
     answer = str(row["answer"].iloc[0]) if len(row) else ""
     detail = str(row["detail"].iloc[0]) if len(row) and "detail" in row else ""
     counts = frequencies.counts.get(prompt.id, {})
-    return {
-        "question": prompt.question,
-        "measures": prompt.measures or "",
-        "answer": answer,
-        "detail": detail,
-        "seen": int(counts.get(answer, 0)),
-        "total": int(sum(counts.values())),
-    }
+    return Answer(
+        question=prompt.question,
+        measures=prompt.measures or "",
+        answer=answer,
+        detail=detail,
+        seen=int(counts.get(answer, 0)),
+        total=int(sum(counts.values())),
+    )
 
 
 def rarity_in_words(seen: int, total: int) -> str:
@@ -90,17 +90,17 @@ def rarity_in_words(seen: int, total: int) -> str:
     return f"in the normal videos, objects were described {total:,} times, {how_often}"
 
 
-def cause_in_words(cause: dict) -> list[str]:
+def cause_in_words(cause: Cause) -> list[str]:
     """The sentences of one cause, for the app, the report and the command line."""
     lines = []
-    for facts in cause["answers"]:
-        if not facts["answer"]:
+    for facts in cause.answers:
+        if not facts.answer:
             continue
-        what = facts["answer"] + (f" ({facts['detail']})" if facts["detail"] else "")
-        asked = f"“{facts['question']}”" + (f" (measures: {facts['measures']})" if facts["measures"] else "")
-        lines.append(f"{asked} {what}: {rarity_in_words(facts['seen'], facts['total'])}.")
-    if cause["temporal"]:
+        what = facts.answer + (f" ({facts.detail})" if facts.detail else "")
+        asked = f"“{facts.question}”" + (f" (measures: {facts.measures})" if facts.measures else "")
+        lines.append(f"{asked} {what}: {rarity_in_words(facts.seen, facts.total)}.")
+    if cause.temporal:
         lines.append("Its next answers were not what normal tracks do (the S3M's prediction error was high).")
-    if cause.get("below_threshold"):
+    if cause.below_threshold:
         lines.append("No single object crossed the threshold: this is the strongest one, under it on its own.")
     return lines

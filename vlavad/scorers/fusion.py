@@ -12,13 +12,20 @@ magnitude, and a mean and deviation of such a heavy-tailed quantity would be its
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from typing import Annotated, Protocol
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 from scipy.ndimage import gaussian_filter1d
 
-from vlavad.core.records import Event
+from vlavad.core.records import FRAME_COLUMNS, OBJECT_COLUMNS, Event, StepTable, VideoInfo
+from vlavad.core.schema import Schema
+from vlavad.core.timing import StageTimes
+from vlavad.describe.prompts import Prompt
+from vlavad.embed import TextEncoder, embedding_sequences, step_captions
+from vlavad.scorers.explain import causes
+from vlavad.scorers.spa import AnswerFrequencies, object_static_scores
 
 _UNSCORED = -1.0  # stands for a step's own NaN while carrying forward (scores are never negative)
 
@@ -51,16 +58,21 @@ def frame_maxima(object_scores: pd.DataFrame, frame_count: int) -> tuple[np.ndar
     return static, temporal
 
 
-@dataclass
-class Normaliser:
-    """Training-frame statistics of the per-frame static and temporal scores."""
+# Scores and their statistics: log-rarities and squared errors of unit vectors are tens at most.
+# Bounded so that standardising with them stays finite (a mean of 1e300 over a std of 1e-9 would not).
+Statistic = Annotated[float, Field(ge=-1e6, le=1e6)]
+Spread = Annotated[float, Field(ge=1e-9, le=1e6)]  # `fit` never gives less than 1e-9
 
-    static_mean: float
-    static_std: float
-    static_fill: float  # value for frames with no scored object: the training median
-    temporal_mean: float
-    temporal_std: float
-    temporal_fill: float
+
+class Normaliser(Schema):
+    """Training-frame statistics of the per-frame static and temporal scores (as model.json holds them)."""
+
+    static_mean: Statistic
+    static_std: Spread
+    static_fill: Statistic  # value for frames with no scored object: the training median
+    temporal_mean: Statistic
+    temporal_std: Spread
+    temporal_fill: Statistic
 
     @classmethod
     def fit(cls, per_video: list[tuple[np.ndarray, np.ndarray]]) -> Normaliser:
@@ -74,10 +86,15 @@ class Normaliser:
             std = float(values.std())
             return float(values.mean()), std if std > 1e-9 else 1.0, float(np.median(values))
 
-        return cls(*stats(static), *stats(temporal))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+        (static_mean, static_std, static_fill), (temporal_mean, temporal_std, temporal_fill) = stats(static), stats(temporal)
+        return cls(
+            static_mean=static_mean,
+            static_std=static_std,
+            static_fill=static_fill,
+            temporal_mean=temporal_mean,
+            temporal_std=temporal_std,
+            temporal_fill=temporal_fill,
+        )
 
     def standardise(self, log_static: np.ndarray, temporal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Training-standardised static (log scale) and temporal scores; NaN (nothing scored)
@@ -124,5 +141,101 @@ def find_events(frames: pd.DataFrame, threshold: float, times: np.ndarray) -> li
     events = []
     for start, last in runs(fused > threshold):
         peak = start + int(np.argmax(fused[start : last + 1]))
-        events.append(Event(start, last, float(times[start]), float(times[last]), peak, float(fused[peak]), reasons=[]))
+        events.append(
+            Event(
+                start_frame=start,
+                end_frame=last,
+                start_s=float(times[start]),
+                end_s=float(times[last]),
+                peak_frame=peak,
+                peak_score=float(fused[peak]),
+            )
+        )
+    return events
+
+
+# --- a video's tables, from its tracks and answers ----------------------------------------------
+
+
+class Predictor(Protocol):
+    """What scoring needs of a trained temporal predictor: the error of each step of each sequence."""
+
+    def errors(self, sequences: StepTable) -> list[np.ndarray]: ...
+
+
+def object_table(
+    tracks: pd.DataFrame,
+    answers: pd.DataFrame,
+    selected: list[str],
+    frequencies: AnswerFrequencies,
+    encoder: TextEncoder,
+    temporal: Predictor | None,
+    times: StageTimes,
+) -> pd.DataFrame:
+    """Static and temporal score per (frame, track) over every frame of every track, with the
+    caption people read (the answers to the `selected` questions, with their details)."""
+    static = object_static_scores(frequencies, selected, answers)
+    captions = step_captions(answers, selected)
+    steps = captions.merge(static, on=["frame", "track_id"], how="left")
+    steps["temporal_score"] = np.nan
+    with times("embed"):
+        track_ids, sequences = embedding_sequences(encoder, captions) if temporal else ([], None)
+    if track_ids:
+        with times("s3m"):
+            errors = temporal.errors(sequences)
+        lengths = sequences.lengths
+        error_table = pd.DataFrame(
+            {
+                "track_id": np.repeat(np.asarray(track_ids, dtype=np.int64), lengths),
+                "order": np.arange(lengths.sum()) - np.repeat(sequences.starts, lengths),  # step within its track
+                "temporal_score": np.concatenate(errors),
+            }
+        )
+        steps = steps.sort_values(["track_id", "frame"])
+        steps["order"] = steps.groupby("track_id").cumcount()
+        steps = steps.drop(columns="temporal_score").merge(error_table, on=["track_id", "order"], how="left")
+    # An object the describer abstained on (no static score) is not scored at all.
+    steps.loc[steps["static_score"].isna(), "temporal_score"] = np.nan
+    # From here on the caption is what people read: the answers with their details.
+    steps = steps.drop(columns="caption").rename(columns={"shown": "caption"})
+    return spread_to_frames(tracks, steps, ["caption", "static_score", "temporal_score"])
+
+
+def scored_tables(
+    objects: pd.DataFrame, tracks: pd.DataFrame, info: VideoInfo, normaliser: Normaliser, lam: float, sigma_s: float, times: StageTimes
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A video's frames table (FRAME_COLUMNS: its curve, and the object that scored highest in
+    each frame) and objects table (OBJECT_COLUMNS: each object's own fused score and box), from
+    `object_table`'s scores."""
+    with times("fuse"):
+        frames = fuse(*frame_maxima(objects, info.frame_count), normaliser, lam=lam, sigma_frames=sigma_s * info.fps)
+    frames.insert(1, "time_s", info.times())
+    objects = objects.merge(tracks[["frame", "track_id", "x1", "y1", "x2", "y2"]], on=["frame", "track_id"])
+    objects["object_score"] = object_scores(objects, normaliser, lam)
+    objects = objects.sort_values(["frame", "track_id"]).reset_index(drop=True)
+    scored = objects.dropna(subset=["object_score"])
+    top = scored.loc[scored.groupby("frame")["object_score"].idxmax()] if len(scored) else scored
+    top = top[["frame", "track_id", "caption"]].rename(columns={"track_id": "top_track", "caption": "top_caption"})
+    return frames.merge(top, on="frame", how="left")[FRAME_COLUMNS], objects[OBJECT_COLUMNS]
+
+
+def explained_events(
+    frames: pd.DataFrame,
+    objects: pd.DataFrame,
+    answers: pd.DataFrame,
+    threshold: float,
+    prompts: list[Prompt],
+    frequencies: AnswerFrequencies,
+    normaliser: Normaliser,
+    lam: float,
+) -> list[Event]:
+    """The events of a video's curve, each with the objects that caused it (`vlavad.scorers.explain`)."""
+    times = frames["time_s"].to_numpy()
+    _, temporal_z = normaliser.standardise(np.log(objects["static_score"].astype(float)), objects["temporal_score"].astype(float).to_numpy())
+    temporal_z = pd.Series(temporal_z, index=objects.index)
+    events = []
+    for event in find_events(frames, threshold, times):
+        found = causes(objects, answers, event.start_frame, event.end_frame, threshold, times, prompts, frequencies, temporal_z, lam)
+        reasons = [f"track {c.track_id}: {c.caption}" + (" (under the threshold on its own)" if c.below_threshold else "") for c in found]
+        events.append(event.model_copy(update={"causes": found, "reasons": reasons}))
     return events

@@ -26,11 +26,13 @@ With `n_select` > 1 SPA may keep more questions, each for a reason that reads no
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
+from pydantic import Field, Strict
 
+from vlavad.core.schema import Schema
 from vlavad.describe import ABSTAIN
 from vlavad.describe.prompts import Prompt
 from vlavad.scorers.metrics import frame_auc
@@ -40,16 +42,15 @@ BLIND = 0.05  # a separation this close to 0.5: the pseudo-anomalies do not exer
 CONSISTENT = 0.95  # a question they cannot exercise is kept if normal objects answer it one way this often
 
 
-@dataclass
-class PromptStats:
-    """What the prompt-pool editor charts for one prompt."""
+class PromptStats(Schema):
+    """What the prompt-pool editor charts for one prompt (as model.json holds it)."""
 
     prompt_id: str
     question: str
-    answers: int  # distinct answers on normal training objects
-    concentration: float  # F_topk: share of normal objects covered by the k commonest answers
-    separation: float | None  # pseudo-anomaly AUC of the rarity score (None: not measured)
-    top_answers: list[tuple[str, float]]  # commonest answers with their shares
+    answers: int = Field(ge=0)  # distinct answers on normal training objects
+    concentration: float = Field(ge=0, le=1)  # F_topk: share of normal objects covered by the k commonest answers
+    separation: float | None = Field(ge=0, le=1)  # pseudo-anomaly AUC of the rarity score (None: not measured)
+    top_answers: list[Annotated[tuple[str, float], Strict(False)]]  # commonest answers with their shares
     selected: bool = False
 
     def to_dict(self) -> dict:
@@ -64,12 +65,12 @@ class PromptStats:
         }
 
 
-@dataclass
-class AnswerFrequencies:
-    """Counts of each answer per prompt over normal training objects."""
+class AnswerFrequencies(Schema):
+    """Counts of each answer per prompt over normal training objects (as model.json holds them).
+    Counting more answers (`add`) changes the counts in place."""
 
-    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # prompt_id -> answer -> count
-    smoothing: float = 1.0  # add-α smoothing: an unseen answer is rarer than any seen one
+    counts: dict[str, dict[str, Annotated[int, Field(ge=0, le=2**53)]]] = {}  # prompt_id -> answer -> count (float64 counts them exactly)
+    smoothing: float = Field(1.0, gt=0, le=1e6)  # add-α smoothing: an unseen answer is rarer than any seen one
 
     @classmethod
     def from_answers(cls, answers: pd.DataFrame, smoothing: float = 1.0) -> AnswerFrequencies:
@@ -77,7 +78,7 @@ class AnswerFrequencies:
             prompt_id: {str(a): int(c) for a, c in group["answer"].value_counts().items()}
             for prompt_id, group in _scorable(answers).groupby("prompt_id")
         }
-        return cls(counts, smoothing)
+        return cls(counts=counts, smoothing=smoothing)
 
     def add(self, answers: pd.DataFrame) -> None:
         """Counts more normal answers (ANSWER_COLUMNS)."""
@@ -161,9 +162,7 @@ def select_prompts(
         selected = _add_improving([s.prompt_id for s in ranked[:1]], exercised, normal_answers, pseudo_answers, n_select, smoothing)
         consistent = sorted((s for s in blind if s.top_answers and s.top_answers[0][1] >= CONSISTENT), key=lambda s: -s.top_answers[0][1])
         selected += [s.prompt_id for s in consistent][: max(0, n_select - len(selected))]
-    for s in stats:
-        s.selected = s.prompt_id in selected
-    return frequencies, selected, stats
+    return frequencies, selected, [s.model_copy(update={"selected": s.prompt_id in selected}) for s in stats]
 
 
 def _add_improving(
@@ -208,7 +207,7 @@ def _held_out_rarity(answers: pd.DataFrame, normal: pd.DataFrame, smoothing: flo
         counted = totals if own is None else totals.sub(own, fill_value=0)
         counted = counted[counted > 0]
         counts = {str(p): {str(a): int(c) for a, c in group.droplevel("prompt_id").items()} for p, group in counted.groupby(level="prompt_id")}
-        tables.append(_rarity(answers[answer_folds == fold], AnswerFrequencies(counts, smoothing)))
+        tables.append(_rarity(answers[answer_folds == fold], AnswerFrequencies(counts=counts, smoothing=smoothing)))
     return pd.concat(tables)
 
 
