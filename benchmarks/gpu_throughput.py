@@ -308,7 +308,7 @@ def _time_calls(obj, name: str, device: str) -> list:
 def measure_end_to_end(blip2, processor, clip, clip_tok, device: str, args) -> dict:
     """Tracking, describing and embedding a synthetic 640x360 clip with the real vlavad stages."""
     from vlavad.describe import track_steps
-    from vlavad.describe.prompts import default_pool
+    from vlavad.describe.prompts import bundled_pool
     from vlavad.describe.vlm import Blip2Describer, VLMSettings
     from vlavad.detect.blobs import MotionBlobDetector
     from vlavad.embed.clip import ClipSettings, ClipTextEncoder
@@ -332,7 +332,7 @@ def measure_end_to_end(blip2, processor, clip, clip_tok, device: str, args) -> d
         tracks = track_video(info, MotionBlobDetector())
         tracked = time.perf_counter()
         steps = track_steps(tracks, info.fps, step_hz=10.0)
-        answers = describer.answer(info, tracks, steps, default_pool("vlm"))
+        answers = describer.answer(info, tracks, steps, bundled_pool("vlm"))
         _sync(device)
         described = time.perf_counter()
         encoder.encode(answers["answer"].tolist())

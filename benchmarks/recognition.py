@@ -38,7 +38,8 @@ SIGMAS = (0.3, 0.6, 1.0, 1.5)
 
 
 def pool_for(row: dict, folder: Path) -> Path:
-    from vlavad.describe.prompts import Prompt, default_pool, pool_to_json, validate_pool
+    from vlavad.describe.base import default_pool
+    from vlavad.describe.prompts import Prompt, pool_to_json, validate_pool
 
     prompts = default_pool(row["describe"])
     if row["detect"] != "blobs" and not any(p.measures == "kind" for p in prompts):

@@ -14,7 +14,7 @@ import pytest
 from hub_models import settings
 
 from vlavad.core.errors import ConfigError, ModelError
-from vlavad.describe.prompts import default_pool
+from vlavad.describe.prompts import bundled_pool
 from vlavad.pipeline.backends import resolve
 from vlavad.pipeline.settings import Settings
 from vlavad.testing.synthetic import render_scene
@@ -113,7 +113,7 @@ def test_fit_and_score_with_blip2_and_clip(blip2_dir, clip_dir, tmp_path):
         }
     )
     pipeline = Pipeline(hub, cache_dir=tmp_path / "cache", show_progress=False)
-    assert pipeline.default_pool() == default_pool("vlm")
+    assert pipeline.default_pool() == bundled_pool("vlm")
     model = pipeline.fit([train])
     model = FittedModel.load(model.save(tmp_path / "model"))
     assert model.backends["describer"]["model"] == blip2_dir and model.backends["describer_is_vlm"]

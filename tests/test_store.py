@@ -21,7 +21,7 @@ import gradio as gr
 import pytest
 
 from vlavad.core.errors import VlavadError
-from vlavad.describe.prompts import default_pool
+from vlavad.describe.prompts import bundled_pool
 from vlavad.pipeline.model import FittedModel
 from vlavad.pipeline.pipeline import Pipeline
 from vlavad.pipeline.settings import preset
@@ -236,7 +236,7 @@ def test_a_clip_being_saved_with_its_model_is_never_swept(tmp_path, tiny_model, 
 
 
 def test_saves_beyond_a_visitors_quota_or_the_servers_share_are_refused_in_one_line(tmp_path):
-    pool = default_pool("motion")
+    pool = bundled_pool("motion")
     store = Store(tmp_path / "app", limits=Limits(workspace_mb=0.02))
     workspace = store.workspace(store.new_visitor_key())
     with pytest.raises(AppError, match="each visitor may keep 0.02 MB") as error:
@@ -348,7 +348,7 @@ def test_two_days_of_visitors_keep_the_app_folder_within_its_budget(tmp_path, ti
                 name = workspace.save_model(tiny_model, "m", ModelMeta(normal_clips=[clip]), clips_from=workspace.result_dir(result_id) / "normal")
                 saved_models.setdefault(key, []).append(workspace.model_path(name))
             if rng.random() < 0.3:
-                workspace.save_pool(f"pool{rng.randint(0, 3)}", default_pool("motion"))
+                workspace.save_pool(f"pool{rng.randint(0, 3)}", bundled_pool("motion"))
             if rng.random() < 0.3:
                 workspace.save_annotations(rng.randbytes(8).hex(), {"intervals": [[1.0, 2.0]] * 50})
         except AppError as refused:

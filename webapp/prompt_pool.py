@@ -10,7 +10,7 @@ import gradio as gr
 import pandas as pd
 
 from vlavad.describe.motion import MEASURES
-from vlavad.describe.prompts import Prompt, default_pool, validate_pool
+from vlavad.describe.prompts import Prompt, bundled_pool, validate_pool
 from vlavad.io.video import write_clip
 from vlavad.pipeline.pipeline import Pipeline
 from vlavad.pipeline.revise import prompt_statistics
@@ -103,7 +103,7 @@ def build_tab(store: Store, session: gr.State):
             choices=[EXAMPLE_MODEL], value=EXAMPLE_MODEL, label="Model whose normal videos to use", scale=2, allow_custom_value=True
         )
     table = gr.Dataframe(
-        value=pool_table(default_pool("motion")), headers=COLUMNS, interactive=True, show_row_numbers=True, label="Prompt pool (editable)", wrap=True
+        value=pool_table(bundled_pool("motion")), headers=COLUMNS, interactive=True, show_row_numbers=True, label="Prompt pool (editable)", wrap=True
     )
     with gr.Row():
         add_btn = gr.Button("Add a row", size="sm")

@@ -59,7 +59,7 @@ from vlavad.core.errors import VlavadError
 from vlavad.core.fileio import atomic_write_bytes, is_staging, remove_if_abandoned, staged_folder, written_by_vlavad
 from vlavad.core.limits import APP_LIMITS, VideoLimits, from_environment
 from vlavad.core.schema import Schema, read_json_file, validate
-from vlavad.describe.prompts import Prompt, default_pool, load_pool, pool_to_json
+from vlavad.describe.prompts import Prompt, bundled_pool, load_pool, pool_to_json
 from vlavad.io.video import content_key
 from vlavad.pipeline.model import FittedModel
 
@@ -583,7 +583,7 @@ class Workspace:
 
     def load_pool(self, name: str | None) -> list[Prompt]:
         if not name or name == BUNDLED_POOL:
-            return default_pool("motion")
+            return bundled_pool("motion")
         path = self.root / "pools" / f"{check_name(name, 'pool')}.json"
         if not path.is_file():
             raise AppError(f"No saved prompt pool called {name!r}.")

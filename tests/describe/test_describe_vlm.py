@@ -12,7 +12,7 @@ from hub_models import settings, tiny_blip2
 
 from vlavad.core.errors import ConfigError
 from vlavad.describe import crops, vlm
-from vlavad.describe.prompts import Prompt, default_pool
+from vlavad.describe.prompts import Prompt, bundled_pool
 from vlavad.io.video import iter_frames
 from vlavad.pipeline.backends import make
 
@@ -87,7 +87,7 @@ def _spy_batches(monkeypatch, describer):
 
 def test_blip2_answers_every_step_and_question_in_batches(blip2_dir, clip_video, monkeypatch):
     info, steps = clip_video
-    prompts = default_pool("vlm")
+    prompts = bundled_pool("vlm")
     blip2 = describer(blip2_dir, **{"describe.vlm.batch_size": 7})
     assert blip2.is_vlm and blip2.tier == "hub"
     calls = _spy_batches(monkeypatch, blip2)

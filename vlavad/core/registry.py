@@ -1,4 +1,4 @@
-"""Backends of a pluggable stage, by name.
+"""Backends of a pluggable stage, by name, and the plugins that add more.
 
 Each stage package (`vlavad.detect`, `vlavad.describe`, `vlavad.embed`) keeps a `Registry`, and
 each backend is one file that registers its class there. A backend class says:
@@ -10,11 +10,21 @@ each backend is one file that registers its class there. A backend class says:
   that group (and, for backends that run a network, the device);
 - `missing(settings)`: why it cannot run on this machine, answered from files alone (no model is
   loaded), so a run fails in seconds, naming the remedy, instead of at its first video.
+
+A backend is one file: its module registers its class, and every module of a stage package is
+imported with the package (`import_backends`). Backends from outside vlavad are one file too: a
+module named in `VLAVAD_PLUGINS` (comma-separated, importable from `sys.path`), or an installed
+package's entry point in the group `vlavad.plugins`, is imported before any settings are read
+(`load_plugins`), and registers its classes the same way.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
+import pkgutil
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import ClassVar, Generic, TypeVar
 
 from vlavad.core.errors import ConfigError
@@ -55,6 +65,9 @@ class Backend:
     tier: ClassVar[str] = "weight-free"
     Settings: ClassVar[type[Schema]] = NoSettings
     settings_group: ClassVar[str | None] = None  # its group's name in the stage's settings; None: `name`
+
+    def __init__(self, settings: Schema | None = None):
+        self.settings = settings if settings is not None else self.Settings()
 
     @classmethod
     def group(cls) -> str:
@@ -104,3 +117,31 @@ class Registry(Generic[B]):
 
     def items(self) -> list[tuple[str, type[B]]]:
         return list(self._backends.items())
+
+
+def import_backends(package: str, path: list[str]) -> None:
+    """Imports every module of a stage package (its `__name__` and `__path__`), so that each
+    backend's file registers it: a new backend needs no other file changed."""
+    for module in pkgutil.iter_modules(path):
+        importlib.import_module(f"{package}.{module.name}")
+
+
+_plugins_loaded = False
+
+
+def load_plugins() -> None:
+    """Imports, once, the modules that add backends from outside vlavad: those named in
+    `VLAVAD_PLUGINS` and the entry points of the group `vlavad.plugins`. A module that cannot be
+    imported is one line naming it."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    named = [name.strip() for name in os.environ.get("VLAVAD_PLUGINS", "").split(",") if name.strip()]
+    for name in named:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"VLAVAD_PLUGINS names {name!r}, which cannot be imported: {exc}") from None
+    for entry in entry_points(group="vlavad.plugins"):
+        entry.load()

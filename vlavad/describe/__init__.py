@@ -9,9 +9,11 @@ One backend per file, registered in `DESCRIBERS`.
 A pool may mix questions for several describers: `describe.backend = "motion+appearance"`.
 """
 
-from vlavad.describe import appearance, motion, vlm  # noqa: F401  (importing a backend's module registers it)
+from vlavad.core.registry import import_backends
 from vlavad.describe.base import ABSTAIN, DESCRIBERS, Describer, ProgressFn, empty_answers
 from vlavad.describe.composed import ComposedDescriber
 from vlavad.describe.steps import track_steps
 
 __all__ = ["ABSTAIN", "DESCRIBERS", "ComposedDescriber", "Describer", "ProgressFn", "empty_answers", "track_steps"]
+
+import_backends(__name__, __path__)  # each backend's file registers it

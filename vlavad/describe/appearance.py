@@ -77,6 +77,7 @@ class AppearanceSettings(Schema):
 @DESCRIBERS.register
 class AppearanceDescriber(Describer):
     name = "appearance"
+    prompt_pool = "appearance"
     tier = "packaged"
     is_vlm = False
     Settings = AppearanceSettings
@@ -160,7 +161,7 @@ class AppearanceDescriber(Describer):
         """ImageNet-1k probabilities (N, 1000) for BGR crops."""
         import torch
 
-        from vlavad.describe.efficientnet_lite import prepare_batch
+        from vlavad.weights.efficientnet_lite import prepare_batch
 
         network, device = self._network()
         with torch.inference_mode():
@@ -177,7 +178,7 @@ def _load(device: str):
 
     import torch
 
-    from vlavad.describe.efficientnet_lite import EfficientNetLite0
+    from vlavad.weights.efficientnet_lite import EfficientNetLite0
 
     network = EfficientNetLite0()
     # A pinned file, not data: its sha256 is checked on the bytes read (`WEIGHTS.read`), and

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 
+from vlavad.core.errors import ConfigError
 from vlavad.core.records import ANSWER_COLUMNS, VideoInfo
 from vlavad.core.registry import Backend, Registry
-from vlavad.describe.prompts import Prompt
+from vlavad.describe.prompts import Prompt, bundled_pool, load_pool, validate_pool
 
 ABSTAIN = "partly out of view"  # the describer cannot tell: not evidence either way (SPA does not score it)
 ProgressFn = Callable[[int, int], None]
@@ -27,6 +30,19 @@ class Describer(Backend):
     """Answers prompt-pool questions about tracked objects."""
 
     is_vlm: bool = False  # True only for real vision-language models
+    # The questions it is asked unless the user gives a pool: a bundled pool's name
+    # (`assets/prompts/<name>.json`), a pool file's path, or the prompts themselves.
+    prompt_pool: ClassVar[str | Path | tuple[Prompt, ...] | None] = None
+
+    @classmethod
+    def default_prompts(cls) -> list[Prompt]:
+        """Its own prompt pool (`prompt_pool`)."""
+        pool = cls.prompt_pool
+        if pool is None:
+            raise ConfigError(f"The {cls.name} describer declares no prompt pool: give one with --prompts.")
+        if isinstance(pool, tuple):
+            return validate_pool(list(pool))
+        return load_pool(pool) if isinstance(pool, Path) else bundled_pool(pool)
 
     def can_answer(self, prompt: Prompt) -> str | None:
         """None if this describer can answer `prompt`, else why not (one phrase)."""
@@ -62,6 +78,12 @@ class Describer(Backend):
 
 
 DESCRIBERS: Registry[Describer] = Registry("describer")
+
+
+def default_pool(describer: str) -> list[Prompt]:
+    """The pool a describer backend is asked by default; a composed one (`motion+appearance`)
+    asks its parts' pools joined."""
+    return validate_pool([prompt for part in describer.split("+") for prompt in DESCRIBERS.get(part).default_prompts()])
 
 
 def empty_answers() -> pd.DataFrame:

@@ -99,6 +99,7 @@ class MotionDescriber(Describer):
     """Weight-free describer phrasing measured motion, size and shape (not a VLM)."""
 
     name = "motion"
+    prompt_pool = "motion"
     is_vlm = False
     Settings = MotionSettings
 

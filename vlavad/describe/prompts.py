@@ -85,15 +85,12 @@ def load_pool(path: str | Path) -> list[Prompt]:
     return validate_pool(list(pool.prompts))
 
 
-def default_pool(describer: str) -> list[Prompt]:
-    """The bundled pool for a describer: `motion`, `vlm` (any vision-language model), or a
-    composition such as `motion+appearance`, whose pool joins its parts' pools."""
-    prompts = []
-    for part in describer.split("+"):
-        name = part if part in ("motion", "appearance") else "vlm"
-        with resources.as_file(resources.files("vlavad").joinpath("assets", "prompts", f"{name}.json")) as path:
-            prompts += load_pool(path)
-    return validate_pool(prompts)
+def bundled_pool(name: str) -> list[Prompt]:
+    """A pool shipped with vlavad (`assets/prompts/<name>.json`): `motion`, `appearance`, `vlm`."""
+    with resources.as_file(resources.files("vlavad").joinpath("assets", "prompts", f"{name}.json")) as path:
+        if not path.is_file():
+            raise ConfigError(f"No bundled prompt pool called {name!r}.")
+        return load_pool(path)
 
 
 def pool_to_json(prompts: list[Prompt], note: str = "") -> str:

@@ -82,6 +82,7 @@ class VLMDescriber(Describer):
 
     is_vlm = True
     tier = "hub"
+    prompt_pool = "vlm"
     Settings = VLMSettings
     settings_group = "vlm"  # blip2 and hf share one group: the VLM is a setting of either
     default_model = ""

@@ -7,8 +7,10 @@
 `nanodet+blobs` joins two: a pretrained detector, plus the moving things it does not recognise.
 """
 
-from vlavad.detect import blobs, nanodet, yolo  # noqa: F401  (importing a backend's module registers it)
+from vlavad.core.registry import import_backends
 from vlavad.detect.base import DETECTORS, Detector
 from vlavad.detect.composed import ComposedDetector
 
 __all__ = ["ComposedDetector", "DETECTORS", "Detector"]
+
+import_backends(__name__, __path__)  # each backend's file registers it

