@@ -170,7 +170,7 @@ def weights_cache(tmp_path_factory):
 def yolo_weights(yolo_checkpoint, weights_cache) -> str:
     """The random yolo11n imported into the module's weights cache (`vlavad weights import-yolo`):
     the name that `detect.yolo.weights` takes."""
-    from vlavad.detect.yolo import import_weights
+    from vlavad.weights.yolo import import_weights
 
     return import_weights(yolo_checkpoint).stem
 

@@ -200,7 +200,7 @@ LOCAL_RAY = "local"
 
 
 def cmd_weights_import_yolo(args) -> None:
-    from vlavad.detect.yolo import import_weights, read_record
+    from vlavad.weights.yolo import import_weights, read_record
 
     path = import_weights(args.file, args.name)
     record = read_record(path.stem)

@@ -79,7 +79,7 @@ def test_an_imported_network_computes_what_ultralytics_loading_the_checkpoint_co
     import torch
     from ultralytics import YOLO
 
-    from vlavad.detect.yolo import build_network
+    from vlavad.weights.yolo import build_network
 
     def refuse(*args, **kwargs):
         raise AssertionError("torch.load was called")
@@ -118,7 +118,7 @@ def test_settings_accept_names_and_architectures(value):
 
 
 def test_an_architecture_is_read_from_ultralytics_never_from_the_working_folder(tmp_path, monkeypatch):
-    from vlavad.detect.yolo import find_architecture
+    from vlavad.weights.yolo import find_architecture
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "yolo11n.yaml").write_text("activation: __import__('os').system('touch pwned')\n")
@@ -213,7 +213,7 @@ def test_tampered_imported_weights_are_one_line_naming_the_file(yolo_weights, we
 
     _copy_import(weights_cache, yolo_weights, new, tensors, record, reseal=index != 2)
     with pytest.raises(ConfigError, match=message) as error:
-        from vlavad.detect.yolo import build_network
+        from vlavad.weights.yolo import build_network
 
         build_network(new)
     assert "\n" not in str(error.value)
