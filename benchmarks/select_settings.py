@@ -9,7 +9,7 @@ default) and a number q the q-quantile of the point speeds along the median dire
 
 The best mean separation is marked; candidates within TIE of it count as tied. Separation is
 not the only requirement of a default: it must also hold up on a re-encoded copy of the data
-(see the README), which this table cannot show.
+(see docs/results.md), which this table cannot show.
 
     python benchmarks/select_settings.py ../shared/data/ped2 --preset ped2
     python benchmarks/select_settings.py ../shared/data/ped2 --vary track.flow_grid=5,7 --vary track.motion_interval_s=0.1,0.2

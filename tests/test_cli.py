@@ -199,3 +199,12 @@ def test_bad_settings_are_one_line_naming_the_field(setting, message, synthetic_
 def test_settings_lists_every_dotted_name():
     result = subprocess.run([sys.executable, "-m", "vlavad", "settings", "--preset", "ped2"], capture_output=True, text=True)
     assert result.returncode == 0 and "fusion.sigma_s = 0.6" in result.stdout and "detect.blobs.min_threshold = 12.0" in result.stdout
+
+
+def test_a_reader_that_stops_early_is_no_error():
+    # `vlavad settings | head -1`: the pipe closes under the command, which ends quietly.
+    listing = subprocess.Popen([sys.executable, "-m", "vlavad", "settings"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = listing.stdout.readline()
+    listing.stdout.close()
+    assert listing.wait(timeout=60) == 0 and first.startswith(b"preset = ")
+    assert b"Traceback" not in listing.stderr.read()

@@ -1,6 +1,6 @@
 """The real UCSD Ped2 benchmark, where the shared data is present (about 2 minutes on 2 cores).
 
-A regression guard, not the target: the README reports the measured numbers (micro 0.927,
+A regression guard, not the target: docs/results.md reports the measured numbers (micro 0.927,
 macro 0.955 with the offline backends); these floors catch a broken stage, not noise.
 """
 

@@ -19,7 +19,7 @@ Appearance changes slowly, so each track is described at `rate_hz` (2 per second
 and the answer is carried to the steps in between. Crops are the object's box with some context,
 resized (aspect kept, padded with grey) to `input_size` pixels. Ped2's cyclists are 30-60 px
 tall; at 160 px the classifier calls them wheeled vehicles nearly as often as at its native
-224 px, in half the time, while at 96 px it no longer does (see the README).
+224 px, in half the time, while at 96 px it no longer does (see docs/results.md).
 """
 
 from __future__ import annotations

@@ -141,7 +141,7 @@ class NanoDetSettings(Schema):
     classes: str = DEFAULT_CLASSES  # COCO class names, comma-separated
     min_area_frac: float = Field(0.0012, ge=0, le=1)  # smaller boxes are dropped, as with blobs
     # The network runs at this rate (at most once per frame); boxes hold in between, where
-    # ByteTrack and the flow measurement carry on. It is the detector's cost: see the README.
+    # ByteTrack and the flow measurement carry on. It is the detector's cost: see docs/performance.md.
     rate_hz: float = Field(10.0, gt=0, le=120)
 
     @field_validator("classes")

@@ -119,7 +119,7 @@ class VideoStages:
 
         Probing is decoding, which PyAV does without holding Python's lock: while the caller
         tracks one video, the next one decodes on the other core, and `ahead=2` decodes two
-        videos at once (see the README's speed section). Only the wait for a probe counts as
+        videos at once (see docs/performance.md). Only the wait for a probe counts as
         "decode" time. A video that cannot be read raises in its turn, as `probe` would.
         """
         videos, fps_hint = iter(videos), self.settings.default_fps

@@ -44,7 +44,7 @@ class TrackSettings(Schema):
     # (e.g. from lossy encoding) averages out. A number q: the median direction with the
     # q-quantile of the points' speeds, which follows the fastest part of a box (a cyclist merged
     # with walkers into one blob) but grows with flow noise. See `benchmarks/select_settings.py`
-    # and the README for how the two compare on Ped2.
+    # and docs/results.md for how the two compare on Ped2.
     flow_quantile: float | None = Field(None, ge=0, le=1)
     # A flow point counts only if tracking it back to the current frame lands within this many
     # working pixels of where it started (forward-backward check): points on textureless or
