@@ -204,7 +204,6 @@ def test_settings_lists_every_dotted_name():
 def test_a_reader_that_stops_early_is_no_error():
     # `vlavad settings | head -1`: the pipe closes under the command, which ends quietly.
     listing = subprocess.Popen([sys.executable, "-m", "vlavad", "settings"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    first = listing.stdout.readline()
-    listing.stdout.close()
-    assert listing.wait(timeout=60) == 0 and first.startswith(b"preset = ")
-    assert b"Traceback" not in listing.stderr.read()
+    listing.stdout.close()  # before anything is written: every write of the command meets a closed pipe
+    assert listing.wait(timeout=60) == 0
+    assert listing.stderr.read() == b""

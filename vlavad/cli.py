@@ -322,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.run(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, rather than at exit
     except VlavadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
