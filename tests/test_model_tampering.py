@@ -137,7 +137,8 @@ def test_a_planted_pickle_never_runs_from_the_app(planted, clip, tmp_path, monke
     import gradio as gr
 
     from webapp.analyse import NORMAL_MODEL, analyse_video
-    from webapp.store import SHARED_SUFFIX, Store
+    from webapp.names import SHARED_SUFFIX
+    from webapp.store import Store
 
     folder, marker = planted
     monkeypatch.setenv("VLAVAD_WEIGHTS", str(tmp_path / "weights"))

@@ -29,7 +29,8 @@ from vlavad.testing.synthetic import render_scene
 from webapp.analyse import analyse_video
 from webapp.annotate import add_normal_feedback
 from webapp.common import workspace_of
-from webapp.store import AppError, Limits, ModelMeta, Store
+from webapp.names import AppError, Limits, ModelMeta
+from webapp.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD_KEY = "A" * 21 + "_-" + "z9" * 10  # 43 URL-safe characters, as secrets.token_urlsafe(32) makes

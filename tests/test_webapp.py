@@ -34,8 +34,9 @@ from webapp import build_app, launch
 from webapp.analyse import NORMAL_MODEL, analyse_video
 from webapp.annotate import MAX_INTERVALS, add_normal_feedback, clean_annotations
 from webapp.benchmark import BenchmarkAccess, benchmark_dataset, resolve_dataset, runs_table
+from webapp.names import AppError, Limits, ModelMeta, clip_name, link_or_copy
 from webapp.prompt_pool import table_pool
-from webapp.store import AppError, Limits, ModelMeta, Store, clip_name, link_or_copy
+from webapp.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = dict(frames=60, width=320, height=240, fps=10.0)

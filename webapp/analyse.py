@@ -24,7 +24,9 @@ from vlavad.pipeline.pipeline import Pipeline
 from vlavad.pipeline.settings import preset
 from webapp import plots
 from webapp.common import EXAMPLE_VIDEO, TabHooks, choices_update, download_stem, events_table, result_meta, user_errors, workspace_of
-from webapp.store import BUNDLED_POOL, AppError, ModelMeta, Store, Workspace, check_name, clip_name, link_or_copy, now_iso
+from webapp.names import BUNDLED_POOL, AppError, ModelMeta, check_name, clip_name, link_or_copy, now_iso
+from webapp.store import Store
+from webapp.workspace import Workspace
 
 NORMAL_SEGMENT = "First seconds of this video"
 NORMAL_CLIPS = "Uploaded normal clips"

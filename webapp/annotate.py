@@ -25,7 +25,9 @@ from vlavad.pipeline.revise import normal_answers
 from vlavad.scorers.metrics import frame_auc
 from webapp import plots
 from webapp.common import TabHooks, download_stem, events_table, result_meta, user_errors, workspace_of
-from webapp.store import AppError, ModelMeta, Store, Workspace, now_iso
+from webapp.names import AppError, ModelMeta, now_iso
+from webapp.store import Store
+from webapp.workspace import Workspace
 
 VERDICTS = ("true alarm", "false alarm")
 INTERVAL_COLUMNS = ["start (s)", "end (s)"]

@@ -32,7 +32,9 @@ from vlavad.pipeline.pipeline import Pipeline
 from vlavad.pipeline.settings import Settings, preset, preset_names
 from webapp import plots
 from webapp.common import TabHooks, choices_update, user_errors, workspace_of
-from webapp.store import AppError, Store, Workspace
+from webapp.names import AppError
+from webapp.store import Store
+from webapp.workspace import Workspace
 
 RUN_COLUMNS = ["run", "dataset", "preset", "micro AUC", "macro AUC", "time (s)", "backends"]
 REPO = Path(__file__).resolve().parent.parent

@@ -14,7 +14,9 @@ import pandas as pd
 
 from vlavad.core.errors import VlavadError
 from vlavad.core.schema import read_json_file
-from webapp.store import AppError, Store, Workspace
+from webapp.names import AppError
+from webapp.store import Store
+from webapp.workspace import Workspace
 
 EXAMPLE_VIDEO = Path(str(resources.files("vlavad").joinpath("assets", "examples", "plaza.mp4")))
 EXAMPLE_LABELS = EXAMPLE_VIDEO.with_name("plaza.labels.json")

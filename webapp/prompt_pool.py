@@ -17,7 +17,9 @@ from vlavad.pipeline.revise import prompt_statistics
 from vlavad.pipeline.settings import preset
 from webapp import plots
 from webapp.common import EXAMPLE_VIDEO, TabHooks, choices_update, user_errors, workspace_of
-from webapp.store import BUNDLED_POOL, AppError, Store, Workspace
+from webapp.names import BUNDLED_POOL, AppError
+from webapp.store import Store
+from webapp.workspace import Workspace
 
 COLUMNS = ["question", "measures"]
 EXAMPLE_MODEL = "the bundled example (its first 5 s)"  # works on a first visit, before any model is saved
