@@ -75,6 +75,31 @@ def test_auto_falls_back_without_waiting(empty_hf_cache):
     assert "Salesforce/blip2-opt-2.7b" in warnings[0] and "HF_HUB_OFFLINE" in warnings[0] and "'missing' have not been imported" in warnings[0]
 
 
+@pytest.mark.parametrize(
+    ("mode", "absent", "extra", "explicit"),
+    [
+        ("packaged", "torchvision", "packaged", []),  # NanoDet's NMS
+        ("packaged", "transformers", "packaged", ["detect", "describe"]),  # MiniLM
+        ("hub", "ultralytics", "hub", []),  # YOLO
+        ("hub", "transformers", "hub", ["detect"]),  # BLIP-2, CLIP
+    ],
+)
+def test_a_tier_whose_extra_is_not_installed_names_the_extra(monkeypatch, empty_hf_cache, mode, absent, extra, explicit):
+    # `pip install vlavad` leaves out the model libraries: choosing their tier must say which
+    # extra installs them in one line, not fail on an import at the first video.
+    monkeypatch.setitem(sys.modules, absent, None)  # how Python marks a module absent: find_spec gives None, import raises
+    base = settings(**{"detect.backend": "blobs", "describe.backend": "motion"})
+    with pytest.raises(ConfigError) as error:
+        resolve(base, mode, explicit=explicit)
+    message = str(error.value)
+    assert f"{absent!r} is not installed" in message and f"pip install 'vlavad[{extra}]'" in message and "\n" not in message
+    for name in ("torchvision", "transformers", "ultralytics"):
+        monkeypatch.setitem(sys.modules, name, None)
+    resolved, warnings = resolve(Settings(), "auto")
+    assert (resolved.detect.backend, resolved.embed.backend) == ("blobs", "hashing")
+    assert "'transformers' is not installed" in warnings[0]
+
+
 def test_incomplete_sharded_download_is_not_available(blip2_dir, tmp_path):
     from vlavad.weights.hub import hf_local_snapshot
 

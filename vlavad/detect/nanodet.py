@@ -27,7 +27,7 @@ from pydantic import Field, field_validator
 from vlavad.core.registry import Missing
 from vlavad.core.schema import Schema
 from vlavad.detect.base import DETECTORS, Detector
-from vlavad.weights.hub import load_once, resolve_device
+from vlavad.weights.hub import load_once, package_missing, resolve_device
 from vlavad.weights.packaged import PackagedFile, PackagedWeights
 
 WEIGHTS = PackagedWeights(
@@ -177,7 +177,7 @@ class NanoDetDetector(Detector):
 
     @classmethod
     def missing(cls, settings: NanoDetSettings) -> Missing | None:
-        return WEIGHTS.missing()
+        return package_missing("torchvision", "packaged") or WEIGHTS.missing()
 
     def identity(self) -> dict:
         return {"detector": self.name, "weights": f"{WEIGHTS.package}@{WEIGHTS.version}", **self.settings.model_dump()}

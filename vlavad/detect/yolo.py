@@ -70,7 +70,7 @@ class YoloDetector(Detector):
 
     @classmethod
     def missing(cls, settings: YoloSettings) -> Missing | None:
-        missing = package_missing("ultralytics")
+        missing = package_missing("ultralytics", "hub")
         if missing or is_architecture(settings.weights):
             if not missing and find_architecture(settings.weights) is None:
                 return Missing(f"{settings.weights!r} is not an architecture that ultralytics ships", "Use one it does, e.g. yolo11n.yaml")

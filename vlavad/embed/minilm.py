@@ -14,7 +14,7 @@ import numpy as np
 
 from vlavad.core.registry import Missing, NoSettings
 from vlavad.embed.base import ENCODERS, TextEncoder
-from vlavad.weights.hub import NO_REMOTE_CODE, SAFE_LOADING, load_once, resolve_device
+from vlavad.weights.hub import NO_REMOTE_CODE, SAFE_LOADING, load_once, package_missing, resolve_device
 from vlavad.weights.packaged import PackagedFile, PackagedWeights
 
 
@@ -58,7 +58,7 @@ class MiniLMEncoder(TextEncoder):
 
     @classmethod
     def missing(cls, settings: NoSettings) -> Missing | None:
-        return WEIGHTS.missing()
+        return package_missing("transformers", "packaged") or WEIGHTS.missing()
 
     def identity(self) -> dict:
         return {

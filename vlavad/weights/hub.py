@@ -79,15 +79,20 @@ def check_model_source(value: str) -> str:
     raise ValueError(f"{value!r} is neither a hub model id (owner/name) nor a folder holding a model's config.json")
 
 
-def package_missing(package: str) -> Missing | None:
+def package_missing(package: str, extra: str) -> Missing | None:
+    """None when `package` can be imported; otherwise the extra of vlavad that installs it (the
+    model libraries are extras: `pip install vlavad` alone gives the weight-free tier)."""
     if importlib.util.find_spec(package) is None:
-        return Missing(f"the Python package {package!r} is not installed", "Install it: pip install -r requirements.txt")
+        return Missing(
+            f"the Python package {package!r} is not installed",
+            f"Install it: pip install 'vlavad[{extra}]' (from a checkout: pip install -r requirements.txt)",
+        )
     return None
 
 
 def hf_missing(model_id: str, revision: str) -> Missing | None:
     """None when `model_id` can be loaded here (complete local copy, or the hub answers)."""
-    missing = package_missing("transformers")
+    missing = package_missing("transformers", "hub")
     if missing:
         return missing
     if hf_local_snapshot(model_id, revision) is not None or (not hub_offline() and _hub_answers(model_id, revision)):
