@@ -1,4 +1,4 @@
-"""Tests for the temporal scorer (vlavad.scorers.temporal.s3m): the scan, the predictors, training and scoring."""
+"""Tests for the temporal scorer (vlavad.scorers.temporal): the scan, the predictors, training and scoring."""
 
 import json
 import threading
@@ -8,19 +8,12 @@ import pytest
 import torch
 
 from vlavad.core.errors import ConfigError, ModelError
-from vlavad.scorers.temporal import s3m
+from vlavad.scorers.temporal import training
+from vlavad.scorers.temporal.model import TemporalModel, temporal_errors, temporal_errors_batch
 from vlavad.scorers.temporal.numpy_s3m import NumpyS3M
-from vlavad.scorers.temporal.s3m import (
-    KINDS,
-    AdamW,
-    TemporalModel,
-    build_predictor,
-    selective_scan,
-    selective_scan_ref,
-    temporal_errors,
-    temporal_errors_batch,
-    train_predictor,
-)
+from vlavad.scorers.temporal.predictors import KINDS, build_predictor
+from vlavad.scorers.temporal.scan import selective_scan, selective_scan_ref
+from vlavad.scorers.temporal.training import AdamW, train_predictor
 from vlavad.scorers.temporal.windows import make_windows
 
 PAST, FUTURE, DIM = 4, 2, 16
@@ -271,7 +264,7 @@ def test_early_stopping_keeps_the_best_validation_weights(monkeypatch):
     improvement, so epochs 3 and 4 are two without one and training stops after epoch 4, with
     the weights of epoch 3."""
     val_losses = iter([1.0, 0.5, 0.499, 0.6, 0.4, 0.3])
-    monkeypatch.setattr(s3m, "_mean_error", lambda *args, **kwargs: next(val_losses))
+    monkeypatch.setattr(training, "_mean_error", lambda *args, **kwargs: next(val_losses))
     model = build_predictor("s3m", DIM, PAST, FUTURE, layers=1, d_model=16)
     snapshots = []
     history = train_predictor(

@@ -32,7 +32,7 @@ from vlavad.scorers.temporal.numpy_s3m import NumpyS3M, s3m_shapes
 if TYPE_CHECKING:
     import pandas as pd
 
-    from vlavad.scorers.temporal.s3m import TemporalModel
+    from vlavad.scorers.temporal.model import TemporalModel
 
 FORMAT = "vlavad-model/1"
 MAX_PREDICTOR_PARAMETERS = 2**28  # 1 GiB of float32: the largest predictor the settings allow has 0.15e9
@@ -188,7 +188,7 @@ def _read_predictor(path: Path, config: dict) -> TemporalModel | NumpyS3M:
         )
     if config["kind"] == NumpyS3M.kind:
         return NumpyS3M(config, read_safetensors(path, s3m_shapes(config), ModelError), where=path.name)
-    from vlavad.scorers.temporal.s3m import TemporalModel
+    from vlavad.scorers.temporal.model import TemporalModel
 
     return TemporalModel.read(config, path)
 
