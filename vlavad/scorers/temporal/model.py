@@ -12,6 +12,7 @@ import torch
 from vlavad.core.errors import ModelError
 from vlavad.core.records import StepTable
 from vlavad.core.tensors import Expected, check_tensors, read_safetensors
+from vlavad.scorers.temporal.kinds import PREDICTORS
 from vlavad.scorers.temporal.numpy_s3m import NumpyS3M
 from vlavad.scorers.temporal.predictors import SequencePredictor, build_predictor
 from vlavad.scorers.temporal.training import train_predictor
@@ -49,8 +50,8 @@ def _tensors_of(predictor: SequencePredictor) -> dict[str, Expected]:
 
 class TemporalModel:
     """A predictor with its training and its per-step errors: what `fit` trains and a model
-    folder stores (`config()` in model.json, `weights()` as safetensors). A trained S3M scores
-    as `for_scoring()`, in NumPy."""
+    folder stores (`config()` in model.json, `weights()` as safetensors). Once trained, it
+    scores as `for_scoring()`: in NumPy for a kind that has a NumPy form (the S3M)."""
 
     def __init__(self, predictor: SequencePredictor):
         self.predictor = predictor
@@ -108,6 +109,7 @@ class TemporalModel:
         return {name: value.detach().cpu().numpy() for name, value in self.predictor.state_dict().items()}
 
     def for_scoring(self) -> TemporalModel | NumpyS3M:
-        """What scores with this trained predictor: the NumPy S3M for an S3M (the same errors to
-        float32 rounding, without PyTorch), the predictor itself for the others."""
-        return NumpyS3M(self.config(), self.weights()) if self.predictor.kind == NumpyS3M.kind else self
+        """What scores with this trained predictor: its kind's NumPy form where it has one (the
+        S3M's gives the same errors to float32 rounding, without PyTorch), else itself."""
+        numpy_form = PREDICTORS.get(self.predictor.kind).numpy_form
+        return self if numpy_form is None else numpy_form(self.config(), self.weights())

@@ -3,8 +3,9 @@
 Training needs PyTorch (`vlavad.scorers.temporal.training`). Scoring only runs a small trained
 S3M forward, and importing PyTorch for that costs more than the rest of scoring a short clip
 (about 2.4 s and 670 MB for the CUDA build, the only one on PyPI). So a fitted S3M scores here,
-in NumPy, whether it was just trained or loaded from a model folder, and `vlavad score` with
-the weight-free tier never imports PyTorch.
+in NumPy, whether it was just trained or loaded from a model folder (`NumpyS3M` is the S3M
+kind's `numpy_form`, see `vlavad.scorers.temporal.kinds`), and `vlavad score` with the
+weight-free tier never imports PyTorch.
 
 `NumpyS3M` computes what `vlavad.scorers.temporal.predictors.S3MPredictor` computes, from the
 same state dict, to float32 rounding (tests/test_s3m.py compares the two). The GRU and
@@ -17,13 +18,14 @@ import math
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from vlavad.core.errors import ModelError
 from vlavad.core.records import StepTable
-from vlavad.core.tensors import Expected, check_tensors
+from vlavad.core.tensors import Expected, check_tensors, read_safetensors
 from vlavad.scorers.temporal.windows import step_errors
 
 # The Mamba block's sizes beside d_model: `vlavad.scorers.temporal.predictors.MambaBlock` defaults to these.
@@ -88,16 +90,20 @@ class NumpyS3M:
     """A trained S3M predictor (`config()` and weights as `vlavad.scorers.temporal.predictors.S3MPredictor`
     has them) that predicts and scores windows in NumPy."""
 
-    kind = "s3m"
-
-    def __init__(self, config: dict, weights: dict[str, np.ndarray], where: str = "the S3M's weights"):
-        """`where` names the weights in errors (the file they were read from)."""
-        if config.get("kind") != self.kind:
-            raise ModelError(f"NumpyS3M runs the S3M, not a {config.get('kind')!r} predictor")
+    def __init__(self, config: Mapping, weights: dict[str, np.ndarray], where: str = "the S3M's weights"):
+        """`where` names the weights in errors (the file they were read from). Every tensor is
+        checked against the S3M of `config`, so the weights of another kind are refused."""
+        self.kind = config["kind"]  # "s3m": it is the S3M kind's `numpy_form` (vlavad.scorers.temporal.kinds)
         self.dim, self.past, self.future = config["dim"], config["past"], config["future"]
         self.layers, self.d_model = config["layers"], config["d_model"]
         check_tensors(where, weights, s3m_shapes(config), ModelError)
         self._weights = {name: np.asarray(value, dtype=np.float32) for name, value in weights.items()}
+
+    @classmethod
+    def read(cls, config: Mapping, path: Path) -> NumpyS3M:
+        """The S3M of `config` with the weights of the safetensors file `path`, every tensor checked
+        (from the file's header, then its values) before any is used."""
+        return cls(config, read_safetensors(path, s3m_shapes(config), ModelError), where=path.name)
 
     def config(self) -> dict:
         return {"kind": self.kind, "dim": self.dim, "past": self.past, "future": self.future, "layers": self.layers, "d_model": self.d_model}

@@ -6,8 +6,10 @@ of the last `past` embeddings and predicts the next `future` ones (Ped2/Avenue 1
 ShanghaiTech 20 -> 4); trained on normal tracks only, its prediction error at a step is that
 step's temporal anomaly score.
 
-The three share one interface (`SequencePredictor`), and `build_predictor(**p.config())` rebuilds
-any of them, so a saved state_dict can be loaded back.
+The three share one interface (`SequencePredictor`). Each kind is declared, without PyTorch, in
+`vlavad.scorers.temporal.kinds`; the network that trains it registers itself here under the
+kind's name (`register_network`), and `build_predictor(**p.config())` rebuilds any of them, so a
+saved state_dict can be loaded back.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlavad.core.errors import ConfigError
+from vlavad.scorers.temporal.kinds import PREDICTORS, GRUKind, S3MKind, TransformerKind
 from vlavad.scorers.temporal.numpy_s3m import D_CONV, D_STATE, EXPAND
 from vlavad.scorers.temporal.scan import selective_scan
 
@@ -85,7 +88,7 @@ class MambaBlock(nn.Module):
 class SequencePredictor(nn.Module):
     """Reads (B, past, dim) embeddings, predicts the next (B, future, dim).
 
-    Subclasses set `kind` and implement `encode`, which turns the
+    Subclasses set `kind` (a registered kind's name) and implement `encode`, which turns the
     embedded window into one d_model vector (the state after the last step); the shared head
     maps it to the future.
     """
@@ -134,10 +137,25 @@ class SequencePredictor(nn.Module):
         }
 
 
+NETWORKS: dict[str, type[SequencePredictor]] = {}  # kind name -> the network that trains it
+
+
+def register_network(cls: type[SequencePredictor]) -> type[SequencePredictor]:
+    """Class decorator: `cls` is the network that trains its `kind`, a kind registered in
+    `vlavad.scorers.temporal.kinds.PREDICTORS` (so settings and model files know it)."""
+    if cls.kind not in PREDICTORS.names():
+        raise ValueError(f"{cls.__name__}.kind {cls.kind!r} is not a registered predictor kind; register it in vlavad.scorers.temporal.kinds")
+    if cls.kind in NETWORKS:
+        raise ValueError(f"two networks train the {cls.kind!r} predictor")
+    NETWORKS[cls.kind] = cls
+    return cls
+
+
+@register_network
 class S3MPredictor(SequencePredictor):
     """The paper's S3M: a stack of Mamba blocks."""
 
-    kind = "s3m"
+    kind = S3MKind.name
 
     def __init__(self, dim: int, past: int, future: int, layers: int = 3, d_model: int = 64):
         super().__init__(dim, past, future, layers, d_model)
@@ -149,10 +167,11 @@ class S3MPredictor(SequencePredictor):
         return x[:, -1]
 
 
+@register_network
 class GRUPredictor(SequencePredictor):
     """The "RNN" of the ablation: a stacked GRU."""
 
-    kind = "gru"
+    kind = GRUKind.name
 
     def __init__(self, dim: int, past: int, future: int, layers: int = 3, d_model: int = 64):
         super().__init__(dim, past, future, layers, d_model)
@@ -162,6 +181,7 @@ class GRUPredictor(SequencePredictor):
         return self.gru(x)[0][:, -1]
 
 
+@register_network
 class TransformerPredictor(SequencePredictor):
     """The "Trans." of the ablation: a causal pre-norm TransformerEncoder.
 
@@ -169,7 +189,7 @@ class TransformerPredictor(SequencePredictor):
     ablation then compares architectures rather than what each one is allowed to look at.
     """
 
-    kind = "transformer"
+    kind = TransformerKind.name
 
     def __init__(self, dim: int, past: int, future: int, layers: int = 3, d_model: int = 64):
         super().__init__(dim, past, future, layers, d_model)
@@ -195,10 +215,6 @@ class TransformerPredictor(SequencePredictor):
         return self.encoder(x + self.pos, mask=mask, is_causal=True)[:, -1]
 
 
-_PREDICTORS = {cls.kind: cls for cls in (S3MPredictor, GRUPredictor, TransformerPredictor)}
-KINDS = tuple(_PREDICTORS)
-
-
 def build_predictor(
     kind: str,
     dim: int,
@@ -209,21 +225,20 @@ def build_predictor(
     *,
     seed: int = 0,
 ) -> SequencePredictor:
-    """A fresh predictor of `kind` ("s3m", "gru" or "transformer"), on the CPU.
+    """A fresh predictor of a registered `kind` ("s3m", "gru", "transformer"), on the CPU.
 
     Its initial weights are drawn from a generator seeded with `seed`, never from torch's global
     one, so a given seed gives the same model in any process and any thread, whatever else is
     drawing random numbers meanwhile.
     """
-    if kind not in _PREDICTORS:
-        raise ConfigError(f"unknown temporal predictor {kind!r}; choose one of {', '.join(KINDS)}")
+    PREDICTORS.get(kind)  # ConfigError listing the kinds
     if min(dim, past, future, layers, d_model) < 1:
         raise ConfigError(f"predictor sizes must be positive: dim={dim}, past={past}, future={future}, layers={layers}, d_model={d_model}")
     # The layers' own initialisers draw from the global RNG: its state is put back afterwards,
     # and every parameter is then drawn again, from the local generator. (Not built on the meta
     # device: its first use imports torch's decompositions, seconds on every fit and model load.)
     with torch.random.fork_rng(devices=[]):
-        model = _PREDICTORS[kind](dim, past, future, layers=layers, d_model=d_model)
+        model = NETWORKS[kind](dim, past, future, layers=layers, d_model=d_model)
     _initialise(model, torch.Generator().manual_seed(seed))
     return model
 
