@@ -254,12 +254,14 @@ def measure_predictor_training(device: str, args) -> list[dict]:
     (512-d answers, 10 -> 2 steps, 3 layers, batch 256): the CPU fit spends most of its time here."""
     import numpy as np
 
-    from vlavad.scorers.temporal.s3m import KINDS, build_predictor, train_predictor
+    from vlavad.scorers.temporal.kinds import PREDICTORS
+    from vlavad.scorers.temporal.predictors import build_predictor
+    from vlavad.scorers.temporal.training import train_predictor
 
     rng = np.random.default_rng(0)
     sequences = [rng.standard_normal((40, 512)).astype(np.float32) for _ in range(args.tracks)]
     rows = []
-    for kind in KINDS:
+    for kind in PREDICTORS.names():
         model = build_predictor(kind, dim=512, past=10, future=2).to(device)
         train_predictor(model, sequences, past=10, future=2, epochs=1, max_windows=args.windows)  # warm-up
         _sync(device)
@@ -281,7 +283,7 @@ def measure_predictor_training(device: str, args) -> list[dict]:
 
 
 def _fused_scan_available() -> bool:
-    from vlavad.scorers.temporal.s3m import _fused_scan
+    from vlavad.scorers.temporal.scan import _fused_scan
 
     return _fused_scan() is not None
 

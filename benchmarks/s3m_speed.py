@@ -42,9 +42,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vlavad.core.records import StepTable
 from vlavad.pipeline.settings import Settings
 from vlavad.scorers.metrics import frame_auc
-from vlavad.scorers.temporal import s3m, windows
+from vlavad.scorers.temporal import predictors, training, windows
+from vlavad.scorers.temporal.model import temporal_errors_batch
+from vlavad.scorers.temporal.scan import selective_scan_ref
 
 REPO = Path(__file__).resolve().parent.parent
 BASELINE_REV = "fa501a4"  # the last commit before the speed work on vlavad/s3m.py
@@ -109,6 +112,7 @@ def inject_captions(tracks, vocabulary, past, seed, length=INJECTED_STEPS):
 def load_baseline(rev: str) -> types.ModuleType:
     """vlavad/s3m.py as of `rev`, as a module of its own."""
     source = subprocess.run(["git", "show", f"{rev}:vlavad/s3m.py"], cwd=REPO, check=True, capture_output=True, text=True).stdout
+    source = source.replace("from vlavad.errors import", "from vlavad.core.errors import")  # where its one vlavad import lives now
     module = types.ModuleType("s3m_baseline")
     exec(compile(source, f"{rev}:vlavad/s3m.py", "exec"), module.__dict__)  # noqa: S102 (our own file)
     return module
@@ -138,13 +142,13 @@ def table(header: list[str], rows: list[list]) -> None:
 
 @contextmanager
 def scan_replaced(scan):
-    """The Mamba blocks run `scan` instead of vlavad.scorers.temporal.s3m.selective_scan."""
-    original = s3m.selective_scan
-    s3m.selective_scan = scan
+    """The Mamba blocks run `scan` instead of vlavad.scorers.temporal.scan.selective_scan."""
+    original = predictors.selective_scan
+    predictors.selective_scan = scan
     try:
         yield
     finally:
-        s3m.selective_scan = original
+        predictors.selective_scan = original
 
 
 def training_step(model, windows, past, optimizer):
@@ -203,7 +207,7 @@ def scan_agreement(scan, dim_inner: int, length: int, d_state: int) -> tuple[flo
     inputs[1] = F.softplus(inputs[1] - 2)  # delta as the model makes it
     inputs[2] = -torch.exp(inputs[2])  # A < 0
     results = []
-    for fn in (s3m.selective_scan_ref, scan):
+    for fn in (selective_scan_ref, scan):
         xs = [x.clone().requires_grad_() for x in inputs]
         y = fn(*xs)
         grads = torch.autograd.grad(y.square().sum(), xs)
@@ -226,7 +230,7 @@ def section_scans(old, windows, past, args) -> dict:
     dim = windows.shape[-1]
 
     def new_model():
-        return s3m.build_predictor("s3m", dim, past, args.future)
+        return predictors.build_predictor("s3m", dim, past, args.future)
 
     def step(build, scan=None):
         model = build()
@@ -248,7 +252,7 @@ def section_scans(old, windows, past, args) -> dict:
     }
     compile_s = {}
     if args.compile:  # static shapes: the best case for the compiler
-        compiled_scan = torch.compile(s3m.selective_scan_ref, dynamic=False)
+        compiled_scan = torch.compile(selective_scan_ref, dynamic=False)
         candidates["torch.compile(selective_scan_ref)"] = step(new_model, compiled_scan)
         model = new_model()
         compiled_model = torch.compile(model, dynamic=False)
@@ -289,9 +293,9 @@ def section_batches(flat, starts, past, args) -> dict:
     print("## 2. Batch size, distinct windows, intra-op threads: training steps of the new S3M\n")
     span = past + args.future
     flat_t = torch.from_numpy(flat)
-    steps = windows.StepTable.from_sequences([flat])  # one sequence: step indices stay those of flat
+    steps = StepTable.from_sequences([flat])  # one sequence: step indices stay those of flat
     vectors, codes = torch.from_numpy(steps.vectors), torch.from_numpy(steps.codes)
-    model = s3m.build_predictor("s3m", flat.shape[1], past, args.future)
+    model = predictors.build_predictor("s3m", flat.shape[1], past, args.future)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     rng = np.random.default_rng(0)
     threads_before = torch.get_num_threads()
@@ -314,7 +318,7 @@ def section_batches(flat, starts, past, args) -> dict:
 
         def run():
             distinct, counts = torch.unique(ids, return_counts=True)
-            errors = s3m._window_errors(model, vectors, codes, id_starts[distinct], past, span)
+            errors = training._window_errors(model, vectors, codes, id_starts[distinct], past, span)
             loss = (errors * counts).sum() / len(ids)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -350,14 +354,14 @@ def section_scoring(old, new_model, tracks, past, args) -> dict:
     old_model.eval()
     n = sum(max(0, len(t) - past) for t in tracks)
     a = np.concatenate(old.temporal_errors_batch(old_model, tracks, past, args.future))
-    b = np.concatenate(s3m.temporal_errors_batch(new_model, tracks, past, args.future))
+    b = np.concatenate(temporal_errors_batch(new_model, tracks, past, args.future))
     finite = np.isfinite(a)
     assert (finite == np.isfinite(b)).all()
     diff = float(np.max(np.abs(a[finite] - b[finite]) / np.maximum(np.abs(a[finite]), 1e-12)))
     rates = interleaved(
         {
             "old": lambda: (old.temporal_errors_batch(old_model, tracks, past, args.future), n)[1],
-            "new": lambda: (s3m.temporal_errors_batch(new_model, tracks, past, args.future), n)[1],
+            "new": lambda: (temporal_errors_batch(new_model, tracks, past, args.future), n)[1],
         },
         args.rounds,
     )
@@ -402,9 +406,9 @@ def section_training(old, train, normal, perturbed, past, args) -> dict:
         kwargs = {"epochs": epochs, "max_windows": max_windows} | changes
 
         def run(seed):
-            model = s3m.build_predictor("s3m", dim, past, args.future, seed=seed)
-            history = s3m.train_predictor(model, train, past=past, future=args.future, seed=seed, **kwargs)
-            return model, history, s3m.temporal_errors_batch
+            model = predictors.build_predictor("s3m", dim, past, args.future, seed=seed)
+            history = training.train_predictor(model, train, past=past, future=args.future, seed=seed, **kwargs)
+            return model, history, temporal_errors_batch
 
         return run
 
@@ -529,8 +533,8 @@ def main() -> None:
     out = {"args": {k: str(v) for k, v in vars(args).items()}}
     out["scans"] = section_scans(old, batch_of(256), args.past, args)
     out["batches"] = section_batches(flat, starts, args.past, args)
-    model = s3m.build_predictor("s3m", flat.shape[1], args.past, args.future)
-    s3m.train_predictor(model, train, past=args.past, future=args.future, epochs=1, max_windows=2048)
+    model = predictors.build_predictor("s3m", flat.shape[1], args.past, args.future)
+    training.train_predictor(model, train, past=args.past, future=args.future, epochs=1, max_windows=2048)
     out["scoring"] = section_scoring(old, model, held_out + perturbed, args.past, args)
     out["training"] = section_training(old, train, held_out, perturbed, args.past, args)
     if args.out:

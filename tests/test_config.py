@@ -26,6 +26,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "model-0.1.0" / "model.json"
         ({"fusion.lamda": 0.2}, r"Unknown setting 'fusion\.lamda'; did you mean 'fusion\.lam'\?"),
         ({"lamda": 0.2}, r"did you mean 'fusion\.lam'\?"),
         ({"detect.backend": "magic"}, r"detect\.backend: unknown detector 'magic'; choose one of: blobs, nanodet, yolo"),
+        ({"temporal.predictor": "lstm"}, r"temporal\.predictor: unknown temporal predictor 'lstm'; choose one of: s3m, gru, transformer"),
         ({"fusion.threshold_quantile": 1.0}, r"fusion\.threshold_quantile: input should be less than 1"),
         ({"fusion.lam.x": 1}, r"Unknown setting 'fusion\.lam\.x'"),
         ({"device": "tpu"}, r"device: string should match pattern"),

@@ -46,6 +46,8 @@ def put(path: str, value):
         (put("normaliser.static_std", 0), r"normaliser\.static_std: input should be greater than or equal to 0\.000000001"),
         (put("settings", "fast"), r"settings: input should be a valid dictionary"),
         (put("predictor_config.colour", "red"), r"predictor_config\.colour: unknown field"),
+        (put("predictor_config.kind", "lstm"), r"predictor_config\.kind: unknown temporal predictor 'lstm'; choose one of: s3m, gru, transformer"),
+        (put("settings.predictor", "lstm"), r"temporal\.predictor: unknown temporal predictor 'lstm'; choose one of: s3m, gru, transformer"),
         (put("settings.vlm_model", "../../etc"), r"describe\.vlm\.model: '\.\./\.\./etc' is neither a hub model id"),
         (put("settings.epochs", -1), r"temporal\.epochs: input should be greater than or equal to 0"),
         (put("selected", ["nope"]), r"selected prompt 'nope' is not one of the model's prompts"),

@@ -174,7 +174,7 @@ def _ablation_weights(kind: str, name: str, change):
     """The weights of a fresh `kind` predictor with the fixture's sizes, then `name` changed."""
 
     def edit(weights):
-        from vlavad.scorers.temporal.s3m import build_predictor
+        from vlavad.scorers.temporal.predictors import build_predictor
 
         config = json.loads((FIXTURE / "model.json").read_text())["predictor_config"]
         weights.clear()

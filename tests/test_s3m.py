@@ -1,4 +1,4 @@
-"""Tests for the temporal scorer (vlavad.scorers.temporal.s3m): the scan, the predictors, training and scoring."""
+"""Tests for the temporal scorer (vlavad.scorers.temporal): the scan, the predictors and their kinds, training and scoring."""
 
 import json
 import threading
@@ -8,20 +8,18 @@ import pytest
 import torch
 
 from vlavad.core.errors import ConfigError, ModelError
-from vlavad.scorers.temporal import s3m
+from vlavad.pipeline.settings import Settings
+from vlavad.scorers.temporal import predictors, training
+from vlavad.scorers.temporal.kinds import PREDICTORS, PredictorKind
+from vlavad.scorers.temporal.loading import load_predictor
+from vlavad.scorers.temporal.model import TemporalModel, temporal_errors, temporal_errors_batch
 from vlavad.scorers.temporal.numpy_s3m import NumpyS3M
-from vlavad.scorers.temporal.s3m import (
-    KINDS,
-    AdamW,
-    TemporalModel,
-    build_predictor,
-    selective_scan,
-    selective_scan_ref,
-    temporal_errors,
-    temporal_errors_batch,
-    train_predictor,
-)
+from vlavad.scorers.temporal.predictors import build_predictor
+from vlavad.scorers.temporal.scan import selective_scan, selective_scan_ref
+from vlavad.scorers.temporal.training import AdamW, train_predictor
 from vlavad.scorers.temporal.windows import make_windows
+
+KINDS = PREDICTORS.names()
 
 PAST, FUTURE, DIM = 4, 2, 16
 
@@ -271,7 +269,7 @@ def test_early_stopping_keeps_the_best_validation_weights(monkeypatch):
     improvement, so epochs 3 and 4 are two without one and training stops after epoch 4, with
     the weights of epoch 3."""
     val_losses = iter([1.0, 0.5, 0.499, 0.6, 0.4, 0.3])
-    monkeypatch.setattr(s3m, "_mean_error", lambda *args, **kwargs: next(val_losses))
+    monkeypatch.setattr(training, "_mean_error", lambda *args, **kwargs: next(val_losses))
     model = build_predictor("s3m", DIM, PAST, FUTURE, layers=1, d_model=16)
     snapshots = []
     history = train_predictor(
@@ -481,11 +479,77 @@ def test_numpy_s3m_weights_that_do_not_match_its_config_raise_model_error():
 def test_a_predictors_tensors_are_known_without_building_it(kind, sizes):
     """What a model file is checked against before anything is built or read: the S3M's tensors
     (computed without PyTorch, for scoring in NumPy) and every predictor's parameter count."""
-    from vlavad.pipeline.model import predictor_parameters
     from vlavad.scorers.temporal.numpy_s3m import s3m_shapes
 
     config = dict(zip(("dim", "past", "future", "layers", "d_model"), sizes), kind=kind)
     built = {name: tuple(value.shape) for name, value in build_predictor(**config).state_dict().items()}
-    assert predictor_parameters(config) == sum(int(np.prod(shape)) for shape in built.values())
+    assert PREDICTORS.get(kind).parameters(config) == sum(int(np.prod(shape)) for shape in built.values())
     if kind == "s3m":
         assert {name: expected.shape for name, expected in s3m_shapes(config).items()} == built
+
+
+# --- the predictor kinds ----------------------------------------------------------------------
+
+
+def test_every_registered_kind_has_one_network():
+    assert list(predictors.NETWORKS) == PREDICTORS.names() == ["s3m", "gru", "transformer"]
+    assert all(network.kind == kind for kind, network in predictors.NETWORKS.items())
+
+
+class MeanKind(PredictorKind):
+    """A toy kind: the head reads the mean of the window's embedded steps."""
+
+    name = "mean"
+
+    @classmethod
+    def parameters(cls, config):
+        return cls._shared_parameters(config)
+
+
+def test_a_new_kind_is_declared_once_and_known_everywhere(monkeypatch, tmp_path):
+    """A kind registered in PREDICTORS, with a network registered under its name, is one that
+    settings, model files, building, training and loading all take, and the kinds listed for an
+    unknown one come from the same registry."""
+    from safetensors.numpy import save_file
+
+    from vlavad.pipeline.model import _PredictorConfigRecord
+
+    monkeypatch.setitem(PREDICTORS._backends, MeanKind.name, MeanKind)
+    monkeypatch.setattr(predictors, "NETWORKS", dict(predictors.NETWORKS))
+
+    @predictors.register_network
+    class MeanPredictor(predictors.SequencePredictor):
+        kind = MeanKind.name
+
+        def __init__(self, dim, past, future, layers=1, d_model=8):
+            super().__init__(dim, past, future, layers, d_model)
+
+        def encode(self, x):
+            return x.mean(dim=1)
+
+    assert Settings().updated(**{"temporal.predictor": "mean"}).temporal.predictor == "mean"
+    with pytest.raises(ConfigError, match=r"unknown temporal predictor 'median'; choose one of: s3m, gru, transformer, mean$"):
+        Settings().updated(**{"temporal.predictor": "median"})
+    model = TemporalModel.create("mean", DIM, PAST, FUTURE, layers=1, d_model=8, seed=2)
+    assert _PredictorConfigRecord.model_validate(model.config()).kind == "mean"
+    assert MeanKind.parameters(model.config()) == sum(p.numel() for p in model.predictor.parameters())
+    assert len(model.fit(cycling_tracks(), epochs=2, lr=3e-3, seed=0, max_windows=100)) == 2
+    assert model.for_scoring() is model  # no NumPy form: it scores with its network
+
+    save_file(model.weights(), str(tmp_path / "predictor.safetensors"))
+    loaded = load_predictor(model.config(), tmp_path / "predictor.safetensors")
+    assert isinstance(loaded, TemporalModel) and isinstance(loaded.predictor, MeanPredictor)
+    tracks = [cycling(t, t) for t in (8, 12)]
+    for ours, theirs in zip(loaded.errors(tracks), model.errors(tracks)):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_network_of_an_undeclared_kind_is_refused():
+    class Unknown(predictors.SequencePredictor):
+        kind = "lstm"
+
+    with pytest.raises(ValueError, match="'lstm' is not a registered predictor kind"):
+        predictors.register_network(Unknown)
+    with pytest.raises(ValueError, match="two networks train the 's3m' predictor"):
+        predictors.register_network(type("Again", (predictors.S3MPredictor,), {}))
+    assert list(predictors.NETWORKS) == PREDICTORS.names()

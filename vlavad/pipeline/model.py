@@ -10,42 +10,43 @@ against a declared schema: a bad value is one line naming the field.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from vlavad import __version__
 from vlavad.core.errors import ConfigError, ModelError
 from vlavad.core.fileio import atomic_write_bytes, atomic_write_json, staged_folder
 from vlavad.core.schema import Schema, read_json_file, validate
-from vlavad.core.tensors import read_safetensors
 from vlavad.describe.prompts import Prompt
 from vlavad.pipeline.settings import Settings
 from vlavad.scorers.fusion import Normaliser
 from vlavad.scorers.spa import AnswerFrequencies, PromptStats
-from vlavad.scorers.temporal.numpy_s3m import NumpyS3M, s3m_shapes
+from vlavad.scorers.temporal.kinds import known_kind
+from vlavad.scorers.temporal.loading import load_predictor
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from vlavad.scorers.temporal.s3m import TemporalModel
+    from vlavad.scorers.temporal.model import TemporalModel
+    from vlavad.scorers.temporal.numpy_s3m import NumpyS3M
 
 FORMAT = "vlavad-model/1"
-MAX_PREDICTOR_PARAMETERS = 2**28  # 1 GiB of float32: the largest predictor the settings allow has 0.15e9
 WEIGHTS_FILE = "predictor.safetensors"
 
 
 class _PredictorConfigRecord(Schema):
-    kind: Literal["s3m", "gru", "transformer"]
+    kind: str  # a registered predictor kind (vlavad.scorers.temporal.kinds)
     dim: int = Field(ge=1, le=65536)
     past: int = Field(ge=1, le=200)
     future: int = Field(ge=1, le=50)
     layers: int = Field(ge=1, le=12)
     d_model: int = Field(ge=1, le=1024)
+
+    _known = field_validator("kind")(known_kind)
 
 
 class ModelFile(Schema):
@@ -159,7 +160,7 @@ class FittedModel:
             settings = Settings.from_dict(meta.settings, "model.json: settings")
         except ConfigError as exc:
             raise ModelError(str(exc)) from None
-        temporal = _read_predictor(path / WEIGHTS_FILE, meta.predictor_config.model_dump()) if meta.predictor_config else None
+        temporal = load_predictor(meta.predictor_config.model_dump(), path / WEIGHTS_FILE) if meta.predictor_config else None
         return cls(
             settings=settings,
             prompts=list(meta.prompts),
@@ -173,34 +174,3 @@ class FittedModel:
             threshold=meta.threshold,
             training=meta.training,
         )
-
-
-def _read_predictor(path: Path, config: dict) -> TemporalModel | NumpyS3M:
-    """The saved temporal predictor, ready to score: an S3M in NumPy (no PyTorch import), the
-    ablation's other predictors in PyTorch. Its size is bounded before anything is built, and
-    every tensor's name, shape and dtype (from the file's header) and values are checked before
-    any is used: one line naming the file and the tensor, never a traceback or a silently wrong
-    score."""
-    parameters = predictor_parameters(config)
-    if parameters > MAX_PREDICTOR_PARAMETERS:
-        raise ModelError(
-            f"model.json: predictor_config describes {parameters:,} parameters; vlavad's predictors have at most {MAX_PREDICTOR_PARAMETERS:,}."
-        )
-    if config["kind"] == NumpyS3M.kind:
-        return NumpyS3M(config, read_safetensors(path, s3m_shapes(config), ModelError), where=path.name)
-    from vlavad.scorers.temporal.s3m import TemporalModel
-
-    return TemporalModel.read(config, path)
-
-
-def predictor_parameters(config: dict) -> int:
-    """How many float parameters a predictor with `config` has, counted without building it
-    (tests/test_s3m.py checks the count against the built predictors)."""
-    dim, past, future, layers, d = (config[key] for key in ("dim", "past", "future", "layers", "d_model"))
-    shared = d * dim + d + d + future * dim * d + future * dim  # embed, norm, head
-    if config["kind"] == NumpyS3M.kind:
-        return sum(math.prod(e.shape) for e in s3m_shapes(config).values())
-    if config["kind"] == "gru":
-        return shared + layers * (6 * d * d + 6 * d)  # per layer: input and hidden weights and biases, 3 gates
-    # transformer: positions, then per layer attention (4d² + 4d), feed-forward (8d² + 5d), two norms (4d)
-    return shared + past * d + layers * (12 * d * d + 13 * d)

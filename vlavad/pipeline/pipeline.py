@@ -41,7 +41,7 @@ class Pipeline(VideoStages):
         if "torch" not in sys.modules:
             # Training needs PyTorch, whose import takes a core for seconds: it runs beside the
             # tracking that comes first.
-            import_in_background("vlavad.scorers.temporal.s3m")
+            import_in_background("vlavad.scorers.temporal.model")
         infos, track_tables = [], []
         for info in self.progress_bar(self.probed(videos), total=len(videos), desc="fit: tracking normal videos", unit="video"):
             infos.append(info)
@@ -92,7 +92,7 @@ class Pipeline(VideoStages):
     def _train_temporal(self, sequences: StepTable):
         """The trained temporal predictor in its scoring form (None when no track was long enough
         to train on), and its training losses."""
-        from vlavad.scorers.temporal.s3m import TemporalModel
+        from vlavad.scorers.temporal.model import TemporalModel
 
         t = self.settings.temporal
         temporal = TemporalModel.create(t.predictor, self.encoder.dim, t.past, t.future, t.layers, t.d_model, seed=t.seed)

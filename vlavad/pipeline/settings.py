@@ -22,7 +22,6 @@ import difflib
 import json
 import warnings
 from importlib import resources
-from typing import Literal
 
 from pydantic import Field, create_model, field_validator
 
@@ -32,6 +31,7 @@ from vlavad.core.schema import Schema, validate
 from vlavad.describe import DESCRIBERS
 from vlavad.detect import DETECTORS
 from vlavad.embed import ENCODERS
+from vlavad.scorers.temporal.kinds import known_kind
 from vlavad.track.tracking import TrackSettings
 
 load_plugins()  # before the settings take in every backend's group
@@ -85,7 +85,7 @@ class SPASettings(Schema):
 
 
 class TemporalSettings(Schema):
-    predictor: Literal["s3m", "gru", "transformer"] = "s3m"  # the paper's S3M, or the ablation's RNN / Transformer
+    predictor: str = "s3m"  # the paper's S3M, or the ablation's gru / transformer (vlavad.scorers.temporal.kinds)
     past: int = Field(10, ge=1, le=200)  # steps read ...
     future: int = Field(2, ge=1, le=50)  # ... steps predicted
     layers: int = Field(3, ge=1, le=12)
@@ -94,6 +94,7 @@ class TemporalSettings(Schema):
     epochs: int = Field(8, ge=0, le=1000)  # 0: no temporal model, the static score alone
     lr: float = Field(1e-3, gt=0, le=1)
     seed: int = Field(0, ge=0, le=2**32 - 1)
+    _known = field_validator("predictor")(known_kind)
 
 
 class FusionSettings(Schema):

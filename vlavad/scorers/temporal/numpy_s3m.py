@@ -1,14 +1,15 @@
 """The trained S3M's forward pass in NumPy: scoring without PyTorch.
 
-Training needs PyTorch (`vlavad.scorers.temporal.s3m`). Scoring only runs a small trained S3M forward, and
-importing PyTorch for that costs more than the rest of scoring a short clip: about 2.4 s and
-670 MB of resident memory for the CUDA build, the only one on PyPI. So a fitted S3M scores
-here, in NumPy, whether it was just trained or loaded from a model folder, and `vlavad score`
-with the weight-free tier never imports PyTorch.
+Training needs PyTorch (`vlavad.scorers.temporal.training`). Scoring only runs a small trained
+S3M forward, and importing PyTorch for that costs more than the rest of scoring a short clip
+(about 2.4 s and 670 MB for the CUDA build, the only one on PyPI). So a fitted S3M scores here,
+in NumPy, whether it was just trained or loaded from a model folder (`NumpyS3M` is the S3M
+kind's `numpy_form`, see `vlavad.scorers.temporal.kinds`), and `vlavad score` with the
+weight-free tier never imports PyTorch.
 
-`NumpyS3M` computes what `S3MPredictor` computes, from the same state dict, to float32
-rounding (tests/test_s3m.py compares the two). The GRU and Transformer predictors of the ablation
-score with PyTorch.
+`NumpyS3M` computes what `vlavad.scorers.temporal.predictors.S3MPredictor` computes, from the
+same state dict, to float32 rounding (tests/test_s3m.py compares the two). The GRU and
+Transformer predictors of the ablation score with PyTorch.
 """
 
 from __future__ import annotations
@@ -17,16 +18,17 @@ import math
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from vlavad.core.errors import ModelError
 from vlavad.core.records import StepTable
-from vlavad.core.tensors import Expected, check_tensors
+from vlavad.core.tensors import Expected, check_tensors, read_safetensors
 from vlavad.scorers.temporal.windows import step_errors
 
-# The Mamba block's sizes beside d_model: `vlavad.scorers.temporal.s3m.S3MPredictor` builds its blocks with these.
+# The Mamba block's sizes beside d_model: `vlavad.scorers.temporal.predictors.MambaBlock` defaults to these.
 D_STATE = 16  # state size N of the selective scan
 D_CONV = 4  # width of the causal depthwise convolution
 EXPAND = 2  # d_inner = EXPAND * d_model
@@ -47,7 +49,7 @@ _BLOCK_WEIGHTS = (
 
 def s3m_shapes(config: Mapping) -> dict[str, Expected]:
     """Every tensor of an S3M with `config` (dim, future, layers, d_model) and its shape, as
-    `vlavad.scorers.temporal.s3m.S3MPredictor.state_dict()` has them, computed without PyTorch."""
+    `vlavad.scorers.temporal.predictors.S3MPredictor.state_dict()` has them, computed without PyTorch."""
     dim, future, layers, d_model = config["dim"], config["future"], config["layers"], config["d_model"]
     d_inner, dt_rank = EXPAND * d_model, math.ceil(d_model / 16)
     shapes = {
@@ -74,7 +76,7 @@ def s3m_shapes(config: Mapping) -> dict[str, Expected]:
 
 
 _BLAS_LIMIT = threading.Lock()
-_blas: ThreadpoolController | None = None  # the BLAS libraries (NumPy's among them), found once: each search took about 10 ms in a scoring process
+_blas: ThreadpoolController | None = None  # the BLAS libraries (NumPy's among them), found once: a search takes ~10 ms
 
 
 def _blas_libraries() -> ThreadpoolController:
@@ -85,19 +87,23 @@ def _blas_libraries() -> ThreadpoolController:
 
 
 class NumpyS3M:
-    """A trained S3M predictor (`config()` and weights as `vlavad.scorers.temporal.s3m.S3MPredictor` has them)
-    that predicts and scores windows in NumPy."""
+    """A trained S3M predictor (`config()` and weights as `vlavad.scorers.temporal.predictors.S3MPredictor`
+    has them) that predicts and scores windows in NumPy."""
 
-    kind = "s3m"
-
-    def __init__(self, config: dict, weights: dict[str, np.ndarray], where: str = "the S3M's weights"):
-        """`where` names the weights in errors (the file they were read from)."""
-        if config.get("kind") != self.kind:
-            raise ModelError(f"NumpyS3M runs the S3M, not a {config.get('kind')!r} predictor")
+    def __init__(self, config: Mapping, weights: dict[str, np.ndarray], where: str = "the S3M's weights"):
+        """`where` names the weights in errors (the file they were read from). Every tensor is
+        checked against the S3M of `config`, so the weights of another kind are refused."""
+        self.kind = config["kind"]  # "s3m": it is the S3M kind's `numpy_form` (vlavad.scorers.temporal.kinds)
         self.dim, self.past, self.future = config["dim"], config["past"], config["future"]
         self.layers, self.d_model = config["layers"], config["d_model"]
         check_tensors(where, weights, s3m_shapes(config), ModelError)
         self._weights = {name: np.asarray(value, dtype=np.float32) for name, value in weights.items()}
+
+    @classmethod
+    def read(cls, config: Mapping, path: Path) -> NumpyS3M:
+        """The S3M of `config` with the weights of the safetensors file `path`, every tensor checked
+        (from the file's header, then its values) before any is used."""
+        return cls(config, read_safetensors(path, s3m_shapes(config), ModelError), where=path.name)
 
     def config(self) -> dict:
         return {"kind": self.kind, "dim": self.dim, "past": self.past, "future": self.future, "layers": self.layers, "d_model": self.d_model}
@@ -111,11 +117,10 @@ class NumpyS3M:
 
     def __call__(self, past: np.ndarray) -> np.ndarray:
         """(B, past, dim) -> the predicted (B, future, dim): the last step plus the predicted change."""
-        # 64 windows at a time: the scan's (64, d_state, d_inner) arrays then stay in the CPU's
-        # cache; 512 at a time ran 1.5x slower. NumPy lets go of the GIL inside each operation,
-        # so two threads share the chunks, each with a single-threaded BLAS: BLAS threads of
-        # their own on matrices this small only got in each other's way (1.6-1.9x faster
-        # than one thread, where two threads with BLAS's own threading gained 1.1x).
+        # 64 windows at a time keep the scan's (64, d_state, d_inner) arrays in the CPU's cache
+        # (512 at a time ran 1.5x slower). NumPy lets go of the GIL inside each operation, so
+        # two threads share the chunks, each with a single-threaded BLAS: on matrices this small,
+        # BLAS threads of their own only get in each other's way.
         if len(past) <= 64:
             return self._predict(past)
         # The BLAS limit is process-wide: one scoring at a time sets and restores it, so that
@@ -135,7 +140,7 @@ class NumpyS3M:
         return past[:, -1:, :] + change.reshape(-1, self.future, self.dim)
 
     def _block(self, x: np.ndarray, prefix: str) -> np.ndarray:
-        """One Mamba block, x + Mamba(RMSNorm(x)), as `vlavad.scorers.temporal.s3m.MambaBlock.forward`."""
+        """One Mamba block, x + Mamba(RMSNorm(x)), as `vlavad.scorers.temporal.predictors.MambaBlock.forward`."""
         w = {name: self._weights[prefix + name] for name in _BLOCK_WEIGHTS}
         length = x.shape[1]
         u, z = np.split(_linear(_rms_norm(x, w["norm.weight"]), w["in_proj.weight"]), 2, axis=-1)  # (B, L, d_inner)
@@ -147,9 +152,9 @@ class NumpyS3M:
         dt_rank, d_state = w["dt_proj.weight"].shape[1], w["A_log"].shape[1]
         dt, B, C = np.split(_linear(u, w["x_proj.weight"]), [dt_rank, dt_rank + d_state], axis=-1)
         delta = _softplus(_linear(dt, w["dt_proj.weight"], w["dt_proj.bias"]))
-        # The selective scan, one step at a time (see vlavad.scorers.temporal.s3m.selective_scan_ref), with the
-        # state laid out (B, N, d_inner) so that every operation runs along d_inner in memory
-        # order, in place: 1.5x faster than (B, d_inner, N).
+        # The selective scan, one step at a time (see vlavad.scorers.temporal.scan.selective_scan_ref),
+        # with the state laid out (B, N, d_inner) so that every operation runs along d_inner in
+        # memory order, in place (1.5x faster than (B, d_inner, N)).
         A = -np.exp(w["A_log"]).T  # (N, d_inner)
         delta_u = delta * u
         h = np.zeros((x.shape[0], d_state, A.shape[1]), dtype=np.float32)

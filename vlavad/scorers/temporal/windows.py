@@ -1,11 +1,11 @@
 """Windows over embedding sequences: what the temporal predictors read, and their per-step errors.
 
 Every tracked object yields one embedding per step. A predictor reads a window of the last
-`past` steps and predicts the next `future`. Training (`vlavad.scorers.temporal.s3m`) and scoring (here, for any
-predictor, PyTorch or NumPy) work on a `StepTable`, every step of every sequence as a row of a
-small table of distinct embeddings, and on the start indices of windows in the concatenated
-steps, so a window's embeddings are gathered only when its batch needs them: 200k windows of
-12x512 float32 would take 5 GB if materialised.
+`past` steps and predicts the next `future`. Training (`vlavad.scorers.temporal.training`) and
+scoring (here, for any predictor, PyTorch or NumPy) work on a `StepTable`, every step of every
+sequence as a row of a small table of distinct embeddings, and on the start indices of windows
+in the concatenated steps, so a window's embeddings are gathered only when its batch needs them:
+200k windows of 12x512 float32 would take 5 GB if materialised.
 
 This module needs NumPy only, so scoring with the NumPy S3M never imports PyTorch.
 """
