@@ -20,7 +20,6 @@ from vlavad.io.video import (
     iter_frames,
     iter_working_frames,
     list_frame_files,
-    prefetched,
     probe,
     read_frame,
     write_clip,
@@ -618,15 +617,3 @@ def test_shrinking_in_the_decoder_is_the_resized_grey_to_a_grey_level(tmp_path, 
                 shrunk = video_module._grey_at(frame, size)
                 assert shrunk.shape == resized.shape and shrunk.dtype == np.uint8
                 assert np.abs(shrunk.astype(int) - resized).max() <= 1
-
-
-def test_prefetched_keeps_order_and_raises_where_the_source_did():
-    def source():
-        yield from range(50)
-        raise VideoError("frame 50 is damaged")
-
-    seen = []
-    with pytest.raises(VideoError, match="frame 50"):
-        for item in prefetched(source(), depth=4):
-            seen.append(item)
-    assert seen == list(range(50))

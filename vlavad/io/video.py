@@ -543,50 +543,6 @@ def iter_working_frames(
         yield index, grey, bgr
 
 
-def prefetched(frames: Iterator, depth: int = 8) -> Iterator:
-    """`frames`, produced ahead in a thread of its own (decoding releases the GIL), so that the
-    next frames decode while this one is processed. Errors reach the consumer in order; closing
-    the consumer stops the producer."""
-    import queue
-
-    items: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                items.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in frames:
-                if not put((item, None)):
-                    return
-            put((done, None))
-        except BaseException as exc:  # handed to the consumer, which raises it
-            put((done, exc))
-        finally:
-            getattr(frames, "close", lambda: None)()  # closes the video file
-
-    thread = threading.Thread(target=produce, daemon=True, name="vlavad-decode")
-    thread.start()
-    try:
-        while True:
-            item, error = items.get()
-            if item is done:
-                if error is not None:
-                    raise error
-                return
-            yield item
-    finally:
-        stop.set()
-
-
 def _variable_rate(times: list[float | None], fps: float) -> tuple[float, tuple[float, ...] | None]:
     """(rate, timestamps) from the decoded frames' presentation times: (the stream's rate, None)
     when frame i is shown at i / rate to within half a frame, as in every constant-rate file;

@@ -26,9 +26,10 @@ from pydantic import Field
 
 from vlavad.core.records import TRACK_COLUMNS, VideoInfo
 from vlavad.core.schema import Schema
+from vlavad.core.threads import prefetched
 from vlavad.core.timing import StageTimes
 from vlavad.detect import Detector
-from vlavad.io.video import background_samples, iter_working_frames, prefetched, working_size
+from vlavad.io.video import background_samples, iter_working_frames, working_size
 from vlavad.track.bytetrack import ByteTrack
 
 
@@ -114,7 +115,7 @@ def track_video(
                 yield frame_index, gray, found, foreground
 
     waited = 0.0
-    with closing(prefetched(detected())) as frames:
+    with closing(prefetched(detected(), name="vlavad-decode")) as frames:
         done = 0
         while True:
             started = time.perf_counter()
