@@ -21,7 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vlavad.io.video import BrowserVideoWriter, iter_frames, probe
+from vlavad.io.video import iter_frames, probe
+from vlavad.io.writer import BrowserVideoWriter
 
 
 def transform_clip(src: Path, dst: Path, *, mirror: bool, scale: float, fps: float | None, crf: int) -> np.ndarray:

@@ -21,7 +21,8 @@ from vlavad.cli import main
 from vlavad.core.errors import ConfigError
 from vlavad.core.limits import APP_LIMITS, LIBRARY_LIMITS, VideoLimitError, VideoLimits, duration_text, from_environment
 from vlavad.io import video as video_module
-from vlavad.io.video import iter_frames, iter_working_frames, probe, read_frame, read_header, write_clip
+from vlavad.io.video import iter_frames, iter_working_frames, probe, read_frame, read_header
+from vlavad.io.writer import write_clip
 from vlavad.pipeline.pipeline import Pipeline
 from vlavad.pipeline.settings import preset
 

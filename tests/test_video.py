@@ -12,18 +12,8 @@ import pytest
 from vlavad.core.errors import VideoError
 from vlavad.core.limits import LIBRARY_LIMITS
 from vlavad.io import video as video_module
-from vlavad.io.video import (
-    BrowserVideoWriter,
-    background_samples,
-    content_key,
-    is_frame_folder,
-    iter_frames,
-    iter_working_frames,
-    list_frame_files,
-    probe,
-    read_frame,
-    write_clip,
-)
+from vlavad.io.video import background_samples, content_key, is_frame_folder, iter_frames, iter_working_frames, list_frame_files, probe, read_frame
+from vlavad.io.writer import BrowserVideoWriter, write_clip
 
 # --- builders ----------------------------------------------------------------------------------
 

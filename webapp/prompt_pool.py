@@ -11,7 +11,7 @@ import pandas as pd
 
 from vlavad.describe.motion import MEASURES
 from vlavad.describe.prompts import Prompt, bundled_pool, validate_pool
-from vlavad.io.video import write_clip
+from vlavad.io.writer import write_clip
 from vlavad.pipeline.pipeline import Pipeline
 from vlavad.pipeline.revise import prompt_statistics
 from vlavad.pipeline.settings import preset

@@ -28,3 +28,10 @@ class ModelError(VlavadError):
 
 class OutputError(VlavadError):
     """An output path that would overwrite something vlavad did not write, or cannot be written."""
+
+
+def one_line(error: BaseException) -> str:
+    """A library's exception (FFmpeg, OpenCV, Pillow, the OS) as one short line for a VlavadError's
+    message: its `strerror` where it has one (PyAV's message repeats the file name), else its text."""
+    text = getattr(error, "strerror", None) or str(error)
+    return " ".join(str(text).split())

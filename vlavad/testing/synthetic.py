@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vlavad.io.video import BrowserVideoWriter
+from vlavad.io.writer import BrowserVideoWriter
 
 ANOMALIES = ("fast", "loiter")
 
