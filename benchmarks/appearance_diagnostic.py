@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vlavad.bench import fmt_auc  # noqa: E402
 from vlavad.core.records import VideoInfo  # noqa: E402
 from vlavad.io.datasets import load_dataset  # noqa: E402
-from vlavad.io.video import iter_frames  # noqa: E402
+from vlavad.io.decoder import iter_frames  # noqa: E402
 from vlavad.pipeline.pipeline import Pipeline  # noqa: E402
 from vlavad.pipeline.settings import preset  # noqa: E402
 from vlavad.scorers.metrics import evaluate  # noqa: E402

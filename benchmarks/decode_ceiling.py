@@ -22,9 +22,11 @@ from pathlib import Path
 
 import av
 
-from vlavad.io import video
+from vlavad.io import kept_frames
+from vlavad.io import probe as probing
 from vlavad.io.datasets import load_dataset
-from vlavad.io.video import iter_working_frames, probe
+from vlavad.io.probe import probe
+from vlavad.io.working_frames import iter_working_frames
 from vlavad.track.tracking import TrackSettings
 
 WORKING_HEIGHT = TrackSettings().working_height  # the height every frame is read at
@@ -40,8 +42,8 @@ def bare_decode(path: str) -> int:
 def working_frames(path: str, colour: bool) -> int:
     # Forget earlier probes and the frames they kept: otherwise every pass after the first
     # would time reading from memory.
-    video._probe_cached.cache_clear()
-    video._KEPT.clear()
+    probing._probe_cached.cache_clear()
+    kept_frames._KEPT.clear()
     info = probe(path)
     size = (round(info.width * WORKING_HEIGHT / info.height), WORKING_HEIGHT)
     return sum(1 for _ in iter_working_frames(info, size, colour=colour))

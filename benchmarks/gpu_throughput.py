@@ -314,7 +314,7 @@ def measure_end_to_end(blip2, processor, clip, clip_tok, device: str, args) -> d
     from vlavad.describe.vlm import Blip2Describer, VLMSettings
     from vlavad.detect.blobs import MotionBlobDetector
     from vlavad.embed.clip import ClipSettings, ClipTextEncoder
-    from vlavad.io.video import probe
+    from vlavad.io.probe import probe
     from vlavad.testing.synthetic import render_scene
     from vlavad.track.tracking import track_video
 

@@ -37,7 +37,7 @@ CLIPS = {  # name: (width, height, fps, seconds)
 
 def child(mode: str, video: str, model: str, backend: str, epochs: int) -> None:
     """Runs one fit or score in this process and prints its numbers as JSON."""
-    from vlavad.io.video import probe
+    from vlavad.io.probe import probe
     from vlavad.pipeline.model import FittedModel
     from vlavad.pipeline.pipeline import Pipeline
     from vlavad.pipeline.settings import preset

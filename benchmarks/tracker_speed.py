@@ -21,7 +21,9 @@ import supervision as sv
 from trackers import ByteTrackTracker
 
 from vlavad.io.datasets import load_dataset
-from vlavad.io.video import background_samples, iter_working_frames, probe, working_size
+from vlavad.io.decoder import working_size
+from vlavad.io.probe import probe
+from vlavad.io.working_frames import background_samples, iter_working_frames
 from vlavad.pipeline.backends import make
 from vlavad.pipeline.settings import preset
 from vlavad.track.bytetrack import ByteTrack

@@ -21,7 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vlavad.io.video import iter_frames, probe
+from vlavad.io.decoder import iter_frames
+from vlavad.io.probe import probe
 from vlavad.io.writer import BrowserVideoWriter
 
 

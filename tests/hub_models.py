@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from vlavad.io.video import probe
+from vlavad.io.probe import probe
 from vlavad.pipeline.settings import Settings
 from vlavad.testing.synthetic import render_scene
 

@@ -104,7 +104,7 @@ def test_score_writes_tables_and_events(model_dir, synthetic_dataset, tmp_path):
 
 
 def test_score_writes_the_annotated_video_and_the_report_when_asked(model_dir, synthetic_dataset, tmp_path):
-    from vlavad.io.video import probe
+    from vlavad.io.probe import probe
 
     video = next((synthetic_dataset / "test").iterdir())
     out = tmp_path / "out"

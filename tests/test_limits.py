@@ -20,8 +20,12 @@ import pytest
 from vlavad.cli import main
 from vlavad.core.errors import ConfigError
 from vlavad.core.limits import APP_LIMITS, LIBRARY_LIMITS, VideoLimitError, VideoLimits, duration_text, from_environment
-from vlavad.io import video as video_module
-from vlavad.io.video import iter_frames, iter_working_frames, probe, read_frame, read_header
+from vlavad.io import decoder as decoder_module
+from vlavad.io.decoder import iter_frames
+from vlavad.io.header import read_header
+from vlavad.io.probe import probe
+from vlavad.io.seek import read_frame
+from vlavad.io.working_frames import iter_working_frames
 from vlavad.io.writer import write_clip
 from vlavad.pipeline.pipeline import Pipeline
 from vlavad.pipeline.settings import preset
@@ -55,8 +59,8 @@ def no_decoding(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the video was opened for decoding")
 
-    monkeypatch.setattr(video_module, "_open_video", refuse)
-    monkeypatch.setattr(video_module, "_decode", refuse)
+    monkeypatch.setattr(decoder_module, "open_video", refuse)
+    monkeypatch.setattr(decoder_module, "decode", refuse)
 
 
 # --- the limits themselves ------------------------------------------------------------------------
@@ -122,7 +126,7 @@ def test_an_over_long_clip_is_refused_before_decoding(tmp_path, monkeypatch):
     decoding_s = time.perf_counter() - start
     assert decoded.duration_s == 700
 
-    monkeypatch.setattr(video_module, "_decode", lambda *a, **k: pytest.fail("decoded"))
+    monkeypatch.setattr(decoder_module, "decode", lambda *a, **k: pytest.fail("decoded"))
     start = time.perf_counter()
     with pytest.raises(VideoLimitError) as error:
         probe(clip, limits=APP)
@@ -252,7 +256,7 @@ def test_three_16000x16000_png_frames_are_refused_in_seconds_and_little_memory(t
         """
         import json, resource, sys, time
         from vlavad.core.limits import VideoLimitError
-        from vlavad.io.video import probe
+        from vlavad.io.probe import probe
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         outcome = {}
         for path in sys.argv[1:]:

@@ -166,7 +166,8 @@ def test_corrupt_cache_entry_is_recomputed(fitted, tmp_path):
 
 
 def test_variable_frame_rate_events_use_real_times(fitted, tmp_path):
-    from vlavad.io.video import iter_frames, probe
+    from vlavad.io.decoder import iter_frames
+    from vlavad.io.probe import probe
     from vlavad.io.writer import BrowserVideoWriter
 
     pipeline, model, _, _ = fitted

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vlavad.io.video import probe
+from vlavad.io.probe import probe
 from vlavad.io.writer import BrowserVideoWriter
 from vlavad.outputs.render import COLOURS, MAX_DRAWN_SIDE, NOT_SCORED, FrameAnnotator, font, render_frame, render_video, score_buckets, upscale
 

@@ -4,7 +4,9 @@ import time
 import numpy as np
 import pytest
 
-from vlavad.io.video import content_key, iter_frames, probe
+from vlavad.io.content_key import content_key
+from vlavad.io.decoder import iter_frames
+from vlavad.io.probe import probe
 from vlavad.testing.synthetic import make_dataset, plan_scene, render_scene, scene_frames
 
 

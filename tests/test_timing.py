@@ -7,7 +7,7 @@ import pytest
 
 from vlavad.core.timing import STAGES, StageTimes, stage_table
 from vlavad.detect.blobs import MotionBlobDetector
-from vlavad.io.video import probe
+from vlavad.io.probe import probe
 from vlavad.track.tracking import track_video
 
 

@@ -11,8 +11,16 @@ import pytest
 
 from vlavad.core.errors import VideoError
 from vlavad.core.limits import LIBRARY_LIMITS
-from vlavad.io import video as video_module
-from vlavad.io.video import background_samples, content_key, is_frame_folder, iter_frames, iter_working_frames, list_frame_files, probe, read_frame
+from vlavad.io import decoder as decoder_module
+from vlavad.io import kept_frames as kept_module
+from vlavad.io import probe as probe_module
+from vlavad.io import seek as seek_module
+from vlavad.io.content_key import content_key
+from vlavad.io.decoder import iter_frames
+from vlavad.io.frame_folders import is_frame_folder, list_frame_files
+from vlavad.io.probe import probe
+from vlavad.io.seek import read_frame
+from vlavad.io.working_frames import background_samples, iter_working_frames
 from vlavad.io.writer import BrowserVideoWriter, write_clip
 
 # --- builders ----------------------------------------------------------------------------------
@@ -124,7 +132,7 @@ def ffmpeg_clip(path: Path, *options: str, size: str = "96x64", fps: int = 25, s
 
 def frame_table(path: Path):
     stat = path.stat()
-    return video_module._frame_table(path, stat.st_size, stat.st_mtime_ns, LIBRARY_LIMITS)
+    return seek_module._frame_table(path, stat.st_size, stat.st_mtime_ns, LIBRARY_LIMITS)
 
 
 X264 = ["-c:v", "libx264", "-preset", "ultrafast"]
@@ -143,7 +151,7 @@ def test_read_frame_seeks_to_exactly_the_frame_iter_frames_yields(tmp_path, name
     table = frame_table(path)
     assert table is not None and len(table.key_pts) >= 4  # several keyframes to seek to
     for index in range(len(everything)):  # the first, the last, and every one on or beside a keyframe
-        seeked = video_module._seek_frame(path, table, index, LIBRARY_LIMITS)  # None: it would decode from the start
+        seeked = seek_module._seek_frame(path, table, index, LIBRARY_LIMITS)  # None: it would decode from the start
         assert seeked is not None, f"frame {index}"
         np.testing.assert_array_equal(seeked, everything[index], err_msg=f"frame {index}")
         np.testing.assert_array_equal(read_frame(path, index), everything[index], err_msg=f"frame {index}")
@@ -157,7 +165,7 @@ def test_read_frame_seeks_in_a_variable_rate_video(tmp_path):
     assert probe(path).timestamps is not None
     everything, table = dict(iter_frames(path)), frame_table(path)
     for index in range(len(everything)):
-        np.testing.assert_array_equal(video_module._seek_frame(path, table, index, LIBRARY_LIMITS), everything[index], err_msg=f"frame {index}")
+        np.testing.assert_array_equal(seek_module._seek_frame(path, table, index, LIBRARY_LIMITS), everything[index], err_msg=f"frame {index}")
         np.testing.assert_array_equal(read_frame(path, index), everything[index], err_msg=f"frame {index}")
 
 
@@ -183,7 +191,7 @@ def test_read_frame_is_many_times_faster_than_decoding_from_the_start(tmp_path):
     decoding_s = time.perf_counter() - start
     seeking_s = []
     for _ in range(3):
-        video_module._frame_table.cache_clear()  # each time with its demuxing pass
+        seek_module._frame_table.cache_clear()  # each time with its demuxing pass
         start = time.perf_counter()
         np.testing.assert_array_equal(read_frame(path, last), from_the_start)
         seeking_s.append(time.perf_counter() - start)
@@ -523,7 +531,7 @@ def test_background_samples_from_the_probe_equal_a_decoding_pass(tmp_path):
     path = write_mp4(tmp_path / "v.mp4", frames)
     info = probe(path)
     from_probe = list(background_samples(info, (64, 48)))
-    video_module._KEPT.clear()  # as when the probe's frames were dropped to keep memory bounded
+    kept_module._KEPT.clear()  # as when the probe's frames were dropped to keep memory bounded
     decoded = list(background_samples(info, (64, 48)))
     assert len(from_probe) == len(decoded) == 65
     for a, b in zip(from_probe, decoded):
@@ -532,12 +540,12 @@ def test_background_samples_from_the_probe_equal_a_decoding_pass(tmp_path):
 
 def _working_frames_decoded_afresh(info, size, stride):
     """The working frames as a decoding pass gives them, with nothing kept by a probe."""
-    video_module._KEPT.clear()
+    kept_module._KEPT.clear()
     return list(iter_working_frames(info, size, stride=stride, colour=False))
 
 
 def _probed_afresh(path):
-    video_module._probe_cached.cache_clear()
+    probe_module._probe_cached.cache_clear()
     return probe(path)
 
 
@@ -550,11 +558,11 @@ def test_working_frames_kept_by_the_probe_equal_a_decoding_pass(tmp_path, monkey
         for stride in (1, 2):
             decoded = _working_frames_decoded_afresh(_probed_afresh(path), size, stride)
             info = _probed_afresh(path)
-            kept = video_module._kept(path)
+            kept = kept_module.kept_for(path)
             assert kept.whole and len(kept.kept) == 9
             usable = kept.kept[0][1].shape[::-1] in (size, (info.width, info.height))
             if usable:  # read from memory: decoding again would fail
-                monkeypatch.setattr(video_module, "_decode", lambda path: iter(()).throw(AssertionError("decoded again")))
+                monkeypatch.setattr(decoder_module, "decode", lambda path: iter(()).throw(AssertionError("decoded again")))
             from_memory = list(iter_working_frames(info, size, stride=stride, colour=False))
             monkeypatch.undo()
             assert [i for i, _, _ in from_memory] == [i for i, _, _ in decoded] == list(range(0, 9, stride))
@@ -566,17 +574,17 @@ def test_working_frames_kept_by_the_probe_equal_a_decoding_pass(tmp_path, monkey
 def test_a_clip_over_the_budget_keeps_only_background_samples(tmp_path, monkeypatch):
     frames = [ramp_frame(i % 12, 64, 48) for i in range(130)]
     path = write_mp4(tmp_path / "v.mp4", frames)
-    monkeypatch.setattr(video_module, "CLIP_BUDGET", 20 * 64 * 48)  # 20 frames
+    monkeypatch.setattr(kept_module, "CLIP_BUDGET", 20 * 64 * 48)  # 20 frames
     # The container says how many frames it holds, so the probe keeps samples from the start
     # rather than keeping whole frames only to drop them (memory a process rarely gets back).
-    monkeypatch.setattr(video_module._KeptFrames, "keep_samples_only", lambda self: pytest.fail("kept whole frames first"))
+    monkeypatch.setattr(kept_module.KeptFrames, "keep_samples_only", lambda self: pytest.fail("kept whole frames first"))
     info = _probed_afresh(path)
     monkeypatch.undo()
-    monkeypatch.setattr(video_module, "CLIP_BUDGET", 20 * 64 * 48)
-    kept = video_module._kept(path)
+    monkeypatch.setattr(kept_module, "CLIP_BUDGET", 20 * 64 * 48)
+    kept = kept_module.kept_for(path)
     assert not kept.whole and len(kept.kept) < 100
     samples = list(background_samples(info, (64, 48)))
-    video_module._KEPT.clear()
+    kept_module._KEPT.clear()
     decoded = list(background_samples(info, (64, 48)))
     assert len(samples) == len(decoded) == 65
     for a, b in zip(samples, decoded):
@@ -585,13 +593,13 @@ def test_a_clip_over_the_budget_keeps_only_background_samples(tmp_path, monkeypa
 
 def test_over_the_memory_budget_older_clips_keep_their_background_samples(tmp_path, monkeypatch):
     first, second = (write_mp4(tmp_path / f"{name}.mp4", [ramp_frame(i % 12, 64, 48) for i in range(130)]) for name in "ab")
-    monkeypatch.setattr(video_module, "KEPT_BUDGET", 200 * 64 * 48)  # one whole clip and the other's samples
-    video_module._KEPT.clear()
+    monkeypatch.setattr(kept_module, "KEPT_BUDGET", 200 * 64 * 48)  # one whole clip and the other's samples
+    kept_module._KEPT.clear()
     info = _probed_afresh(first)
     probe(second)
-    older, newer = video_module._kept(first), video_module._kept(second)
+    older, newer = kept_module.kept_for(first), kept_module.kept_for(second)
     assert newer.whole and not older.whole and len(older.kept) == 65
-    monkeypatch.setattr(video_module, "_decode", lambda path: iter(()).throw(AssertionError("decoded again")))
+    monkeypatch.setattr(decoder_module, "decode", lambda path: iter(()).throw(AssertionError("decoded again")))
     assert len(list(background_samples(info, (64, 48)))) == 65  # still from memory
 
 
@@ -603,7 +611,7 @@ def test_shrinking_in_the_decoder_is_the_resized_grey_to_a_grey_level(tmp_path, 
     with av.open(str(path)) as container:
         for frame in container.decode(video=0):
             for size in [(320, 240), (213, 160)]:
-                resized = cv2.resize(video_module._grey(frame), size, interpolation=cv2.INTER_AREA)
-                shrunk = video_module._grey_at(frame, size)
+                resized = cv2.resize(decoder_module.grey(frame), size, interpolation=cv2.INTER_AREA)
+                shrunk = decoder_module.grey_at(frame, size)
                 assert shrunk.shape == resized.shape and shrunk.dtype == np.uint8
                 assert np.abs(shrunk.astype(int) - resized).max() <= 1

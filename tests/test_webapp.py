@@ -26,7 +26,7 @@ import pytest
 
 from vlavad.core.errors import VlavadError
 from vlavad.core.limits import APP_LIMITS, VideoLimits
-from vlavad.io import video as video_module
+from vlavad.io import decoder as decoder_module
 from vlavad.pipeline.pipeline import Pipeline
 from vlavad.pipeline.settings import preset
 from vlavad.testing.synthetic import make_dataset, render_scene
@@ -188,7 +188,7 @@ def crafted_clip(path: Path, source: str, *options: str) -> Path:
 )
 def test_crafted_uploads_are_refused_from_their_header_in_one_line(store, workspace, tmp_path, monkeypatch, name, source, refusal):
     clip = crafted_clip(tmp_path / name, source)
-    monkeypatch.setattr(video_module, "_decode", lambda *a, **k: pytest.fail("decoded"))
+    monkeypatch.setattr(decoder_module, "decode", lambda *a, **k: pytest.fail("decoded"))
     start = time.perf_counter()
     with pytest.raises(gr.Error) as error:
         analyse_video(store, workspace, clip)
@@ -248,8 +248,8 @@ def test_the_upload_preview_reads_only_the_header_under_the_analyse_limit(tmp_pa
     clip = tmp_path / "clip.mp4"
     render_scene(clip, **TINY)  # 6 s
     thin = crafted_clip(tmp_path / "thin.mp4", "testsrc=s=2x2000:r=10:d=4")
-    monkeypatch.setattr(video_module, "_decode", lambda *a, **k: pytest.fail("decoded"))
-    monkeypatch.setattr(video_module, "_open_video", lambda *a, **k: pytest.fail("opened for decoding"))
+    monkeypatch.setattr(decoder_module, "decode", lambda *a, **k: pytest.fail("decoded"))
+    monkeypatch.setattr(decoder_module, "open_video", lambda *a, **k: pytest.fail("opened for decoding"))
     assert preview.fn(str(clip))["value"] == 2.0  # a third of 6 s
     assert preview.fn(str(thin)) == gr.skip()  # no change: Analyse says what is wrong with it
 

@@ -17,7 +17,9 @@ import gradio as gr
 from vlavad.core.errors import VlavadError
 from vlavad.core.fileio import atomic_write_json
 from vlavad.core.records import VideoInfo, VideoResult, backends_line
-from vlavad.io.video import content_key, probe, read_header
+from vlavad.io.content_key import content_key
+from vlavad.io.header import read_header
+from vlavad.io.probe import probe
 from vlavad.io.writer import write_clip
 from vlavad.outputs.render import render_frame
 from vlavad.outputs.results import load_result, write_outputs

@@ -15,7 +15,7 @@ from vlavad.core.errors import ConfigError
 from vlavad.describe.appearance import AppearanceDescriber, _phrases, vocabulary
 from vlavad.describe.crops import crop_box
 from vlavad.describe.prompts import Prompt
-from vlavad.io.video import read_frame
+from vlavad.io.seek import read_frame
 
 PED2 = Path(__file__).resolve().parents[3] / "shared" / "data" / "ped2"
 

@@ -2,7 +2,7 @@
 
 A few kilobytes of video can ask for an unbounded amount of work: a 6 KB clip of 2x2000-pixel
 frames, three 16000x16000 PNG frames in 2 MB, ten seconds at 1000 frames a second. `VideoLimits`
-names what `vlavad.io.video` accepts; every reading pass checks it, first against the container's
+names what `vlavad.io` accepts; every reading pass checks it, first against the container's
 header (before anything is decoded) and again frame by frame while decoding, since a header can
 lie. Each refusal is one line naming the value and the limit.
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from vlavad.core.records import VideoInfo
-from vlavad.io.video import iter_frames
+from vlavad.io.decoder import iter_frames
 
 
 def crop_box(box: np.ndarray, frame_width: int, frame_height: int, margin: float, min_side: int) -> np.ndarray:

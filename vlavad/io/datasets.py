@@ -20,7 +20,8 @@ import numpy as np
 
 from vlavad.core.errors import ConfigError, DatasetError, VideoError
 from vlavad.core.schema import parse_json
-from vlavad.io.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from vlavad.io.frame_folders import IMAGE_SUFFIXES
+from vlavad.io.header import VIDEO_SUFFIXES
 
 LAYOUTS = ("ucsd", "avenue", "shanghaitech", "mp4_json", "custom")
 

@@ -13,7 +13,8 @@ import numpy as np
 
 from vlavad.core.errors import VideoError, one_line
 from vlavad.core.limits import LIBRARY_LIMITS, VideoLimits
-from vlavad.io.video import iter_frames, probe
+from vlavad.io.decoder import iter_frames
+from vlavad.io.probe import probe
 
 
 class BrowserVideoWriter:

@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 
 from vlavad.core.limits import LIBRARY_LIMITS, VideoLimits
 from vlavad.core.records import VideoInfo
-from vlavad.io.video import iter_frames, read_frame
+from vlavad.io.decoder import iter_frames
+from vlavad.io.seek import read_frame
 from vlavad.io.writer import BrowserVideoWriter
 
 # Colours (RGB) of the buckets, in order: not scored, usual, unusual, above the event threshold.

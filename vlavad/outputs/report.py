@@ -19,7 +19,7 @@ import numpy as np
 
 from vlavad.core.fileio import atomic_write_text
 from vlavad.core.records import VideoResult, backends_line
-from vlavad.io.video import iter_frames
+from vlavad.io.decoder import iter_frames
 from vlavad.scorers.explain import cause_in_words
 
 MAX_CARDS = 20  # events beyond these are listed in the table only

@@ -29,7 +29,8 @@ from vlavad.core.schema import Schema
 from vlavad.core.threads import prefetched
 from vlavad.core.timing import StageTimes
 from vlavad.detect import Detector
-from vlavad.io.video import background_samples, iter_working_frames, working_size
+from vlavad.io.decoder import working_size
+from vlavad.io.working_frames import background_samples, iter_working_frames
 from vlavad.track.bytetrack import ByteTrack
 
 
