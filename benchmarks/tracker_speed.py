@@ -21,9 +21,8 @@ import supervision as sv
 from trackers import ByteTrackTracker
 
 from vlavad.io.datasets import load_dataset
-from vlavad.io.decoder import working_size
 from vlavad.io.probe import probe
-from vlavad.io.working_frames import background_samples, iter_working_frames
+from vlavad.io.working_frames import WorkingFrames
 from vlavad.pipeline.backends import make
 from vlavad.pipeline.settings import preset
 from vlavad.track.bytetrack import ByteTrack
@@ -39,10 +38,10 @@ def detect_videos(dataset: str, preset_name: str) -> tuple[list[Detections], lis
     videos, rates = [], []
     for ref in load_dataset(dataset).test:
         info = probe(ref.path)
-        size = working_size(info.width, info.height, settings.track.working_height)
-        detector.begin(background_samples(info, size), fps=info.fps)
+        source = WorkingFrames.at_height(info, settings.track.working_height, colour=detector.uses_colour)
+        detector.begin(source.background(), fps=info.fps)
         frames = []
-        for _, grey, colour in iter_working_frames(info, size, colour=detector.uses_colour):
+        for _, grey, colour in source.frames():
             found = detector.detect(colour, grey)
             confidences = found.confidence if found.confidence is not None else np.ones(len(found))
             frames.append((found.xyxy, confidences))

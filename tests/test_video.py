@@ -20,7 +20,7 @@ from vlavad.io.decoder import iter_frames
 from vlavad.io.frame_folders import is_frame_folder, list_frame_files
 from vlavad.io.probe import probe
 from vlavad.io.seek import read_frame
-from vlavad.io.working_frames import background_samples, iter_working_frames
+from vlavad.io.working_frames import WorkingFrames, background_samples, iter_working_frames
 from vlavad.io.writer import BrowserVideoWriter, write_clip
 
 # --- builders ----------------------------------------------------------------------------------
@@ -524,6 +524,20 @@ def test_working_frames_grey_is_the_luminance_of_the_colour_frame(tmp_path):
         assert np.abs(grey.astype(int) - cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)).max() <= 3
     assert all(bgr is None for _, _, bgr in iter_working_frames(info, (48, 32), colour=False))
     assert {grey.shape for _, grey, _ in iter_working_frames(info, (48, 32), stride=2)} == {(32, 48)}
+
+
+def test_working_frames_hand_the_tracking_pass_its_frames_and_background_at_one_size(tmp_path):
+    frames = [ramp_frame(i % 12, 64, 48) for i in range(120)]
+    info = probe(write_mp4(tmp_path / "v.mp4", frames))
+    grey_only = WorkingFrames.at_height(info, 24, colour=False)
+    assert grey_only.size == (32, 24)
+    read = list(grey_only.frames(stride=3))
+    assert [i for i, _, _ in read] == list(range(0, 120, 3))
+    assert all(grey.shape == (24, 32) and bgr is None for _, grey, bgr in read)
+    background = list(grey_only.background())
+    assert len(background) == 60 and {b.shape for b in background} == {(24, 32)}  # every 120 // 50 = 2nd frame
+    in_colour = WorkingFrames.at_height(info, 24)
+    assert all(bgr.shape == (24, 32, 3) for _, _, bgr in in_colour.frames(stride=40))
 
 
 def test_background_samples_from_the_probe_equal_a_decoding_pass(tmp_path):

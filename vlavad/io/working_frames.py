@@ -1,10 +1,11 @@
 """The frames the detection and tracking pass reads: grey (and colour when asked for) at a
 working size, from the frames the video's probe kept where it kept them, else decoded afresh;
-the same pixels either way."""
+the same pixels either way. `WorkingFrames` is the tracking pass's one way in."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -12,9 +13,35 @@ import numpy as np
 
 from vlavad.core.records import VideoInfo
 from vlavad.io import decoder  # called through its module: see vlavad.io.decoder
-from vlavad.io.decoder import at_size, grey_at, shrinks
+from vlavad.io.decoder import at_size, grey_at, shrinks, working_size
 from vlavad.io.frame_folders import iter_folder
 from vlavad.io.kept_frames import BACKGROUND_FRAMES, kept_for
+
+
+@dataclass(frozen=True)
+class WorkingFrames:
+    """A video as the detection and tracking pass reads it: every frame scaled to one working
+    size, grey, and in colour too only for a detector that looks at colour. Whether the frames
+    come from what the video's probe kept or from a decoding pass of their own is this module's
+    business: the same pixels either way."""
+
+    info: VideoInfo
+    size: tuple[int, int]  # (width, height) every frame is read at
+    colour: bool = True
+
+    @classmethod
+    def at_height(cls, info: VideoInfo, height: int, colour: bool = True) -> WorkingFrames:
+        """The frames of `info` scaled to `height`, the aspect kept."""
+        return cls(info, working_size(info.width, info.height, height), colour)
+
+    def background(self) -> Iterator[np.ndarray]:
+        """Grey frames spread evenly over the whole video, from which a detector models its
+        background before the first frame is detected (`background_samples`)."""
+        return background_samples(self.info, self.size)
+
+    def frames(self, stride: int = 1) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+        """`(index, grey, BGR or None)` for every `stride`-th frame (`iter_working_frames`)."""
+        return iter_working_frames(self.info, self.size, stride=stride, colour=self.colour)
 
 
 def iter_working_frames(

@@ -29,8 +29,7 @@ from vlavad.core.schema import Schema
 from vlavad.core.threads import prefetched
 from vlavad.core.timing import StageTimes
 from vlavad.detect import Detector
-from vlavad.io.decoder import working_size
-from vlavad.io.working_frames import background_samples, iter_working_frames
+from vlavad.io.working_frames import WorkingFrames
 from vlavad.track.bytetrack import ByteTrack
 
 
@@ -80,14 +79,15 @@ def track_video(
     for detectors that look at colour. `times` collects the seconds spent per stage.
     """
     times = times or StageTimes()
+    source = WorkingFrames.at_height(info, settings.working_height, colour=detector.uses_colour)
     scale = settings.working_height / info.height
-    work_size = working_size(info.width, info.height, settings.working_height)
+    work_size = source.size
     fps = info.fps
     interval = max(1, int(round(settings.motion_interval_s * fps)))
     seconds_per_interval = interval / fps
     frame_times = info.times()
     with times("decode"):
-        detector.begin(background_samples(info, work_size), fps=fps)
+        detector.begin(source.background(), fps=fps)
 
     tracker = ByteTrack(
         max_frames_lost=_frames_lost(settings.lost_track_s, fps),
@@ -103,7 +103,7 @@ def track_video(
     ahead_times = StageTimes()  # the seconds that thread spends, to share out the waits for it
 
     def detected():
-        with closing(iter_working_frames(info, work_size, stride=stride, colour=detector.uses_colour)) as frames:
+        with closing(source.frames(stride)) as frames:
             while True:
                 with ahead_times("decode"):
                     item = next(frames, None)
