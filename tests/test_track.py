@@ -5,7 +5,7 @@ from collections import deque
 import numpy as np
 import pytest
 
-from vlavad.track.tracking import _box_velocity, _row_quantile
+from vlavad.track.flow import _row_quantile, box_velocity
 
 
 def _shifted_pair(fast_px: float, slow_px: float, split: int) -> deque:
@@ -29,14 +29,14 @@ def _shifted_pair(fast_px: float, slow_px: float, split: int) -> deque:
 def test_median_follows_the_majority_and_upper_quantile_the_fast_part(quantile, expected):
     history = _shifted_pair(fast_px=4.0, slow_px=1.0, split=110)  # 3 of the 5 grid columns move slowly
     box = np.array([[40.0, 30.0, 160.0, 90.0]])
-    velocity = _box_velocity(history, box, foreground=None, grid=5, quantile=quantile)
+    velocity = box_velocity(history, box, foreground=None, grid=5, quantile=quantile)
     assert velocity[0, 0] == pytest.approx(expected, abs=0.4)
     assert abs(velocity[0, 1]) < 0.3  # the direction stays the median's: to the right
 
 
 def test_box_without_enough_history_has_unknown_velocity():
     history = deque([np.zeros((50, 50), np.uint8)], maxlen=2)
-    velocity = _box_velocity(history, np.array([[5.0, 5.0, 20.0, 20.0]]), None, 5, 0.75)
+    velocity = box_velocity(history, np.array([[5.0, 5.0, 20.0, 20.0]]), None, 5, 0.75)
     assert np.isnan(velocity).all()
 
 
@@ -48,9 +48,9 @@ def test_forward_backward_check_drops_points_that_cannot_be_followed():
     rng = np.random.default_rng(1)
     history[1][:, 110:] = rng.integers(0, 256, (120, 90), dtype=np.uint8)
     box = np.array([[40.0, 30.0, 160.0, 90.0]])
-    checked = _box_velocity(history, box, None, grid=5, quantile=0.9, fb_max_px=0.5)
+    checked = box_velocity(history, box, None, grid=5, quantile=0.9, fb_max_px=0.5)
     assert checked[0, 0] == pytest.approx(1.0, abs=0.3)
-    unchecked = _box_velocity(history, box, None, grid=5, quantile=0.9)
+    unchecked = box_velocity(history, box, None, grid=5, quantile=0.9)
     assert np.hypot(*unchecked[0]) > 2.0  # what the check protects against
 
 
