@@ -3,10 +3,9 @@ every track's Kalman filter held in one set of arrays.
 
 The algorithm, its tuning and its order of operations are those of `trackers.ByteTrackTracker`
 (trackers 2.6.1) at a fixed frame rate, and it gives the same tracks (`tests/test_bytetrack.py`
-compares the two on random scenes). That implementation keeps one Kalman filter object per track
-and spent 0.39 ms a Ped2 frame in Python, about a fifth of scoring: here a frame's predict and
-update are a few array operations whatever the number of tracks (0.16 ms; see
-`benchmarks/tracker_speed.py`).
+compares the two on random scenes). That implementation keeps one Kalman filter object per track,
+which made it about a fifth of scoring's time on Ped2; here a frame's predict and update are a few
+array operations whatever the number of tracks (`benchmarks/tracker_speed.py` times the two).
 
 Each frame:
 1. every track's box is predicted by a constant-velocity Kalman filter on its corners;
