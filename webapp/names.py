@@ -18,7 +18,7 @@ from typing import ClassVar
 from vlavad.core.errors import VlavadError
 from vlavad.core.limits import APP_LIMITS, VideoLimits, from_environment
 from vlavad.core.schema import Schema
-from vlavad.io.video import content_key
+from vlavad.io.content_key import content_key
 
 BUNDLED_POOL = "motion (bundled)"
 

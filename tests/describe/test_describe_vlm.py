@@ -13,7 +13,7 @@ from hub_models import settings, tiny_blip2
 from vlavad.core.errors import ConfigError
 from vlavad.describe import crops, vlm
 from vlavad.describe.prompts import Prompt, bundled_pool
-from vlavad.io.video import iter_frames
+from vlavad.io.decoder import iter_frames
 from vlavad.pipeline.backends import make
 
 pytestmark = pytest.mark.usefixtures("offline_env")

@@ -28,7 +28,8 @@ from vlavad.describe import Describer, empty_answers, track_steps
 from vlavad.describe.base import default_pool
 from vlavad.describe.prompts import Prompt
 from vlavad.io.cache import StageCache, stable_key
-from vlavad.io.video import content_key, probe
+from vlavad.io.content_key import content_key
+from vlavad.io.probe import probe
 from vlavad.pipeline import backends
 from vlavad.pipeline.settings import Settings
 from vlavad.track.tracking import track_video
