@@ -19,10 +19,11 @@ import pandas as pd
 
 from vlavad.core.errors import ModelError
 from vlavad.core.records import StepTable, VideoResult
+from vlavad.core.threads import import_in_background
 from vlavad.describe.prompts import Prompt
 from vlavad.embed import embedding_sequences, step_captions
 from vlavad.pipeline.model import FittedModel
-from vlavad.pipeline.stages import Stages, VideoStages, import_in_background
+from vlavad.pipeline.stages import Stages, VideoStages
 from vlavad.scorers.fusion import Normaliser, explained_events, frame_maxima, fuse, object_table, scored_tables
 from vlavad.scorers.spa import select_prompts
 

@@ -8,13 +8,10 @@ what sharded extraction (`vlavad.pipeline.extract`) runs on each worker.
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import os
-import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +20,7 @@ from tqdm.auto import tqdm
 
 from vlavad.core.limits import LIBRARY_LIMITS, VideoLimits
 from vlavad.core.records import ANSWER_TABLE, TRACK_TABLE, VideoInfo
+from vlavad.core.threads import in_background
 from vlavad.core.timing import StageTimes
 from vlavad.describe import Describer, empty_answers, track_steps
 from vlavad.describe.base import default_pool
@@ -37,36 +35,6 @@ from vlavad.track.tracking import track_video
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("VLAVAD_CACHE", Path.home() / ".cache" / "vlavad"))
-
-
-def import_in_background(module: str) -> None:
-    """Starts importing `module` in a thread of its own, so that a later import of it in this
-    thread waits for that one (Python's import lock) instead of starting from scratch. An error
-    is left to that later import to raise, where it is needed. Not a daemon thread, unlike
-    `in_background`'s: an extension module's import cut short at exit can crash the process."""
-
-    def run() -> None:
-        try:
-            importlib.import_module(module)
-        except Exception:
-            pass
-
-    threading.Thread(target=run, name=f"import {module}").start()
-
-
-def in_background(function, *args, **kwargs) -> Future:
-    """`function(*args, **kwargs)` in a daemon thread: unlike a thread pool's workers, which
-    Python waits for at exit, it cannot hold up Ctrl-C by decoding a long video to its end."""
-    future = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(function(*args, **kwargs))
-        except BaseException as e:
-            future.set_exception(e)
-
-    threading.Thread(target=run, name=f"vlavad {function.__name__}", daemon=True).start()
-    return future
 
 
 @dataclass
