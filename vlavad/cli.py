@@ -219,6 +219,7 @@ def cmd_settings(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from vlavad.pipeline.backends import MODE_ALIASES, MODES
     from vlavad.pipeline.settings import preset_names
+    from vlavad.scorers.temporal.kinds import PREDICTORS
 
     parser = argparse.ArgumentParser(prog="vlavad", description="VLAVAD video anomaly detection (weight-free backends by default).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -245,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--detector", help="detector backend (default: blobs)")
         p.add_argument("--describer", help="describer backend (default: motion)")
         p.add_argument("--encoder", help="text encoder backend (default: hashing)")
-        p.add_argument("--predictor", help="temporal model: s3m (default), gru, transformer")
+        p.add_argument("--predictor", help=f"temporal model: {', '.join(PREDICTORS.names())} (default: s3m)")
         p.add_argument("--cache", help="cache folder (default: $VLAVAD_CACHE or ~/.cache/vlavad)")
         p.add_argument("--no-cache", action="store_true", help="recompute every stage")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
