@@ -12,8 +12,6 @@ peak memory, and exits 1 on any cross-talk.
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,38 +23,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from vlavad.testing import app_server  # noqa: E402
 from vlavad.testing.synthetic import render_scene  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_app(app_dir: Path, log: Path, **env) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    environ = {
-        **os.environ,
-        "VLAVAD_APP_DIR": str(app_dir),
-        "PORT": str(port),
-        "HF_HUB_OFFLINE": "1",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "VLAVAD_DATA_ROOT": str(app_dir / "no-data"),
-        **env,
-    }
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=environ, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the app exited: {log.read_text()[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, f"http://127.0.0.1:{port}/"
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise SystemExit("the app did not start in 120 s")
+    return app_server.start_app(REPO / "app.py", app_dir, log, VLAVAD_DATA_ROOT=str(app_dir / "no-data"), **env)
 
 
 class PeakMemory:

@@ -13,8 +13,9 @@ import re
 from pathlib import Path
 
 import pytest
-from test_webapp import start_app, stop_app
+from test_webapp import start_app
 
+from vlavad.testing.app_server import stop_app
 from vlavad.testing.synthetic import make_dataset
 
 pytestmark = pytest.mark.browser

@@ -11,9 +11,7 @@ import dataclasses
 import json
 import os
 import re
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +27,8 @@ from vlavad.core.limits import APP_LIMITS, VideoLimits
 from vlavad.io import decoder as decoder_module
 from vlavad.pipeline.pipeline import Pipeline
 from vlavad.pipeline.settings import preset
+from vlavad.testing import app_server
+from vlavad.testing.app_server import stop_app
 from vlavad.testing.synthetic import make_dataset, render_scene
 from webapp import build_app, launch
 from webapp.analyse import NORMAL_MODEL, analyse_video
@@ -45,46 +45,11 @@ TINY = dict(frames=60, width=320, height=240, fps=10.0)
 # --- helpers shared with test_browser.py ------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_app(app_dir: Path, data_root: Path, log: Path, port: int | None = None, **env_extra) -> tuple[subprocess.Popen, str]:
-    """`python app.py` in a subprocess (on a free port unless given); returns (process, url) once it answers."""
-    port = port or free_port()
-    env = {
-        **os.environ,
-        "VLAVAD_APP_DIR": str(app_dir),
-        "VLAVAD_DATA_ROOT": str(data_root),
-        "PORT": str(port),
-        "HF_HUB_OFFLINE": "1",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "VLAVAD_CACHE": str(app_dir / "lib-cache"),
-        **env_extra,
-    }
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app exited: {log.read_text()[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, url
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("app did not start in 90 s")
-
-
-def stop_app(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    """`python app.py` in a subprocess with its own folders; returns (process, url) once it answers."""
+    return app_server.start_app(
+        REPO / "app.py", app_dir, log, port=port, timeout_s=90, VLAVAD_DATA_ROOT=str(data_root), VLAVAD_CACHE=str(app_dir / "lib-cache"), **env_extra
+    )
 
 
 def save_tiny_model(store: Store, key: str, name: str, normal_clip: Path) -> str:
