@@ -27,6 +27,7 @@ from pydantic import Field, field_validator
 from vlavad.core.registry import Missing
 from vlavad.core.schema import Schema
 from vlavad.detect.base import DETECTORS, Detector
+from vlavad.detect.carried import carried
 from vlavad.weights.hub import load_once, package_missing, resolve_device
 from vlavad.weights.packaged import PackagedFile, PackagedWeights
 
@@ -169,7 +170,8 @@ class NanoDetDetector(Detector):
         self.settings = settings
         self.class_ids = [COCO_CLASSES.index(c) for c in _names(settings.classes)]
         self.requested_device = device
-        self._every, self._seen, self._last = 1, 0, sv.Detections.empty()
+        self._every, self._seen = 1, 0
+        self._previous = self._last = sv.Detections.empty()
 
     @classmethod
     def create(cls, settings: NanoDetSettings, device: str) -> NanoDetDetector:
@@ -184,13 +186,16 @@ class NanoDetDetector(Detector):
 
     def begin(self, sample_frames: Iterable[np.ndarray], fps: float = 10.0) -> None:
         self._every = max(1, int(round(fps / self.settings.rate_hz)))
-        self._seen, self._last = 0, sv.Detections.empty()
+        self._seen = 0
+        self._previous = self._last = sv.Detections.empty()
 
     def detect(self, frame_bgr: np.ndarray, frame_gray: np.ndarray) -> sv.Detections:
-        if self._seen % self._every == 0:
-            self._last = self.detect_batch([frame_bgr])[0]
+        since_last = self._seen % self._every
         self._seen += 1
-        return self._last
+        if since_last == 0:
+            self._previous, self._last = self._last, self.detect_batch([frame_bgr])[0]
+            return self._last
+        return carried(self._previous, self._last, self._every, since_last)
 
     def detect_batch(self, frames_bgr: list[np.ndarray]) -> list[sv.Detections]:
         """Detections (xyxy in each frame's pixels, confidence, class_id) for frames in one pass."""

@@ -1,0 +1,185 @@
+"""How often must the packaged tier's detector run? Chosen on a dataset's *training* videos alone.
+
+NanoDet is the packaged tier's largest cost, so it runs at `detect.nanodet.rate_hz` and its boxes
+are carried over the frames in between (`vlavad/detect/carried.py`). This script runs the real
+detectors (`nanodet+blobs`, as the tier composes them) over the training videos once at every
+frame, then replays each candidate rate from those same outputs, with the boxes held still or
+carried at their velocity, through the real tracking pass, and compares the tracked boxes (what
+the describers are shown) with those of NanoDet at every frame: a box counts as kept when one box
+of the candidate has IoU >= 0.5 with it and the same class (or both of unknown kind). It reports recall, precision and F1 per
+candidate, and the share of boxes "of unknown kind" (a blob the stale boxes did not explain),
+which SPA would read as rare. No test video is read and no label is used.
+
+The yardstick is the change a deployment makes anyway: the same videos re-encoded at H.264 CRF 28
+(a phone's upload), detected at every frame. The lowest rate that changes the tracked boxes no
+more than that re-encoding does (F1 at least the yardstick's) is marked.
+
+    python benchmarks/select_rates.py ../shared/data/ped2
+    python benchmarks/select_rates.py ../shared/data/ped2 --rates 10 5 3.3 2.5 2 --videos 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import supervision as sv
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from transform_dataset import transform_clip  # noqa: E402
+
+from vlavad.detect.blobs import MotionBlobDetector  # noqa: E402
+from vlavad.detect.composed import ComposedDetector  # noqa: E402
+from vlavad.detect.nanodet import NanoDetDetector  # noqa: E402
+from vlavad.io.datasets import load_dataset  # noqa: E402
+from vlavad.io.probe import probe  # noqa: E402
+from vlavad.io.working_frames import WorkingFrames  # noqa: E402
+from vlavad.pipeline.settings import preset  # noqa: E402
+from vlavad.track.tracking import track_video  # noqa: E402
+
+IOU = 0.5
+
+
+class Replay(NanoDetDetector):
+    """NanoDet's outputs at every frame, replayed at a rate: the detector's own `detect`, with
+    the network's pass replaced by the recorded one."""
+
+    def __init__(self, settings, recorded: list[sv.Detections], carry: bool):
+        super().__init__(settings)
+        self.recorded, self.carry, self.index = recorded, carry, 0
+
+    def detect_batch(self, frames_bgr):
+        return [self.recorded[self.index]]
+
+    def detect(self, frame_bgr, frame_gray):
+        if self.carry:
+            found = super().detect(frame_bgr, frame_gray)
+        else:
+            since_last = self._seen % self._every
+            self._seen += 1
+            if since_last == 0:
+                self._last = self.detect_batch([frame_bgr])[0]
+            found = self._last
+        self.index += 1
+        return found
+
+
+def agreement(reference: sv.Detections, candidate: sv.Detections) -> int:
+    """Boxes of `reference` that one box of `candidate` (greedily, each used once) overlaps by
+    IoU >= 0.5 with the same class id (-1: of unknown kind)."""
+    if len(reference) == 0 or len(candidate) == 0:
+        return 0
+    iou = sv.box_iou_batch(reference.xyxy, candidate.xyxy)
+    iou = np.where(reference.class_id[:, None] == candidate.class_id[None, :], iou, 0.0)
+    kept = 0
+    for r in np.argsort(-iou.max(axis=1)):
+        c = iou[r].argmax()
+        if iou[r, c] >= IOU:
+            kept += 1
+            iou[:, c] = 0.0
+    return kept
+
+
+def row(detector: str, every_frames: float, between_runs: str, kept: int, total_ref: int, total_cand: int, unknown: int) -> dict:
+    recall, precision = kept / max(total_ref, 1), kept / max(total_cand, 1)
+    return {
+        "detector": detector,
+        "every_frames": round(every_frames, 2),
+        "between_runs": between_runs,
+        "recall": round(recall, 4),
+        "precision": round(precision, 4),
+        "f1": round(2 * recall * precision / max(recall + precision, 1e-9), 4),
+        "unknown_share": round(unknown / max(total_cand, 1), 4),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("dataset")
+    parser.add_argument("--preset", default="ped2")
+    parser.add_argument("--rates", type=float, nargs="+", default=[10.0, 5.0, 3.3, 2.5, 2.0, 1.0], help="detector rates (Hz) to compare")
+    parser.add_argument("--videos", type=int, default=0, help="use only the first N training videos (default: all)")
+    parser.add_argument("--crf", type=int, default=28, help="the yardstick's re-encoding quality (H.264 CRF)")
+    parser.add_argument("--out", type=Path, help="write the table as JSON here")
+    args = parser.parse_args(argv)
+
+    settings = preset(args.preset)
+    nanodet_settings = settings.detect.nanodet.model_copy(update={"rate_hz": 1000.0})
+    blob_settings = settings.detect.blobs
+    train = load_dataset(args.dataset).train
+    train = train[: args.videos] if args.videos else train
+    network = NanoDetDetector(nanodet_settings)
+
+    def every_frame(path: Path):
+        """(the video's info, NanoDet's detections at every frame)."""
+        info = probe(path)
+        source = WorkingFrames.at_height(info, settings.track.working_height, colour=True)
+        return info, [network.detect_batch([bgr])[0] for _, _, bgr in source.frames()]
+
+    started = time.perf_counter()
+    recorded = [every_frame(ref.path) for ref in train]
+    work = tempfile.TemporaryDirectory(prefix="vlavad-rates-")  # the copies, removed at exit
+    copies = []
+    for ref in train:
+        copy = Path(work.name) / f"{ref.name}.mp4"
+        transform_clip(ref.path, copy, mirror=False, scale=1.0, fps=None, crf=args.crf)
+        copies.append(every_frame(copy))
+    print(f"NanoDet at every frame of {len(train)} training videos and their copies: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+
+    def tracked(info, detections, rate_hz, carry) -> list[sv.Detections]:
+        """What the tracking pass hands the describers: each frame's tracked boxes and classes."""
+        nanodet = Replay(nanodet_settings.model_copy(update={"rate_hz": rate_hz}), detections, carry)
+        table = track_video(info, ComposedDetector(nanodet, MotionBlobDetector(blob_settings)), settings.track)
+        by_frame = dict(tuple(table.groupby("frame")))
+        empty = sv.Detections.empty()
+        return [
+            sv.Detections(xyxy=rows[["x1", "y1", "x2", "y2"]].to_numpy(np.float32), class_id=rows["class_id"].to_numpy(int))
+            if (rows := by_frame.get(i)) is not None
+            else empty
+            for i in range(info.frame_count)
+        ]
+
+    fps = recorded[0][0].fps
+    reference = [tracked(info, detections, rate_hz=fps, carry=False) for info, detections in recorded]
+    rows = []
+    kept = total_ref = total_cand = unknown = 0
+    for (info, detections), ref_frames in zip(copies, reference):
+        for ref, cand in zip(ref_frames, tracked(info, detections, rate_hz=fps, carry=False)):
+            kept += agreement(ref, cand)
+            total_ref, total_cand = total_ref + len(ref), total_cand + len(cand)
+            unknown += int((cand.class_id == -1).sum()) if len(cand) else 0
+    rows.append(row(f"every frame, re-encoded at CRF {args.crf} (yardstick)", 1, "-", kept, total_ref, total_cand, unknown))
+    for rate in args.rates:
+        for carry in (False, True):
+            kept = total_ref = total_cand = unknown = 0
+            for (info, detections), ref_frames in zip(recorded, reference):
+                for ref, cand in zip(ref_frames, tracked(info, detections, rate, carry)):
+                    kept += agreement(ref, cand)
+                    total_ref += len(ref)
+                    total_cand += len(cand)
+                    unknown += int((cand.class_id == -1).sum()) if len(cand) else 0
+            rows.append(row(f"{rate:g} Hz", fps / rate, "carried" if carry else "held", kept, total_ref, total_cand, unknown))
+    yardstick, candidates = rows[0], rows[1:]
+    chosen = min((r for r in candidates if r["f1"] >= yardstick["f1"]), key=lambda r: r["every_frames"] * -1, default=None)
+    print(f"Training videos of {args.dataset} ({len(train)}, {fps:g} fps); tracked boxes against NanoDet at every frame of the original.\n")
+    print("| NanoDet runs | every | boxes between runs | recall | precision | F1 | of unknown kind | |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | --- |")
+    for r in rows:
+        mark = "lowest rate within the yardstick" if r is chosen else ""
+        print(
+            f"| {r['detector']} | {r['every_frames']:g} frames | {r['between_runs']} | {r['recall']:.3f} | {r['precision']:.3f} | {r['f1']:.3f} | {r['unknown_share']:.1%} | {mark} |"
+        )
+    if args.out:
+        args.out.write_text(json.dumps({"rows": rows, "chosen": chosen, "videos": [ref.name for ref in train]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
