@@ -4,7 +4,9 @@ depend on orientation, resolution, compression or frame rate.
 Each change can be made alone or together: clips are mirrored left-right (--mirror), resized
 (--scale), re-encoded with H.264 at --crf (12 is visually lossless, 28-32 is what phones and
 camera uploads look like) and resampled in time to --fps (frame j shows the source frame at time
-j / fps; labels follow the same mapping). Then benchmark both:
+j / fps; labels follow the same mapping). --cheap-camera makes what a cheap camera sends: dim
+(0.7x), low contrast (0.7x), with sensor noise (Gaussian, sigma 5 grey levels, the same seed every
+time), to be combined with --scale 0.5 --crf 32. Then benchmark both:
 
     python benchmarks/transform_dataset.py ../shared/data/ped2 /tmp/ped2-all --mirror --scale 1.5 --crf 28 --fps 15
     vlavad bench /tmp/ped2-all --preset ped2
@@ -25,8 +27,17 @@ from vlavad.io.decoder import iter_frames
 from vlavad.io.probe import probe
 from vlavad.io.writer import BrowserVideoWriter
 
+CHEAP_GAIN, CHEAP_CONTRAST, CHEAP_NOISE = 0.7, 0.7, 5.0
 
-def transform_clip(src: Path, dst: Path, *, mirror: bool, scale: float, fps: float | None, crf: int) -> np.ndarray:
+
+def cheap_camera(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A dim, flat, noisy version of a BGR frame: contrast around mid-grey, then gain, then noise."""
+    out = (frame.astype(np.float32) - 128.0) * CHEAP_CONTRAST + 128.0
+    out = out * CHEAP_GAIN + rng.normal(0.0, CHEAP_NOISE, frame.shape[:2])[..., None]
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def transform_clip(src: Path, dst: Path, *, mirror: bool, scale: float, fps: float | None, crf: int, cheap: bool = False) -> np.ndarray:
     """Writes the transformed clip; returns, per output frame, the source frame it shows."""
     info = probe(src)
     fps = fps or info.fps
@@ -34,24 +45,28 @@ def transform_clip(src: Path, dst: Path, *, mirror: bool, scale: float, fps: flo
     source_index = np.minimum((np.arange(n_out) * info.fps / fps).astype(int), info.frame_count - 1)
     size = (int(round(info.width * scale)) // 2 * 2, int(round(info.height * scale)) // 2 * 2)
     wanted = np.bincount(source_index, minlength=info.frame_count)  # how often each source frame repeats
+    rng = np.random.default_rng(0)
     with BrowserVideoWriter(dst, fps, *size, crf=crf) as writer:
         for index, frame in iter_frames(src):
             if wanted[index]:
                 out = cv2.flip(frame, 1) if mirror else frame
                 out = cv2.resize(out, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR) if scale != 1 else out
+                out = cheap_camera(out, rng) if cheap else out
                 for _ in range(wanted[index]):
                     writer.write(out)
     return source_index
 
 
-def transform_dataset(source: Path, dest: Path, *, mirror: bool = False, scale: float = 1.0, crf: int = 12, fps: float | None = None) -> Path:
+def transform_dataset(
+    source: Path, dest: Path, *, mirror: bool = False, scale: float = 1.0, crf: int = 12, fps: float | None = None, cheap: bool = False
+) -> Path:
     """A transformed copy of `source` (train/, test/, test_labels.json) in `dest`."""
     labels = json.loads((source / "test_labels.json").read_text())
     new_labels = {}
     for split in ("train", "test"):
         (dest / split).mkdir(parents=True, exist_ok=True)
         for clip in sorted((source / split).glob("*.mp4")):
-            mapping = transform_clip(clip, dest / split / clip.name, mirror=mirror, scale=scale, fps=fps, crf=crf)
+            mapping = transform_clip(clip, dest / split / clip.name, mirror=mirror, scale=scale, fps=fps, crf=crf, cheap=cheap)
             if split == "test":
                 new_labels[clip.stem] = np.asarray(labels[clip.stem])[mapping].tolist()
     (dest / "test_labels.json").write_text(json.dumps(new_labels))
@@ -66,8 +81,9 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="resize by this factor (default 1: no change)")
     parser.add_argument("--crf", type=int, default=12, help="H.264 quality: 12 visually lossless (default), 28-32 lossy")
     parser.add_argument("--fps", type=float, default=None, help="resample to this frame rate (default: keep it)")
+    parser.add_argument("--cheap-camera", action="store_true", help="dim, low contrast, sensor noise")
     args = parser.parse_args()
-    transform_dataset(args.source, args.dest, mirror=args.mirror, scale=args.scale, crf=args.crf, fps=args.fps)
+    transform_dataset(args.source, args.dest, mirror=args.mirror, scale=args.scale, crf=args.crf, fps=args.fps, cheap=args.cheap_camera)
     print(f"written to {args.dest}")
 
 
