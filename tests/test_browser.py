@@ -227,7 +227,8 @@ def test_the_report_opens_with_its_pictures(dirs, browser):
     shots = DOCS if os.environ.get("VLAVAD_UPDATE_SCREENSHOTS") == "1" else base / "screenshots"
     shots.mkdir(exist_ok=True)
     dataset, cache = data_root / "tiny-synthetic", ["--cache", str(base / "cache"), "-q"]
-    assert main(["fit", "--dataset", str(dataset), "--out", str(base / "model"), "--set", "temporal.epochs=2", *cache]) == 0
+    fit = ["fit", "--dataset", str(dataset), "--out", str(base / "model"), "--set", "temporal.epochs=2", "--backend", "weight-free"]
+    assert main([*fit, *cache]) == 0
     video = sorted((dataset / "test").iterdir())[0]
     assert main(["score", str(base / "model"), str(video), "--out", str(base / "scored"), "--report", *cache]) == 0
 
