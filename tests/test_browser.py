@@ -102,7 +102,9 @@ def test_every_tab_in_a_browser(dirs, browser):
         # Clicking the timeline a quarter of the way in (4 s, frame ~40) shows that frame.
         slider = page.locator("#frame-slider input[type=number]")
         before = slider.input_value()
-        area = page.locator("#timeline .nsewdrag").first.bounding_box()
+        plot_area = page.locator("#timeline .nsewdrag").first
+        plot_area.scroll_into_view_if_needed()  # a mouse click lands only inside the viewport
+        area = plot_area.bounding_box()
         page.mouse.click(area["x"] + area["width"] * 0.25, area["y"] + area["height"] / 2)
         page.wait_for_function("(b) => document.querySelector('#frame-slider input[type=number]').value !== b", arg=before, timeout=10_000)
         assert 30 <= int(slider.input_value()) <= 50
