@@ -18,6 +18,7 @@ from vlavad.describe.prompts import bundled_pool
 from vlavad.pipeline.backends import resolve
 from vlavad.pipeline.settings import Settings
 from vlavad.testing.synthetic import render_scene
+from vlavad.weights.packaged import PackagedWeights
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,6 +34,18 @@ def empty_hf_cache(tmp_path, monkeypatch):
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+
+
+@pytest.fixture
+def packaged_cached(monkeypatch, tmp_path):
+    """A weights cache holding every packaged file (empty stand-ins: deciding loads none)."""
+    from vlavad.pipeline.backends import TIER_BACKENDS, packaged_weights
+
+    monkeypatch.setenv("VLAVAD_WEIGHTS", str(tmp_path / "weights"))
+    for weights in packaged_weights(Settings().updated(**{f"{s}.backend": b for s, b in TIER_BACKENDS["packaged"].items()})):
+        weights.folder.mkdir(parents=True)
+        for name, _ in weights.files:
+            (weights.folder / name).touch()
 
 
 def test_weight_free_mode_and_explicit_overrides(blip2_dir):
@@ -56,23 +69,39 @@ def test_hub_mode_fails_fast_naming_the_missing_model(empty_hf_cache, yolo_weigh
     assert time.perf_counter() - started < 5
 
 
-def test_hub_mode_with_local_models(blip2_dir, clip_dir, yolo_weights):
+def test_hub_mode_with_local_models(blip2_dir, clip_dir, yolo_weights, monkeypatch):
     local = {"describe.vlm.model": blip2_dir, "embed.clip.model": clip_dir, "detect.yolo.weights": yolo_weights}
     resolved, warnings = resolve(settings(**local, **{"detect.backend": "blobs"}), "hub", explicit=["detect"])
     assert chosen(resolved) == ("blobs", "blip2", "clip") and not warnings
-    resolved, warnings = resolve(settings(**local), "auto")
+    resolved, warnings = resolve(settings(**local), "hub")
     assert chosen(resolved) == ("yolo", "blip2", "clip") and not warnings
+    # The hub models being here is no reason for auto to run BLIP-2 unasked (gigabytes, a GPU).
+    monkeypatch.setenv("VLAVAD_FETCH_WEIGHTS", "1")
+    monkeypatch.setattr(PackagedWeights, "missing", lambda self: None)  # cached, or fetchable: deciding fetches nothing
+    resolved, warnings = resolve(settings(**local), "auto")
+    assert chosen(resolved) == ("nanodet+blobs", "motion+appearance", "minilm") and not warnings
 
 
-def test_auto_falls_back_without_waiting(empty_hf_cache):
+def test_auto_takes_the_packaged_tier_without_waiting(empty_hf_cache, monkeypatch, tmp_path):
+    monkeypatch.setenv("VLAVAD_WEIGHTS", str(tmp_path / "empty"))
+    monkeypatch.setenv("VLAVAD_FETCH_WEIGHTS", "1")
+    monkeypatch.setattr(PackagedWeights, "missing", lambda self: None)  # fetchable, as with a registry in reach
     started = time.perf_counter()
     resolved, warnings = resolve(settings(**{"detect.yolo.weights": "missing"}), "auto")
     assert time.perf_counter() - started < 2
-    # The hub models are missing: auto takes the packaged tier (its weights fetch from the
-    # package registries on first use) at once, saying why.
-    assert chosen(resolved) == ("nanodet+blobs", "motion+appearance", "minilm")
-    assert len(warnings) == 1 and "\n" not in warnings[0]
-    assert "Salesforce/blip2-opt-2.7b" in warnings[0] and "HF_HUB_OFFLINE" in warnings[0] and "'missing' have not been imported" in warnings[0]
+    # Nothing is fetched to decide: the packaged weights fetch once the run starts.
+    assert chosen(resolved) == ("nanodet+blobs", "motion+appearance", "minilm") and not warnings
+    assert not (tmp_path / "empty").exists()
+    # Fetching barred and nothing cached: weight-free, saying why, in one line.
+    monkeypatch.setenv("VLAVAD_FETCH_WEIGHTS", "0")
+    resolved, warnings = resolve(Settings(), "auto")
+    assert chosen(resolved) == ("blobs", "motion", "hashing")
+    assert len(warnings) == 1 and "VLAVAD_FETCH_WEIGHTS=0" in warnings[0] and warnings[0].endswith("using weight-free")
+
+
+def test_auto_keeps_the_stages_the_user_chose(packaged_cached):
+    resolved, warnings = resolve(Settings().updated(**{"describe.backend": "motion"}), "auto", explicit=["describe"])
+    assert chosen(resolved) == ("nanodet+blobs", "motion", "minilm") and not warnings
 
 
 @pytest.mark.parametrize(
@@ -96,8 +125,8 @@ def test_a_tier_whose_extra_is_not_installed_names_the_extra(monkeypatch, empty_
     for name in ("torchvision", "transformers", "ultralytics"):
         monkeypatch.setitem(sys.modules, name, None)
     resolved, warnings = resolve(Settings(), "auto")
-    assert (resolved.detect.backend, resolved.embed.backend) == ("blobs", "hashing")
-    assert "'transformers' is not installed" in warnings[0]
+    assert chosen(resolved) == ("blobs", "motion", "hashing")  # the whole tier, not a mix
+    assert "'torchvision' is not installed" in warnings[0]
 
 
 def test_incomplete_sharded_download_is_not_available(blip2_dir, tmp_path):

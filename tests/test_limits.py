@@ -307,7 +307,7 @@ def test_write_clip_and_the_pipeline_read_within_their_limits(tmp_path):
 
 def test_the_command_line_refuses_in_one_line(tmp_path, capsys):
     thin = lavfi_clip(tmp_path / "thin.mp4", "2x2000", 10, 4)
-    assert main(["fit", str(thin), "--out", str(tmp_path / "model"), "--no-cache", "-q"]) == 2
+    assert main(["fit", str(thin), "--out", str(tmp_path / "model"), "--backend", "weight-free", "--no-cache", "-q"]) == 2
     assert capsys.readouterr().err.strip() == f"error: {thin} is 2x2000 pixels; vlavad accepts 8–16384 px a side and an aspect ratio up to 32:1"
 
 
@@ -315,14 +315,14 @@ def test_the_command_line_takes_the_operators_limits_from_the_environment(tmp_pa
     # The same variables as the app's, over the library's own defaults: a 1000-fps clip is beyond
     # what a phone records, and an operator who has such files says so.
     fast = lavfi_clip(tmp_path / "fast.mp4", "64x48", 1000, 1)
-    assert main(["fit", str(fast), "--out", str(tmp_path / "model"), "--no-cache", "-q"]) == 2
+    assert main(["fit", str(fast), "--out", str(tmp_path / "model"), "--backend", "weight-free", "--no-cache", "-q"]) == 2
     assert capsys.readouterr().err.strip() == f"error: {fast} plays at 1000 frames/s; vlavad accepts at most 240"
     monkeypatch.setenv("VLAVAD_MAX_FPS", "1000")
     monkeypatch.setenv("VLAVAD_MAX_FRAMES", "500")
-    assert main(["fit", str(fast), "--out", str(tmp_path / "model"), "--no-cache", "-q"]) == 2
+    assert main(["fit", str(fast), "--out", str(tmp_path / "model"), "--backend", "weight-free", "--no-cache", "-q"]) == 2
     assert capsys.readouterr().err.strip() == f"error: {fast} has 1,000 frames; vlavad accepts at most 500"
     monkeypatch.setenv("VLAVAD_MAX_FRAMES", "lots")
-    assert main(["fit", str(fast), "--out", str(tmp_path / "model"), "--no-cache", "-q"]) == 2
+    assert main(["fit", str(fast), "--out", str(tmp_path / "model"), "--backend", "weight-free", "--no-cache", "-q"]) == 2
     assert capsys.readouterr().err.strip() == "error: VLAVAD_MAX_FRAMES must be a number, not 'lots'"
 
 

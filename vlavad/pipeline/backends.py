@@ -9,9 +9,23 @@ Three tiers, named in every result, the CLI, the app's banner and saved models:
 
 `resolve` turns the user's mode into concrete backends and checks each one from files alone
 (`Backend.missing`), so a run that cannot start fails in seconds, naming the remedy.
+
+`auto`, the default of `vlavad fit | bench | extract`, is the packaged tier when it can run here
+(its extra is installed, and its weights are cached or may be fetched), else weight-free. It never
+picks the hub tier: BLIP-2 is gigabytes from a model hub and needs a GPU to score a video in
+minutes rather than hours, so a machine that merely has transformers installed must not start
+downloading it, or crawl through it on a CPU, unasked. The hub tier runs when named
+(`--backend hub`).
+
+`VLAVAD_FETCH_WEIGHTS=0` bars fetching the packaged weights (a host or a test that must not
+download): `auto` then takes the packaged tier only when its weights are already cached.
 """
 
 from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
 
 from vlavad.core.errors import ConfigError
 from vlavad.core.registry import TIERS, Backend, Missing, Registry, highest_tier, in_tier_order
@@ -19,6 +33,7 @@ from vlavad.describe import DESCRIBERS, ComposedDescriber
 from vlavad.detect import DETECTORS, ComposedDetector
 from vlavad.embed import ENCODERS
 from vlavad.pipeline.settings import Settings
+from vlavad.weights.packaged import PackagedWeights
 
 STAGES: dict[str, Registry] = {"detect": DETECTORS, "describe": DESCRIBERS, "embed": ENCODERS}
 # The backends each tier runs, stage by stage, in the order of TIERS (lowest first).
@@ -34,6 +49,8 @@ TIER_BACKENDS = dict(
 )
 MODES = ("auto", *TIER_BACKENDS)
 MODE_ALIASES = {"offline": "weight-free", "models": "hub"}  # release 0.1.0's names
+AUTO_TIERS = ("packaged", "weight-free")  # what `auto` tries, best first: never the hub (see above)
+FETCH_SWITCH = "VLAVAD_FETCH_WEIGHTS"
 
 
 def backend_classes(settings: Settings, stage: str) -> list[type[Backend]]:
@@ -75,34 +92,103 @@ def check_available(settings: Settings) -> None:
             raise ConfigError(f"The {stage} backend {getattr(settings, stage).backend!r} cannot run here: {problem}")
 
 
+def fetching_allowed() -> bool:
+    """False when the operator set VLAVAD_FETCH_WEIGHTS=0 (or false, no, off)."""
+    return os.environ.get(FETCH_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def packaged_weights(settings: Settings) -> list[PackagedWeights]:
+    """The registry packages that `settings`' backends load. Each packaged backend's module pins
+    its package as `WEIGHTS` (detect/nanodet.py, describe/appearance.py, embed/minilm.py)."""
+    found = []
+    for stage in STAGES:
+        for cls in backend_classes(settings, stage):
+            weights = getattr(sys.modules[cls.__module__], "WEIGHTS", None)
+            if isinstance(weights, PackagedWeights) and weights not in found:
+                found.append(weights)
+    return found
+
+
+def is_cached(weights: PackagedWeights) -> bool:
+    return all((weights.folder / name).is_file() for name, _ in weights.files)
+
+
+def uncached_weights(settings: Settings) -> list[PackagedWeights]:
+    """The packages `settings` need that are not in the weights cache yet."""
+    return [weights for weights in packaged_weights(settings) if not is_cached(weights)]
+
+
+def fetch_weights(settings: Settings, say: Callable[[str], None] | None = None) -> None:
+    """Fetches, once, every package `settings` need that is not cached (ConfigError when the
+    registry cannot be reached), so that a run fails or falls back before its first video rather
+    than in the middle of it."""
+    needed = uncached_weights(settings)
+    if needed and not fetching_allowed():
+        names = ", ".join(weights.title for weights in needed)
+        raise ConfigError(f"{names} not in the weights cache, and {FETCH_SWITCH}=0 bars fetching it; unset it, or use --backend weight-free")
+    for weights in needed:
+        weights.fetch(say=say)
+
+
+def _stage_changes(settings: Settings, tier: str, explicit) -> dict:
+    return {f"{stage}.backend": TIER_BACKENDS[tier][stage] for stage in STAGES if stage not in explicit}
+
+
+def _tier_problem(settings: Settings, tier: str, explicit) -> str | None:
+    """Why `tier` cannot run here for the stages the user left to it, in one phrase; None if it can."""
+    candidate = settings.updated(**_stage_changes(settings, tier, explicit))
+    for stage in STAGES:
+        if stage not in explicit and (problem := missing(candidate, stage)):
+            return f"{stage}: not {TIER_BACKENDS[tier][stage]} ({problem.reason})"
+    needed = uncached_weights(candidate)
+    if needed and not fetching_allowed():
+        return f"{needed[0].title} is not cached and {FETCH_SWITCH}=0 bars fetching it"
+    return None
+
+
 def resolve(settings: Settings, mode: str, explicit: tuple[str, ...] | list[str] = ()) -> tuple[Settings, list[str]]:
     """Concrete backends for `--backend MODE`, and the warnings to show the user.
 
-    A tier's name gives every stage that tier's backend; `auto` gives each stage the best tier
-    whose backend can run here and says which stages fell back. Stages named in `explicit`
-    (the user chose them with --detector or --set) keep the backend in `settings`. Every chosen
-    backend is checked, so a run never starts only to fail at its first video.
+    A tier's name gives every stage that tier's backend; `auto` gives them the best of
+    `AUTO_TIERS` that can run here, whole (a result is packaged or weight-free, never half of
+    each, so that its label says what it is), and says why when it falls back. Stages named in
+    `explicit` (the user chose them with --detector or --set) keep the backend in `settings`.
+    Every chosen backend is checked, so a run never starts only to fail at its first video.
     """
     mode = MODE_ALIASES.get(mode, mode)
     if mode not in MODES:
         raise ConfigError(f"Unknown backend mode {mode!r}; choose one of: {', '.join(MODES)}")
-    changes, fallbacks = {}, []
-    for stage in STAGES:
-        if stage in explicit:
-            continue
-        if mode != "auto":
-            changes[f"{stage}.backend"] = TIER_BACKENDS[mode][stage]
-            continue
-        for tier in reversed(TIER_BACKENDS):  # best first
-            name = TIER_BACKENDS[tier][stage]
-            problem = missing(settings.updated(**{f"{stage}.backend": name}), stage)
+    warnings = []
+    if mode == "auto":
+        fallbacks = []
+        for tier in AUTO_TIERS:
+            problem = _tier_problem(settings, tier, explicit)
             if problem is None:
-                changes[f"{stage}.backend"] = name
+                mode = tier
                 break
-            fallbacks.append(f"{stage}: not {name} ({problem.reason})")
-    resolved = settings.updated(**changes)
+            fallbacks.append(f"not {tier} ({problem})")
+        if fallbacks:
+            warnings.append(f"--backend auto: {'; '.join(fallbacks)}; using {mode}")
+    resolved = settings.updated(**_stage_changes(settings, mode, explicit)) if mode != "auto" else settings
     check_available(resolved)
-    warnings = [f"--backend auto: {'; '.join(fallbacks)}"] if fallbacks else []
+    return resolved, warnings
+
+
+def resolve_and_fetch(
+    settings: Settings, mode: str, explicit: tuple[str, ...] | list[str] = (), say: Callable[[str], None] | None = None
+) -> tuple[Settings, list[str]]:
+    """`resolve`, then the packaged weights the result needs fetched once (`say` hears the
+    progress). Under `auto`, a fetch that fails (no registry reachable, a mirror that refuses)
+    falls back to weight-free with one warning saying how to retry; a tier the user named fails."""
+    resolved, warnings = resolve(settings, mode, explicit)
+    try:
+        fetch_weights(resolved, say)
+    except ConfigError as exc:
+        if MODE_ALIASES.get(mode, mode) != "auto":
+            raise
+        resolved, _ = resolve(settings, "weight-free", explicit)
+        why = str(exc).rstrip(".")
+        warnings.append(f"--backend auto: the packaged weights could not be fetched ({why}); using weight-free. Run again to retry the fetch")
     return resolved, warnings
 
 
