@@ -78,7 +78,6 @@ def test_auto_falls_back_without_waiting(empty_hf_cache):
 @pytest.mark.parametrize(
     ("mode", "absent", "extra", "explicit"),
     [
-        ("packaged", "torchvision", "packaged", []),  # NanoDet's NMS
         ("packaged", "transformers", "packaged", ["detect", "describe"]),  # MiniLM
         ("hub", "ultralytics", "hub", []),  # YOLO
         ("hub", "transformers", "hub", ["detect"]),  # BLIP-2, CLIP
@@ -96,7 +95,8 @@ def test_a_tier_whose_extra_is_not_installed_names_the_extra(monkeypatch, empty_
     for name in ("torchvision", "transformers", "ultralytics"):
         monkeypatch.setitem(sys.modules, name, None)
     resolved, warnings = resolve(Settings(), "auto")
-    assert (resolved.detect.backend, resolved.embed.backend) == ("blobs", "hashing")
+    # NanoDet needs none of them (its boxes are decoded in NumPy; PyTorch runs it without ONNX Runtime).
+    assert (resolved.detect.backend, resolved.embed.backend) == ("nanodet+blobs", "hashing")
     assert "'transformers' is not installed" in warnings[0]
 
 

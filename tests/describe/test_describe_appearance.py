@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from vlavad.core.errors import ConfigError
-from vlavad.describe.appearance import AppearanceDescriber, _phrases, vocabulary
+from vlavad.describe.appearance import WEIGHTS, AppearanceDescriber, _phrases, vocabulary
 from vlavad.describe.crops import crop_box
 from vlavad.describe.prompts import Prompt
 from vlavad.io.seek import read_frame
@@ -51,7 +51,7 @@ def test_it_answers_only_appearance_questions():
 def test_a_ped2_cyclist_looks_like_a_wheeled_vehicle():
     describer = AppearanceDescriber(device="cpu")
     try:
-        describer._network()
+        WEIGHTS.path("efficientnet-lite0.pth")
     except ConfigError as exc:
         pytest.skip(f"EfficientNet-Lite0 weights unavailable: {exc}")
     masks = np.unpackbits(np.load(PED2 / "test_pixel_masks_packed.npz")["Test010"], axis=-1)[..., :360].astype(bool)

@@ -98,9 +98,9 @@ def test_the_network_runs_at_its_rate_and_boxes_hold_in_between(network, monkeyp
 def test_gfl_decoding_geometry():
     """One confident cell with peaked bins decodes to the box the GFL formula gives."""
     stride, grid = 8, (4, 6)  # a 32x48 input
-    scores = torch.zeros(grid[0] * grid[1], 80)
+    scores = np.zeros((grid[0] * grid[1], 80), np.float32)
     scores[2 * grid[1] + 3, 1] = 0.9  # cell x=3, y=2 -> centre (28, 20); class 1 = bicycle
-    bins = torch.full((grid[0] * grid[1], 44), -30.0)
+    bins = np.full((grid[0] * grid[1], 44), -30.0, np.float32)
     for side, peak in enumerate([1, 2, 1, 0]):  # left, top, right, bottom distances in strides
         bins[:, side * 11 + peak] = 30.0
     boxes, got, labels = nanodet.decode_gfl([(stride, scores, bins)], (32, 48), 0.5, 0.6, [1])
