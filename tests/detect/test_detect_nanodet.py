@@ -141,18 +141,18 @@ def torchvision_decode(levels, input_hw, score_threshold, iou, class_ids, max_de
     return boxes[kept].numpy(), scores[kept].numpy(), labels[kept].numpy()
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(3))
 def test_numpy_decoding_equals_torchvisions(seed):
     # Random levels dense with overlapping candidates of several classes, as at a low threshold.
     rng = np.random.default_rng(seed)
     levels = []
     for stride in (8, 16, 32):
-        cells = (320 // stride) * (256 // stride)
+        cells = (160 // stride) * (128 // stride)
         scores = (1 / (1 + np.exp(-(rng.standard_normal((cells, 80)) * 2 - 3)))).astype(np.float32)
         levels.append((stride, scores, (rng.standard_normal((cells, 44)) * 3).astype(np.float32)))
     for threshold, iou, classes in ((0.3, 0.6, [0, 1, 2, 3]), (0.05, 0.5, list(range(80)))):
-        want = torchvision_decode(levels, (256, 320), threshold, iou, classes)
-        got = nanodet.decode_gfl(levels, (256, 320), threshold, iou, classes)
+        want = torchvision_decode(levels, (128, 160), threshold, iou, classes)
+        got = nanodet.decode_gfl(levels, (128, 160), threshold, iou, classes)
         assert len(want[0]) > 20 and len(got[0]) == len(want[0])
         np.testing.assert_allclose(got[0], want[0], atol=1e-4)
         assert np.array_equal(got[1], want[1]) and np.array_equal(got[2], want[2])
