@@ -22,3 +22,26 @@ def synthetic_dataset(tmp_path_factory) -> Path:
     that modify files must copy them first.
     """
     return make_dataset(tmp_path_factory.mktemp("synthetic"))
+
+
+@pytest.fixture
+def linked_weights(tmp_path, monkeypatch):
+    """`linked_weights(WEIGHTS, ...)`: a weights cache in tmp_path holding links to the real,
+    already fetched files of each pinned package (skips where they are not fetched), so that
+    what a test exports lands in tmp_path and never in the user's cache."""
+    from vlavad.weights import hub
+    from vlavad.weights.packaged import weights_dir
+
+    def link(*packages):
+        cache = tmp_path / "weights"
+        for pinned in packages:
+            found = [weights_dir() / pinned.name / name for name, _ in pinned.files]
+            if not all(path.is_file() for path in found):
+                pytest.skip(f"{pinned.title} is not fetched in {weights_dir()}")
+            (cache / pinned.name).mkdir(parents=True, exist_ok=True)
+            for path in found:
+                (cache / pinned.name / path.name).symlink_to(path.resolve())
+        monkeypatch.setenv("VLAVAD_WEIGHTS", str(cache))
+        monkeypatch.setattr(hub, "_LOADED", {})  # no network loaded from the other cache
+
+    return link

@@ -107,7 +107,6 @@ def test_auto_keeps_the_stages_the_user_chose(packaged_cached):
 @pytest.mark.parametrize(
     ("mode", "absent", "extra", "explicit"),
     [
-        ("packaged", "torchvision", "packaged", []),  # NanoDet's NMS
         ("packaged", "transformers", "packaged", ["detect", "describe"]),  # MiniLM
         ("hub", "ultralytics", "hub", []),  # YOLO
         ("hub", "transformers", "hub", ["detect"]),  # BLIP-2, CLIP
@@ -126,7 +125,7 @@ def test_a_tier_whose_extra_is_not_installed_names_the_extra(monkeypatch, empty_
         monkeypatch.setitem(sys.modules, name, None)
     resolved, warnings = resolve(Settings(), "auto")
     assert chosen(resolved) == ("blobs", "motion", "hashing")  # the whole tier, not a mix
-    assert "'torchvision' is not installed" in warnings[0]
+    assert "'transformers' is not installed" in warnings[0]
 
 
 def test_incomplete_sharded_download_is_not_available(blip2_dir, tmp_path):

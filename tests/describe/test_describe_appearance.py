@@ -6,16 +6,22 @@ the tests that need them skip. A Ped2 cyclist is needed for one test, which skip
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from vlavad.core.errors import ConfigError
-from vlavad.describe.appearance import AppearanceDescriber, _phrases, vocabulary
+from vlavad.describe import appearance
+from vlavad.describe.appearance import WEIGHTS, AppearanceDescriber, AppearanceSettings, _phrases, vocabulary
 from vlavad.describe.crops import crop_box
 from vlavad.describe.prompts import Prompt
 from vlavad.io.seek import read_frame
+from vlavad.weights import hub
+from vlavad.weights.classifier_input import prepare_crops
+from vlavad.weights.efficientnet_lite import EfficientNetLite0
 
 PED2 = Path(__file__).resolve().parents[3] / "shared" / "data" / "ped2"
 
@@ -51,7 +57,7 @@ def test_it_answers_only_appearance_questions():
 def test_a_ped2_cyclist_looks_like_a_wheeled_vehicle():
     describer = AppearanceDescriber(device="cpu")
     try:
-        describer._network()
+        WEIGHTS.path("efficientnet-lite0.pth")
     except ConfigError as exc:
         pytest.skip(f"EfficientNet-Lite0 weights unavailable: {exc}")
     masks = np.unpackbits(np.load(PED2 / "test_pixel_masks_packed.npz")["Test010"], axis=-1)[..., :360].astype(bool)
@@ -62,3 +68,62 @@ def test_a_ped2_cyclist_looks_like_a_wheeled_vehicle():
         crops.append(read_frame(PED2 / "test" / "Test010.mp4", frame)[y1:y2, x1:x2])
     phrases, details = _phrases(describer.classify(crops))
     assert phrases.count("looks like a wheeled vehicle") >= 7, list(zip(phrases, details))
+
+
+def cyclist_and_walker_crops() -> list[np.ndarray]:
+    """Real Ped2 crops: the cyclist of Test010 every 1.5 s and walkers' boxes from its first frame."""
+    masks = np.unpackbits(np.load(PED2 / "test_pixel_masks_packed.npz")["Test010"], axis=-1)[..., :360].astype(bool)
+    crops = []
+    for frame in range(0, 150, 15):
+        ys, xs = np.nonzero(masks[frame])
+        x1, y1, x2, y2 = crop_box(np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]]), 360, 240, 0.15, 16)[0]
+        crops.append(read_frame(PED2 / "test" / "Test010.mp4", frame)[y1:y2, x1:x2])
+    first = read_frame(PED2 / "test" / "Test010.mp4", 0)
+    return crops + [first[y : y + 50, x : x + 25] for x, y in ((40, 100), (150, 80), (250, 120), (300, 60))]
+
+
+@pytest.mark.skipif(not (PED2 / "test_pixel_masks_packed.npz").is_file(), reason="UCSD Ped2 not present in ../shared/data/ped2")
+@pytest.mark.parametrize("input_size", [160, 112])
+def test_onnx_runtime_and_pytorch_classify_ped2_crops_alike(linked_weights, monkeypatch, input_size):
+    linked_weights(WEIGHTS)
+    crops = cyclist_and_walker_crops()
+    describer = AppearanceDescriber(AppearanceSettings(input_size=input_size), device="cpu")
+    in_onnx = describer.classify(crops)
+    assert describer.runtime().startswith("onnxruntime ")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    in_torch = AppearanceDescriber(AppearanceSettings(input_size=input_size), device="cpu").classify(crops)
+    np.testing.assert_allclose(in_onnx, in_torch, atol=1e-5)
+    assert _phrases(in_onnx) == _phrases(in_torch)
+
+
+def test_without_onnx_runtime_the_classifier_runs_in_pytorch_with_the_same_output(tmp_path, monkeypatch):
+    # Random weights stand in for the pinned ones: what is compared is the two run-times.
+    monkeypatch.setenv("VLAVAD_WEIGHTS", str(tmp_path))
+    monkeypatch.setattr(hub, "_LOADED", {})
+
+    def random_network(device):
+        torch.manual_seed(0)
+        return EfficientNetLite0().eval().to(device)
+
+    monkeypatch.setattr(appearance, "_load", random_network)
+    crops = [np.random.default_rng(i).integers(0, 256, (40 + 9 * i, 20 + 5 * i, 3), np.uint8) for i in range(5)]
+    describer = AppearanceDescriber(AppearanceSettings(input_size=64), device="cpu")
+    in_onnx = describer.classify(crops)
+    assert describer.runtime().startswith("onnxruntime ")
+    with monkeypatch.context() as absent:
+        absent.setitem(sys.modules, "onnxruntime", None)
+        describer = AppearanceDescriber(AppearanceSettings(input_size=64), device="cpu")
+        assert describer.runtime().startswith("torch ")  # what will run it, before it has run
+        in_torch = describer.classify(crops)
+        assert describer.runtime().startswith("torch ")
+    np.testing.assert_allclose(in_onnx, in_torch, atol=1e-6)
+    assert in_onnx.shape == (5, 1000) and np.allclose(in_onnx.sum(axis=1), 1, atol=1e-5)
+
+
+def test_crops_are_prepared_alike_for_both_run_times():
+    from vlavad.weights.efficientnet_lite import prepare_batch
+
+    crops = [np.random.default_rng(i).integers(0, 256, (30 + 7 * i, 50 - 4 * i, 3), np.uint8) for i in range(4)] + [np.full((9, 5), 200, np.uint8)]
+    array = prepare_crops(crops, 48)
+    assert array.dtype == np.float32 and array.shape == (5, 3, 48, 48) and array.flags.c_contiguous
+    assert np.array_equal(prepare_batch(crops, 48).numpy(), array) and array.min() >= -1 and array.max() <= 1

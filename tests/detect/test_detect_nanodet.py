@@ -10,6 +10,7 @@ within 1e-4 + 1e-4 * |golden|; the largest error seen was 1e-5 (float32 summatio
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +19,13 @@ import torch
 
 from vlavad.core.errors import ConfigError
 from vlavad.detect import nanodet
+from vlavad.io.seek import read_frame
 from vlavad.pipeline.backends import make
 from vlavad.pipeline.settings import Settings
 
 GOLDEN = json.loads((Path(__file__).parents[1] / "fixtures" / "nanodet-golden" / "golden.json").read_text())
 ATOL = RTOL = 1e-4
+PED2 = Path(__file__).resolve().parents[3] / "shared" / "data" / "ped2"
 
 
 def golden_image(name: str) -> np.ndarray:
@@ -98,9 +101,9 @@ def test_the_network_runs_at_its_rate_and_boxes_hold_in_between(network, monkeyp
 def test_gfl_decoding_geometry():
     """One confident cell with peaked bins decodes to the box the GFL formula gives."""
     stride, grid = 8, (4, 6)  # a 32x48 input
-    scores = torch.zeros(grid[0] * grid[1], 80)
+    scores = np.zeros((grid[0] * grid[1], 80), np.float32)
     scores[2 * grid[1] + 3, 1] = 0.9  # cell x=3, y=2 -> centre (28, 20); class 1 = bicycle
-    bins = torch.full((grid[0] * grid[1], 44), -30.0)
+    bins = np.full((grid[0] * grid[1], 44), -30.0, np.float32)
     for side, peak in enumerate([1, 2, 1, 0]):  # left, top, right, bottom distances in strides
         bins[:, side * 11 + peak] = 30.0
     boxes, got, labels = nanodet.decode_gfl([(stride, scores, bins)], (32, 48), 0.5, 0.6, [1])
@@ -112,3 +115,68 @@ def test_gfl_decoding_geometry():
 def test_class_names_are_checked():
     with pytest.raises(ConfigError, match="'skiis' is not a COCO class name"):
         Settings().updated(**{"detect.nanodet.classes": "person,skiis"})
+
+
+def torchvision_decode(levels, input_hw, score_threshold, iou, class_ids, max_detections=100):
+    """The decoding as it was written in PyTorch with torchvision's NMS: the reference."""
+    import torchvision
+
+    allowed = torch.zeros(len(nanodet.COCO_CLASSES), dtype=torch.bool)
+    allowed[class_ids] = True
+    boxes, scores, labels = [], [], []
+    for stride, cls_scores, bins in levels:
+        cls_scores, bins = torch.from_numpy(cls_scores), torch.from_numpy(bins)
+        cell, label = torch.nonzero((cls_scores >= score_threshold) & allowed, as_tuple=True)
+        grid_width = input_hw[1] // stride
+        centre = (torch.stack([cell % grid_width, cell // grid_width], 1).to(bins.dtype) + 0.5) * stride
+        prob = bins[cell].reshape(-1, 4, nanodet.REG_MAX + 1).softmax(-1)
+        dist = prob @ torch.arange(nanodet.REG_MAX + 1, dtype=prob.dtype) * stride
+        boxes.append(torch.cat([centre - dist[:, :2], centre + dist[:, 2:]], 1))
+        scores.append(cls_scores[cell, label])
+        labels.append(label)
+    boxes, scores, labels = torch.cat(boxes), torch.cat(scores), torch.cat(labels)
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, input_hw[1])
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, input_hw[0])
+    kept = torchvision.ops.batched_nms(boxes, scores, labels, iou)[:max_detections]
+    return boxes[kept].numpy(), scores[kept].numpy(), labels[kept].numpy()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_numpy_decoding_equals_torchvisions(seed):
+    # Random levels dense with overlapping candidates of several classes, as at a low threshold.
+    rng = np.random.default_rng(seed)
+    levels = []
+    for stride in (8, 16, 32):
+        cells = (160 // stride) * (128 // stride)
+        scores = (1 / (1 + np.exp(-(rng.standard_normal((cells, 80)) * 2 - 3)))).astype(np.float32)
+        levels.append((stride, scores, (rng.standard_normal((cells, 44)) * 3).astype(np.float32)))
+    for threshold, iou, classes in ((0.3, 0.6, [0, 1, 2, 3]), (0.05, 0.5, list(range(80)))):
+        want = torchvision_decode(levels, (128, 160), threshold, iou, classes)
+        got = nanodet.decode_gfl(levels, (128, 160), threshold, iou, classes)
+        assert len(want[0]) > 20 and len(got[0]) == len(want[0])
+        np.testing.assert_allclose(got[0], want[0], atol=1e-4)
+        assert np.array_equal(got[1], want[1]) and np.array_equal(got[2], want[2])
+
+
+def ped2_frames() -> list[np.ndarray]:
+    if not (PED2 / "test" / "Test004.mp4").is_file():  # a synthetic frame where Ped2 is not here
+        return [golden_image("rects")[:240, :360]]
+    return [read_frame(PED2 / "test" / video, index) for video in ("Test004.mp4", "Test010.mp4") for index in (0, 60, 120)]
+
+
+@pytest.mark.parametrize("input_size", [416, 320])
+def test_onnx_runtime_and_pytorch_find_the_same_objects(linked_weights, monkeypatch, input_size):
+    linked_weights(nanodet.WEIGHTS)
+    frames = ped2_frames()
+    settings = nanodet.NanoDetSettings(input_size=input_size, score_threshold=0.2)
+    detector = nanodet.NanoDetDetector(settings, "cpu")
+    in_onnx = detector.detect_batch(frames)
+    assert detector.runtime().startswith("onnxruntime ") and sum(map(len, in_onnx)) >= len(frames)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    detector = nanodet.NanoDetDetector(settings, "cpu")
+    in_torch = detector.detect_batch(frames)
+    assert detector.runtime().startswith("torch ")
+    for onnx_found, torch_found in zip(in_onnx, in_torch):
+        assert list(onnx_found.data["class_name"]) == list(torch_found.data["class_name"])
+        np.testing.assert_allclose(onnx_found.xyxy, torch_found.xyxy, atol=1e-2)  # frame pixels
+        np.testing.assert_allclose(onnx_found.confidence, torch_found.confidence, atol=1e-4)

@@ -21,6 +21,7 @@ package's entry point in the group `vlavad.plugins`, is imported before any sett
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
 import pkgutil
 from dataclasses import dataclass
@@ -36,6 +37,12 @@ TIERS = ("weight-free", "packaged", "hub")  # lowest first: where a backend's we
 def highest_tier(tiers) -> str:
     """The highest of `tiers` (a composed backend's is its highest part's)."""
     return max(tiers, key=TIERS.index)
+
+
+def joined_runtimes(parts) -> str | None:
+    """A composed backend's run-times: its parts' distinct ones, in order ("onnxruntime 1.x")."""
+    found = list(dict.fromkeys(r for r in (part.runtime() for part in parts) if r))
+    return ", ".join(found) or None
 
 
 def in_tier_order(tiers) -> list[str]:
@@ -86,6 +93,12 @@ class Backend:
     def identity(self) -> dict:
         """Name, weights and the settings that change its output: enters cache keys and saved models."""
         raise NotImplementedError
+
+    def runtime(self) -> str | None:
+        """What runs its network ("onnxruntime 1.x", "torch 2.x"); None when it runs none. Results
+        record it, outside `identity()`: a network gives the same outputs within float tolerance in
+        either, so a model fitted on one scores on the other, and cached stages stay valid."""
+        return None if self.tier == "weight-free" else f"torch {importlib.metadata.version('torch')}"
 
 
 B = TypeVar("B", bound=Backend)

@@ -38,6 +38,7 @@ from vlavad.core.schema import Schema
 from vlavad.describe.base import DESCRIBERS, Describer, ProgressFn
 from vlavad.describe.crops import iter_crops
 from vlavad.describe.prompts import Prompt
+from vlavad.weights import onnx_models
 from vlavad.weights.hub import load_once, resolve_device
 from vlavad.weights.packaged import PackagedFile, PackagedWeights
 
@@ -85,6 +86,8 @@ class AppearanceDescriber(Describer):
     def __init__(self, settings: AppearanceSettings = AppearanceSettings(), device: str = "auto"):
         self.settings = settings
         self.requested_device = device
+        self._resolved: str | None = None  # the device, once asked
+        self._ran_on = ""  # what ran the classifier last: "onnxruntime 1.x" or "torch 2.x"
 
     @classmethod
     def create(cls, settings: AppearanceSettings, device: str) -> AppearanceDescriber:
@@ -158,19 +161,49 @@ class AppearanceDescriber(Describer):
         return _phrases(probabilities)
 
     def classify(self, crops_bgr: list[np.ndarray]) -> np.ndarray:
-        """ImageNet-1k probabilities (N, 1000) for BGR crops."""
+        """ImageNet-1k probabilities (N, 1000) for BGR crops: in ONNX Runtime on the CPU where it
+        is installed, in PyTorch otherwise (the GPU included)."""
+        from vlavad.weights.classifier_input import prepare_crops
+
+        x = prepare_crops(crops_bgr, self.settings.input_size)
+        device = self._device()
+        if device == "cpu" and (session := onnx_models.session(onnx_export(self.settings.input_size))) is not None:
+            self._ran_on = onnx_models.onnxruntime_label()
+            return _softmax(session.run(None, {"crops": x})[0])
         import torch
 
-        from vlavad.weights.efficientnet_lite import prepare_batch
-
-        network, device = self._network()
+        network = load_once(("efficientnet-lite0", WEIGHTS.version, device), lambda: _load(device))
         with torch.inference_mode():
-            logits = network(prepare_batch(crops_bgr, self.settings.input_size).to(device))
+            logits = network(torch.from_numpy(x).to(device))
+        self._ran_on = onnx_models.torch_label()
         return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
-    def _network(self):
-        device = resolve_device(self.requested_device)
-        return load_once(("efficientnet-lite0", WEIGHTS.version, device), lambda: _load(device)), device
+    def runtime(self) -> str:
+        return self._ran_on or onnx_models.planned_runtime(self._device())
+
+    def _device(self) -> str:
+        if self._resolved is None:
+            self._resolved = resolve_device(self.requested_device)
+        return self._resolved
+
+
+def onnx_export(input_size: int) -> onnx_models.OnnxExport:
+    """EfficientNet-Lite0's export for one crop size ("same" padding is fixed by it); any batch."""
+    return onnx_models.OnnxExport(
+        name=f"efficientnet-lite0-{input_size}",
+        title=f"EfficientNet-Lite0 ({input_size} px)",
+        weights=WEIGHTS,
+        code=("vlavad.weights.efficientnet_lite",),
+        build=lambda: _load("cpu"),
+        inputs=(("crops", (1, 3, input_size, input_size), "float32"),),
+        output_names=("logits",),
+        dynamic_axes={"crops": {0: "batch"}, "logits": {0: "batch"}},
+    )
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def _load(device: str):

@@ -13,7 +13,7 @@ import pandas as pd
 
 from vlavad.core.errors import ConfigError
 from vlavad.core.records import VideoInfo
-from vlavad.core.registry import highest_tier
+from vlavad.core.registry import highest_tier, joined_runtimes
 from vlavad.describe.base import Describer, ProgressFn
 from vlavad.describe.prompts import Prompt
 
@@ -40,6 +40,9 @@ class ComposedDescriber(Describer):
 
     def identity(self) -> dict:
         return {"describer": self.name, "is_vlm": self.is_vlm, "parts": [part.identity() for part in self.parts]}
+
+    def runtime(self) -> str | None:
+        return joined_runtimes(self.parts)
 
     def fit(self, normal_tracks: list[tuple[VideoInfo, pd.DataFrame]]) -> None:
         for part in self.parts:

