@@ -1,4 +1,4 @@
-"""How often must the packaged tier's detector run? Chosen on a dataset's *training* videos alone.
+"""How often must the packaged tier's networks run? Chosen on a dataset's *training* videos alone.
 
 NanoDet is the packaged tier's largest cost, so it runs at `detect.nanodet.rate_hz` and its boxes
 are carried over the frames in between (`vlavad/detect/carried.py`). This script runs the real
@@ -9,6 +9,10 @@ the describers are shown) with those of NanoDet at every frame: a box counts as 
 of the candidate has IoU >= 0.5 with it and the same class (or both of unknown kind). It reports recall, precision and F1 per
 candidate, and the share of boxes "of unknown kind" (a blob the stale boxes did not explain),
 which SPA would read as rare. No test video is read and no label is used.
+
+The classifier's rate is chosen the same way: each track's crops are classified at every step, on
+the original and on the re-encoded copy (the yardstick), and at each candidate rate the answers
+carried between classifications are compared with every step's own.
 
 The yardstick is the change a deployment makes anyway: the same videos re-encoded at H.264 CRF 28
 (a phone's upload), detected at every frame. The lowest rate that changes the tracked boxes no
@@ -28,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import supervision as sv
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -35,6 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from transform_dataset import transform_clip  # noqa: E402
 
+from vlavad.describe.appearance import AppearanceDescriber, _every  # noqa: E402
+from vlavad.describe.steps import track_steps  # noqa: E402
 from vlavad.detect.blobs import MotionBlobDetector  # noqa: E402
 from vlavad.detect.composed import ComposedDetector  # noqa: E402
 from vlavad.detect.nanodet import NanoDetDetector  # noqa: E402
@@ -107,6 +114,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rates", type=float, nargs="+", default=[10.0, 5.0, 3.3, 2.5, 2.0, 1.0], help="detector rates (Hz) to compare")
     parser.add_argument("--videos", type=int, default=0, help="use only the first N training videos (default: all)")
     parser.add_argument("--crf", type=int, default=28, help="the yardstick's re-encoding quality (H.264 CRF)")
+    parser.add_argument(
+        "--classifier-rates", type=float, nargs="*", default=[2.0, 1.0, 0.5], help="crop classification rates (Hz) to compare (none: skip)"
+    )
     parser.add_argument("--out", type=Path, help="write the table as JSON here")
     args = parser.parse_args(argv)
 
@@ -176,9 +186,55 @@ def main(argv=None) -> int:
         print(
             f"| {r['detector']} | {r['every_frames']:g} frames | {r['between_runs']} | {r['recall']:.3f} | {r['precision']:.3f} | {r['f1']:.3f} | {r['unknown_share']:.1%} | {mark} |"
         )
+    classifier_rows = []
+    if args.classifier_rates:
+        classifier_rows = classifier_agreement(settings, recorded, copies, args.classifier_rates, nanodet_settings, blob_settings, args.crf)
+        print(
+            f"\nEach track's appearance answer, classified at a rate and carried in between, against every step's own (step_hz {settings.describe.step_hz:g}).\n"
+        )
+        print("| crops classified | same answer as every step | |")
+        print("| --- | ---: | --- |")
+        yard = classifier_rows[0]["agreement"]
+        lowest = min((r for r in classifier_rows[1:] if r["agreement"] >= yard), key=lambda r: r["rate_hz"], default=None)
+        for r in classifier_rows:
+            mark = "lowest rate within the yardstick" if r is lowest else ""
+            print(f"| {r['classified']} | {r['agreement']:.3f} | {mark} |")
     if args.out:
-        args.out.write_text(json.dumps({"rows": rows, "chosen": chosen, "videos": [ref.name for ref in train]}, indent=1))
+        args.out.write_text(
+            json.dumps({"rows": rows, "chosen": chosen, "classifier_rows": classifier_rows, "videos": [ref.name for ref in train]}, indent=1)
+        )
     return 0
+
+
+def classifier_agreement(settings, recorded, copies, rates, nanodet_settings, blob_settings, crf: int) -> list[dict]:
+    """Per candidate rate, the share of steps whose appearance answer equals the one classified at
+    that very step; the first row is the yardstick: every step classified on the re-encoded copy."""
+    describer = AppearanceDescriber(settings.describe.appearance)
+    same = {"yardstick": [0, 0], **{rate: [0, 0] for rate in rates}}
+    for (info, detections), (copy_info, _) in zip(recorded, copies):
+        nanodet = Replay(nanodet_settings, detections, carry=False)
+        tracks = track_video(info, ComposedDetector(nanodet, MotionBlobDetector(blob_settings)), settings.track)
+        steps = track_steps(tracks, info.fps, settings.describe.step_hz).sort_values(["track_id", "frame"], kind="stable")
+        if steps.empty:
+            continue
+        every_step = np.array(describer.describe_crops(info, steps)[0], dtype=object)
+        on_copy = np.array(describer.describe_crops(copy_info, steps)[0], dtype=object)
+        same["yardstick"][0] += int((on_copy == every_step).sum())
+        same["yardstick"][1] += len(steps)
+        for rate in rates:
+            asked = _every(steps, max(1, int(round(info.fps / rate))))
+            carried_answers = pd.Series(np.where(asked, every_step, None)).ffill().to_numpy()  # each track's first step is asked
+            same[rate][0] += int((carried_answers == every_step).sum())
+            same[rate][1] += len(steps)
+    rows = [
+        {
+            "classified": f"every step, re-encoded at CRF {crf} (yardstick)",
+            "rate_hz": None,
+            "agreement": same["yardstick"][0] / max(same["yardstick"][1], 1),
+        }
+    ]
+    rows += [{"classified": f"{rate:g} Hz per track", "rate_hz": rate, "agreement": same[rate][0] / max(same[rate][1], 1)} for rate in rates]
+    return rows
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ class Missing:
 
     reason: str
     remedy: str
+    needs_library: bool = False  # a library to install, which comes before anything it would fetch
 
     def __str__(self) -> str:
         return f"{self.reason}. {self.remedy}"

@@ -85,11 +85,12 @@ def missing(settings: Settings, stage: str) -> Missing | None:
 
 
 def check_available(settings: Settings) -> None:
-    """ConfigError naming the first backend of `settings` that cannot run here, and the remedy."""
-    for stage in STAGES:
-        problem = missing(settings, stage)
-        if problem:
-            raise ConfigError(f"The {stage} backend {getattr(settings, stage).backend!r} cannot run here: {problem}")
+    """ConfigError naming a backend of `settings` that cannot run here, and the remedy: a library to
+    install first, since installing it is the step before any weights can be fetched."""
+    problems = [(stage, problem) for stage in STAGES if (problem := missing(settings, stage))]
+    if problems:
+        stage, problem = next(((s, p) for s, p in problems if p.needs_library), problems[0])
+        raise ConfigError(f"The {stage} backend {getattr(settings, stage).backend!r} cannot run here: {problem}")
 
 
 def fetching_allowed() -> bool:

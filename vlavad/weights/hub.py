@@ -99,6 +99,7 @@ def package_missing(package: str, extra: str) -> Missing | None:
         return Missing(
             f"the Python package {package!r} is not installed",
             f"Install it: pip install 'vlavad[{extra}]' (from a checkout: pip install -r requirements.txt)",
+            needs_library=True,
         )
     return None
 
