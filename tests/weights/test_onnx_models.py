@@ -142,6 +142,13 @@ def test_without_onnx_runtime_there_is_no_session(monkeypatch):
     assert not spec().folder.exists()
 
 
+def test_vlavad_runtime_torch_sets_onnx_runtime_aside(monkeypatch):
+    assert onnx_models.available()
+    monkeypatch.setenv("VLAVAD_RUNTIME", "torch")
+    assert not onnx_models.available() and onnx_models.session(spec()) is None
+    assert onnx_models.planned_runtime("cpu").startswith("torch ")
+
+
 def test_sessions_use_the_cpus_this_process_may_run_on():
     import onnxruntime
 

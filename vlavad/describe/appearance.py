@@ -25,6 +25,7 @@ tall; at 160 px the classifier calls them wheeled vehicles nearly as often as at
 from __future__ import annotations
 
 import json
+from contextlib import closing
 from functools import lru_cache
 from importlib import resources
 
@@ -35,6 +36,7 @@ from pydantic import Field
 from vlavad.core.records import ANSWER_COLUMNS, VideoInfo
 from vlavad.core.registry import Missing
 from vlavad.core.schema import Schema
+from vlavad.core.threads import prefetched
 from vlavad.describe.base import DESCRIBERS, Describer, ProgressFn
 from vlavad.describe.crops import iter_crops
 from vlavad.describe.prompts import Prompt
@@ -147,15 +149,19 @@ class AppearanceDescriber(Describer):
         s = self.settings
         probabilities = np.zeros((len(asked), 1000), np.float32)
         batch, positions, done = [], [], 0
-        for position, crop_rgb in iter_crops(info, asked, s.crop_margin, s.crop_min_side):
-            batch.append(crop_rgb[..., ::-1])  # the classifier's preparation takes BGR
-            positions.append(position)
-            if len(batch) == s.batch_size:
-                probabilities[positions] = self.classify(batch)
-                done += len(batch)
-                batch, positions = [], []
-                if progress:
-                    progress(done)
+        # The video is decoded ahead in a thread of its own while the classifier (which lets go of
+        # the GIL) works on the last batch.
+        crops = prefetched(iter_crops(info, asked, s.crop_margin, s.crop_min_side), depth=2 * s.batch_size, name="vlavad-crops")
+        with closing(crops):
+            for position, crop_rgb in crops:
+                batch.append(crop_rgb[..., ::-1])  # the classifier's preparation takes BGR
+                positions.append(position)
+                if len(batch) == s.batch_size:
+                    probabilities[positions] = self.classify(batch)
+                    done += len(batch)
+                    batch, positions = [], []
+                    if progress:
+                        progress(done)
         if batch:
             probabilities[positions] = self.classify(batch)
         return _phrases(probabilities)

@@ -144,9 +144,12 @@ class NanoDetSettings(Schema):
     iou: float = Field(0.6, gt=0, le=1)  # per-class NMS
     classes: str = DEFAULT_CLASSES  # COCO class names, comma-separated
     min_area_frac: float = Field(0.0012, ge=0, le=1)  # smaller boxes are dropped, as with blobs
-    # The network runs at this rate (at most once per frame); boxes hold in between, where
-    # ByteTrack and the flow measurement carry on. It is the detector's cost: see docs/performance.md.
-    rate_hz: float = Field(10.0, gt=0, le=120)
+    # The network runs at this rate (at most once per frame) and its boxes are carried in between
+    # (`vlavad.detect.carried`), where ByteTrack and the flow measurement carry on. It is the
+    # tier's largest cost. 3.3 Hz was chosen on Ped2's training videos alone
+    # (benchmarks/select_rates.py): the lowest rate whose tracked boxes differ from those of every
+    # frame no more than re-encoding the video as a phone would makes them differ.
+    rate_hz: float = Field(3.3, gt=0, le=120)
 
     @field_validator("classes")
     @classmethod

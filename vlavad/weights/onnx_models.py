@@ -92,7 +92,11 @@ class OnnxExport:
 
 
 def available() -> bool:
-    """Whether ONNX Runtime can be imported here (it is in the `packaged` extra)."""
+    """Whether ONNX Runtime can be imported here (it is in the `packaged` extra) and is wanted:
+    VLAVAD_RUNTIME=torch runs every network in PyTorch, to compare the two or to set aside an
+    export that misbehaves."""
+    if os.environ.get("VLAVAD_RUNTIME", "").strip().lower() == "torch":
+        return False
     return importlib.util.find_spec("onnxruntime") is not None
 
 
