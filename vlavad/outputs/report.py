@@ -31,9 +31,9 @@ CARD_STYLE = """.card{border:1px solid #ddd;border-radius:8px;padding:10px 14px;
 # With the viewport tag, a phone lays the page out at its own width (without it, at 980 px and all
 # text tiny); pictures and the table shrink to the screen, and long words wrap.
 STYLE = (
-    """body{font-family:system-ui,sans-serif;font-size:16px;line-height:1.4;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;overflow-wrap:anywhere}
+    """body{font-family:system-ui,sans-serif;font-size:16px;line-height:1.4;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;overflow-wrap:break-word}
 table{border-collapse:collapse;width:100%}td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
-.muted{color:#777}svg{max-width:100%;height:auto}img{height:auto}.summary{font-size:1.15em;font-weight:600}
+.muted{color:#777}td:last-child{overflow-wrap:anywhere}svg{max-width:100%;height:auto}img{height:auto}.summary{font-size:1.15em;font-weight:600}
 @media (max-width:600px){body{margin:1em auto;padding:0 .6em}td,th{padding:4px 5px}h1{font-size:1.4em}}"""
     + CARD_STYLE
 )
