@@ -507,6 +507,30 @@ def test_an_event_inside_the_declared_normal_segment_is_flagged_for_a_check():
     assert "Check the normal segment" not in summary(6.0)
 
 
+def test_the_summary_warns_when_the_object_behind_an_event_was_in_the_normal_segment():
+    """Ped2 Test004: the cart enters at 3.4 s, inside the default 5 s normal segment; its event
+    starts at 5.0 s, just after it. The model learnt part of the cart as normal: say so, and
+    suggest a segment that ends before it came."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from vlavad.core.records import Cause, Event
+    from webapp.analyse import normal_segment_warning
+
+    def result(first_seen_frame: int):
+        cause = Cause(track_id=12, frame=80, time_s=8.0, score=3.0, caption="moving fast", box=[0, 0, 10, 10], answers=[], temporal=False)
+        event = Event(start_frame=50, end_frame=110, start_s=5.0, end_s=11.0, peak_frame=80, peak_score=3.0, reasons=[], causes=[cause])
+        frames = pd.DataFrame({"frame": range(180), "time_s": [i / 10 for i in range(180)]})
+        objects = pd.DataFrame({"frame": range(first_seen_frame, 180), "track_id": 12})
+        return SimpleNamespace(events=[event], objects=objects, frames=frames)
+
+    warning = normal_segment_warning(result(34), 5.0)
+    assert "already in view at 3.4 s" in warning and "first 3 s" in warning
+    assert normal_segment_warning(result(52), 5.0) == ""  # it came after the segment
+    assert normal_segment_warning(result(34), None) == ""  # no segment declared (clips or a saved model)
+
+
 def test_keyless_api_calls_make_no_folders_and_uploads_stay_in_the_app_folder(served):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError as ClientError
@@ -523,7 +547,7 @@ def test_keyless_api_calls_make_no_folders_and_uploads_stay_in_the_app_folder(se
             keys.append(client.predict(stored, api_name="/on_load")[0])
         assert client.predict("motion (bundled)", api_name="/load")["data"]  # what made a folder per call
         client.predict(api_name="/refresh_all")
-        with pytest.raises(ClientError, match="Open an analysed video first"):
+        with pytest.raises(ClientError, match="Choose an analysed video in the list"):
             client.predict(handle_file(str(notes)), api_name="/import_annotations")
     assert sorted(os.listdir(app_dir / "workspaces")) == before
     assert len(set(keys)) == 6 and all(isinstance(k, str) and re.fullmatch(r"[A-Za-z0-9_-]{43}", k) for k in keys)

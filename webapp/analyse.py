@@ -24,11 +24,11 @@ from vlavad.io.probe import probe
 from vlavad.io.writer import write_clip
 from vlavad.outputs.render import render_frame
 from vlavad.outputs.results import load_result, write_outputs
-from vlavad.pipeline.pipeline import Pipeline
 from vlavad.pipeline.settings import preset
 from webapp import plots
 from webapp.common import EXAMPLE_VIDEO, TabHooks, choices_update, download_stem, events_table, result_meta, user_errors, workspace_of
 from webapp.names import BUNDLED_POOL, AppError, ModelMeta, check_name, clip_name, link_or_copy, now_iso
+from webapp.progress import ReportingPipeline, StageProgress
 from webapp.store import Store
 from webapp.tiers import APP_TIERS, default_tier, settings_for_tier, tier_choices
 from webapp.workspace import Workspace
@@ -44,6 +44,7 @@ DEFAULT_NORMAL_SECONDS = 5.0
 DEFAULT_EPOCHS = 4
 MAX_EPOCHS = 12
 MAX_NORMAL_CLIPS = 8
+EVENT_WIDTHS = ["7%", "15%", "15%", "15%", "48%"]  # #, start, end, peak score, why
 
 
 @dataclass
@@ -89,11 +90,14 @@ def analyse_video(
     epochs: int = DEFAULT_EPOCHS,
     save_model_as: str = "",
     tier: str = "weight-free",
-    report: Callable[[str], None] | None = None,
+    report: Callable[[str, float | None], None] | None = None,
 ) -> Analysis:
     """Fits (or loads) a model of normality with `tier`'s backends, scores `video`, and writes
     every output file. A saved model keeps the backends it was fitted with. `report` hears what
-    a wait for the packaged weights is waiting for."""
+    runs, in plain words, with the share of the whole run done (None while waiting for the
+    packaged weights, which cannot say)."""
+    report = report or (lambda line, fraction: None)
+    progress = StageProgress(report, fitting=normal_mode != NORMAL_MODEL)
     # Every choice is checked before any work: an API call can send anything.
     if normal_mode not in NORMAL_MODES:
         raise AppError(f"Unknown choice of normal data: {str(normal_mode)[:40]!r}")
@@ -117,7 +121,7 @@ def analyse_video(
     for clip in clips:
         check_upload(clip, store)
     if normal_mode != NORMAL_MODEL:  # before any folder is made: the wait for the weights may end in a refusal
-        settings = settings_for_tier(tier, preset("custom").updated(**{"temporal.epochs": int(epochs)}), report)
+        settings = settings_for_tier(tier, preset("custom").updated(**{"temporal.epochs": int(epochs)}), lambda line: report(line, None))
 
     result_id = workspace.new_result_id(source.stem)
     with workspace.result_staging(result_id) as folder:
@@ -133,7 +137,7 @@ def analyse_video(
         }
         if normal_mode == NORMAL_MODEL:
             model = workspace.load_model(model_name)
-            meta.update(model={"kind": "saved", "name": model_name}, model_label=f"saved model {model_name!r}")
+            meta.update(model={"kind": "saved", "name": model_name}, model_label=f"the saved model {model_name!r}")
         else:
             # The normal clips stay in this result (normal/): they are kept in clips/ only if a
             # model fitted on them is saved, and go with the result otherwise.
@@ -148,19 +152,24 @@ def analyse_video(
             kept = [clip_name(c) for c in clips]
             for clip, name in zip(clips, kept):
                 link_or_copy(clip, normal / name)
-            model = Pipeline(settings, cache_dir=store.cache, limits=info.limits).fit([normal / name for name in kept], pool)
+            progress.enter("fit")
+            model = ReportingPipeline(settings, cache_dir=store.cache, limits=info.limits, progress=progress).fit(
+                [normal / name for name in kept], pool
+            )
             model_meta = ModelMeta(normal_clips=kept, created=now_iso(), pool=pool_name or "", source=f"analysis of {source.stem}")
             model.save(folder / "model", extra={"app.json": model_meta.model_dump()})
             meta.update(model={"kind": "result"}, model_label=label)
 
-        result = Pipeline(model.settings, cache_dir=store.cache, limits=info.limits).score(model, local, name=source.stem)
+        progress.enter("score")
+        result = ReportingPipeline(model.settings, cache_dir=store.cache, limits=info.limits, progress=progress).score(model, local, name=source.stem)
         normal_until = float(normal_seconds) if normal_mode == NORMAL_SEGMENT else None
         meta["normal_until_s"] = normal_until
+        progress.enter("outputs", "drawing the boxes on the video and writing the report")
         cards = write_outputs(result, folder, local, annotated=True, report=True, model_label=meta["model_label"], normal_until_s=normal_until)
         if save_as and normal_mode != NORMAL_MODEL:
             # Saved once the long and fallible work is done: a run that fails saves nothing.
             saved = workspace.save_model(model, save_as, model_meta, clips_from=normal)
-            meta.update(model={"kind": "saved", "name": saved}, model_label=f"{meta['model_label']}, saved as model {saved!r}")
+            meta.update(model={"kind": "saved", "name": saved}, model_label=f"{meta['model_label']}, saved as the model {saved!r}")
         stem = download_stem(source.stem)
         downloads = store.publish(
             {f"{stem}-{name}": folder / name for name in ("annotated.mp4", "report.html", "frames.csv", "objects.csv", "result.json")}
@@ -174,19 +183,41 @@ def analyse_video(
 def summary_markdown(done: Analysis) -> str:
     r = done.result
     text = (
-        f"**{r.name}**: {r.info.frame_count} frames, {r.info.duration_s:.1f} s · **{len(r.events)} event(s)** · model {done.model_label}  \n"
+        f"**{r.name}**: {r.info.frame_count} frames, {r.info.duration_s:.1f} s · **{len(r.events)} event(s)** · normal: {done.model_label}  \n"
         f"Backends: {backends_line(r.backends)}  \nSPA question(s): {'; '.join(r.selected_questions) or 'none'} · threshold {r.threshold:.2f}  \n"
         f"Result id (reopen it in *Annotate*): `{done.result_id}`"
     )
-    inside = [e for e in r.events if done.normal_until_s is not None and e.start_s < done.normal_until_s]
+    warning = normal_segment_warning(r, done.normal_until_s)
+    return text + (f"  \n⚠️ **Check the normal segment:** {warning}" if warning else "")
+
+
+def normal_segment_warning(result: VideoResult, normal_until_s: float | None) -> str:
+    """One plain line when the part declared normal already holds what the model calls unusual:
+    an event inside it, or the object that raised an event already in view there (the model then
+    learnt part of that object as normal, and may miss it). Empty otherwise."""
+    if normal_until_s is None:
+        return ""
+    events = result.events
+    inside = [e for e in events if e.start_s < normal_until_s]
     if inside:
         first = inside[0]
-        text += (
-            f"  \n⚠️ **Check the normal segment:** event {r.events.index(first) + 1} ({first.start_s:.1f}–{first.end_s:.1f} s) lies in the "
-            f"first {done.normal_until_s:g} s, which you declared normal. If it is an anomaly, choose a segment that ends before "
-            f"{first.start_s:.1f} s, or upload normal clips."
+        return (
+            f"event {events.index(first) + 1} ({first.start_s:.1f}–{first.end_s:.1f} s) lies in the first {normal_until_s:g} s, which you "
+            f"declared normal. If it is an anomaly, choose a segment that ends before {first.start_s:.1f} s, or upload normal clips."
         )
-    return text
+    for number, event in enumerate(events, 1):
+        if not event.causes:
+            continue
+        objects = result.objects
+        seen = objects.loc[objects["track_id"] == event.causes[0].track_id, "frame"]
+        first_s = float(result.frames["time_s"].iloc[int(seen.min())]) if len(seen) else None
+        if first_s is not None and first_s < normal_until_s:
+            shorter = f"a normal segment of the first {int(first_s):d} s" if first_s >= 1.0 else "normal clips without it"
+            return (
+                f"the object that raised event {number} ({event.start_s:.1f}–{event.end_s:.1f} s) was already in view at {first_s:.1f} s, "
+                f"inside the first {normal_until_s:g} s you declared normal, so the model learnt part of it as normal. Try {shorter}."
+            )
+    return ""
 
 
 # --- the tab ---------------------------------------------------------------------------------
@@ -222,7 +253,9 @@ def build_tab(store: Store, session: gr.State, gpu=lambda fn: fn, concurrency: i
         frame_no = gr.Slider(0, 1, value=0, step=1, label="Frame", scale=3, elem_id="frame-slider")
         show_btn = gr.Button("Show this frame", scale=1, elem_id="show-frame")
     frame_img = gr.Image(label="Frame with its boxes", height=320, interactive=False)
-    events = gr.Dataframe(label="Events", interactive=False, wrap=True, value=events_table([]))
+    # Shares of the width, not pixels: on a phone the table fits the screen, and "why" wraps
+    # inside it instead of running off to the right.
+    events = gr.Dataframe(label="Events", interactive=False, wrap=True, value=events_table([]), column_widths=EVENT_WIDTHS, elem_id="events")
     cards = gr.HTML(label="Why each event was raised", elem_id="event-cards")
     downloads = gr.File(
         label="Downloads: frames CSV, objects CSV, result JSON, annotated video, HTML report", file_count="multiple", interactive=False
@@ -259,7 +292,7 @@ def build_tab(store: Store, session: gr.State, gpu=lambda fn: fn, concurrency: i
         if not video:
             raise gr.Error("Upload a video, or press “Use the bundled example”.")
         workspace, state = workspace_of(store, state)
-        progress(0, desc="checking the video")
+        progress(0, desc="Checking the video")
         done = analyse_video(
             store,
             workspace,
@@ -272,7 +305,7 @@ def build_tab(store: Store, session: gr.State, gpu=lambda fn: fn, concurrency: i
             epochs=n_epochs,
             save_model_as=save_name or "",
             tier=chosen_tier,
-            report=lambda line: progress(0, desc=line),
+            report=lambda line, fraction: progress(fraction, desc=line),
         )
         r = done.result
         state["backends"] = backends_line(r.backends)  # what the banner says this result used
@@ -280,9 +313,7 @@ def build_tab(store: Store, session: gr.State, gpu=lambda fn: fn, concurrency: i
         state["current"] = done.result_id
         ev = [e.to_dict() for e in r.events]
         peak = max(ev, key=lambda e: e["peak_score"])["peak_frame"] if ev else 0
-        figure = plots.timeline(
-            r.frames, ev, r.threshold, title="Anomaly score over time (hover: top object's caption)", normal_until_s=done.normal_until_s
-        )
+        figure = plots.timeline(r.frames, ev, r.threshold, title="Anomaly score over time", normal_until_s=done.normal_until_s)
         return (
             str(done.annotated),
             figure,

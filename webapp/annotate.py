@@ -160,7 +160,7 @@ def build_tab(store: Store, session: gr.State, analysed):
 
     def opened(state, rid) -> tuple[Workspace, VideoResult, dict]:
         if not rid:
-            raise AppError("Open an analysed video first.")
+            raise AppError("Choose an analysed video in the list, or type a saved result id, then press Open.")
         workspace, _ = workspace_of(store, state)
         folder = workspace.result_dir(rid)
         return workspace, load_result(folder), result_meta(folder)
@@ -179,10 +179,13 @@ def build_tab(store: Store, session: gr.State, analysed):
         return text, fig, pd.DataFrame(data["intervals"], columns=INTERVAL_COLUMNS), table, data["event_labels"]
 
     @user_errors
-    def open_result(state, rid):
-        workspace, saved, meta = opened(state, (rid or "").strip())
+    def open_result(state, rid, chosen=None):
+        """Opens the typed result id or, when none is typed, the video chosen in the list: after
+        an analysis the list shows that video, and Open opens it."""
+        rid = (rid or "").strip() or (chosen or "").strip()
+        workspace, saved, meta = opened(state, rid)
         stored = load_annotations(workspace, meta["content_key"], saved.info.duration_s)
-        return (rid.strip(), *view(state, rid.strip(), stored["intervals"], stored["event_labels"]))
+        return (rid, *view(state, rid, stored["intervals"], stored["event_labels"]))
 
     outputs = [auc, timeline, intervals, events, labels_state]
 
@@ -248,7 +251,8 @@ def build_tab(store: Store, session: gr.State, analysed):
 
     analysed.then(session_choices, session, result)
     result.select(open_result, [session, result], [current, *outputs], api_name=False)
-    open_btn.click(open_result, [session, result_id], [current, *outputs], api_name="open_result")
+    # The typed id comes first: API clients that send only an id keep working.
+    open_btn.click(open_result, [session, result_id, result], [current, *outputs], api_name="open_result")
     add_btn.click(add_interval, [session, current, intervals, labels_state, start, end], outputs)
     from_events_btn.click(add_events, [session, current, intervals, labels_state], outputs)
     clear_btn.click(clear, [session, current, labels_state], outputs)

@@ -31,6 +31,8 @@ footer {display: none !important}
   .gradio-container {padding-left: 6px !important; padding-right: 6px !important}
   .tab-container button {padding: 6px 5px !important; font-size: 12.5px !important}
   #event-cards .card {padding: 8px}
+  #events [role=gridcell], #events [role=columnheader], #events [role=gridcell] *, #events [role=columnheader] * {
+    padding-left: 2px !important; padding-right: 2px !important; font-size: 12px !important; word-break: normal !important}
 }
 """
 

@@ -135,6 +135,11 @@ def benchmark_dataset(
     return result, name
 
 
+def preset_for(dataset: str | None) -> str:
+    """The preset named after a dataset (ped2, avenue, shanghaitech), else "custom"."""
+    return dataset if dataset in preset_names() else "custom"
+
+
 def backend_choices(stage: str) -> list[tuple[str, str]]:
     """(label, name) of every backend of a stage and combination a tier uses; the label says its
     tier and, before anyone clicks, whether it can run here."""
@@ -184,10 +189,11 @@ def build_tab(store: Store, session: gr.State, data_root: Path, gpu=lambda fn: f
         gr.Markdown(access.note(), elem_id="benchmark-access")
     names = dataset_names(data_root)
     gr.Markdown("Benchmark datasets found on this server" + ("." if names else ": **none found**; an operator sets `VLAVAD_DATA_ROOT`."))
+    shown = names[0] if names else None
     with gr.Row():
-        dataset = gr.Dropdown(choices=names, value=names[0] if names else None, label="Dataset", allow_custom_value=False)
-        preset_box = gr.Dropdown(choices=preset_names(), value="custom", label="Preset")
-        epochs = gr.Slider(1, 12, value=preset("custom").temporal.epochs, step=1, label="S3M training epochs")
+        dataset = gr.Dropdown(choices=names, value=shown, label="Dataset", allow_custom_value=False)
+        preset_box = gr.Dropdown(choices=preset_names(), value=preset_for(shown), label="Preset")
+        epochs = gr.Slider(1, 12, value=preset(preset_for(shown)).temporal.epochs, step=1, label="S3M training epochs")
     best = TIER_BACKENDS[default_tier()]
     tier = gr.Radio(tier_choices(tuple(TIER_BACKENDS)), value=default_tier(), label="Backends: a tier, or one per stage below")
     with gr.Row():
@@ -255,8 +261,8 @@ def build_tab(store: Store, session: gr.State, data_root: Path, gpu=lambda fn: f
     )
     preset_box.change(lambda name: gr.update(value=preset(name).temporal.epochs), preset_box, epochs)
     tier.change(lambda name: tuple(gr.update(value=TIER_BACKENDS[name][stage]) for stage in STAGES), tier, [detector, describer, encoder])
-    # The preset follows the dataset when one is named after it (ped2, avenue, shanghaitech).
-    dataset.change(lambda name: gr.update(value=name) if name in preset_names() else gr.skip(), dataset, preset_box)
+    # The preset follows the dataset, the one shown when the page loads (above) and every change.
+    dataset.change(lambda name: gr.update(value=preset_for(name)), dataset, preset_box)
 
     def refresh(state):
         workspace, state = workspace_of(store, state)

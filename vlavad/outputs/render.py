@@ -5,8 +5,9 @@ threshold, grey when it was not scored (with the reason). Only unusual and anoma
 their full caption, so the object that raised an alarm is readable at a glance; usual ones get a
 short id. Text is drawn with DejaVu Sans (shipped with matplotlib), which has "×" and "…", unlike
 OpenCV's fonts. Labels are placed one by one, most important first, at the first spot beside
-their box that stays inside the frame and off every label already placed; `draw` returns that
-layout so that it can be checked.
+their box that stays inside the frame and off every label already placed (else the nearest free
+spot, else none: labels never cover each other); `draw` returns that layout so that it can be
+checked.
 """
 
 from __future__ import annotations
@@ -102,6 +103,8 @@ class FrameAnnotator:
             for i in np.argsort(-buckets, kind="stable"):
                 text = self._text(rows.iloc[i], buckets[i])
                 rect = self._place(draw, text, boxes[i], layout, (width, height - self.bar_height))
+                if rect is None:
+                    continue  # no free spot left in the frame: the box and its colour stay, unlabelled
                 layout.append(Label(int(rows.iloc[i]["track_id"]), text, rect, int(buckets[i])))
                 self._label(canvas, draw, text, rect, COLOURS[buckets[i]])
         self._score_bar(draw, index, width, height)
@@ -142,25 +145,24 @@ class FrameAnnotator:
             self._text_boxes[text] = draw.textbbox((0, 0), text, font=self.font)
         return self._text_boxes[text]
 
-    def _place(self, draw, text: str, box: np.ndarray, placed: list[Label], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    def _place(self, draw, text: str, box: np.ndarray, placed: list[Label], size: tuple[int, int]) -> tuple[int, int, int, int] | None:
         """The first candidate spot (above, below, inside the top, left, right of the box, then
-        further above and below) inside the frame and clear of other labels; else the one that
-        overlaps least."""
+        further above and below) inside the frame and clear of other labels; else the free spot
+        nearest the box on a grid over the frame; None when there is none: two labels drawn over
+        each other read as one blob, so one of them is better left out."""
         left, top, right, bottom = self._text_box(draw, text)
         w, h = min(right - left + 6, size[0]), bottom - top + 4
         x1, y1, x2, y2 = box
         candidates = [(x1, y1 - h), (x1, y2), (x1, y1), (x1 - w, y1), (x2, y1)]
         candidates += [(x1, y1 - h * k) for k in range(2, 6)] + [(x1, y2 + h * (k - 1)) for k in range(2, 6)]
-        best, best_overlap = None, None
+        grid = [(gx, gy) for gy in range(0, max(1, size[1] - h + 1), h) for gx in range(0, max(1, size[0] - w + 1), max(1, h))]
+        candidates += sorted(grid, key=lambda p: (p[0] - x1) ** 2 + (p[1] - y1) ** 2)
         for cx, cy in candidates:
-            rect = (int(np.clip(cx, 0, size[0] - w)), int(np.clip(cy, 0, size[1] - h)))
+            rect = (int(np.clip(cx, 0, max(0, size[0] - w))), int(np.clip(cy, 0, max(0, size[1] - h))))
             rect = (*rect, rect[0] + w, rect[1] + h)
-            overlap = sum(_overlap(rect, other.rect) for other in placed)
-            if overlap == 0:
+            if not any(_overlap(rect, other.rect) for other in placed):
                 return rect
-            if best_overlap is None or overlap < best_overlap:
-                best, best_overlap = rect, overlap
-        return best
+        return None
 
     def _score_bar(self, draw, index: int, width: int, height: int) -> None:
         """A strip along the bottom: the frame's fused score as a bar, the threshold as a tick."""

@@ -28,16 +28,28 @@ CARD_STYLE = """.card{border:1px solid #ddd;border-radius:8px;padding:10px 14px;
 .card img{border-radius:4px;max-width:100%}.cause{display:flex;gap:10px;align-items:flex-start;max-width:560px}
 .cause p{margin:2px 0;font-size:.92em}.cause .title{font-weight:600}"""
 
+# With the viewport tag, a phone lays the page out at its own width (without it, at 980 px and all
+# text tiny); pictures and the table shrink to the screen, and long words wrap.
 STYLE = (
-    """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
-.muted{color:#777}svg{max-width:100%;height:auto}"""
+    """body{font-family:system-ui,sans-serif;font-size:16px;line-height:1.4;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;overflow-wrap:break-word}
+table{border-collapse:collapse;width:100%}td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
+.muted{color:#777}td:last-child{overflow-wrap:anywhere}svg{max-width:100%;height:auto}img{height:auto}.summary{font-size:1.15em;font-weight:600}
+@media (max-width:600px){body{margin:1em auto;padding:0 .6em}td,th{padding:4px 5px}h1{font-size:1.4em}}"""
     + CARD_STYLE
 )
 
 
-def timeline_svg(times: np.ndarray, scores: np.ndarray, threshold: float, events: list[dict], width: int = 1000, height: int = 220) -> str:
-    """The fused score over time as an SVG: the curve, the threshold (dashed) and events (red bands)."""
+def timeline_svg(
+    times: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    events: list[dict],
+    width: int = 1000,
+    height: int = 220,
+    normal_until_s: float | None = None,
+) -> str:
+    """The fused score over time as an SVG: the curve, the threshold (dashed), events (red bands)
+    and, when given, the part declared normal (a blue band from the start)."""
     left, right, top, bottom = 48, 24, 10, 30  # the right margin holds half of the last time label
     plot_w, plot_h = width - left - right, height - top - bottom
     t0, t1 = (float(times[0]), float(times[-1])) if len(times) else (0.0, 1.0)
@@ -55,6 +67,9 @@ def timeline_svg(times: np.ndarray, scores: np.ndarray, threshold: float, events
         return top + (high - v) / (high - low) * plot_h
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" aria-label="anomaly score over time">']
+    if normal_until_s is not None:
+        end = x(min(max(normal_until_s, t0), t1))
+        parts.append(f'<rect class="normal-band" x="{left}" y="{top}" width="{end - left:.1f}" height="{plot_h}" fill="#1f77b4" opacity="0.12"/>')
     for event in events:
         x0, x1 = x(event["start_s"]), x(event["end_s"])
         parts.append(f'<rect x="{x0:.1f}" y="{top}" width="{max(x1 - x0, 2):.1f}" height="{plot_h}" fill="#d62728" opacity="0.15"/>')
@@ -143,9 +158,18 @@ def _img(image_bgr: np.ndarray, height: int, alt: str) -> str:
     return f'<img src="data:image/jpeg;base64,{base64.b64encode(jpeg).decode()}" alt="{html.escape(alt)}" height="{height}">' if ok else ""
 
 
-def render_report(result: VideoResult, model_label: str, cards: str = "") -> str:
+def summary_line(result: VideoResult) -> str:
+    """The report's first line: how many alerts in how long, and when the biggest was."""
+    events, duration = result.events, f"{result.info.duration_s:.0f} s"
+    if not events:
+        return f"No alert in {duration}: the anomaly score never crossed the event threshold."
+    biggest = max(events, key=lambda e: e.peak_score)
+    return f"{len(events)} alert{'s' if len(events) > 1 else ''} in {duration}; the biggest at {biggest.start_s:.0f}–{biggest.end_s:.0f} s."
+
+
+def render_report(result: VideoResult, model_label: str, cards: str = "", normal_until_s: float | None = None) -> str:
     """The report's HTML for `result`; `model_label` says what was taken as normal; `cards` are
-    the events' cards (`event_cards`)."""
+    the events' cards (`event_cards`); `normal_until_s`: where the part declared normal ends."""
     info, events = result.info, [e.to_dict() for e in result.events]
     rows = "".join(
         f"<tr><td>{i}</td><td>{e['start_s']:.1f} – {e['end_s']:.1f} s</td><td>{e['peak_score']:.2f}</td>"
@@ -157,21 +181,24 @@ def render_report(result: VideoResult, model_label: str, cards: str = "") -> str
         if events
         else "<p>No event: the score never crossed the threshold.</p>"
     )
-    svg = timeline_svg(result.frames["time_s"].to_numpy(), result.frames["fused"].to_numpy(), result.threshold, events)
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>VLAVAD report: {html.escape(result.name)}</title>
+    svg = timeline_svg(result.frames["time_s"].to_numpy(), result.frames["fused"].to_numpy(), result.threshold, events, normal_until_s=normal_until_s)
+    band = f"; blue band: the first {normal_until_s:g} s, declared normal" if normal_until_s is not None else ""
+    return f"""<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>VLAVAD report: {html.escape(result.name)}</title>
 <style>{STYLE}</style></head><body>
 <h1>Anomaly report: {html.escape(result.name)}</h1>
+<p class="summary">{html.escape(summary_line(result))}</p>
 <p>{info.frame_count} frames ({info.duration_s:.1f} s), {info.width}×{info.height}. Normal: {html.escape(model_label)}.<br>
 Backends: {html.escape(backends_line(result.backends))}.<br>
 Question(s) selected by SPA: {html.escape("; ".join(result.selected_questions) or "none")}. Event threshold: {result.threshold:.2f}.</p>
 <h2>Timeline</h2>{svg}
-<p class="muted">Blue: the anomaly score; dashed red: the event threshold; red bands: events.</p>
+<p class="muted">Blue line: the anomaly score; dashed red: the event threshold; red bands: events{band}.</p>
 <h2>Events ({len(events)})</h2>{table}
 {cards}
 <p class="muted">Generated by vlavad.</p>
 </body></html>"""
 
 
-def write_report(result: VideoResult, path: str | Path, model_label: str, cards: str = "") -> Path:
-    atomic_write_text(path, render_report(result, model_label, cards))
+def write_report(result: VideoResult, path: str | Path, model_label: str, cards: str = "", normal_until_s: float | None = None) -> Path:
+    atomic_write_text(path, render_report(result, model_label, cards, normal_until_s))
     return Path(path)

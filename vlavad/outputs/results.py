@@ -46,7 +46,7 @@ def write_outputs(
     cards = ""
     if report:
         cards = event_cards(result, video, normal_until_s)
-        write_report(result, folder / "report.html", model_label, cards)
+        write_report(result, folder / "report.html", model_label, cards, normal_until_s)
     return cards
 
 
