@@ -46,22 +46,9 @@ def run(dataset: Path, preset: str, args: list[str], env: dict[str, str], work: 
 
 
 def runtime_of(backends: dict) -> str:
-    """The run-times named in a result's backends record ("onnxruntime 1.23", "torch")."""
-    found = []
-
-    def walk(value):
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if key == "runtime" and isinstance(item, str):
-                    found.append(item)
-                else:
-                    walk(item)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
-
-    walk(backends)
-    return ", ".join(dict.fromkeys(found)) or "-"
+    """What ran each stage's networks, from a result's backends record (stages without one: -)."""
+    runtimes = backends.get("runtimes") or {}
+    return ", ".join(f"{stage}: {runtime}" for stage, runtime in runtimes.items() if runtime) or "-"
 
 
 def main(argv=None) -> int:
