@@ -212,7 +212,8 @@ class MotionDescriber(Describer):
         )
         size = np.array([_ratio_phrase(r, "size", "smaller", "larger") for r in _quarter_octave(size_ratio)], dtype=object)
         shape = np.array([_ratio_phrase(r, "shape", "narrower", "wider") for r in _quarter_octave(shape_ratio)], dtype=object)
-        change = m["speed"].to_numpy() / m["speed_before"].to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):  # no speed before: `_steadiness_phrase` reads inf and NaN
+            change = m["speed"].to_numpy() / m["speed_before"].to_numpy()
         steadiness = np.array([_steadiness_phrase(c, s) for c, s in zip(change, still)], dtype=object)
         summary = np.array(
             [
