@@ -594,7 +594,7 @@ def test_the_tier_chosen_in_analyse_reaches_the_pipeline(packaged_fetch, tmp_pat
         def fit(self, *args, **kwargs):
             raise AppError("stopped after the backends were chosen")
 
-    monkeypatch.setattr(analyse, "Pipeline", FittingSpy)
+    monkeypatch.setattr(analyse, "ReportingPipeline", FittingSpy)
     clip = tmp_path / "clip.mp4"
     render_scene(clip, **TINY)
     run = event(demo, "analyse").fn

@@ -29,5 +29,4 @@ def carried(previous: sv.Detections, last: sv.Detections, frames_between_runs: i
     centre_shift = ((last.xyxy[:, :2] + last.xyxy[:, 2:]) - (previous.xyxy[match, :2] + previous.xyxy[match, 2:])) / 2
     velocity = np.where(matched[:, None], centre_shift / max(frames_between_runs, 1), 0.0)
     moved = last.xyxy + np.tile(velocity * frames_since_last, 2)
-    out = sv.Detections(xyxy=moved.astype(np.float32), confidence=last.confidence, class_id=last.class_id, data=dict(last.data))
-    return out
+    return sv.Detections(xyxy=moved.astype(np.float32), confidence=last.confidence, class_id=last.class_id, data=dict(last.data))
