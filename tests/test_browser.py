@@ -118,7 +118,9 @@ def test_every_tab_in_a_browser(dirs, browser):
         progress = analyse_the_example(page, save_as="plaza")
         # The progress said which stage ran, in plain words, and moved.
         said = " ".join(progress)
-        for stage in ("Learning what is normal: finding and following the objects", "Analysing the video", "Writing the results"):
+        # The long stages; "Writing the results" is one update a second or two before the end,
+        # which a poll every 100 ms of what Gradio has pushed sees in some runs and not in others.
+        for stage in ("Learning what is normal: finding and following the objects", "Analysing the video"):
             assert stage in said, progress
         percents = [float(p) for p in re.findall(r"(\d+(?:\.\d+)?)%", said)]
         assert len(set(percents)) >= 4 and max(percents) >= 50, progress
@@ -156,14 +158,14 @@ def test_every_tab_in_a_browser(dirs, browser):
         choose(page, "Model whose normal videos to use", "plaza")
         page.get_by_role("button", name="Validate and re-run selection").click()
         page.get_by_text("Valid pool of 6 question(s)").wait_for(timeout=60_000)
-        assert page.locator(".js-plotly-plot .ytick").filter(has_text="What shape").count() == 1
+        # The chart redraws after the line that announces the pool: wait for it, do not count at once.
+        playwright.expect(page.locator(".js-plotly-plot .ytick").filter(has_text="What shape")).to_have_count(1, timeout=30_000)
         page.get_by_label("Row # to delete").fill("4")  # "What shape is the object?"
         page.get_by_role("button", name="Delete row").click()
         page.wait_for_timeout(500)
         page.get_by_role("button", name="Validate and re-run selection").click()
         page.get_by_text("Valid pool of 5 question(s)").wait_for(timeout=60_000)
-        page.wait_for_timeout(500)
-        assert page.locator(".js-plotly-plot .ytick").filter(has_text="What shape").count() == 0
+        playwright.expect(page.locator(".js-plotly-plot .ytick").filter(has_text="What shape")).to_have_count(0, timeout=30_000)
         page.get_by_label("Save pool as").fill("no-shape")
         page.get_by_role("button", name="Save pool version").click()
         page.get_by_text("Saved pool").wait_for(timeout=30_000)
@@ -184,7 +186,9 @@ def test_every_tab_in_a_browser(dirs, browser):
         page.wait_for_timeout(800)
         page.get_by_role("button", name="Save annotations").click()
         page.get_by_text("Saved 1 interval(s)").wait_for(timeout=30_000)
-        assert page.get_by_text(re.compile(r"AUC of the model's score against your annotations: \d\.\d{3}")).count() == 1
+        playwright.expect(page.get_by_text(re.compile(r"AUC of the model's score against your annotations: \d\.\d{3}"))).to_have_count(
+            1, timeout=30_000
+        )
         shoot(page, shots, "annotate")
 
         # Benchmark: the dataset shown on load (ped2) comes with its preset; another dataset, with
@@ -231,7 +235,7 @@ def test_every_tab_in_a_browser(dirs, browser):
         page.get_by_label("…or a saved result id").fill(result_id)
         page.get_by_role("button", name="Open", exact=True).click()
         page.get_by_text("1 marked interval(s)").wait_for(timeout=30_000)
-        assert page.locator(CELL, has_text="false alarm").count() == 1
+        playwright.expect(page.locator(CELL, has_text="false alarm")).to_have_count(1, timeout=30_000)
     finally:
         stop_app(proc)
 
