@@ -23,7 +23,7 @@ import numpy as np
 from vlavad.core.errors import VideoError, one_line
 from vlavad.core.limits import LIBRARY_LIMITS, VideoLimitError, VideoLimits
 from vlavad.io.frame_folders import iter_folder
-from vlavad.io.header import DEFAULT_FPS, read_header
+from vlavad.io.header import DEFAULT_FPS, first_video_stream, read_header
 
 
 def iter_frames(
@@ -67,14 +67,7 @@ def open_video(path: Path, limits: VideoLimits) -> Iterator[tuple[av.container.I
     # The option bounds the frames FFmpeg decodes while opening, for formats that list their
     # streams in a header; our own decoder gets it too, below.
     max_pixels = {"max_pixels": str(limits.decoder_max_pixels())}
-    try:
-        container = av.open(str(path), options=max_pixels)
-    except av.FFmpegError as e:
-        raise VideoError(f"Cannot open {path} as a video: {one_line(e)}") from e
-    with container:
-        if not container.streams.video:
-            raise VideoError(f"No video stream in {path}")
-        stream = container.streams.video[0]
+    with first_video_stream(path, max_pixels) as (container, stream):
         stream.thread_type = "AUTO"  # frame + slice threads: several times faster on large videos
         if stream.codec_context is not None:
             stream.codec_context.options = max_pixels

@@ -9,6 +9,8 @@ while decoding (`vlavad.io.decoder`), since a header may say nothing, or lie.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,18 +80,25 @@ def folder_header(folder: Path, fps_hint: float | None, limits: VideoLimits) -> 
     return VideoHeader(str(folder), width, height, fps, len(files), len(files) / fps)
 
 
-def file_header(path: Path) -> VideoHeader:
-    """What the container says, read with every decoder barred: opening a file otherwise decodes
-    its first frame to learn its pixel format, at whatever size the file claims, before any check
-    of ours can run (three 16000x16000 PNG frames took 290 MB)."""
+@contextmanager
+def first_video_stream(path: Path, options: dict[str, str]) -> Iterator[tuple[av.container.InputContainer, av.VideoStream]]:
+    """The container opened with FFmpeg `options`, and its first video stream; PyAV's errors and
+    a file without video become one-line VideoErrors."""
     try:
-        container = av.open(str(path), options={"codec_whitelist": "none"})
+        container = av.open(str(path), options=options)
     except av.FFmpegError as e:
         raise VideoError(f"Cannot open {path} as a video: {one_line(e)}") from e
     with container:
         if not container.streams.video:
             raise VideoError(f"No video stream in {path}")
-        stream = container.streams.video[0]
+        yield container, container.streams.video[0]
+
+
+def file_header(path: Path) -> VideoHeader:
+    """What the container says, read with every decoder barred: opening a file otherwise decodes
+    its first frame to learn its pixel format, at whatever size the file claims, before any check
+    of ours can run (three 16000x16000 PNG frames took 290 MB)."""
+    with first_video_stream(path, {"codec_whitelist": "none"}) as (container, stream):
         context = stream.codec_context
         width, height = (context.width, context.height) if context is not None else (0, 0)
         # Only a stated average: the guessed rate of a variable-rate WebM is its 1000 Hz clock.
