@@ -67,6 +67,13 @@ def open_page(browser, url):
     return page
 
 
+def screenshot_folder(base: Path) -> Path:
+    """docs/ with VLAVAD_UPDATE_SCREENSHOTS=1 (the README's pictures), else the test's own folder."""
+    shots = DOCS if os.environ.get("VLAVAD_UPDATE_SCREENSHOTS") == "1" else base / "screenshots"
+    shots.mkdir(exist_ok=True)
+    return shots
+
+
 def shoot(page, folder: Path, name: str, scroll_to: str | None = None, zoom: float = 0.75) -> None:
     """A 1280x900 picture of a tab, the page zoomed out so that its results fit in one screen."""
     page.evaluate(f"document.body.style.zoom = '{zoom}'")
@@ -108,8 +115,7 @@ def analyse_the_example(page, save_as: str = "") -> list[str]:
 
 def test_every_tab_in_a_browser(dirs, browser):
     app_dir, data_root, base = dirs
-    shots = DOCS if os.environ.get("VLAVAD_UPDATE_SCREENSHOTS") == "1" else base / "screenshots"
-    shots.mkdir(exist_ok=True)
+    shots = screenshot_folder(base)
     proc, url = start_app(app_dir, data_root, base / "app.log")
     page = None
     try:
@@ -256,8 +262,7 @@ def test_an_analysis_reads_on_a_phone(dirs, phone):
     summary and an event's card fit the screen."""
     app_dir, data_root, base = dirs
     context, width = phone
-    shots = DOCS if os.environ.get("VLAVAD_UPDATE_SCREENSHOTS") == "1" else base / "screenshots"
-    shots.mkdir(exist_ok=True)
+    shots = screenshot_folder(base)
     proc, url = start_app(app_dir, data_root, base / "app-phone-analyse.log")
     page = None
     try:
@@ -298,8 +303,7 @@ def test_every_tab_fits_a_phone(dirs, browser):
     """At 375 px wide every tab can be reached, its main button is on screen, and nothing makes
     the page scroll sideways."""
     app_dir, data_root, base = dirs
-    shots = DOCS if os.environ.get("VLAVAD_UPDATE_SCREENSHOTS") == "1" else base / "screenshots"
-    shots.mkdir(exist_ok=True)
+    shots = screenshot_folder(base)
     proc, url = start_app(app_dir, data_root, base / "app-phone.log")
     try:
         page = open_page(browser, url)
@@ -328,8 +332,7 @@ def test_the_report_opens_with_its_pictures(dirs, browser, phone):
     from vlavad.outputs.report import timeline_svg
 
     _, data_root, base = dirs
-    shots = DOCS if os.environ.get("VLAVAD_UPDATE_SCREENSHOTS") == "1" else base / "screenshots"
-    shots.mkdir(exist_ok=True)
+    shots = screenshot_folder(base)
     dataset, cache = data_root / "tiny-synthetic", ["--cache", str(base / "cache"), "-q"]
     fit = ["fit", "--dataset", str(dataset), "--out", str(base / "model"), "--set", "temporal.epochs=2", "--backend", "weight-free"]
     assert main([*fit, *cache]) == 0
