@@ -78,6 +78,18 @@ class Replay(NanoDetDetector):
         return found
 
 
+def boxes_by_frame(table, frame_count: int) -> list[sv.Detections]:
+    """A tracks table as each frame's boxes and class ids."""
+    by_frame = dict(tuple(table.groupby("frame")))
+    empty = sv.Detections.empty()
+    return [
+        sv.Detections(xyxy=rows[["x1", "y1", "x2", "y2"]].to_numpy(np.float32), class_id=rows["class_id"].to_numpy(int))
+        if (rows := by_frame.get(i)) is not None
+        else empty
+        for i in range(frame_count)
+    ]
+
+
 def agreement(reference: sv.Detections, candidate: sv.Detections) -> int:
     """Boxes of `reference` that one box of `candidate` (greedily, each used once) overlaps by
     IoU >= 0.5 with the same class id (-1: of unknown kind)."""
@@ -145,21 +157,18 @@ def main(argv=None) -> int:
         copies.append(every_frame(copy, size))
     print(f"NanoDet at every frame of {len(train)} training videos and their copies: {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
+    def track_table(info, detections, rate_hz, carry):
+        """The tracking pass's table for NanoDet's recorded detections replayed at `rate_hz`."""
+        nanodet = Replay(nanodet_settings.model_copy(update={"rate_hz": rate_hz}), detections, carry)
+        return track_video(info, ComposedDetector(nanodet, MotionBlobDetector(blob_settings)), settings.track)
+
     def tracked(info, detections, rate_hz, carry) -> list[sv.Detections]:
         """What the tracking pass hands the describers: each frame's tracked boxes and classes."""
-        nanodet = Replay(nanodet_settings.model_copy(update={"rate_hz": rate_hz}), detections, carry)
-        table = track_video(info, ComposedDetector(nanodet, MotionBlobDetector(blob_settings)), settings.track)
-        by_frame = dict(tuple(table.groupby("frame")))
-        empty = sv.Detections.empty()
-        return [
-            sv.Detections(xyxy=rows[["x1", "y1", "x2", "y2"]].to_numpy(np.float32), class_id=rows["class_id"].to_numpy(int))
-            if (rows := by_frame.get(i)) is not None
-            else empty
-            for i in range(info.frame_count)
-        ]
+        return boxes_by_frame(track_table(info, detections, rate_hz, carry), info.frame_count)
 
     fps = recorded[0][0].fps
-    reference = [tracked(info, detections, rate_hz=fps, carry=False) for info, detections in recorded]
+    reference_tables = [track_table(info, detections, fps, False) for info, detections in recorded]
+    reference = [boxes_by_frame(table, info.frame_count) for table, (info, _) in zip(reference_tables, recorded)]
 
     def compared(name: str, candidate, rate_hz: float, carry: bool, between: str) -> dict:
         kept = total_ref = total_cand = unknown = 0
@@ -190,7 +199,7 @@ def main(argv=None) -> int:
         )
     classifier_rows = []
     if args.classifier_rates or args.classifier_sizes:
-        classifier_rows = classifier_agreement(settings, recorded, copies, args, nanodet_settings, blob_settings)
+        classifier_rows = classifier_agreement(settings, recorded, reference_tables, copies, args)
         print(
             f"\nEach track's appearance answer, against every step's own at {settings.describe.appearance.input_size} px "
             f"(step_hz {settings.describe.step_hz:g}); between classifications a track keeps its answer.\n"
@@ -213,7 +222,7 @@ def at_rate(steps, answers: np.ndarray, every_steps: float) -> np.ndarray:
     return pd.Series(np.where(asked, answers, None)).ffill().to_numpy()  # each track's first step is asked
 
 
-def classifier_agreement(settings, recorded, copies, args, nanodet_settings, blob_settings) -> list[dict]:
+def classifier_agreement(settings, recorded, reference_tables, copies, args) -> list[dict]:
     """Per candidate (a rate, or an input size), the share of steps whose appearance answer equals
     the one classified at that very step at the preset's size; the first row is the yardstick:
     every step classified on the re-encoded copy."""
@@ -226,9 +235,7 @@ def classifier_agreement(settings, recorded, copies, args, nanodet_settings, blo
     names += [f"{size} px, {appearance.rate_hz:g} Hz per track" for size in args.classifier_sizes]
     same = {name: 0 for name in names}
     total = 0
-    for (info, detections), (copy_info, _) in zip(recorded, copies):
-        nanodet = Replay(nanodet_settings, detections, carry=False)
-        tracks = track_video(info, ComposedDetector(nanodet, MotionBlobDetector(blob_settings)), settings.track)
+    for (info, _), tracks, (copy_info, _) in zip(recorded, reference_tables, copies):
         steps = track_steps(tracks, info.fps, settings.describe.step_hz).sort_values(["track_id", "frame"], kind="stable")
         if steps.empty:
             continue
