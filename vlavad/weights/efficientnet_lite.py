@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from vlavad.weights.classifier_input import prepare_crops
 
 BN_EPS = 1e-3
 
@@ -111,8 +108,3 @@ class EfficientNetLite0(nn.Module):
             x = block(x)
         x = F.relu6(self._bn1(self._conv_head(x)))
         return self._fc(x.mean(dim=(2, 3)))
-
-
-def prepare_batch(crops_bgr: list[np.ndarray], size: int, fit: str = "pad") -> torch.Tensor:
-    """`prepare_crops` as a tensor: BGR uint8 crops -> (N, 3, size, size) RGB in [-1, 1]."""
-    return torch.from_numpy(prepare_crops(crops_bgr, size, fit))
