@@ -212,11 +212,10 @@ def cmd_weights_import_yolo(args) -> None:
 
 
 def cmd_weights_fetch(args) -> None:
-    from vlavad.describe.appearance import WEIGHTS as CLASSIFIER
-    from vlavad.detect.nanodet import WEIGHTS as DETECTOR
-    from vlavad.embed.minilm import WEIGHTS as ENCODER
+    from vlavad.pipeline.backends import on_tier, packaged_weights
+    from vlavad.pipeline.settings import Settings
 
-    packaged = {weights.name: weights for weights in (DETECTOR, CLASSIFIER, ENCODER)}
+    packaged = {weights.name: weights for weights in packaged_weights(on_tier(Settings(), "packaged"))}
     unknown = sorted(set(args.names) - {*packaged, "packaged"})
     if unknown:
         raise ConfigError(f"No packaged weights named {', '.join(unknown)}: choose from packaged (all), {', '.join(packaged)}.")

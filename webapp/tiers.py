@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 
 from vlavad.core.errors import VlavadError
-from vlavad.pipeline.backends import STAGES, TIER_BACKENDS, fetch_weights, fetching_allowed, missing, resolve, uncached_weights
+from vlavad.pipeline.backends import STAGES, fetch_weights, fetching_allowed, missing, on_tier, resolve, uncached_weights
 from vlavad.pipeline.settings import Settings
 from webapp.common import hide_paths
 from webapp.names import AppError
@@ -46,7 +46,7 @@ class PackagedFetch:
 
     @staticmethod
     def settings() -> Settings:
-        return Settings().updated(**{f"{stage}.backend": TIER_BACKENDS["packaged"][stage] for stage in STAGES})
+        return on_tier(Settings(), "packaged")
 
     def state(self) -> str:
         """ready · fetching · pending (to fetch) · failed · barred (VLAVAD_FETCH_WEIGHTS=0) ·

