@@ -294,9 +294,12 @@ def test_early_stopping_needs_two_tracks():
     assert len(history) == 4
 
 
-def test_repeated_windows_give_the_same_update_as_running_each():
+@pytest.mark.parametrize("backward_windows", [training.BACKWARD_WINDOWS, 3])
+def test_repeated_windows_give_the_same_update_as_running_each(monkeypatch, backward_windows):
     """A batch full of identical windows (constant tracks) is run once per distinct window
-    and counted; the AdamW step must equal the one on the plain mean over every window."""
+    and counted, through the model and back a few windows at a time; the AdamW step must equal
+    the one on the plain mean over every window at once."""
+    monkeypatch.setattr(training, "BACKWARD_WINDOWS", backward_windows)
     tracks = [np.repeat(CYCLE[i % 3][None], 9 + i, axis=0) for i in range(6)] + cycling_tracks(3)
     X, Y = make_windows(tracks, PAST, FUTURE)
     model = build_predictor("s3m", DIM, PAST, FUTURE, layers=1, d_model=16, seed=5)
