@@ -10,11 +10,11 @@ within 1e-4 + 1e-4 * |golden|; the largest error seen was 1e-5 (float32 summatio
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import supervision as sv
 import torch
 
 from vlavad.core.errors import ConfigError
@@ -164,19 +164,34 @@ def ped2_frames() -> list[np.ndarray]:
     return [read_frame(PED2 / "test" / video, index) for video in ("Test004.mp4", "Test010.mp4") for index in (0, 60, 120)]
 
 
+@pytest.mark.parametrize("runtime", ["openvino", "onnxruntime"])
 @pytest.mark.parametrize("input_size", [416, 320])
-def test_onnx_runtime_and_pytorch_find_the_same_objects(linked_weights, monkeypatch, input_size):
+def test_each_run_time_finds_the_objects_pytorch_finds(linked_weights, monkeypatch, input_size, runtime):
     linked_weights(nanodet.WEIGHTS)
     frames = ped2_frames()
     settings = nanodet.NanoDetSettings(input_size=input_size, score_threshold=0.2)
+    monkeypatch.setenv("VLAVAD_RUNTIME", runtime)
     detector = nanodet.NanoDetDetector(settings, "cpu")
-    in_onnx = detector.detect_batch(frames)
-    assert detector.runtime().startswith("onnxruntime ") and sum(map(len, in_onnx)) >= len(frames)
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    found = detector.detect_batch(frames)
+    label = detector.runtime()
+    assert label.startswith(f"{runtime} ") and sum(map(len, found)) >= len(frames)
+    monkeypatch.setenv("VLAVAD_RUNTIME", "torch")
     detector = nanodet.NanoDetDetector(settings, "cpu")
     in_torch = detector.detect_batch(frames)
     assert detector.runtime().startswith("torch ")
-    for onnx_found, torch_found in zip(in_onnx, in_torch):
-        assert list(onnx_found.data["class_name"]) == list(torch_found.data["class_name"])
-        np.testing.assert_allclose(onnx_found.xyxy, torch_found.xyxy, atol=1e-2)  # frame pixels
-        np.testing.assert_allclose(onnx_found.confidence, torch_found.confidence, atol=1e-4)
+    for have, want in zip(found, in_torch):
+        if "bf16" not in label:  # float32: the same objects to rounding
+            assert list(have.data["class_name"]) == list(want.data["class_name"])
+            np.testing.assert_allclose(have.xyxy, want.xyxy, atol=1e-2)  # frame pixels
+            np.testing.assert_allclose(have.confidence, want.confidence, atol=1e-4)
+            continue
+        # bfloat16 (OpenVINO on CPUs with AMX): the objects are found again, as the same class,
+        # in nearly the same box and score; only non-maximum suppression at its overlap limit
+        # may keep or drop a box the other kept.
+        confident = want.confidence >= settings.score_threshold + 0.1
+        overlap = sv.box_iou_batch(want.xyxy, have.xyxy) if len(have) else np.zeros((len(want), 1))
+        same_class = want.data["class_name"][:, None] == have.data["class_name"][None, :] if len(have) else overlap > 1
+        best = np.where(same_class, overlap, 0).argmax(axis=1)
+        matched = np.where(same_class, overlap, 0).max(axis=1) > 0.9
+        assert matched[confident].mean() >= 0.8
+        assert np.median(np.abs(have.confidence[best] - want.confidence)[matched]) < 0.01

@@ -1,11 +1,13 @@
 """Exports of the packaged networks to ONNX: made once, checked against PyTorch, keyed by what
-they were made from, refused when swapped, and PyTorch runs the network whenever ONNX Runtime
-cannot. A tiny network built here stands in for the real ones (no weights needed)."""
+they were made from, refused when swapped, run by OpenVINO or ONNX Runtime, and by PyTorch whenever
+neither can. A tiny network built here stands in for the real ones (no weights needed)."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -58,29 +60,44 @@ def fresh_process(tmp_path, monkeypatch):
     monkeypatch.setattr(hub, "_LOADED", {})
 
 
+@pytest.fixture(params=onnx_models.RUNTIMES)
+def runtime(request, monkeypatch) -> str:
+    monkeypatch.setenv("VLAVAD_RUNTIME", request.param)
+    return request.param
+
+
+def tolerance(label: str) -> dict:
+    """How close a session's outputs are to PyTorch's: float32 to rounding, bfloat16 (OpenVINO on
+    CPUs with AMX) to its 8-bit mantissa."""
+    return dict(rtol=2e-2, atol=2e-2) if "bf16" in label else dict(rtol=0, atol=1e-5)
+
+
 def new_process(monkeypatch):
     monkeypatch.setattr(hub, "_LOADED", {})
 
 
-def test_an_export_runs_in_onnx_runtime_as_the_module_runs_in_pytorch(monkeypatch):
+def test_an_export_runs_in_each_run_time_as_the_module_runs_in_pytorch(monkeypatch, runtime):
     said = []
     session = onnx_models.session(spec(), said.append)
-    assert session is not None and said == ["Exporting Tiny to ONNX once, for ONNX Runtime…"]
+    version = importlib.metadata.version(runtime)
+    assert session is not None and said == [f"Exporting Tiny to ONNX once, for {runtime} {version}…"]
+    assert session.label.startswith(f"{runtime} {version}")
     x = np.random.default_rng(1).standard_normal((6, 3, 8, 8)).astype(np.float32)  # a batch the export never saw
     with torch.inference_mode():
         expected = Tiny().eval()(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(session.run(None, {"x": x})[0], expected, atol=1e-5)
+    np.testing.assert_allclose(session.run({"x": x})[0], expected, **tolerance(session.label))
     onnx_path, record_path = spec().paths()
     record = json.loads(record_path.read_text())
     assert onnx_path.parent == spec().weights.folder / "onnx" and record["refused"] == ""
     assert 0 <= record["max_abs_difference"] <= 1e-5 and record["torch"] == torch.__version__.split("+")[0]
-    assert record["weights"] == {"tiny.pth": "ab" * 32} and set(record) >= {"onnx", "onnxruntime", "onnx_sha256", "code"}
+    assert record["weights"] == {"tiny.pth": "ab" * 32} and set(record) >= {"onnx", "onnx_sha256", "code"}
+    assert record["checked_with"] == f"{runtime} {version}"  # in float32, whatever the session computes in
     # Another process loads the kept export: nothing is exported again.
     new_process(monkeypatch)
     monkeypatch.setattr(onnx_models, "export", lambda spec: pytest.fail("exported twice"))
     again = onnx_models.session(spec(), said.append)
     assert len(said) == 1
-    np.testing.assert_allclose(again.run(None, {"x": x})[0], expected, atol=1e-5)
+    np.testing.assert_allclose(again.run({"x": x})[0], expected, **tolerance(session.label))
     assert onnx_models.session(spec(), said.append) is again  # one session per process and network
 
 
@@ -111,7 +128,7 @@ def test_a_swapped_export_is_refused(monkeypatch):
         onnx_models.session(spec())
 
 
-def test_an_export_that_differs_from_pytorch_is_refused_and_pytorch_runs_it(monkeypatch):
+def test_an_export_that_differs_from_pytorch_is_refused_and_pytorch_runs_it(monkeypatch, runtime):
     said = []
     assert onnx_models.session(spec(wrong=True), said.append) is None
     assert said[-1].startswith("Tiny runs in PyTorch: its ONNX export differed from it by 1.0e+00") and "\n" not in said[-1]
@@ -135,30 +152,51 @@ def test_an_export_that_cannot_be_kept_is_used_by_this_process(monkeypatch):
     assert not any(spec().folder.glob("*.onnx")) and not any(spec().folder.glob("*.json"))
 
 
-def test_without_onnx_runtime_there_is_no_session(monkeypatch):
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # how Python marks a module absent
+def test_without_either_run_time_there_is_no_session(monkeypatch):
+    for name in onnx_models.RUNTIMES:
+        monkeypatch.setitem(sys.modules, name, None)  # how Python marks a module absent
     assert not onnx_models.available() and onnx_models.session(spec()) is None
     assert onnx_models.planned_runtime("cpu").startswith("torch ")
     assert not spec().folder.exists()
 
 
-def test_vlavad_runtime_torch_sets_onnx_runtime_aside(monkeypatch):
-    assert onnx_models.available()
+def test_openvino_comes_first_and_onnx_runtime_runs_where_it_is_missing(monkeypatch):
+    assert onnx_models.runtime_name() == "openvino" and onnx_models.planned_runtime("cpu").startswith("openvino ")
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    assert onnx_models.runtime_name() == "onnxruntime" and onnx_models.session(spec()).label.startswith("onnxruntime ")
+    assert onnx_models.planned_runtime("cuda").startswith("torch ")  # the GPU runs the PyTorch module
+
+
+def test_vlavad_runtime_chooses_the_run_time(monkeypatch):
+    monkeypatch.setenv("VLAVAD_RUNTIME", "onnxruntime")
+    assert onnx_models.session(spec()).label.startswith("onnxruntime ")
     monkeypatch.setenv("VLAVAD_RUNTIME", "torch")
     assert not onnx_models.available() and onnx_models.session(spec()) is None
     assert onnx_models.planned_runtime("cpu").startswith("torch ")
+    monkeypatch.setenv("VLAVAD_RUNTIME", "tensorrt")
+    with pytest.raises(ConfigError, match=r"^VLAVAD_RUNTIME is 'tensorrt': use auto, openvino, onnxruntime or torch\.$"):
+        onnx_models.runtime_name()
 
 
 def test_sessions_use_the_cpus_this_process_may_run_on():
     import onnxruntime
 
-    session = onnx_models.make_session(onnx_models.export(spec())[0])
-    options = session.get_session_options()
+    model = onnx_models.export(spec())[0]
+    options = onnx_models.make_session(model, "onnxruntime").session.get_session_options()
     assert options.intra_op_num_threads == onnx_models.cpu_threads() >= 1 and options.inter_op_num_threads == 1
     assert options.execution_mode == onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    compiled = onnx_models.make_session(model, "openvino").compiled
+    assert compiled.get_property("INFERENCE_NUM_THREADS") == onnx_models.cpu_threads()
+    assert onnx_models.make_session(model, "openvino", exact=True).label.endswith("(f32)")
 
 
-def test_auto_is_the_cpu_without_importing_torch_where_no_nvidia_driver_is_loaded(monkeypatch):
-    monkeypatch.setattr(hub, "nvidia_driver_loaded", lambda: False)
-    monkeypatch.setitem(sys.modules, "torch", None)  # importing torch would raise
-    assert hub.resolve_device("auto") == "cpu" and hub.resolve_device("cpu") == "cpu"
+def test_an_openvino_session_serves_threads_at_once():
+    """The app scores for several visitors at once: each thread gets its own inference request."""
+    session = onnx_models.make_session(onnx_models.export(spec())[0], "openvino", exact=True)
+    inputs = [np.random.default_rng(i).standard_normal((i + 1, 3, 8, 8)).astype(np.float32) for i in range(8)]
+    with torch.inference_mode():
+        expected = [Tiny().eval()(torch.from_numpy(x)).numpy() for x in inputs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda x: [session.run({"x": x})[0] for _ in range(20)][-1], inputs))
+    for have, want in zip(got, expected):
+        np.testing.assert_allclose(have, want, atol=1e-5)

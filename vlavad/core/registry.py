@@ -40,7 +40,7 @@ def highest_tier(tiers) -> str:
 
 
 def joined_runtimes(parts) -> str | None:
-    """A composed backend's run-times: its parts' distinct ones, in order ("onnxruntime 1.x")."""
+    """A composed backend's run-times: its parts' distinct ones, in order ("openvino 2026.x (bf16)")."""
     found = list(dict.fromkeys(r for r in (part.runtime() for part in parts) if r))
     return ", ".join(found) or None
 
@@ -96,7 +96,7 @@ class Backend:
         raise NotImplementedError
 
     def runtime(self) -> str | None:
-        """What runs its network ("onnxruntime 1.x", "torch 2.x"); None when it runs none. Results
+        """What runs its network ("openvino 2026.x (bf16)", "torch 2.x"); None when it runs none. Results
         record it, outside `identity()`: a network gives the same outputs within float tolerance in
         either, so a model fitted on one scores on the other, and cached stages stay valid."""
         return None if self.tier == "weight-free" else f"torch {importlib.metadata.version('torch')}"

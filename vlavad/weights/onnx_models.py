@@ -1,23 +1,23 @@
-"""The packaged tier's networks exported once to ONNX and run by ONNX Runtime on the CPU.
+"""The packaged tier's networks exported once to ONNX and run on the CPU by OpenVINO or ONNX Runtime.
 
-On the CPU, ONNX Runtime runs NanoDet and EfficientNet-Lite0 faster than PyTorch does, and a
-process that finds their exports in the weights cache scores without importing PyTorch at all
-(hundreds of MB less memory). The PyTorch modules stay the definition of each network: on first
+On the CPU, both run NanoDet and EfficientNet-Lite0 faster than PyTorch does; OpenVINO is the
+fastest on Intel CPUs, and on those with AMX it computes in bfloat16 (see docs/performance.md for
+what that does to accuracy). The PyTorch modules stay the definition of each network: on first
 use the module is exported with `torch.onnx.export` (the TorchScript exporter, opset 17, a dynamic
-batch axis) and both are run on the same fixed random input; an export whose outputs differ beyond
-`tolerance` is refused, said in one line, and the network runs in PyTorch as before.
+batch axis) and both are run, in float32, on the same fixed random input; an export whose outputs
+differ beyond `tolerance` is refused, said in one line, and the network runs in PyTorch as before.
 
 An export is kept beside the weights it came from (`<weights folder>/onnx/<name>-<key>.onnx`),
 with a record (`.json`) of its sha256, what it was made from and with, and the difference measured.
 The key covers the sha256 of the pinned weight files, of the source files that define the network,
 and the export settings (input size, axes, opset): a change to any of them makes a new export. The
-record's sha256 is checked on the very bytes handed to ONNX Runtime, so a swapped or damaged export
+record's sha256 is checked on the very bytes handed to the run-time, so a swapped or damaged export
 is refused like a swapped weight file. ONNX files are protobuf, never pickles. A lock keeps
 concurrent processes from exporting twice; where the cache cannot be written, the export is used
 for this process only.
 
-Each session uses the CPUs this process may run on for its operators (one operator at a time):
-sessions are made once per process and network, like `load_once` models.
+Sessions are made once per process, run-time and network, like `load_once` models, and use the
+CPUs this process may run on.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import io
 import json
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,6 +63,9 @@ class OnnxExport:
     dynamic_axes: dict[str, dict[int, str]] = field(default_factory=dict)
     example: Callable[[np.random.Generator, int], list[np.ndarray]] | None = None  # check inputs for a batch; default: standard normal
     tolerance: float = 1e-4  # per value: |onnx - torch| <= tolerance * (1 + |torch|)
+    # Whether the run-time may compute in the reduced precision the CPU is fastest at (bfloat16 on
+    # CPUs with AMX). Chosen per network by measuring what it changes: see docs/performance.md.
+    reduced_precision: bool = False
 
     @property
     def folder(self) -> Path:
@@ -91,17 +95,28 @@ class OnnxExport:
         return [rng.standard_normal((batch, *shape[1:])).astype(dtype) for _, shape, dtype in self.inputs]
 
 
+RUNTIMES = ("openvino", "onnxruntime")  # the CPU run-times for the exports, in order of preference
+
+
+def runtime_name() -> str | None:
+    """The run-time that runs the exports on the CPU, or None for PyTorch. `VLAVAD_RUNTIME` names
+    one (openvino, onnxruntime or torch: to compare them, or to set an export aside that
+    misbehaves); by default OpenVINO where it is installed (the fastest on Intel CPUs), else ONNX
+    Runtime (both are in the `packaged` extra), else PyTorch."""
+    wanted = os.environ.get("VLAVAD_RUNTIME", "").strip().lower() or "auto"
+    if wanted not in (*RUNTIMES, "torch", "auto"):
+        raise ConfigError(f"VLAVAD_RUNTIME is {wanted!r}: use auto, {', '.join(RUNTIMES)} or torch.")
+    if wanted == "torch":
+        return None
+    for name in RUNTIMES if wanted == "auto" else (wanted,):
+        if importlib.util.find_spec(name) is not None:
+            return name
+    return None
+
+
 def available() -> bool:
-    """Whether ONNX Runtime can be imported here (it is in the `packaged` extra) and is wanted:
-    VLAVAD_RUNTIME=torch runs every network in PyTorch, to compare the two or to set aside an
-    export that misbehaves."""
-    if os.environ.get("VLAVAD_RUNTIME", "").strip().lower() == "torch":
-        return False
-    return importlib.util.find_spec("onnxruntime") is not None
-
-
-def onnxruntime_label() -> str:
-    return f"onnxruntime {importlib.metadata.version('onnxruntime')}"
+    """Whether a CPU run-time for the exports can be imported here and is wanted."""
+    return runtime_name() is not None
 
 
 def torch_label() -> str:
@@ -109,17 +124,21 @@ def torch_label() -> str:
 
 
 def planned_runtime(device: str) -> str:
-    """What will run a packaged network on `device` ('cpu' or 'cuda'), before it has run: ONNX
-    Runtime on the CPU where it is installed, PyTorch otherwise (and where an export is refused)."""
-    return onnxruntime_label() if device == "cpu" and available() else torch_label()
+    """What will run a packaged network on `device` ('cpu' or 'cuda'), before it has run (a session
+    says its precision once made): OpenVINO or ONNX Runtime on the CPU where one is installed,
+    PyTorch otherwise (and where an export is refused)."""
+    name = runtime_name() if device == "cpu" else None
+    return f"{name} {importlib.metadata.version(name)}" if name else torch_label()
 
 
 def session(spec: OnnxExport, say: Callable[[str], None] | None = None):
-    """The network's ONNX Runtime session, made once per process; None when the network runs in
-    PyTorch instead (ONNX Runtime missing, or its export refused: said once, in one line)."""
-    if not available():
+    """The network's session on the CPU run-time (`.run(inputs)` gives the outputs in order,
+    `.label` says what runs it), made once per process; None when the network runs in PyTorch
+    instead (no run-time installed, or its export refused: said once, in one line)."""
+    name = runtime_name()
+    if name is None:
         return None
-    return load_once(("onnx", spec.name, spec.key()), lambda: _open(spec, say or _say))
+    return load_once(("onnx", name, spec.name, spec.key()), lambda: _open(spec, name, say or _say))
 
 
 def cpu_threads() -> int:
@@ -131,27 +150,64 @@ def cpu_threads() -> int:
         return os.cpu_count() or 1
 
 
-def make_session(model: bytes):
-    """An ONNX Runtime CPU session over a model's bytes: operators use every CPU this process may
-    run on, one operator at a time (the networks are chains: parallel operators would only
-    compete for the same cores)."""
-    import onnxruntime
+def make_session(model: bytes, runtime: str = "onnxruntime", exact: bool = True):
+    """A CPU session over a model's bytes in `runtime`. `exact` keeps float32 everywhere;
+    otherwise OpenVINO computes in the precision the CPU is fastest at (bfloat16 on CPUs with
+    AMX). Its label says which."""
+    return OpenVinoSession(model, exact) if runtime == "openvino" else OnnxRuntimeSession(model)
 
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = cpu_threads()
-    options.inter_op_num_threads = 1
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3  # errors only: its warnings about unused initialisers are not the user's business
-    return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+class OnnxRuntimeSession:
+    """ONNX Runtime, float32: operators use every CPU this process may run on, one operator at a
+    time (the networks are chains: parallel operators would only compete for the same cores)."""
+
+    def __init__(self, model: bytes):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = cpu_threads()
+        options.inter_op_num_threads = 1
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3  # errors only: its warnings about unused initialisers are not the user's business
+        self.session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        self.label = f"onnxruntime {onnxruntime.__version__}"
+
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(None, inputs)
+
+
+class OpenVinoSession:
+    """OpenVINO on the CPU, tuned for latency (one stream over every CPU this process may run on).
+    A compiled model is shared, but an inference request holds its buffers: each thread that runs
+    the network has its own."""
+
+    def __init__(self, model: bytes, exact: bool):
+        import openvino
+
+        config: dict[str, Any] = {"INFERENCE_NUM_THREADS": cpu_threads(), "PERFORMANCE_HINT": "LATENCY"}
+        if exact:
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        core = openvino.Core()
+        self.compiled = core.compile_model(core.read_model(model), "CPU", config)
+        precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        self.label = f"openvino {importlib.metadata.version('openvino')} ({precision})"
+        self._requests = threading.local()
+
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        request = getattr(self._requests, "request", None)
+        if request is None:
+            request = self._requests.request = self.compiled.create_infer_request()
+        results = request.infer(inputs)  # outputs are copied out of the request's buffers
+        return [results[output] for output in self.compiled.outputs]
 
 
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _open(spec: OnnxExport, say: Callable[[str], None]):
+def _open(spec: OnnxExport, runtime: str, say: Callable[[str], None]):
     model = exported(spec, say)
-    return None if model is None else make_session(model)
+    return None if model is None else make_session(model, runtime, exact=not spec.reduced_precision)
 
 
 def exported(spec: OnnxExport, say: Callable[[str], None] = _say) -> bytes | None:
@@ -193,7 +249,7 @@ def _read_record(path: Path) -> dict | None:
 
 def _export_and_keep(spec: OnnxExport, say: Callable[[str], None], keep: bool) -> bytes | None:
     onnx_path, record_path = spec.paths()
-    say(f"Exporting {spec.title} to ONNX once, for ONNX Runtime…")
+    say(f"Exporting {spec.title} to ONNX once, for {checker_label()}…")
     try:
         model, difference, exceeded = export(spec)
     except Exception as exc:  # an exporter that cannot export this network: PyTorch runs it as before
@@ -209,7 +265,7 @@ def _export_and_keep(spec: OnnxExport, say: Callable[[str], None], keep: bool) -
         "opset": OPSET,
         "torch": importlib.metadata.version("torch"),
         "onnx": importlib.metadata.version("onnx"),
-        "onnxruntime": importlib.metadata.version("onnxruntime"),
+        "checked_with": checker_label(),
         "max_abs_difference": difference,
         "tolerance": spec.tolerance,
         "onnx_sha256": hashlib.sha256(model).hexdigest(),
@@ -256,7 +312,7 @@ def export(spec: OnnxExport) -> tuple[bytes, float, bool]:
     with torch.inference_mode():
         expected = network(*(torch.from_numpy(x) for x in check))
     expected = [expected] if isinstance(expected, torch.Tensor) else list(expected)
-    got = make_session(model).run(None, {name: x for (name, _, _), x in zip(spec.inputs, check)})
+    got = make_session(model, runtime_name() or "onnxruntime").run({name: x for (name, _, _), x in zip(spec.inputs, check)})
     difference, exceeded = 0.0, False
     for want, have in zip(expected, got):
         want = want.float().numpy()
@@ -264,6 +320,12 @@ def export(spec: OnnxExport) -> tuple[bytes, float, bool]:
         difference = max(difference, float(error.max(initial=0.0)))
         exceeded |= bool((error > spec.tolerance * (1 + np.abs(want))).any()) or have.shape != want.shape
     return model, difference, exceeded
+
+
+def checker_label() -> str:
+    """The run-time an export is checked in against PyTorch (in float32)."""
+    name = runtime_name() or "onnxruntime"
+    return f"{name} {importlib.metadata.version(name)}"
 
 
 def _source_sha256(module: str) -> str:
