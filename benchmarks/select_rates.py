@@ -12,7 +12,9 @@ which SPA would read as rare. No test video is read and no label is used.
 
 The classifier's rate is chosen the same way: each track's crops are classified at every step, on
 the original and on the re-encoded copy (the yardstick), and at each candidate rate the answers
-carried between classifications are compared with every step's own.
+carried between classifications are compared with every step's own. So is its precision: where
+the run-time computes in bfloat16 (OpenVINO on CPUs with AMX), every step is classified again in
+float32 (ONNX Runtime), and the share of equal answers is compared with the yardstick's.
 
 The yardstick is the change a deployment makes anyway: the same videos re-encoded at H.264 CRF 28
 (a phone's upload), detected at every frame. The lowest rate that changes the tracked boxes no
@@ -26,9 +28,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -202,6 +206,7 @@ def main(argv=None) -> int:
         classifier_rows = classifier_agreement(settings, recorded, reference_tables, copies, args)
         print(
             f"\nEach track's appearance answer, against every step's own at {settings.describe.appearance.input_size} px "
+            f"in {classifier_rows[0]['reference_runtime']} "
             f"(step_hz {settings.describe.step_hz:g}); between classifications a track keeps its answer.\n"
         )
         print("| crops classified | same answer as every step | within the yardstick |")
@@ -222,6 +227,20 @@ def at_rate(steps, answers: np.ndarray, every_steps: float) -> np.ndarray:
     return pd.Series(np.where(asked, answers, None)).ffill().to_numpy()  # each track's first step is asked
 
 
+@contextmanager
+def float32_runtime():
+    """Networks run in ONNX Runtime, which computes in float32, while inside."""
+    before = os.environ.get("VLAVAD_RUNTIME")
+    os.environ["VLAVAD_RUNTIME"] = "onnxruntime"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["VLAVAD_RUNTIME"]
+        else:
+            os.environ["VLAVAD_RUNTIME"] = before
+
+
 def classifier_agreement(settings, recorded, reference_tables, copies, args) -> list[dict]:
     """Per candidate (a rate, or an input size), the share of steps whose appearance answer equals
     the one classified at that very step at the preset's size; the first row is the yardstick:
@@ -229,7 +248,7 @@ def classifier_agreement(settings, recorded, reference_tables, copies, args) -> 
     appearance = settings.describe.appearance
     by_size = {size: AppearanceDescriber(appearance.model_copy(update={"input_size": size})) for size in args.classifier_sizes}
     describer = AppearanceDescriber(appearance)
-    names = [f"every step, re-encoded at CRF {args.crf} (yardstick)"]
+    names = [f"every step, re-encoded at CRF {args.crf} (yardstick)", "every step, in float32 (ONNX Runtime)"]
     names += [f"{rate:g} Hz per track" for rate in args.classifier_rates]
     names += [f"{size} px, every step" for size in args.classifier_sizes]
     names += [f"{size} px, {appearance.rate_hz:g} Hz per track" for size in args.classifier_sizes]
@@ -242,13 +261,15 @@ def classifier_agreement(settings, recorded, reference_tables, copies, args) -> 
 
         every_step = np.array(describer.describe_crops(info, steps)[0], dtype=object)
         candidates = [np.array(describer.describe_crops(copy_info, steps)[0], dtype=object)]
+        with float32_runtime():
+            candidates.append(np.array(AppearanceDescriber(appearance).describe_crops(info, steps)[0], dtype=object))
         candidates += [at_rate(steps, every_step, info.fps / rate) for rate in args.classifier_rates]
         sized = [np.array(by_size[size].describe_crops(info, steps)[0], dtype=object) for size in args.classifier_sizes]
         candidates += sized + [at_rate(steps, answers, info.fps / appearance.rate_hz) for answers in sized]
         for name, answers in zip(names, candidates):
             same[name] += int((answers == every_step).sum())
         total += len(steps)
-    return [{"classified": name, "agreement": same[name] / max(total, 1)} for name in names]
+    return [{"classified": name, "agreement": same[name] / max(total, 1), "reference_runtime": describer.runtime()} for name in names]
 
 
 if __name__ == "__main__":
