@@ -15,7 +15,7 @@ groups: ImageNet has no class for a walking person, and on Ped2's walkers the to
 device" 62% of the time and "a weapon" 7%; an answer that called a walker a weapon would be a lie
 told to a stakeholder.
 
-Appearance changes slowly, so each track is described at `rate_hz` (2 per second by default)
+Appearance changes slowly, so each track is described at `rate_hz` (2.5 per second by default)
 and the answer is carried to the steps in between. Crops are the object's box with some context,
 resized (aspect kept, padded with grey) to `input_size` pixels. Ped2's cyclists are 30-60 px
 tall; at 160 px the classifier calls them wheeled vehicles nearly as often as at its native
@@ -70,7 +70,7 @@ VEHICLE_MASS = 0.5  # "looks like a wheeled vehicle" when the group holds more t
 
 
 class AppearanceSettings(Schema):
-    rate_hz: float = Field(2.0, gt=0, le=60)  # each track is classified this often; answers carry in between
+    rate_hz: float = Field(2.5, gt=0, le=60)  # each track is classified this often; answers carry in between
     input_size: int = Field(160, ge=32, le=320)  # crops are resized to this square (aspect kept, grey padding)
     crop_margin: float = Field(0.15, ge=0, le=2)  # context around the box, as a fraction of its size per side
     crop_min_side: int = Field(16, ge=1, le=1024)  # source pixels
