@@ -153,11 +153,17 @@ class FrameAnnotator:
         left, top, right, bottom = self._text_box(draw, text)
         w, h = min(right - left + 6, size[0]), bottom - top + 4
         x1, y1, x2, y2 = box
-        candidates = [(x1, y1 - h), (x1, y2), (x1, y1), (x1 - w, y1), (x2, y1)]
-        candidates += [(x1, y1 - h * k) for k in range(2, 6)] + [(x1, y2 + h * (k - 1)) for k in range(2, 6)]
-        grid = [(gx, gy) for gy in range(0, max(1, size[1] - h + 1), h) for gx in range(0, max(1, size[0] - w + 1), max(1, h))]
-        candidates += sorted(grid, key=lambda p: (p[0] - x1) ** 2 + (p[1] - y1) ** 2)
-        for cx, cy in candidates:
+
+        def spots():
+            yield from ((x1, y1 - h), (x1, y2), (x1, y1), (x1 - w, y1), (x2, y1))
+            yield from ((x1, y1 - h * k) for k in range(2, 6))
+            yield from ((x1, y2 + h * (k - 1)) for k in range(2, 6))
+            # The grid is built only when every spot near the box is taken: building and sorting
+            # it for every label was half the time of drawing a video.
+            grid = [(gx, gy) for gy in range(0, max(1, size[1] - h + 1), h) for gx in range(0, max(1, size[0] - w + 1), max(1, h))]
+            yield from sorted(grid, key=lambda p: (p[0] - x1) ** 2 + (p[1] - y1) ** 2)
+
+        for cx, cy in spots():
             rect = (int(np.clip(cx, 0, max(0, size[0] - w))), int(np.clip(cy, 0, max(0, size[1] - h))))
             rect = (*rect, rect[0] + w, rect[1] + h)
             if not any(_overlap(rect, other.rect) for other in placed):
