@@ -135,7 +135,7 @@ def test_every_tab_in_a_browser(dirs, browser):
             "() => [...document.querySelectorAll('video')].some(v => v.src.includes('annotated') && v.duration > 0)", timeout=30_000
         )
         page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)  # the timeline rendered
-        page.locator(CELL, has_text=re.compile(r"track \d+: .*fast")).first.wait_for(state="attached", timeout=60_000)  # the cart's event and why
+        page.locator(CELL, has_text=re.compile(r"#\d+: .*fast")).first.wait_for(state="attached", timeout=60_000)  # the cart's event and why
         result_id = page.locator("code").filter(has_text=re.compile(r"^\d{8}-")).first.inner_text()
         # Each event has a card saying why, with a picture of the moment that raised it.
         card = page.locator("#event-cards .card").first

@@ -115,6 +115,9 @@ def test_score_writes_the_annotated_video_and_the_report_when_asked(model_dir, s
     assert probe(out / "annotated.mp4").frame_count == probe(video).frame_count
     report = (out / "report.html").read_text()
     assert "<svg" in report and "Anomaly report" in report and len(report) < 200_000
+    # For a stakeholder: a phone's viewport, and none of the method's own words.
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in report
+    assert not re.search(r"\b(SPA|S3M|measures:)", report)
 
 
 def test_fit_out_never_replaces_a_users_folder_or_file(synthetic_dataset, tmp_path):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vlavad.core.records import Answer
+from vlavad.core.records import Answer, Cause
 from vlavad.describe.prompts import Prompt
-from vlavad.scorers.explain import cause_in_words, causes, rarity_in_words
+from vlavad.scorers.explain import cause_in_words, causes, headline, how_rare, rarity_in_words
 from vlavad.scorers.spa import AnswerFrequencies
 
 SPEED = Prompt("How fast is the object moving?", "speed")
@@ -80,7 +80,7 @@ def test_only_objects_above_the_threshold_are_causes_best_first():
         )
     ]
     assert cause_in_words(cause) == [
-        "“How fast is the object moving?” (measures: speed) moving fast (2.0× the usual speed here): "
+        "“How fast is the object moving?” moving fast (2.0× the usual speed here): "
         "in the normal videos, objects were described 12,400 times, 3 times like this."
     ]
 
@@ -89,9 +89,32 @@ def test_when_no_object_crosses_alone_the_strongest_is_named_as_such_and_tempora
     found = causes_in_scene(threshold=5.0, temporal_z=9.0)
     assert [c.track_id for c in found] == [7] and found[0].below_threshold and found[0].temporal
     words = cause_in_words(found[0])
-    assert words[-2].startswith("Its next answers were not what normal tracks do") and "under it on its own" in words[-1]
+    assert words[-2] == "What it did next was not what normal objects do after the same moves." and "under it on its own" in words[-1]
 
 
 def test_rarity_in_words():
     assert rarity_in_words(0, 12_400) == "in the normal videos, objects were described 12,400 times, never like this"
     assert rarity_in_words(1, 50) == "in the normal videos, objects were described 50 times, once like this"
+
+
+def said(measures: str, answer: str, seen: int, total: int = 1030, detail: str = "") -> Answer:
+    return Answer(question=f"({measures})", measures=measures, answer=answer, detail=detail, seen=seen, total=total)
+
+
+def a_cause(*answers: Answer) -> Cause:
+    return Cause(track_id=4, frame=9, time_s=0.9, box=[0, 0, 9, 9], score=3.0, caption="", answers=list(answers), temporal=False)
+
+
+def test_the_headline_names_the_object_and_its_rarest_answer_in_plain_words():
+    cause = a_cause(
+        said("summary", "a bicycle moving fast", 0),
+        said("kind", "a bicycle", 40),
+        said("speed", "moving fast (2.4× the usual speed here)", 0),
+        said("direction", "moving to the left", 300),
+    )
+    assert headline(cause) == "A bicycle, moving fast (2.4× the usual speed here): never seen in 1,030 normal observations."
+    vehicle = a_cause(said("appearance", "looks like a wheeled vehicle", 7, detail="golf cart"), said("speed", "moving at the usual speed", 500))
+    assert headline(vehicle) == "An object that looks like a golf cart: seen in under 1% of 1,030 normal observations."
+    assert headline(a_cause(said("summary", "a large object standing still", 0))) == "A large object standing still: never seen in 1,030 normal observations."
+    assert headline(a_cause(said("kind", "a car", 0), said("speed", "moving slowly", 90))) == "A car: never seen in 1,030 normal observations."
+    assert how_rare(52, 1030) == "seen in 5% of 1,030 normal observations" and how_rare(0, 0).startswith("nothing like it")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 
 import cv2
@@ -20,13 +21,15 @@ import numpy as np
 from vlavad.core.fileio import atomic_write_text
 from vlavad.core.records import VideoResult, backends_line
 from vlavad.io.decoder import iter_frames
-from vlavad.scorers.explain import cause_in_words
+from vlavad.scorers.explain import cause_in_words, headline
 
 MAX_CARDS = 20  # events beyond these are listed in the table only
+CAUSE_PICTURE_PX = 160  # each cause's crop, tall enough to see what the object is
 CARD_STYLE = """.card{border:1px solid #ddd;border-radius:8px;padding:10px 14px;margin:12px 0;display:flex;flex-wrap:wrap;gap:14px}
 .card h3{margin:0 0 6px;font-size:1.05em;width:100%}.card .warn{color:#a15c00;background:#fff4e0;padding:4px 8px;border-radius:4px;width:100%}
 .card img{border-radius:4px;max-width:100%}.cause{display:flex;gap:10px;align-items:flex-start;max-width:560px}
-.cause p{margin:2px 0;font-size:.92em}.cause .title{font-weight:600}"""
+.cause p{margin:2px 0;font-size:.92em}.cause .title{font-weight:600}.card .when{margin:0;width:100%}
+.cause summary{cursor:pointer;color:#555;font-size:.92em}"""
 
 # With the viewport tag, a phone lays the page out at its own width (without it, at 980 px and all
 # text tiny); pictures and the table shrink to the screen, and long words wrap.
@@ -100,8 +103,15 @@ def event_cards(result: VideoResult, video: str | Path, normal_until_s: float | 
     cards = []
     for number, event in enumerate(events, 1):
         peak = frames.get(event.peak_frame)
-        title = f"Event {number} · {event.start_s:.1f}–{event.end_s:.1f} s · peak score {event.peak_score:.2f} at {result.frames['time_s'].iloc[event.peak_frame]:.1f} s"
-        parts = [f"<h3>{html.escape(title)}</h3>"]
+        # The headline first (what, and why it is unusual), then when and how strongly, then the
+        # pictures, then the evidence folded for those who want it.
+        title = f"{event.start_s:.1f}–{event.end_s:.1f} s · " + (headline(event.causes[0]) if event.causes else "Unusual activity, no single object")
+        peak_s = result.frames["time_s"].iloc[event.peak_frame]
+        parts = [
+            f"<h3>{html.escape(title)}</h3>",
+            f'<p class="muted when">Event {number} · strongest at {peak_s:.1f} s, score {event.peak_score:.2f} '
+            f"(alerts above {result.threshold:.2f})</p>",
+        ]
         if normal_until_s is not None and event.start_s < normal_until_s:
             parts.append(
                 f'<div class="warn">This part was declared normal (the first {normal_until_s:g} s), yet it scored as unusual: check it, '
@@ -110,11 +120,11 @@ def event_cards(result: VideoResult, video: str | Path, normal_until_s: float | 
         if peak is not None:
             parts.append(_img(_boxed(peak, _boxes_at(result, event.peak_frame, [c.track_id for c in event.causes])), 480, "the frame at the peak"))
         for cause in event.causes:
-            picture = _img(_crop(frames[cause.frame], cause.box), 120, f"track {cause.track_id}") if cause.frame in frames else ""
+            picture = _img(_crop(frames[cause.frame], cause.box), CAUSE_PICTURE_PX, f"object #{cause.track_id}") if cause.frame in frames else ""
             words = "".join(f"<p>{html.escape(line)}</p>" for line in cause_in_words(cause))
             parts.append(
-                f'<div class="cause">{picture}<div><p class="title">#{cause.track_id} at {cause.time_s:.1f} s, score {cause.score:.2f}: '
-                f"{html.escape(cause.caption)}</p>{words}</div></div>"
+                f'<div class="cause">{picture}<div><p class="title">#{cause.track_id} at {cause.time_s:.1f} s: {html.escape(headline(cause))}</p>'
+                f"<details><summary>Evidence</summary>{words}</details></div></div>"
             )
         if not event.causes:
             parts.append("<p>No object was scored inside this event.</p>")
@@ -158,6 +168,12 @@ def _img(image_bgr: np.ndarray, height: int, alt: str) -> str:
     return f'<img src="data:image/jpeg;base64,{base64.b64encode(jpeg).decode()}" alt="{html.escape(alt)}" height="{height}">' if ok else ""
 
 
+def what_is_asked(labels: list[str]) -> str:
+    """The selected questions as a stakeholder reads them: what a describer that cannot read
+    measures ("speed; appearance"), the question itself from a vision-language model."""
+    return "; ".join(re.sub(r"^.*\(measures: ([^)]+)\)$", r"\1", label) for label in labels) or "nothing"
+
+
 def summary_line(result: VideoResult) -> str:
     """The report's first line: how many alerts in how long, and when the biggest was."""
     events, duration = result.events, f"{result.info.duration_s:.0f} s"
@@ -190,7 +206,7 @@ def render_report(result: VideoResult, model_label: str, cards: str = "", normal
 <p class="summary">{html.escape(summary_line(result))}</p>
 <p>{info.frame_count} frames ({info.duration_s:.1f} s), {info.width}×{info.height}. Normal: {html.escape(model_label)}.<br>
 Backends: {html.escape(backends_line(result.backends))}.<br>
-Question(s) selected by SPA: {html.escape("; ".join(result.selected_questions) or "none")}. Event threshold: {result.threshold:.2f}.</p>
+What the model looks at in each object: {html.escape(what_is_asked(result.selected_questions))}. An alert is raised where the score is above {result.threshold:.2f}.</p>
 <h2>Timeline</h2>{svg}
 <p class="muted">Blue line: the anomaly score; dashed red: the event threshold; red bands: events{band}.</p>
 <h2>Events ({len(events)})</h2>{table}

@@ -82,6 +82,38 @@ def _answer_facts(prompt: Prompt, step: pd.DataFrame, frequencies: AnswerFrequen
     )
 
 
+def headline(cause: Cause) -> str:
+    """The one sentence a stakeholder reads first: what the object was, the rarest thing said of
+    it, and how rare that was. "A bicycle, moving fast (2.4× the usual speed here): never seen
+    in 1,030 normal observations." Summary answers, which join the others into one phrase, are
+    used only when nothing else was asked: they are rare by construction."""
+    said = [a for a in cause.answers if a.answer]
+    kind = next((a.answer for a in said if a.measures == "kind" and "unknown kind" not in a.answer), "")
+    looks = next((a for a in said if a.measures == "appearance" and a.detail), None)
+    what = kind or "an object"
+    if looks is not None:
+        what += f" that looks like {'an' if looks.detail[0] in 'aeiou' else 'a'} {looks.detail}"
+    reasons = [a for a in said if a.measures != "summary"] or said
+    if not reasons:
+        return f"{what[0].upper()}{what[1:]}."
+    rarest = min(reasons, key=lambda a: (a.seen / a.total) if a.total else 1.0)
+    if rarest.measures == "summary":  # a whole description of the object, like "a large object standing still"
+        what = rarest.answer
+    elif rarest is not looks and rarest.answer != kind:  # what it is, or looks like, is said already
+        what += ", " + rarest.answer + (f" ({rarest.detail})" if rarest.detail else "")
+    return f"{what[0].upper()}{what[1:]}: {how_rare(rarest.seen, rarest.total)}."
+
+
+def how_rare(seen: int, total: int) -> str:
+    """Rarity as people say it: "never seen in 1,030 normal observations", "seen in 5% of them"."""
+    if total == 0:
+        return "nothing like it was observed in the normal footage"
+    if seen == 0:
+        return f"never seen in {total:,} normal observations"
+    share = seen / total
+    return f"seen in {'under 1%' if share < 0.01 else f'{share:.0%}'} of {total:,} normal observations"
+
+
 def rarity_in_words(seen: int, total: int) -> str:
     """What SPA's 1/frequency means: "normal objects were described 12,400 times; 3 times like this"."""
     if total == 0:
@@ -97,10 +129,9 @@ def cause_in_words(cause: Cause) -> list[str]:
         if not facts.answer:
             continue
         what = facts.answer + (f" ({facts.detail})" if facts.detail else "")
-        asked = f"“{facts.question}”" + (f" (measures: {facts.measures})" if facts.measures else "")
-        lines.append(f"{asked} {what}: {rarity_in_words(facts.seen, facts.total)}.")
+        lines.append(f"“{facts.question}” {what}: {rarity_in_words(facts.seen, facts.total)}.")
     if cause.temporal:
-        lines.append("Its next answers were not what normal tracks do (the S3M's prediction error was high).")
+        lines.append("What it did next was not what normal objects do after the same moves.")
     if cause.below_threshold:
         lines.append("No single object crossed the threshold: this is the strongest one, under it on its own.")
     return lines

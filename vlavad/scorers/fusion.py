@@ -24,7 +24,7 @@ from vlavad.core.schema import Schema
 from vlavad.core.timing import StageTimes
 from vlavad.describe.prompts import Prompt
 from vlavad.embed import TextEncoder, embedding_sequences, step_captions
-from vlavad.scorers.explain import causes
+from vlavad.scorers.explain import causes, headline
 from vlavad.scorers.spa import AnswerFrequencies, object_static_scores
 
 _UNSCORED = -1.0  # stands for a step's own NaN while carrying forward (scores are never negative)
@@ -236,6 +236,6 @@ def explained_events(
     events = []
     for event in find_events(frames, threshold, times):
         found = causes(objects, answers, event.start_frame, event.end_frame, threshold, times, prompts, frequencies, temporal_z, lam)
-        reasons = [f"track {c.track_id}: {c.caption}" + (" (under the threshold on its own)" if c.below_threshold else "") for c in found]
+        reasons = [f"#{c.track_id}: {headline(c)}" + (" (under the threshold on its own)" if c.below_threshold else "") for c in found]
         events.append(event.model_copy(update={"causes": found, "reasons": reasons}))
     return events
