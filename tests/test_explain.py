@@ -115,6 +115,24 @@ def test_the_headline_names_the_object_and_its_rarest_answer_in_plain_words():
     assert headline(cause) == "A bicycle, moving fast (2.4× the usual speed here): never seen in 1,030 normal observations."
     vehicle = a_cause(said("appearance", "looks like a wheeled vehicle", 7, detail="golf cart"), said("speed", "moving at the usual speed", 500))
     assert headline(vehicle) == "An object that looks like a golf cart: seen in under 1% of 1,030 normal observations."
-    assert headline(a_cause(said("summary", "a large object standing still", 0))) == "A large object standing still: never seen in 1,030 normal observations."
+    assert (
+        headline(a_cause(said("summary", "a large object standing still", 0)))
+        == "A large object standing still: never seen in 1,030 normal observations."
+    )
     assert headline(a_cause(said("kind", "a car", 0), said("speed", "moving slowly", 90))) == "A car: never seen in 1,030 normal observations."
     assert how_rare(52, 1030) == "seen in 5% of 1,030 normal observations" and how_rare(0, 0).startswith("nothing like it")
+
+
+def test_counted_answers_whose_words_would_contradict_their_rarity_are_shown_as_comparisons():
+    from vlavad.describe.motion import readable
+
+    assert readable("usual shape (0.8×)") == "narrower than usual (0.8×)" and readable("usual size (1.2×)") == "larger than usual (1.2×)"
+    assert readable("moving at the usual speed (1.2× the usual speed here)") == "moving a little fast (1.2× the usual speed here)"
+    assert readable("moving at the usual speed (0.8× the usual speed here)") == "moving a little slowly (0.8× the usual speed here)"
+    for unchanged in ("usual shape (1.0×)", "moving fast (2.4× the usual speed here)", "a person", "looks like a wheeled vehicle"):
+        assert readable(unchanged) == unchanged
+    shape = said("shape", "usual shape (0.8×)", 0, total=227).model_copy(update={"shown": readable("usual shape (0.8×)")})
+    assert headline(a_cause(shape)) == "An object, narrower than usual (0.8×): never seen in 227 normal observations."
+    assert cause_in_words(a_cause(shape)) == [
+        "“(shape)” narrower than usual (0.8×): in the normal videos, objects were described 227 times, never like this."
+    ]

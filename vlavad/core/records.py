@@ -215,9 +215,10 @@ class Answer(Schema):
 
     question: str
     measures: str  # what a describer that cannot read measured to answer ("" for a VLM)
-    answer: str
+    answer: str  # as counted: normal objects that gave this very answer are `seen`
     detail: str  # what people read beside the answer ("2.1× the usual speed here")
     seen: int = Field(ge=0)  # normal objects that gave this answer
+    shown: str = ""  # what people read instead of the answer, where its words would mislead
     total: int = Field(ge=0)  # normal objects described
 
 

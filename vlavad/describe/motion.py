@@ -9,6 +9,7 @@ cannot read, each of its questions names the measurement it is answered from (`m
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 import numpy as np
@@ -298,6 +299,25 @@ def _speed_phrase(ratio: float, still: bool) -> str:
     else:
         word = "moving very fast"
     return f"{word} ({ratio:.1f}× the usual speed here)"
+
+
+def readable(answer: str) -> str:
+    """The answer as a person should read it. An answer counts a quarter-octave bin of a ratio,
+    but its word is coarser: "usual shape (0.8×)" and "moving at the usual speed (1.2× ...)" share
+    "usual" with the 1.0 bin, and read as a contradiction beside "never seen in 1,030 normal
+    observations". Beside any bin but 1.0 the word becomes a comparison instead. The counted
+    answer stays as it is: SPA's counts, saved models and cached answers do not change."""
+    if (match := _USUAL_SPEED.fullmatch(answer)) and match["ratio"] != "1.0":
+        return f"moving a little {'slowly' if float(match['ratio']) < 1 else 'fast'} ({match['ratio']}× the usual speed here)"
+    if (match := _USUAL_RATIO.fullmatch(answer)) and match["ratio"] != "1.0":
+        less, more = _COMPARISONS[match["what"]]
+        return f"{less if float(match['ratio']) < 1 else more} than usual ({match['ratio']}×)"
+    return answer
+
+
+_USUAL_SPEED = re.compile(r"moving at the usual speed \((?P<ratio>\d+\.\d)× the usual speed here\)")
+_USUAL_RATIO = re.compile(r"usual (?P<what>size|shape) \((?P<ratio>\d+\.\d)×\)")
+_COMPARISONS = {"size": ("smaller", "larger"), "shape": ("narrower", "wider")}
 
 
 def _ratio_phrase(ratio: float, what: str, less: str, more: str) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from vlavad.core.records import Answer, Cause
+from vlavad.describe.motion import readable
 from vlavad.describe.prompts import Prompt
 from vlavad.scorers.spa import AnswerFrequencies
 
@@ -72,6 +73,7 @@ def _answer_facts(prompt: Prompt, step: pd.DataFrame, frequencies: AnswerFrequen
     answer = str(row["answer"].iloc[0]) if len(row) else ""
     detail = str(row["detail"].iloc[0]) if len(row) and "detail" in row else ""
     counts = frequencies.counts.get(prompt.id, {})
+    shown = readable(answer)
     return Answer(
         question=prompt.question,
         measures=prompt.measures or "",
@@ -79,6 +81,7 @@ def _answer_facts(prompt: Prompt, step: pd.DataFrame, frequencies: AnswerFrequen
         detail=detail,
         seen=int(counts.get(answer, 0)),
         total=int(sum(counts.values())),
+        shown="" if shown == answer else shown,
     )
 
 
@@ -100,7 +103,7 @@ def headline(cause: Cause) -> str:
     if rarest.measures == "summary":  # a whole description of the object, like "a large object standing still"
         what = rarest.answer
     elif rarest is not looks and rarest.answer != kind:  # what it is, or looks like, is said already
-        what += ", " + rarest.answer + (f" ({rarest.detail})" if rarest.detail else "")
+        what += ", " + (rarest.shown or rarest.answer) + (f" ({rarest.detail})" if rarest.detail else "")
     return f"{what[0].upper()}{what[1:]}: {how_rare(rarest.seen, rarest.total)}."
 
 
@@ -128,7 +131,7 @@ def cause_in_words(cause: Cause) -> list[str]:
     for facts in cause.answers:
         if not facts.answer:
             continue
-        what = facts.answer + (f" ({facts.detail})" if facts.detail else "")
+        what = (facts.shown or facts.answer) + (f" ({facts.detail})" if facts.detail else "")
         lines.append(f"“{facts.question}” {what}: {rarity_in_words(facts.seen, facts.total)}.")
     if cause.temporal:
         lines.append("What it did next was not what normal objects do after the same moves.")
