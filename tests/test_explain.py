@@ -107,19 +107,33 @@ def a_cause(*answers: Answer) -> Cause:
 
 def test_the_headline_names_the_object_and_its_rarest_answer_in_plain_words():
     cause = a_cause(
-        said("summary", "a bicycle moving fast", 0),
+        said("summary", "an object moving fast to the left", 0),
         said("kind", "a bicycle", 40),
         said("speed", "moving fast (2.4× the usual speed here)", 0),
         said("direction", "moving to the left", 300),
     )
+    assert (
+        headline(cause)
+        == "An object moving fast to the left (a bicycle), moving fast (2.4× the usual speed here): never seen in 1,030 normal observations."
+    )
+    cause = a_cause(said("kind", "a bicycle", 40), said("speed", "moving fast (2.4× the usual speed here)", 0))
     assert headline(cause) == "A bicycle, moving fast (2.4× the usual speed here): never seen in 1,030 normal observations."
     vehicle = a_cause(said("appearance", "looks like a wheeled vehicle", 7, detail="golf cart"), said("speed", "moving at the usual speed", 500))
-    assert headline(vehicle) == "An object that looks like a golf cart: seen in under 1% of 1,030 normal observations."
+    assert headline(vehicle) == "An object (looks like a golf cart): seen in under 1% of 1,030 normal observations."
     assert (
         headline(a_cause(said("summary", "a large object standing still", 0)))
         == "A large object standing still: never seen in 1,030 normal observations."
     )
     assert headline(a_cause(said("kind", "a car", 0), said("speed", "moving slowly", 90))) == "A car: never seen in 1,030 normal observations."
+    tied = a_cause(
+        said("shape", "much wider than usual (2.8×)", 0),
+        said("speed", "moving fast (2.4× the usual speed here)", 0),
+        said("size", "larger than usual (1.4×)", 0),
+    )
+    assert (
+        headline(tied)
+        == "An object, much wider than usual (2.8×) and moving fast (2.4× the usual speed here): never seen in 1,030 normal observations."
+    )
     assert how_rare(52, 1030) == "seen in 5% of 1,030 normal observations" and how_rare(0, 0).startswith("nothing like it")
 
 

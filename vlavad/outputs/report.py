@@ -27,7 +27,7 @@ MAX_CARDS = 20  # events beyond these are listed in the table only
 CAUSE_PICTURE_PX = 160  # each cause's crop, tall enough to see what the object is
 CARD_STYLE = """.card{border:1px solid #ddd;border-radius:8px;padding:10px 14px;margin:12px 0;display:flex;flex-wrap:wrap;gap:14px}
 .card h3{margin:0 0 6px;font-size:1.05em;width:100%}.card .warn{color:#a15c00;background:#fff4e0;padding:4px 8px;border-radius:4px;width:100%}
-.card img{border-radius:4px;max-width:100%}.cause{display:flex;gap:10px;align-items:flex-start;max-width:560px}
+.card img{border-radius:4px;max-width:100%}.cause{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start;max-width:560px}.cause>div{min-width:0;flex:1 1 200px}
 .cause p{margin:2px 0;font-size:.92em}.cause .title{font-weight:600}.card .when{margin:0;width:100%}
 .cause summary{cursor:pointer;color:#555;font-size:.92em}"""
 

@@ -86,24 +86,31 @@ def _answer_facts(prompt: Prompt, step: pd.DataFrame, frequencies: AnswerFrequen
 
 
 def headline(cause: Cause) -> str:
-    """The one sentence a stakeholder reads first: what the object was, the rarest thing said of
-    it, and how rare that was. "A bicycle, moving fast (2.4× the usual speed here): never seen
-    in 1,030 normal observations." Summary answers, which join the others into one phrase, are
-    used only when nothing else was asked: they are rare by construction."""
+    """The one sentence a stakeholder reads first: the object as described (what it did, what the
+    detector called it, what it looks like), the rarest thing said of it, and how rare that was:
+    "An object moving fast to the right (a bicycle), much wider than usual (2.8×): never seen in
+    227 normal observations." Summary answers describe; they are not the reason, since they are
+    rare by construction, unless nothing else was asked."""
     said = [a for a in cause.answers if a.answer]
+    summary = next((a.answer for a in said if a.measures == "summary"), "")
     kind = next((a.answer for a in said if a.measures == "kind" and "unknown kind" not in a.answer), "")
     looks = next((a for a in said if a.measures == "appearance" and a.detail), None)
-    what = kind or "an object"
+    tags = [kind] if kind and summary else []
     if looks is not None:
-        what += f" that looks like {'an' if looks.detail[0] in 'aeiou' else 'a'} {looks.detail}"
+        tags.append(f"looks like {'an' if looks.detail[0] in 'aeiou' else 'a'} {looks.detail}")
+    what = (summary or kind or "an object") + (f" ({'; '.join(tags)})" if tags else "")
     reasons = [a for a in said if a.measures != "summary"] or said
     if not reasons:
         return f"{what[0].upper()}{what[1:]}."
-    rarest = min(reasons, key=lambda a: (a.seen / a.total) if a.total else 1.0)
-    if rarest.measures == "summary":  # a whole description of the object, like "a large object standing still"
-        what = rarest.answer
-    elif rarest is not looks and rarest.answer != kind:  # what it is, or looks like, is said already
-        what += ", " + (rarest.shown or rarest.answer) + (f" ({rarest.detail})" if rarest.detail else "")
+
+    def rarity(a: Answer) -> float:
+        return (a.seen / a.total) if a.total else 1.0
+
+    rarest = min(reasons, key=rarity)
+    # The rarest answers, two at most where several are as rare, less what was said already.
+    tied = [a for a in reasons if rarity(a) == rarity(rarest) and a is not looks and a.answer not in (kind, summary)][:2]
+    if tied:
+        what += ", " + " and ".join((a.shown or a.answer) + (f" ({a.detail})" if a.detail else "") for a in tied)
     return f"{what[0].upper()}{what[1:]}: {how_rare(rarest.seen, rarest.total)}."
 
 
