@@ -12,6 +12,7 @@ from pathlib import Path
 import gradio as gr
 
 from vlavad.core.errors import VlavadError
+from vlavad.outputs.report import CARD_STYLE
 from vlavad.pipeline.backends import TIER_BACKENDS
 from webapp import analyse, annotate, benchmark, prompt_pool, tiers
 from webapp.benchmark import default_data_root
@@ -22,7 +23,18 @@ from webapp.tiers import APP_TIERS, default_tier, tier_choices, tiers_line
 # fetched; it stops once they are here or have failed.
 FETCH_REFRESH_S = 2.0
 
-CSS = """
+
+def scoped(css: str, scope: str) -> str:
+    """`css` (plain rules, no @media) with every selector inside `scope`."""
+    rules = [rule.split("{", 1) for rule in css.replace("\n", "").split("}") if "{" in rule]
+    return "\n".join(", ".join(f"{scope} {sel.strip()}" for sel in selectors.split(",")) + "{" + body + "}" for selectors, body in rules)
+
+
+# The event cards look as they do in the report (the same rules, kept to the cards' element),
+# before the phone's overrides below.
+CSS = (
+    scoped(CARD_STYLE, "#event-cards")
+    + """
 #banner {border-left: 4px solid #1f77b4; padding: 6px 12px; background: #f3f7fb; border-radius: 4px}
 footer {display: none !important}
 /* On a phone, the four tab names fit on one line instead of two hiding behind "..." (Gradio
@@ -35,6 +47,8 @@ footer {display: none !important}
     padding-left: 2px !important; padding-right: 2px !important; font-size: 12px !important; word-break: normal !important}
 }
 """
+)
+
 
 # gr.Plot has no click event: this hook forwards a click on the timeline (whose fused trace
 # carries the frame index as customdata) to the frame slider and presses "Show this frame".

@@ -25,11 +25,14 @@ from vlavad.scorers.explain import cause_in_words, headline
 
 MAX_CARDS = 20  # events beyond these are listed in the table only
 CAUSE_PICTURE_PX = 160  # each cause's crop, tall enough to see what the object is
+STRIP_PX = 90  # the frames around the peak: five fit a phone's width
 CARD_STYLE = """.card{border:1px solid #ddd;border-radius:8px;padding:10px 14px;margin:12px 0;display:flex;flex-wrap:wrap;gap:14px}
 .card h3{margin:0 0 6px;font-size:1.05em;width:100%}.card .warn{color:#a15c00;background:#fff4e0;padding:4px 8px;border-radius:4px;width:100%}
 .card img{border-radius:4px;max-width:100%}.cause{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start;max-width:560px}.cause>div{min-width:0;flex:1 1 200px}
 .cause p{margin:2px 0;font-size:.92em}.cause .title{font-weight:600}.card .when{margin:0;width:100%}
-.cause summary{cursor:pointer;color:#555;font-size:.92em}"""
+.cause summary{cursor:pointer;color:#555;font-size:.92em}
+.strip{display:flex;gap:4px;width:100%;overflow:hidden}.strip figure{margin:0;flex:1 1 0;min-width:0;text-align:center;font-size:.8em;color:#777}
+.strip img{width:100%;height:auto}.strip span{display:block}"""
 
 # With the viewport tag, a phone lays the page out at its own width (without it, at 980 px and all
 # text tiny); pictures and the table shrink to the screen, and long words wrap.
@@ -93,7 +96,8 @@ def event_cards(result: VideoResult, video: str | Path, normal_until_s: float | 
     pictures). `normal_until_s`: the user declared the video normal up to there (its first
     seconds), so an event inside that part gets a warning."""
     events = result.events[:MAX_CARDS]
-    wanted = {e.peak_frame for e in events} | {c.frame for e in events for c in e.causes}
+    strips = {id(e): _strip_frames(e.peak_frame, result.info.fps, result.info.frame_count) for e in events}
+    wanted = {e.peak_frame for e in events} | {c.frame for e in events for c in e.causes} | {f for strip in strips.values() for f in strip}
     frames = {}
     for index, frame in iter_frames(video, limits=result.info.limits) if wanted else ():
         if index in wanted:
@@ -117,8 +121,19 @@ def event_cards(result: VideoResult, video: str | Path, normal_until_s: float | 
                 f'<div class="warn">This part was declared normal (the first {normal_until_s:g} s), yet it scored as unusual: check it, '
                 "or choose a normal segment without it.</div>"
             )
+        blamed = [c.track_id for c in event.causes]
         if peak is not None:
-            parts.append(_img(_boxed(peak, _boxes_at(result, event.peak_frame, [c.track_id for c in event.causes])), 480, "the frame at the peak"))
+            parts.append(_img(_boxed(peak, _boxes_at(result, event.peak_frame, blamed)), 480, "the frame at the peak"))
+        # The motion around the peak, for a reader who cannot play the video: a strip of frames
+        # a second before to a second after, the blamed objects boxed.
+        strip = [
+            _img(_boxed(frames[f], _boxes_at(result, f, blamed)), STRIP_PX, f"{result.frames['time_s'].iloc[f]:.1f} s")
+            + f"<span>{result.frames['time_s'].iloc[f]:.1f} s</span>"
+            for f in strips[id(event)]
+            if f in frames
+        ]
+        if len(strip) > 1:
+            parts.append('<div class="strip">' + "".join(f"<figure>{frame}</figure>" for frame in strip) + "</div>")
         for cause in event.causes:
             picture = _img(_crop(frames[cause.frame], cause.box), CAUSE_PICTURE_PX, f"object #{cause.track_id}") if cause.frame in frames else ""
             words = "".join(f"<p>{html.escape(line)}</p>" for line in cause_in_words(cause))
@@ -132,6 +147,12 @@ def event_cards(result: VideoResult, video: str | Path, normal_until_s: float | 
     if len(result.events) > MAX_CARDS:
         cards.append(f"<p class='muted'>{len(result.events) - MAX_CARDS} more event(s) are in the table above.</p>")
     return "".join(cards)
+
+
+def _strip_frames(peak: int, fps: float, frame_count: int) -> list[int]:
+    """The frames of an event's strip: from a second before its peak to a second after, every half second."""
+    step = max(1, round(fps / 2))
+    return sorted({min(max(peak + k * step, 0), frame_count - 1) for k in (-2, -1, 0, 1, 2)})
 
 
 def _boxes_at(result: VideoResult, frame: int, track_ids: list[int]) -> list[tuple[int, list[float]]]:
