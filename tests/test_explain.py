@@ -7,7 +7,7 @@ import pandas as pd
 
 from vlavad.core.records import Answer, Cause
 from vlavad.describe.prompts import Prompt
-from vlavad.scorers.explain import cause_in_words, causes, headline, how_rare, rarity_in_words
+from vlavad.scorers.explain import article, cause_in_words, causes, headline, how_rare, rarity_in_words
 from vlavad.scorers.spa import AnswerFrequencies
 
 SPEED = Prompt("How fast is the object moving?", "speed")
@@ -114,7 +114,7 @@ def test_the_headline_names_the_object_and_its_rarest_answer_in_plain_words():
     )
     assert (
         headline(cause)
-        == "An object moving fast to the left (a bicycle), moving fast (2.4× the usual speed here): never seen in 1,030 normal observations."
+        == "An object moving to the left (a bicycle), moving fast (2.4× the usual speed here): never seen in 1,030 normal observations."
     )
     cause = a_cause(said("kind", "a bicycle", 40), said("speed", "moving fast (2.4× the usual speed here)", 0))
     assert headline(cause) == "A bicycle, moving fast (2.4× the usual speed here): never seen in 1,030 normal observations."
@@ -134,6 +134,7 @@ def test_the_headline_names_the_object_and_its_rarest_answer_in_plain_words():
         headline(tied)
         == "An object, much wider than usual (2.8×) and moving fast (2.4× the usual speed here): never seen in 1,030 normal observations."
     )
+    assert [article(n) for n in ("unicycle", "ambulance", "moped", "electric locomotive")] == ["a", "an", "a", "an"]
     assert how_rare(52, 1030) == "seen in 5% of 1,030 normal observations" and how_rare(0, 0).startswith("nothing like it")
 
 
@@ -150,3 +151,13 @@ def test_counted_answers_whose_words_would_contradict_their_rarity_are_shown_as_
     assert cause_in_words(a_cause(shape)) == [
         "“(shape)” narrower than usual (0.8×): in the normal videos, objects were described 227 times, never like this."
     ]
+
+
+def test_the_summarys_coarse_speed_word_goes_where_the_finer_speed_answer_is_said():
+    walker = a_cause(said("summary", "an object moving fast to the right", 0), said("speed", "moving a little fast (1.7× the usual speed here)", 0))
+    assert (
+        headline(walker)
+        == "An object moving to the right, moving a little fast (1.7× the usual speed here): never seen in 1,030 normal observations."
+    )
+    cart = a_cause(said("summary", "a large object moving fast to the left", 0), said("shape", "much wider than usual (2.8×)", 0))
+    assert headline(cart).startswith("A large object moving fast to the left, much wider")  # no speed answer beside it: the word stays

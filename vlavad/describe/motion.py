@@ -315,6 +315,13 @@ def readable(answer: str) -> str:
     return answer
 
 
+def without_speed(summary: str) -> str:
+    """A summary answer without its coarse speed word ("an object moving fast to the right" ->
+    "an object moving to the right"), for when the finer speed answer is said beside it: "fast"
+    next to "a little fast (1.7×)" reads as a contradiction."""
+    return re.sub(r" moving (slowly|at walking pace|fast) ", " moving ", summary)
+
+
 _USUAL_SPEED = re.compile(r"moving at the usual speed \((?P<ratio>\d+\.\d)× the usual speed here\)")
 _USUAL_RATIO = re.compile(r"usual (?P<what>size|shape) \((?P<ratio>\d+\.\d)×\)")
 _COMPARISONS = {"size": ("smaller", "larger"), "shape": ("narrower", "wider")}

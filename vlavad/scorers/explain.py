@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from vlavad.core.records import Answer, Cause
-from vlavad.describe.motion import readable
+from vlavad.describe.motion import readable, without_speed
 from vlavad.describe.prompts import Prompt
 from vlavad.scorers.spa import AnswerFrequencies
 
@@ -97,7 +97,7 @@ def headline(cause: Cause) -> str:
     looks = next((a for a in said if a.measures == "appearance" and a.detail), None)
     tags = [kind] if kind and summary else []
     if looks is not None:
-        tags.append(f"looks like {'an' if looks.detail[0] in 'aeiou' else 'a'} {looks.detail}")
+        tags.append(f"looks like {article(looks.detail)} {looks.detail}")
     what = (summary or kind or "an object") + (f" ({'; '.join(tags)})" if tags else "")
     reasons = [a for a in said if a.measures != "summary"] or said
     if not reasons:
@@ -109,9 +109,17 @@ def headline(cause: Cause) -> str:
     rarest = min(reasons, key=rarity)
     # The rarest answers, two at most where several are as rare, less what was said already.
     tied = [a for a in reasons if rarity(a) == rarity(rarest) and a is not looks and a.answer not in (kind, summary)][:2]
+    if summary and any(a.measures == "speed" for a in tied):  # the finer speed answer is said: the summary's coarse one goes
+        what = what.replace(summary, without_speed(summary), 1)
     if tied:
         what += ", " + " and ".join((a.shown or a.answer) + (f" ({a.detail})" if a.detail else "") for a in tied)
     return f"{what[0].upper()}{what[1:]}: {how_rare(rarest.seen, rarest.total)}."
+
+
+def article(noun: str) -> str:
+    """'a' or 'an' before an English noun, by its sound where the spelling misleads ("a unicycle")."""
+    vowel_sound = noun[:1].lower() in "aeiou" and not noun.lower().startswith(("uni", "use", "eu", "one"))
+    return "an" if vowel_sound else "a"
 
 
 def how_rare(seen: int, total: int) -> str:
