@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -51,6 +52,9 @@ def test_fast_object_gets_the_top_score(fitted, tmp_path):
     assert top["x1"] <= cart.x[frame] <= top["x2"]
     assert top["y1"] <= cart.y[frame] - cart.height / 2 <= top["y2"]
     assert "fast" in top["caption"]
+    # What people read never pairs "usual" with a bin beside it (`readable`): only 1.0× is usual.
+    captions = " ".join(result.objects["caption"].dropna().unique())
+    assert not re.search(r"usual (size|shape) \((?!1\.0)", captions) and not re.search(r"at the usual speed \((?!1\.0)", captions)
     # And the anomalous stretch scores well above the normal one.
     fused = result.frames["fused"].to_numpy()
     assert fused[labels == 1].mean() > fused[labels == 0].mean() + 1.0

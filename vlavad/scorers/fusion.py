@@ -22,6 +22,7 @@ from scipy.ndimage import gaussian_filter1d
 from vlavad.core.records import FRAME_COLUMNS, OBJECT_COLUMNS, Event, StepTable, VideoInfo
 from vlavad.core.schema import Schema
 from vlavad.core.timing import StageTimes
+from vlavad.describe.motion import readable
 from vlavad.describe.prompts import Prompt
 from vlavad.embed import TextEncoder, embedding_sequences, step_captions
 from vlavad.scorers.explain import causes, headline
@@ -196,8 +197,11 @@ def object_table(
         steps = steps.drop(columns="temporal_score").merge(error_table, on=["track_id", "order"], how="left")
     # An object the describer abstained on (no static score) is not scored at all.
     steps.loc[steps["static_score"].isna(), "temporal_score"] = np.nan
-    # From here on the caption is what people read: the answers with their details.
+    # From here on the caption is what people read: the answers with their details, each in the
+    # words that do not contradict its rarity (`readable`; once per distinct caption).
+    readable_caption = {c: "; ".join(readable(part) for part in c.split("; ")) for c in steps["shown"].dropna().unique()}
     steps = steps.drop(columns="caption").rename(columns={"shown": "caption"})
+    steps["caption"] = steps["caption"].map(readable_caption)
     return spread_to_frames(tracks, steps, ["caption", "static_score", "temporal_score"])
 
 
