@@ -161,3 +161,39 @@ def test_the_summarys_coarse_speed_word_goes_where_the_finer_speed_answer_is_sai
     )
     cart = a_cause(said("summary", "a large object moving fast to the left", 0), said("shape", "much wider than usual (2.8×)", 0))
     assert headline(cart).startswith("A large object moving fast to the left, much wider")  # no speed answer beside it: the word stays
+
+
+def test_an_object_unusual_on_its_own_that_never_led_a_frame_is_not_blamed():
+    """The curve is each frame's highest object score: the cart leads every frame of the event,
+    a walker at an odd spot crosses the threshold too but never leads, and is left out."""
+    frames = np.arange(10, 16)
+    objects = pd.DataFrame(
+        {
+            "frame": np.r_[frames, frames],
+            "track_id": [7] * 6 + [5] * 6,
+            "x1": 10.0,
+            "y1": 20.0,
+            "x2": 30.0,
+            "y2": 60.0,
+            "caption": "",
+            "object_score": [3.0, 3.2, 3.5, 3.4, 3.1, 3.0] + [2.2, 2.4, 2.9, 2.0, 2.1, 2.2],
+        }
+    )
+    answers = pd.DataFrame({"frame": [10, 10], "track_id": [7, 5], "prompt_id": SPEED.id, "answer": ["moving fast", "moving slowly"], "detail": ""})
+    found = causes(
+        objects,
+        answers,
+        10,
+        15,
+        threshold=1.5,
+        times=np.arange(20) / 10,
+        prompts=[SPEED],
+        frequencies=AnswerFrequencies(counts={SPEED.id: {"moving slowly": 10}}),
+        temporal_z=pd.Series(0.0, index=objects.index),
+        lam=0.1,
+    )
+    assert [c.track_id for c in found] == [7]
+    # Where the two take turns, both raised it: the one that led more frames first.
+    objects.loc[objects["track_id"] == 5, "object_score"] = [3.3, 3.4, 2.0, 2.0, 3.2, 3.1]
+    found = causes(objects, answers, 10, 15, 1.5, np.arange(20) / 10, [SPEED], AnswerFrequencies(counts={}), pd.Series(0.0, index=objects.index), 0.1)
+    assert [c.track_id for c in found] == [5, 7]  # 5 led four of the six frames, 7 two

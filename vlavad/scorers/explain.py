@@ -1,10 +1,11 @@
 """Why an event was raised, in plain words: the objects that caused it and how rare their answers were.
 
-An event's causes are the objects whose own score crossed the event threshold inside it, best
-first (at most three): bystanders never appear. For each, the answers that made it rare, with
-what SPA's 1/frequency means in words ("normal objects were described 12,400 times, 3 times like
-this"), and whether its temporal part helped ("its next answers were not what normal tracks
-do"). When the smoothed curve crosses the threshold but no single object does, the strongest
+An event's causes are the objects that raised it: their own score crossed the event threshold
+inside it, and they led the curve (each frame's highest object score), ranked by how many of the
+event's frames they led (at most three). An object unusual on its own beside the event, which
+never led a frame, is not blamed. For each, the answers that made it rare, with what SPA's
+1/frequency means in words ("normal objects were described 12,400 times, 3 times like this"),
+and whether its temporal part helped ("what it did next was not what normal objects do"). When the smoothed curve crosses the threshold but no single object does, the strongest
 object is given, marked as under the threshold on its own.
 """
 
@@ -19,6 +20,7 @@ from vlavad.describe.prompts import Prompt
 from vlavad.scorers.spa import AnswerFrequencies
 
 MAX_CAUSES = 3
+LED_SHARE = 0.75  # the causes listed led at least this share of the frames the candidates led
 TEMPORAL_SHARE = 0.5  # a temporal part adding at least this much (in standard units) is mentioned
 
 
@@ -42,7 +44,11 @@ def causes(
         return []
     best = inside.loc[inside.groupby("track_id")["object_score"].idxmax()].sort_values("object_score", ascending=False)
     crossing = best[best["object_score"] > threshold]
-    chosen, below = (crossing.head(MAX_CAUSES), False) if len(crossing) else (best.head(1), True)
+    raised = _leaders(inside, crossing["track_id"])
+    if len(raised):
+        chosen, below = pd.concat([crossing[crossing["track_id"] == t] for t in raised]), False  # rows keep their index
+    else:
+        chosen, below = (crossing.head(MAX_CAUSES), False) if len(crossing) else (best.head(1), True)
     out = []
     for row in chosen.itertuples():
         step = _answers_at(answers, int(row.track_id), int(row.frame))
@@ -60,6 +66,22 @@ def causes(
             )
         )
     return out
+
+
+def _leaders(inside: pd.DataFrame, candidates: pd.Series) -> list[int]:
+    """The candidates that raised the event: the curve is each frame's highest object score, so
+    an object raised it where it was that frame's highest. Ranked by how many of the event's
+    frames each led, and kept until they led `LED_SHARE` of them (`MAX_CAUSES` at most); an
+    object unusual on its own that never led a frame stood beside the event, not behind it."""
+    led = inside.loc[inside.groupby("frame")["object_score"].idxmax(), "track_id"].value_counts()
+    led = led[led.index.isin(candidates)]
+    kept, covered, total = [], 0, int(led.sum())
+    for track_id, frames in led.items():
+        kept.append(int(track_id))
+        covered += int(frames)
+        if covered >= LED_SHARE * total or len(kept) == MAX_CAUSES:
+            break
+    return kept
 
 
 def _answers_at(answers: pd.DataFrame, track_id: int, frame: int) -> pd.DataFrame:
