@@ -1,12 +1,13 @@
 """Why an event was raised, in plain words: the objects that caused it and how rare their answers were.
 
-An event's causes are the objects that raised it: their own score crossed the event threshold
-inside it, and they led the curve (each frame's highest object score), ranked by how many of the
-event's frames they led (at most three). An object unusual on its own beside the event, which
-never led a frame, is not blamed. For each, the answers that made it rare, with what SPA's
-1/frequency means in words ("normal objects were described 12,400 times, 3 times like this"),
-and whether its temporal part helped ("what it did next was not what normal objects do"). When the smoothed curve crosses the threshold but no single object does, the strongest
-object is given, marked as under the threshold on its own.
+An event's causes are the objects that raised it: their own score crossed the event threshold inside
+it, and they led the curve (each frame's highest object score), ranked by how many of the event's
+frames they led (at most three). An object unusual on its own beside the event, which never led a
+frame, is not blamed. For each, the answers that made it rare, with what SPA's 1/frequency means in
+words ("normal objects were described 12,400 times, 3 times like this"), and whether its temporal
+part helped ("what it did next was not what normal objects do"). When the smoothed curve crosses the
+threshold but no single object does, the strongest object is given, marked as under the threshold on
+its own.
 """
 
 from __future__ import annotations
