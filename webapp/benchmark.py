@@ -31,7 +31,7 @@ from vlavad.pipeline.backends import STAGES, TIER_BACKENDS, missing, resolve, un
 from vlavad.pipeline.pipeline import Pipeline
 from vlavad.pipeline.settings import Settings, preset, preset_names
 from webapp import plots, tiers
-from webapp.common import TabHooks, choices_update, user_errors, workspace_of
+from webapp.common import TabHooks, choices_update, hide_paths, user_errors, workspace_of
 from webapp.names import AppError
 from webapp.store import Store
 from webapp.tiers import default_tier, tier_choices
@@ -159,7 +159,7 @@ def availability_note() -> str:
         for name in STAGES[stage].names():
             problem = missing(Settings().updated(**{f"{stage}.backend": name}), stage)
             if problem:
-                lines.append(f"- **{name}** ({stage}): {problem}")
+                lines.append(f"- **{name}** ({stage}): {hide_paths(str(problem))}")  # a weights folder is the server's business
     return ("Unavailable on this server:\n" + "\n".join(lines)) if lines else "Every backend can run here."
 
 
