@@ -41,7 +41,7 @@ from vlavad.describe.base import DESCRIBERS, Describer, ProgressFn
 from vlavad.describe.crops import iter_crops
 from vlavad.describe.prompts import Prompt
 from vlavad.weights import onnx_models
-from vlavad.weights.hub import load_once, resolve_device
+from vlavad.weights.hub import load_once
 from vlavad.weights.packaged import PackagedFile, PackagedWeights
 
 WEIGHTS = PackagedWeights(
@@ -78,7 +78,7 @@ class AppearanceSettings(Schema):
 
 
 @DESCRIBERS.register
-class AppearanceDescriber(Describer):
+class AppearanceDescriber(onnx_models.RunsExported, Describer):
     name = "appearance"
     prompt_pool = "appearance"
     tier = "packaged"
@@ -88,8 +88,6 @@ class AppearanceDescriber(Describer):
     def __init__(self, settings: AppearanceSettings = AppearanceSettings(), device: str = "auto"):
         self.settings = settings
         self.requested_device = device
-        self._resolved: str | None = None  # the device, once asked
-        self._ran_on = ""  # what ran the classifier last: "openvino 2026.x (bf16)", "onnxruntime 1.x" or "torch 2.x"
 
     @classmethod
     def create(cls, settings: AppearanceSettings, device: str) -> AppearanceDescriber:
@@ -183,14 +181,6 @@ class AppearanceDescriber(Describer):
             logits = network(torch.from_numpy(x).to(device))
         self._ran_on = onnx_models.torch_label()
         return torch.softmax(logits.float(), dim=1).cpu().numpy()
-
-    def runtime(self) -> str:
-        return self._ran_on or onnx_models.planned_runtime(self._device())
-
-    def _device(self) -> str:
-        if self._resolved is None:
-            self._resolved = resolve_device(self.requested_device)
-        return self._resolved
 
 
 def onnx_export(input_size: int) -> onnx_models.OnnxExport:

@@ -32,7 +32,7 @@ from vlavad.core.schema import Schema
 from vlavad.detect.base import DETECTORS, Detector
 from vlavad.detect.carried import carried
 from vlavad.weights import onnx_models
-from vlavad.weights.hub import load_once, resolve_device
+from vlavad.weights.hub import load_once
 from vlavad.weights.packaged import PackagedFile, PackagedWeights
 
 WEIGHTS = PackagedWeights(
@@ -166,7 +166,7 @@ def _names(classes: str) -> list[str]:
 
 
 @DETECTORS.register
-class NanoDetDetector(Detector):
+class NanoDetDetector(onnx_models.RunsExported, Detector):
     name = "nanodet"
     tier = "packaged"
     Settings = NanoDetSettings
@@ -179,8 +179,6 @@ class NanoDetDetector(Detector):
         self.requested_device = device
         self._every, self._seen = 1, 0
         self._previous = self._last = sv.Detections.empty()
-        self._resolved: str | None = None  # the device, once asked
-        self._ran_on = ""  # what ran the network last: "openvino 2026.x (bf16)", "onnxruntime 1.x" or "torch 2.x"
 
     @classmethod
     def create(cls, settings: NanoDetSettings, device: str) -> NanoDetDetector:
@@ -231,9 +229,6 @@ class NanoDetDetector(Detector):
             )
         return out
 
-    def runtime(self) -> str:
-        return self._ran_on or onnx_models.planned_runtime(self._device())
-
     def _forward(self, x: np.ndarray) -> list[np.ndarray]:
         """The network's outputs (N, cells, 80 or 44) per level for a normalised NCHW batch: in
         OpenVINO or ONNX Runtime on the CPU where one is installed, in PyTorch otherwise (the GPU included)."""
@@ -248,11 +243,6 @@ class NanoDetDetector(Detector):
             outputs = network(torch.from_numpy(x).to(device))
         self._ran_on = onnx_models.torch_label()
         return [output.cpu().numpy() for output in outputs]
-
-    def _device(self) -> str:
-        if self._resolved is None:
-            self._resolved = resolve_device(self.requested_device)
-        return self._resolved
 
 
 def output_levels(outputs: list[np.ndarray], input_size: int) -> list[tuple[int, int, int]]:

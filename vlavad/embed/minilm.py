@@ -20,7 +20,7 @@ import numpy as np
 from vlavad.core.registry import Missing, NoSettings
 from vlavad.embed.base import ENCODERS, TextEncoder
 from vlavad.weights import onnx_models
-from vlavad.weights.hub import NO_REMOTE_CODE, SAFE_LOADING, load_once, package_missing, resolve_device
+from vlavad.weights.hub import NO_REMOTE_CODE, SAFE_LOADING, load_once, package_missing
 from vlavad.weights.packaged import PackagedFile, PackagedWeights
 
 
@@ -49,7 +49,7 @@ MAX_TOKENS = 128  # answers are short phrases; the model was trained on up to 12
 
 
 @ENCODERS.register
-class MiniLMEncoder(TextEncoder):
+class MiniLMEncoder(onnx_models.RunsExported, TextEncoder):
     name = "minilm"
     tier = "packaged"
     dim = 384
@@ -57,8 +57,6 @@ class MiniLMEncoder(TextEncoder):
     def __init__(self, settings: NoSettings = NoSettings(), device: str = "auto", batch_size: int = 256):
         self.requested_device = device
         self.batch_size = batch_size  # speed only: not part of the identity
-        self._resolved: str | None = None  # the device, once asked
-        self._ran_on = ""  # what ran the encoder last
 
     @classmethod
     def create(cls, settings: NoSettings, device: str) -> MiniLMEncoder:
@@ -99,14 +97,6 @@ class MiniLMEncoder(TextEncoder):
                 tokens = tokenizer(texts[start : start + self.batch_size], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
                 out.append(network(tokens["input_ids"].to(device), tokens["attention_mask"].to(device)).cpu().numpy())
         return np.concatenate(out).astype(np.float32)
-
-    def runtime(self) -> str:
-        return self._ran_on or onnx_models.planned_runtime(self._device())
-
-    def _device(self) -> str:
-        if self._resolved is None:
-            self._resolved = resolve_device(self.requested_device)
-        return self._resolved
 
 
 def onnx_export() -> onnx_models.OnnxExport:

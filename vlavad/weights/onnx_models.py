@@ -41,7 +41,7 @@ import numpy as np
 
 from vlavad.core.errors import ConfigError
 from vlavad.core.fileio import atomic_write_bytes, atomic_write_json
-from vlavad.weights.hub import load_once
+from vlavad.weights.hub import load_once, resolve_device
 from vlavad.weights.packaged import PackagedWeights
 
 OPSET = 17
@@ -129,6 +129,24 @@ def planned_runtime(device: str) -> str:
     PyTorch otherwise (and where an export is refused)."""
     name = runtime_name() if device == "cpu" else None
     return f"{name} {importlib.metadata.version(name)}" if name else torch_label()
+
+
+class RunsExported:
+    """For a backend whose network runs exported on the CPU and in PyTorch elsewhere: the device
+    it was asked for (`requested_device`, set by the backend) resolved once, and what ran the
+    network last (`_ran_on`, set where it runs), which results record."""
+
+    requested_device: str = "auto"
+    _resolved: str | None = None  # the device, once asked
+    _ran_on: str = ""  # e.g. "openvino 2026.x (bf16)", "onnxruntime 1.x" or "torch 2.x"
+
+    def runtime(self) -> str:
+        return self._ran_on or planned_runtime(self._device())
+
+    def _device(self) -> str:
+        if self._resolved is None:
+            self._resolved = resolve_device(self.requested_device)
+        return self._resolved
 
 
 def session(spec: OnnxExport, say: Callable[[str], None] | None = None):
