@@ -96,8 +96,8 @@ def event_cards(result: VideoResult, video: str | Path, normal_until_s: float | 
     pictures). `normal_until_s`: the user declared the video normal up to there (its first
     seconds), so an event inside that part gets a warning."""
     events = result.events[:MAX_CARDS]
-    strips = {id(e): _strip_frames(e.peak_frame, result.info.fps, result.info.frame_count) for e in events}
-    wanted = {e.peak_frame for e in events} | {c.frame for e in events for c in e.causes} | {f for strip in strips.values() for f in strip}
+    strips = [_strip_frames(e.peak_frame, result.info.fps, result.info.frame_count) for e in events]
+    wanted = {e.peak_frame for e in events} | {c.frame for e in events for c in e.causes} | {f for strip in strips for f in strip}
     frames = {}
     for index, frame in iter_frames(video, limits=result.info.limits) if wanted else ():
         if index in wanted:
@@ -105,7 +105,7 @@ def event_cards(result: VideoResult, video: str | Path, normal_until_s: float | 
         if index >= max(wanted):  # no need to decode the rest of the video
             break
     cards = []
-    for number, event in enumerate(events, 1):
+    for number, (event, strip_frames) in enumerate(zip(events, strips), 1):
         peak = frames.get(event.peak_frame)
         # The headline first (what, and why it is unusual), then when and how strongly, then the
         # pictures, then the evidence folded for those who want it.
@@ -129,7 +129,7 @@ def event_cards(result: VideoResult, video: str | Path, normal_until_s: float | 
         strip = [
             _img(_boxed(frames[f], _boxes_at(result, f, blamed)), STRIP_PX, f"{result.frames['time_s'].iloc[f]:.1f} s")
             + f"<span>{result.frames['time_s'].iloc[f]:.1f} s</span>"
-            for f in strips[id(event)]
+            for f in strip_frames
             if f in frames
         ]
         if len(strip) > 1:
