@@ -20,6 +20,7 @@ from contextlib import closing
 
 import numpy as np
 import pandas as pd
+import supervision as sv
 from pydantic import Field
 
 from vlavad.core.records import TRACK_COLUMNS, VideoInfo
@@ -79,22 +80,10 @@ def track_video(
     """
     times = times or StageTimes()
     source = WorkingFrames.at_height(info, settings.working_height, colour=detector.uses_colour)
-    scale = settings.working_height / info.height
-    work_size = source.size
-    fps = info.fps
-    interval = max(1, int(round(settings.motion_interval_s * fps)))
-    seconds_per_interval = interval / fps
     frame_times = info.times()
     with times("decode"):
-        detector.begin(source.background(), fps=fps)
-
-    tracker = ByteTrack(
-        max_frames_lost=_frames_lost(settings.lost_track_s, fps),
-        activation_threshold=detector.track_activation,
-        high_confidence=detector.track_activation + 0.05,
-    )
-    history: deque[np.ndarray] = deque(maxlen=interval + 1)
-    history_times: deque[float] = deque(maxlen=interval + 1)
+        detector.begin(source.background(), fps=info.fps)
+    tracker = ObjectTracker(detector, settings, info.fps, source.size, settings.working_height / info.height)
     rows: list[np.ndarray] = []
     total = (info.frame_count + stride - 1) // stride
     # Frames are decoded and detected ahead, in a thread of their own: OpenCV and the networks let
@@ -125,33 +114,70 @@ def track_video(
                 break
             frame_index, gray, found, foreground = item
             done += 1
-            history.append(gray)
-            history_times.append(frame_times[frame_index] / stride)  # played `stride` times faster
-            with times("track"):
-                tracked, track_ids = tracker.update(found.xyxy, found.confidence)
-            if len(tracked):
-                boxes = found.xyxy[tracked].astype(np.float64)
-                with times("flow"):
-                    velocity = box_velocity(history, boxes, foreground, settings.flow_grid, settings.flow_quantile, settings.flow_fb_max_px)
-                # Real time between the two frames (variable-rate video); across a pause in the
-                # recording the displacement says nothing about speed.
-                elapsed = history_times[-1] - history_times[0]
-                velocity = velocity / elapsed if elapsed <= 2 * seconds_per_interval else np.full_like(velocity, np.nan)
-                classes = found.class_id[tracked] if found.class_id is not None else np.full(len(tracked), -1)
-                confidences = found.confidence[tracked] if found.confidence is not None else None
-                rows.append(_rows(frame_index, track_ids, boxes, confidences, classes, velocity, work_size, scale))
+            # Played `stride` times faster: every frame's time is divided by the stride.
+            found_rows = tracker.step(frame_index, frame_times[frame_index] / stride, gray, found, foreground, times)
+            if found_rows is not None:
+                rows.append(found_rows)
             if progress:
                 progress(done, total)
     times.add_waited(waited, ahead_times.snapshot())
+    return track_table(rows, detector.class_names, settings.min_track_frames)
 
+
+class ObjectTracker:
+    """The tracking state of one stream of working frames: ByteTrack's tracks and the last
+    frames that optical flow compares. `track_video` runs one over a file; a live stream
+    (`vlavad.live`) keeps one for as long as it is watched, handing it frames as they come."""
+
+    def __init__(self, detector: Detector, settings: TrackSettings, fps: float, work_size: tuple[int, int], scale: float):
+        self.settings = settings
+        self.work_size = work_size
+        self.scale = scale  # working pixels per source pixel
+        self.interval = max(1, int(round(settings.motion_interval_s * fps)))
+        self.seconds_per_interval = self.interval / fps
+        self.tracker = ByteTrack(
+            max_frames_lost=_frames_lost(settings.lost_track_s, fps),
+            activation_threshold=detector.track_activation,
+            high_confidence=detector.track_activation + 0.05,
+        )
+        self.history: deque[np.ndarray] = deque(maxlen=self.interval + 1)
+        self.history_times: deque[float] = deque(maxlen=self.interval + 1)
+
+    def step(
+        self, frame_index: int, time_s: float, gray: np.ndarray, found: sv.Detections, foreground: np.ndarray | None, times: StageTimes
+    ) -> np.ndarray | None:
+        """The track rows (`TRACK_COLUMNS` but the class name) of one frame's detections, or None
+        when no box continues or starts a track."""
+        s = self.settings
+        self.history.append(gray)
+        self.history_times.append(time_s)
+        with times("track"):
+            tracked, track_ids = self.tracker.update(found.xyxy, found.confidence)
+        if not len(tracked):
+            return None
+        boxes = found.xyxy[tracked].astype(np.float64)
+        with times("flow"):
+            velocity = box_velocity(self.history, boxes, foreground, s.flow_grid, s.flow_quantile, s.flow_fb_max_px)
+        # Real time between the two frames (variable-rate video, a live stream that dropped
+        # frames); across a pause in the recording the displacement says nothing about speed.
+        elapsed = self.history_times[-1] - self.history_times[0]
+        velocity = velocity / elapsed if elapsed <= 2 * self.seconds_per_interval else np.full_like(velocity, np.nan)
+        classes = found.class_id[tracked] if found.class_id is not None else np.full(len(tracked), -1)
+        confidences = found.confidence[tracked] if found.confidence is not None else None
+        return _rows(frame_index, track_ids, boxes, confidences, classes, velocity, self.work_size, self.scale)
+
+
+def track_table(rows: list[np.ndarray], class_names: tuple[str, ...], min_track_frames: int) -> pd.DataFrame:
+    """The track table (`TRACK_COLUMNS`, sorted by track and frame) of `ObjectTracker.step`'s rows,
+    without the tracks shorter than `min_track_frames` (flicker, not objects)."""
     if not rows:
         return empty_tracks()
     numeric = [c for c in TRACK_COLUMNS if c != "class_name"]
     table = pd.DataFrame(np.concatenate(rows), columns=numeric).astype({"frame": "int64", "track_id": "int64", "class_id": "int64"})
-    names = np.array([*detector.class_names, ""], dtype=object)  # class -1 is the last: ""
+    names = np.array([*class_names, ""], dtype=object)  # class -1 is the last: ""
     table.insert(TRACK_COLUMNS.index("class_name"), "class_name", names[table["class_id"].to_numpy()])
     lengths = table.groupby("track_id")["frame"].transform("size")
-    table = table[lengths >= settings.min_track_frames]
+    table = table[lengths >= min_track_frames]
     return table.sort_values(["track_id", "frame"], kind="stable").reset_index(drop=True)
 
 
