@@ -7,7 +7,7 @@ its events and their causes (`VideoResult`, `Event`, `Cause`).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
@@ -36,6 +36,9 @@ class VideoInfo:
     frame_count: int
     timestamps: tuple[float, ...] | None = None  # seconds from the first frame; None: constant rate
     limits: VideoLimits = field(default=LIBRARY_LIMITS, compare=False, repr=False)  # what it was probed under
+    # A live stream's recent frames, `(index, BGR)` in order: what the describers that look at
+    # pixels read instead of the file at `path` (`vlavad.describe.crops`). None for a file.
+    held_frames: Callable[[], Iterable[tuple[int, np.ndarray]]] | None = field(default=None, compare=False, repr=False)
 
     @property
     def duration_s(self) -> float:

@@ -40,6 +40,7 @@ from vlavad.core.threads import prefetched
 from vlavad.describe.base import DESCRIBERS, Describer, ProgressFn
 from vlavad.describe.crops import iter_crops
 from vlavad.describe.prompts import Prompt
+from vlavad.describe.steps import track_start
 from vlavad.weights import onnx_models
 from vlavad.weights.hub import load_once
 from vlavad.weights.packaged import PackagedFile, PackagedWeights
@@ -122,12 +123,13 @@ class AppearanceDescriber(onnx_models.RunsExported, Describer):
         phrases, details = self.describe_crops(
             info, asked, progress=lambda done: progress(round(done / max(len(asked), 1) * len(steps)), len(steps)) if progress else None
         )
-        # Steps between two classified ones repeat the track's last answer: every track's first
-        # step is classified, so a forward fill within the (sorted) track never crosses tracks.
+        # Steps between two classified ones repeat the track's last answer (a live stream's
+        # steps before the first classified one stay empty: it fills them from earlier calls).
         answer = pd.Series(pd.NA, index=steps.index, dtype=object)
         detail = answer.copy()
         answer[asked.index], detail[asked.index] = phrases, details
-        answer, detail = answer.ffill().to_numpy(), detail.ffill().to_numpy()
+        by_track = steps["track_id"]
+        answer, detail = answer.groupby(by_track).ffill().to_numpy(), detail.groupby(by_track).ffill().to_numpy()
         tables = [
             pd.DataFrame(
                 {
@@ -222,10 +224,13 @@ def _load(device: str):
 
 
 def _every(steps: pd.DataFrame, every_frames: int) -> np.ndarray:
-    """The first step of each `every_frames`-long stretch of each track (steps sorted by track, frame)."""
-    first = steps.groupby("track_id")["frame"].transform("min")
-    bucket = (steps["frame"] - first) // every_frames
-    return ~pd.DataFrame({"t": steps["track_id"], "b": bucket}).duplicated().to_numpy()
+    """The first step of each `every_frames`-long stretch of each track (steps sorted by track, frame).
+
+    A live stream describes a track a little at a time: it gives each track's last step described
+    before, marked `answered`, so that a stretch begun then is not classified again now."""
+    bucket = (steps["frame"] - track_start(steps)) // every_frames
+    first = ~pd.DataFrame({"t": steps["track_id"], "b": bucket}).duplicated().to_numpy()
+    return first & ~steps["answered"].to_numpy(bool) if "answered" in steps else first
 
 
 @lru_cache(maxsize=1)

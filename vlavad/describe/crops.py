@@ -35,11 +35,13 @@ def crop_box(box: np.ndarray, frame_width: int, frame_height: int, margin: float
 
 
 def iter_crops(info: VideoInfo, asked: pd.DataFrame, margin: float, min_side: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(position in `asked`, RGB crop) in frame order, from one streaming pass over the video."""
+    """(position in `asked`, RGB crop) in frame order, from one streaming pass over the video (or
+    over the frames a live stream holds)."""
     windows = crop_box(asked[["x1", "y1", "x2", "y2"]].to_numpy(), info.width, info.height, margin, min_side)
     positions_by_frame = pd.Series(np.arange(len(asked))).groupby(asked["frame"].to_numpy()).agg(list).to_dict()
     last_frame = max(positions_by_frame, default=-1)
-    for frame_index, frame in iter_frames(info.path, fps_hint=info.fps, limits=info.limits):
+    frames = info.held_frames() if info.held_frames else iter_frames(info.path, fps_hint=info.fps, limits=info.limits)
+    for frame_index, frame in frames:
         for position in positions_by_frame.get(frame_index, ()):
             x1, y1, x2, y2 = windows[position]
             yield position, np.ascontiguousarray(frame[y1:y2, x1:x2, ::-1])

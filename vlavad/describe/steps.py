@@ -13,5 +13,12 @@ def track_steps(tracks: pd.DataFrame, fps: float, step_hz: float) -> pd.DataFram
     seconds whatever the video's frame rate.
     """
     stride = max(1, int(round(fps / step_hz)))
-    offset = tracks["frame"] - tracks.groupby("track_id")["frame"].transform("min")
-    return tracks[offset % stride == 0]
+    return tracks[(tracks["frame"] - track_start(tracks)) % stride == 0]
+
+
+def track_start(rows: pd.DataFrame) -> pd.Series:
+    """The first frame of each row's track. A live stream's tables hold only the recent part of a
+    long track, so they carry it (column `track_start`); a video's tables hold whole tracks."""
+    if "track_start" in rows:
+        return rows["track_start"]
+    return rows.groupby("track_id")["frame"].transform("min")
