@@ -258,7 +258,7 @@ def test_every_imported_package_is_declared_where_it_is_needed():
     # Importing any vlavad module needs only the base install: the model libraries are imported
     # inside the functions that use them, after their backend has checked they are installed.
     assert undeclared(imported_packages(REPO / "vlavad", module_scope_only=True), base) == []
-    library = base | declared["packaged"] | declared["hub"] | declared["ray"]
+    library = base | declared["packaged"] | declared["hub"] | declared["ray"] | declared["live"]
     assert undeclared(imported_packages(REPO / "vlavad"), library) == []
     app = imported_packages(REPO / "webapp") | imported_packages(REPO / "app.py")
     assert undeclared(app, base | declared["app"]) == []
