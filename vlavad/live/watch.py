@@ -1,0 +1,127 @@
+"""`vlavad watch MODEL SOURCE`: a fitted model on a live stream, each event sent out as it happens.
+
+Three parts run side by side. The source's thread decodes frames and drops the oldest when the
+scorer falls behind (`vlavad.live.source`): the curve may skip frames, but it never lags further
+and further behind the camera. This thread scores (`vlavad.live.online`) and turns the curve into
+event messages (`vlavad.live.events`). Each sink delivers in a thread of its own through a bounded
+queue (`vlavad.live.sinks`), so a slow webhook or a broker that is down never stalls scoring.
+
+One status line every `status_every_s`: frames per second in and scored, frames dropped, how far
+the scores lag behind the camera, and the events so far. Ctrl-C, or the end of the stream, closes
+the open event with its `end` message and flushes every sink before returning.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vlavad.live.events import EventLog
+from vlavad.live.online import OnlineScorer, ScoredFrame
+from vlavad.live.sinks import Sink
+from vlavad.live.source import StreamSource
+from vlavad.pipeline.model import FittedModel
+from vlavad.pipeline.stages import VideoStages
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class WatchSummary:
+    """What a watch did, for its last line and for tests."""
+
+    frames_in: int = 0
+    frames_scored: int = 0
+    dropped: int = 0
+    events: int = 0
+    messages: list[dict] = field(default_factory=list)  # the last messages sent (bounded)
+    lags_s: list[float] = field(default_factory=list)  # camera-to-message delay of each `start`
+    sinks: dict[str, dict] = field(default_factory=dict)
+
+
+KEPT_MESSAGES = 1000
+
+
+def watch(
+    model: FittedModel,
+    source: StreamSource,
+    sinks: list[Sink],
+    *,
+    hop_s: float = 0.5,
+    lookahead_s: float = 0.6,
+    say: Say = print,
+    status_every_s: float = 10.0,
+    on_message: Callable[[dict], None] | None = None,
+) -> WatchSummary:
+    """Scores `source` with `model` until the stream ends or Ctrl-C, sending every event message
+    to every sink; returns what it did. Sinks are closed (flushed) before it returns."""
+    stages = VideoStages(model.settings, cache_dir=None, show_progress=False)
+    summary = WatchSummary()
+    scorer: OnlineScorer | None = None
+    events = EventLog(model.threshold, lambda start, last: scorer.causes(start, last), backends=model.backends, source=source.name)
+    next_status = time.monotonic() + status_every_s
+    counts = {"in": 0, "scored": 0, "since": time.monotonic()}
+
+    def send(scored: ScoredFrame) -> None:
+        messages, _ = events.feed(scored)
+        for message in messages:
+            deliver(message, scored.index, scored.wall_time)
+
+    def deliver(message: dict, frame_index: int, arrived: float) -> None:
+        message["lag_s"] = round(time.time() - arrived, 3)
+        if message["type"] == "start":
+            summary.events += 1
+            summary.lags_s.append(message["lag_s"])
+        snapshot = scorer.held_frame(frame_index) if scorer is not None else None
+        for sink in sinks:
+            sink.send(message, snapshot)
+        if on_message is not None:
+            on_message(message)
+        summary.messages = [*summary.messages[-KEPT_MESSAGES + 1 :], message]
+
+    try:
+        try:
+            for frame in source.frames():
+                if scorer is None:
+                    height, width = frame.bgr.shape[:2]
+                    scorer = OnlineScorer(model, stages, source.fps or 25.0, (width, height), name=source.name, hop_s=hop_s, lookahead_s=lookahead_s)
+                    say(
+                        f"watching {source.name} ({width}×{height}, {scorer.fps:g} frames/s); scores are final {scorer.latency_s:.1f} s after a frame"
+                    )
+                counts["in"] += 1
+                summary.frames_in += 1
+                for scored in scorer.push(frame):
+                    counts["scored"] += 1
+                    summary.frames_scored += 1
+                    send(scored)
+                if time.monotonic() >= next_status:
+                    say(_status(source, counts, summary, scorer, events))
+                    counts.update({"in": 0, "scored": 0, "since": time.monotonic()})
+                    next_status = time.monotonic() + status_every_s
+        except KeyboardInterrupt:
+            say("stopping: closing the open event and flushing the sinks (Ctrl-C again to quit at once)")
+        if scorer is not None:
+            for scored in scorer.finish():
+                summary.frames_scored += 1
+                send(scored)
+        if events.open is not None:
+            message = events.close()
+            deliver(message, message["frame_index"], time.time())
+    finally:
+        source.close()
+        summary.dropped = int(source.stats().get("dropped", 0))
+        for sink in sinks:
+            sink.close()
+            summary.sinks[sink.name] = sink.stats()
+    return summary
+
+
+def _status(source: StreamSource, counts: dict, summary: WatchSummary, scorer: OnlineScorer | None, events: EventLog) -> str:
+    seconds = max(time.monotonic() - counts["since"], 1e-9)
+    lag = scorer.lag_s() if scorer is not None else 0.0
+    open_now = " (1 open)" if events.open is not None else ""
+    return (
+        f"{source.name}: {counts['in'] / seconds:.1f} frames/s in, {counts['scored'] / seconds:.1f} scored, "
+        f"{int(source.stats().get('dropped', 0))} dropped so far, scores {lag:.1f} s behind, {summary.events} event(s){open_now}"
+    )
