@@ -1,8 +1,10 @@
 """A fitted VLAVAD model as an artifact on disk: JSON + safetensors, never pickle.
 
 A model folder holds `model.json` (settings, prompt pool, selected prompts, answer frequencies,
-normalisation statistics, the describer's fitted state and the backends that produced it) and
-`predictor.safetensors` (the S3M weights). It is built beside its target and renamed into place
+normalisation statistics, the describer's fitted state and the backends that produced it),
+`predictor.safetensors` (the S3M weights) and, when the normal videos all came from one view,
+`scene.safetensors`: the empty scene (the median of their frames, grey, at the working size), which a
+live stream of that camera starts its background from (`vlavad.live.online`). It is built beside its target and renamed into place
 (`vlavad.core.fileio.staged_folder`), so a killed `fit` leaves no half-written model, and an existing
 folder is replaced only if it is a vlavad model. Loading checks every field of `model.json`
 against a declared schema: a bad value is one line naming the field.
@@ -21,6 +23,7 @@ from vlavad import __version__
 from vlavad.core.errors import ConfigError, ModelError
 from vlavad.core.fileio import atomic_write_bytes, atomic_write_json, staged_folder
 from vlavad.core.schema import Schema, read_json_file, validate
+from vlavad.core.tensors import Expected, read_safetensors
 from vlavad.describe.prompts import Prompt
 from vlavad.pipeline.settings import Settings
 from vlavad.scorers.fusion import Normaliser
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 
 FORMAT = "vlavad-model/1"
 WEIGHTS_FILE = "predictor.safetensors"
+SCENE_FILE = "scene.safetensors"
 
 
 class _PredictorConfigRecord(Schema):
@@ -47,6 +51,13 @@ class _PredictorConfigRecord(Schema):
     d_model: int = Field(ge=1, le=1024)
 
     _known = field_validator("kind")(known_kind)
+
+
+class _SceneRecord(Schema):
+    """The size of the empty scene in SCENE_FILE (working pixels)."""
+
+    width: int = Field(ge=1, le=16384)
+    height: int = Field(ge=1, le=2160)
 
 
 class ModelFile(Schema):
@@ -66,6 +77,7 @@ class ModelFile(Schema):
     predictor_config: _PredictorConfigRecord | None
     threshold: Annotated[float, Field(ge=-1e12, le=1e12)]
     training: dict = {}
+    scene: _SceneRecord | None = None  # none: the normal videos were not one view, or the model is older than it
 
     @model_validator(mode="after")
     def _selected_are_prompts(self) -> ModelFile:
@@ -89,6 +101,7 @@ class FittedModel:
     temporal: TemporalModel | NumpyS3M | None = None  # None when no track was long enough to train the S3M
     threshold: float = 0.0  # event threshold on the fused score (a training quantile)
     training: dict = field(default_factory=dict)  # videos, frames, losses: for the record
+    background: np.ndarray | None = None  # the normal videos' empty scene (grey uint8, working size); None for mixed views
 
     @property
     def selected_prompts(self) -> list[Prompt]:
@@ -128,6 +141,7 @@ class FittedModel:
             "predictor_config": self.temporal.config() if self.temporal else None,
             "threshold": self.threshold,
             "training": self.training,
+            "scene": None if self.background is None else {"width": self.background.shape[1], "height": self.background.shape[0]},
         }
 
     def save(self, path: str | Path, *, replace: bool = True, extra: dict[str, dict] | None = None) -> Path:
@@ -144,6 +158,10 @@ class FittedModel:
                 # Through atomic_write_bytes, as model.json: the same file mode for both (safetensors'
                 # own save_file left 0600, so a model copied for another user could not be read).
                 atomic_write_bytes(staging / WEIGHTS_FILE, save(weights))
+            if self.background is not None:
+                from safetensors.numpy import save
+
+                atomic_write_bytes(staging / SCENE_FILE, save({"background": np.ascontiguousarray(self.background, dtype=np.uint8)}))
             atomic_write_json(staging / "model.json", self.to_json())
         return Path(path)
 
@@ -161,6 +179,10 @@ class FittedModel:
         except ConfigError as exc:
             raise ModelError(str(exc)) from None
         temporal = load_predictor(meta.predictor_config.model_dump(), path / WEIGHTS_FILE) if meta.predictor_config else None
+        background = None
+        if meta.scene is not None:
+            shape = {"background": Expected((meta.scene.height, meta.scene.width), "uint8")}
+            background = read_safetensors(path / SCENE_FILE, shape, ModelError, needs="model.json's scene needs")["background"]
         return cls(
             settings=settings,
             prompts=list(meta.prompts),
@@ -173,4 +195,5 @@ class FittedModel:
             temporal=temporal,
             threshold=meta.threshold,
             training=meta.training,
+            background=background,
         )

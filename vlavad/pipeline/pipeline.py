@@ -81,6 +81,7 @@ class Pipeline(VideoStages):
             backends=self.backends,
             temporal=temporal,
             threshold=float(np.quantile(fused, s.fusion.threshold_quantile)) if len(fused) else 0.0,
+            background=self.empty_scene(infos),
             training={
                 "videos": [Path(i.path).name for i in infos],
                 "frames": int(sum(i.frame_count for i in infos)),

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -28,6 +29,7 @@ from vlavad.describe.prompts import Prompt
 from vlavad.io.cache import StageCache, stable_key
 from vlavad.io.content_key import content_key
 from vlavad.io.probe import probe
+from vlavad.io.working_frames import WorkingFrames
 from vlavad.pipeline import backends
 from vlavad.pipeline.settings import Settings
 from vlavad.track.tracking import track_video
@@ -161,6 +163,17 @@ class VideoStages:
         info = self.probe(video)
         tracks, key = self.tracks(info, stride)
         return Stages(info, tracks, self.answers(info, tracks, key, prompts))
+
+    def empty_scene(self, infos: list[VideoInfo]) -> np.ndarray | None:
+        """The normal videos' empty scene, grey at the working size: the median of the frames each
+        one's background is modelled from, then of those medians. None unless the videos all have
+        one size (then they may be one camera's view; a live stream checks that it is its own)."""
+        if len({(info.width, info.height) for info in infos}) != 1:
+            return None
+        height = self.settings.track.working_height
+        with self.times("decode"):
+            medians = [np.median(np.stack(list(WorkingFrames.at_height(info, height, colour=False).background())), axis=0) for info in infos]
+        return np.median(np.stack(medians), axis=0).round().astype(np.uint8)
 
     def pseudo_answers(self, infos: list[VideoInfo], prompts: list[Prompt]) -> pd.DataFrame | None:
         """Answers on the pseudo-anomalies SPA selects with: the normal videos played faster."""
