@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -22,9 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors.numpy import save_file
 from sklearn.metrics import roc_auc_score
 
 from vlavad.cli import main
+from vlavad.core.errors import ModelError
 from vlavad.io.decoder import iter_frames
 from vlavad.live.online import OnlineScorer
 from vlavad.live.source import Frame
@@ -177,3 +180,57 @@ def test_a_tcp_stream_in_real_time_reaches_a_webhook_within_seconds(model_dir, s
     # a hop, and the work.
     assert max(m["lag_s"] for m in starts) < 3.0
     assert sum(m["type"] == "start" for _, m in _Hook.received) == sum(m["type"] == "end" for _, m in _Hook.received)
+
+
+def test_the_model_keeps_its_empty_scene_and_a_stream_of_that_camera_starts_from_it(model_dir, synthetic_dataset):
+    model = FittedModel.load(model_dir)
+    assert model.background is not None and model.background.dtype == np.uint8
+    assert model.background.shape == (model.settings.track.working_height, 320)  # the synthetic clips are 320x240
+    pipeline = Pipeline(model.settings, cache_dir=None, show_progress=False)
+    video, labels = _test_video(synthetic_dataset)
+    _, scorer = _online_curve(model, pipeline, video, len(labels))
+    assert scorer.started_from == "the model's empty scene"
+    # Another view (the same clip, inverted): the scene is not this camera's, so the stream learns its own.
+    info = pipeline.probe(video)
+    other = OnlineScorer(model, pipeline, info.fps, (info.width, info.height))
+    for index, bgr in iter_frames(video):
+        other.push(Frame(index, index / info.fps, time.time(), 255 - bgr))
+    other.finish()
+    assert other.started_from.startswith("the stream's first")
+
+
+@pytest.mark.parametrize(
+    "tamper, says",
+    [
+        (lambda path: path.write_bytes(path.read_bytes()[:-10]), "bytes"),
+        (lambda path: save_file({"background": np.zeros((4, 4), np.float32)}, str(path)), "background"),
+        (lambda path: path.unlink(), "scene.safetensors"),
+    ],
+)
+def test_a_tampered_scene_is_one_line(model_dir, tmp_path, tamper, says):
+    copy = shutil.copytree(model_dir, tmp_path / "model")
+    tamper(copy / "scene.safetensors")
+    with pytest.raises(ModelError, match=says) as caught:
+        FittedModel.load(copy)
+    assert "\n" not in str(caught.value)
+
+
+def test_ctrl_c_closes_the_open_event_and_exits_cleanly(model_dir, synthetic_dataset, tmp_path):
+    video, labels = _test_video(synthetic_dataset)
+    events = tmp_path / "events.jsonl"
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "vlavad", "watch", str(model_dir), str(video), "--events", str(events)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (events.exists() and '"start"' in events.read_text()):
+        time.sleep(0.1)
+    watcher.send_signal(signal.SIGINT)
+    _, stderr = watcher.communicate(timeout=60)
+    assert watcher.returncode == 0, stderr
+    messages = [json.loads(line) for line in events.read_text().splitlines()]
+    assert messages[0]["type"] == "start" and messages[-1]["type"] == "end", [m["type"] for m in messages]
+    assert len({m["event_id"] for m in messages if m["type"] == "start"}) == sum(m["type"] == "end" for m in messages)

@@ -10,13 +10,19 @@ no whole. `OnlineScorer` keeps what each stage needs of the recent past and noth
 - the S3M scores a step from the steps before it (it is causal as it is), read over the last
   `history_s` of each track, which holds its `past` steps many times over;
 - the frame curve is the model's: per-frame maxima, standardised with the *training* statistics and
-  fused with λ. Its Gaussian (the model's σ) is one-sided: a frame's value is known `lookahead_s`
-  after it, not 3σ after it. The threshold is the model's too; nothing is learnt from the stream.
+  fused with λ. Its Gaussian (the model's σ) is cut `lookahead_s` after the frame (2σ by default,
+  98% of that side's weight) rather than 3σ after it. The threshold is the model's too; nothing
+  is learnt from the stream.
 
-A frame's score is therefore known `latency_s` (settling + look-ahead) after it arrives, plus the
-wait for the next hop and the work itself. The motion blobs model the background as a file's pass
-does, from a median of frames spread in time: here the first `warmup_s` of the stream, then the
-last minutes' samples every `refresh_s`, so that a camera's day turns into night.
+A frame's score is therefore final `latency_s` (settling + look-ahead) of stream time after it
+arrives, plus the wait for the next hop and the work itself.
+
+The motion blobs need the empty scene, which a file's pass takes from the median of frames spread
+over the whole clip. A stream starts from the model's empty scene (the median of its normal
+videos, `FittedModel.background`) when its first frame shows that scene, as a camera watched by a
+model fitted on its own footage does; otherwise the first `warmup_s` are held while a median of
+them is taken. Either way the median is renewed every `refresh_s` from samples of the stream's last
+`background_s`, so that a camera's day turns into night.
 
 Memory is bounded by time, not by how long the stream runs: frames (crops, snapshots) for
 `held_s`, track rows for `history_s`, answers and object scores for `explain_s` (an event's
@@ -48,6 +54,10 @@ from vlavad.track.tracking import ObjectTracker, track_table
 
 BACKGROUND_SAMPLES = 50  # as many frames as a file's background median takes
 WARMUP_BYTES = 256 * 2**20  # a warm-up of large frames ends sooner, holding at most this much
+# The model's empty scene is this camera's when a first frame differs from it by at most this many
+# grey levels at the median pixel (objects cover a small part of a view; another view, or the same
+# one by night, differs almost everywhere).
+SCENE_MATCH = 12.0
 
 
 @dataclass
@@ -73,7 +83,7 @@ class OnlineScorer:
         *,
         name: str = "stream",
         hop_s: float = 0.5,
-        lookahead_s: float = 0.6,
+        lookahead_s: float | None = None,
         history_s: float | None = None,
         explain_s: float = 30.0,
         warmup_s: float = 2.0,
@@ -94,12 +104,15 @@ class OnlineScorer:
         track = self.settings.track
         self.work_size = working_size(width, height, track.working_height)
         self.tracker = ObjectTracker(self.detector, track, fps, self.work_size, track.working_height / height)
+        self.sigma_s = self.settings.fusion.sigma_s
+        # 2σ ahead holds 98% of the Gaussian's weight on that side: the curve is the offline one
+        # but for its tail, for a latency of 2σ.
+        lookahead_s = 2 * self.sigma_s if lookahead_s is None else lookahead_s
         self.hop_s, self.lookahead_s, self.explain_s = hop_s, lookahead_s, explain_s
         self.history_s = history_s if history_s is not None else self._history_needed()
         # Frames are held until their score is final: for the crops, then for an event's snapshot.
         self.held_s = self.settle_s + lookahead_s + 2 * hop_s + 1.0
         self.given_arrival: float | None = None  # when the last frame given out arrived
-        self.sigma_s = self.settings.fusion.sigma_s
 
         self.rows: deque[tuple[int, float, np.ndarray | None]] = deque()  # each frame's track rows, `history_s`
         self.track_start: dict[int, int] = {}
@@ -118,6 +131,7 @@ class OnlineScorer:
         self.samples: deque[tuple[float, np.ndarray]] = deque(maxlen=BACKGROUND_SAMPLES)  # (time, working grey)
         self.next_sample = self.next_background = math.inf  # set when the warm-up ends
         self.warming: list[Frame] | None = []  # the warm-up's frames, held until it ends
+        self.started_from = ""  # what the background started from, for the log
 
     @property
     def settle_s(self) -> float:
@@ -141,6 +155,8 @@ class OnlineScorer:
     def push(self, frame: Frame) -> list[ScoredFrame]:
         """Takes one frame; every `hop_s`, gives the frames whose scores are now final. The first
         `warmup_s` are held until the background is learnt from them, then scored at once."""
+        if self.warming == [] and self._starts_from_scene(frame):
+            self.warming = None
         if self.warming is None:
             return self._push(frame)
         self.warming.append(frame)
@@ -154,6 +170,25 @@ class OnlineScorer:
         out = self._end_warmup() if self.warming else []
         return out + self._hop(math.inf, math.inf)
 
+    def _starts_from_scene(self, frame: Frame) -> bool:
+        """Starts the background from the model's empty scene (its normal videos' median) when the
+        stream's first frame shows that scene: the same camera, so no warm-up is needed. It counts
+        as half the samples, so the stream's own take over within `background_s`."""
+        scene = self.model.background
+        if scene is None or scene.shape != self.work_size[::-1]:
+            return False
+        gray = cv2.cvtColor(at_size(frame.bgr, self.work_size), cv2.COLOR_BGR2GRAY)
+        if float(np.median(cv2.absdiff(gray, scene))) > SCENE_MATCH:
+            return False
+        spacing = self.background_s / BACKGROUND_SAMPLES
+        self.samples.extend((frame.time_s - spacing * (k + 1), scene) for k in reversed(range(BACKGROUND_SAMPLES // 2)))
+        with self.times("detect"):
+            self.detector.begin([scene], fps=self.fps)
+        self.next_sample = frame.time_s
+        self.next_background = frame.time_s + self.refresh_s
+        self.started_from = "the model's empty scene"
+        return True
+
     def _end_warmup(self) -> list[ScoredFrame]:
         """Starts the detector's background from frames spread over the warm-up, as a file's is
         from frames spread over the whole clip, and scores the frames held meanwhile."""
@@ -164,6 +199,7 @@ class OnlineScorer:
             self.detector.begin([gray for _, gray in self.samples], fps=self.fps)
         self.next_sample = frames[-1].time_s + self.background_s / BACKGROUND_SAMPLES
         self.next_background = frames[-1].time_s + self.refresh_s
+        self.started_from = f"the stream's first {frames[-1].time_s - frames[0].time_s:.1f} s"
         return [scored for f in frames for scored in self._push(f)]
 
     def _push(self, frame: Frame) -> list[ScoredFrame]:
@@ -226,12 +262,16 @@ class OnlineScorer:
     def _describe_and_score(self, last: int) -> None:
         """Describes every step up to frame `last` and puts its frames' fused scores on the curve."""
         s = self.settings
-        tracks = self._window_tracks(last)
-        steps = track_steps(tracks, self.fps, s.describe.step_hz) if len(tracks) else tracks
+        # The describers read every row held (a step's centred medians reach past `last`); the
+        # steps described, and the frames scored, end at `last`.
+        everything = self._window_tracks()
+        steps = track_steps(everything, self.fps, s.describe.step_hz) if len(everything) else everything
+        steps = steps[steps["frame"] <= last]
         if len(steps):
             fresh = steps[steps["frame"].to_numpy() > steps["track_id"].map(self.last_step).fillna(-1).to_numpy()]
             if len(fresh):
-                self._describe(tracks, steps, fresh)
+                self._describe(everything, steps, fresh)
+        tracks = everything[everything["frame"] <= last]
         new_frames = [item for item in self.frame_times if item[0] <= last]
         self.frame_time.update((index, time_s) for index, time_s, _ in new_frames)
         explain_from = new_frames[-1][1] - self.explain_s
@@ -255,9 +295,9 @@ class OnlineScorer:
         while self.frame_times and self.frame_times[0][0] <= last:
             self.frame_times.popleft()
 
-    def _window_tracks(self, last: int) -> pd.DataFrame:
-        """The last `history_s` of every track, up to frame `last`, each row with its track's first frame."""
-        rows = [r for index, _, r in self.rows if r is not None and index <= last]
+    def _window_tracks(self) -> pd.DataFrame:
+        """The last `history_s` of every track, each row with its track's first frame."""
+        rows = [r for _, _, r in self.rows if r is not None]
         tracks = track_table(rows, self.detector.class_names, self.settings.track.min_track_frames)
         live = set(tracks["track_id"].tolist())
         held = {int(t) for _, _, r in self.rows if r is not None for t in r[:, 1]}

@@ -49,7 +49,7 @@ def watch(
     sinks: list[Sink],
     *,
     hop_s: float = 0.5,
-    lookahead_s: float = 0.6,
+    lookahead_s: float | None = None,
     say: Say = print,
     status_every_s: float = 10.0,
     on_message: Callable[[dict], None] | None = None,
@@ -91,10 +91,13 @@ def watch(
                     )
                 counts["in"] += 1
                 summary.frames_in += 1
+                started_from = scorer.started_from
                 for scored in scorer.push(frame):
                     counts["scored"] += 1
                     summary.frames_scored += 1
                     send(scored)
+                if scorer.started_from != started_from:
+                    say(f"background: from {scorer.started_from}")
                 if time.monotonic() >= next_status:
                     say(_status(source, counts, summary, scorer, events))
                     counts.update({"in": 0, "scored": 0, "since": time.monotonic()})
