@@ -234,3 +234,34 @@ def test_ctrl_c_closes_the_open_event_and_exits_cleanly(model_dir, synthetic_dat
     messages = [json.loads(line) for line in events.read_text().splitlines()]
     assert messages[0]["type"] == "start" and messages[-1]["type"] == "end", [m["type"] for m in messages]
     assert len({m["event_id"] for m in messages if m["type"] == "start"}) == sum(m["type"] == "end" for m in messages)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
+def test_a_stream_that_goes_away_for_ten_seconds_comes_back_with_its_events(model_dir, synthetic_dataset, tmp_path):
+    video, _ = _test_video(synthetic_dataset)
+    port = _free_port()
+    serve = ["ffmpeg", "-loglevel", "error", "-re", "-i", str(video), "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency"]
+    serve += ["-g", "10", "-f", "mpegts", f"tcp://127.0.0.1:{port}?listen=1"]
+    events = tmp_path / "events.jsonl"
+    first = subprocess.Popen(serve)
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "vlavad", "watch", str(model_dir), f"tcp://127.0.0.1:{port}", "--events", str(events), "--reconnect-for", "15"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    try:
+        first.wait(timeout=60)  # the clip, in real time
+        time.sleep(10)  # the camera is away
+        second = subprocess.Popen(serve)
+        second.wait(timeout=60)
+        _, stderr = watcher.communicate(timeout=120)
+    finally:
+        for process in (first, watcher):
+            process.kill()
+    assert watcher.returncode == 0, stderr
+    assert "receiving again" in stderr and "giving up" in stderr, stderr
+    starts = [m for m in map(json.loads, events.read_text().splitlines()) if m["type"] == "start"]
+    clip_s = len(_test_video(synthetic_dataset)[1]) / 10.0
+    assert any(m["time_s"] < clip_s for m in starts) and any(m["time_s"] > clip_s + 5 for m in starts), [m["time_s"] for m in starts]
