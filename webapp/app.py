@@ -14,7 +14,7 @@ import gradio as gr
 from vlavad.core.errors import VlavadError
 from vlavad.outputs.report import CARD_STYLE
 from vlavad.pipeline.backends import TIER_BACKENDS
-from webapp import analyse, annotate, benchmark, prompt_pool, tiers
+from webapp import analyse, annotate, benchmark, live, prompt_pool, tiers
 from webapp.benchmark import default_data_root
 from webapp.store import Store
 from webapp.tiers import APP_TIERS, default_tier, tier_choices, tiers_line
@@ -34,15 +34,19 @@ def scoped(css: str, scope: str) -> str:
 # before the phone's overrides below.
 CSS = (
     scoped(CARD_STYLE, "#event-cards")
+    + scoped(CARD_STYLE, "#live-cards")
     + """
 #banner {border-left: 4px solid #1f77b4; padding: 6px 12px; background: #f3f7fb; border-radius: 4px}
 footer {display: none !important}
-/* On a phone, the four tab names fit on one line instead of two hiding behind "..." (Gradio
-   measures the names to decide which fit); the events' cards stack. */
+/* On a phone, the five tab names fit on one line instead of some hiding behind "..." (Gradio
+   measures the names to decide which fit): the tab bar reaches into the page's side margins,
+   which these rules cannot narrow (Gradio scopes them inside the page's content); the events'
+   cards stack. */
 @media (max-width: 520px) {
   .gradio-container {padding-left: 6px !important; padding-right: 6px !important}
+  .tab-wrapper {margin-left: -24px !important; margin-right: -24px !important}
   .tab-container button {padding: 6px 5px !important; font-size: 12.5px !important}
-  #event-cards .card {padding: 8px}
+  #event-cards .card, #live-cards .card {padding: 8px}
   #events [role=gridcell], #events [role=columnheader], #events [role=gridcell] *, #events [role=columnheader] * {
     padding-left: 2px !important; padding-right: 2px !important; font-size: 12px !important; word-break: normal !important}
 }
@@ -120,7 +124,9 @@ def build_app(app_dir: str | Path | None = None, data_root: str | Path | None = 
                 pool_hooks = prompt_pool.build_tab(store, session)
             with gr.Tab("Annotate", id="annotate"):
                 annotate_hooks = annotate.build_tab(store, session, analysed)
-        hooks = [analyse_hooks, benchmark_hooks, pool_hooks, annotate_hooks]
+            with gr.Tab("Live", id="live"):
+                live_hooks, watches = live.build_tab(store, session)
+        hooks = [analyse_hooks, benchmark_hooks, pool_hooks, annotate_hooks, live_hooks]
         lists = [c for hook in hooks for c in hook.components]
 
         def refresh_all(state):
@@ -164,6 +170,12 @@ def build_app(app_dir: str | Path | None = None, data_root: str | Path | None = 
         analysed.then(show_result_banner, session, banner_md, api_name=False)
         for event in (e for hook in hooks for e in hook.saves):
             event.then(refresh_all, session, lists)
+
+        def forget_watch(request: gr.Request):
+            """A closed page's webcam scorer goes at once, rather than when it has been idle a while."""
+            watches.forget(request.session_hash)
+
+        demo.unload(forget_watch)
     # Per-event limits queue long runs rather than running many at once; the default covers the
     # light events (plots, tables). Past `max_size` waiting requests, a new one is told the
     # queue is full rather than held in memory.
