@@ -488,3 +488,43 @@ def test_open_sinks_opens_each_kind_given_one_value_or_several(tmp_path, receive
         sink.close(timeout=5)
         assert sink.stats()["sent"] == 1, sink.name
     assert server.accepted == [message()] and lines == []
+
+
+def test_a_webhook_that_answers_500_for_a_minute_loses_nothing_once_it_recovers():
+    """The outage of the issue, at its length: a minute of HTTP 500 while events keep coming."""
+    recovered_at = time.monotonic() + 60
+
+    class FailingForAMinute(Receiver):
+        def __init__(self):
+            super().__init__([])
+            handler, receiver = self.server.RequestHandlerClass, self
+
+            class Handler(handler):
+                def do_POST(self):
+                    if time.monotonic() < recovered_at:
+                        self.rfile.read(int(self.headers["Content-Length"]))
+                        receiver.requests.append((self.path, dict(self.headers)))
+                        self.send_response(500)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    super().do_POST()
+
+            self.server.RequestHandlerClass = Handler
+
+    server = FailingForAMinute()
+    try:
+        lines: list[str] = []
+        sink = WebhookSink(f"http://127.0.0.1:{server.port}/hook", log=lines.append, first_delay=0.5, max_delay=5.0)
+        sent = []
+        while time.monotonic() < recovered_at:
+            sent.append(message(event_id=f"e-{len(sent)}"))
+            sink.send(sent[-1])
+            time.sleep(2)
+        sink.close(timeout=30)
+    finally:
+        server.close()
+    assert server.accepted == sent, f"{len(server.accepted)} of {len(sent)} delivered"
+    stats = sink.stats()
+    assert stats["lost"] == 0 and stats["failed_attempts"] >= 10
+    assert len(lines) == 2 and "HTTP 500" in lines[0] and "delivering again" in lines[1], lines
