@@ -193,7 +193,32 @@ def test_an_object_unusual_on_its_own_that_never_led_a_frame_is_not_blamed():
         lam=0.1,
     )
     assert [c.track_id for c in found] == [7]
-    # Where the two take turns, both raised it: the one that led more frames first.
+    # Where the two take turns, both raised it: the one with more of the area above the threshold first.
     objects.loc[objects["track_id"] == 5, "object_score"] = [3.3, 3.4, 2.0, 2.0, 3.2, 3.1]
     found = causes(objects, answers, 10, 15, 1.5, np.arange(20) / 10, [SPEED], AnswerFrequencies(counts={}), pd.Series(0.0, index=objects.index), 0.1)
-    assert [c.track_id for c in found] == [5, 7]  # 5 led four of the six frames, 7 two
+    assert [c.track_id for c in found] == [5, 7]  # 5 led four of the six frames (area 7.0 above 1.5), 7 two (3.9)
+
+
+def test_a_walker_that_led_frames_just_above_the_threshold_is_not_blamed_beside_the_cart():
+    """As the cart enters, a walker whose answers the short training clip never saw leads the
+    first frames just above the threshold; then the cart leads, far above it. The event is the
+    cart's: the walker led more frames, but a sliver of the area above the threshold."""
+    frames = np.arange(10, 17)
+    objects = pd.DataFrame(
+        {
+            "frame": np.r_[frames, frames[4:]],
+            "track_id": [5] * 7 + [7] * 3,
+            "x1": 10.0,
+            "y1": 20.0,
+            "x2": 30.0,
+            "y2": 60.0,
+            "caption": "",
+            "object_score": [1.6] * 7 + [4.0, 4.5, 4.2],
+        }
+    )
+    answers = pd.DataFrame({"frame": [10, 14], "track_id": [5, 7], "prompt_id": SPEED.id, "answer": ["moving slowly", "moving fast"], "detail": ""})
+    args = (np.arange(20) / 10, [SPEED], AnswerFrequencies(counts={SPEED.id: {"moving slowly": 10}}), pd.Series(0.0, index=objects.index), 0.1)
+    assert [c.track_id for c in causes(objects, answers, 10, 16, 1.5, *args)] == [7]  # walker: 4 frames x 0.1; cart: 3 frames, 8.2
+    # A walker that led its frames well above the threshold raised the event too, and is named beside the cart.
+    objects.loc[objects["track_id"] == 5, "object_score"] = 3.5
+    assert [c.track_id for c in causes(objects, answers, 10, 16, 1.5, *args)] == [7, 5]  # cart 8.2 first; walker 4 x 2.0 = 8.0

@@ -80,8 +80,9 @@ def test_synthetic_benchmark_auc(fitted, tmp_path):
 def test_save_load_round_trip_gives_equal_scores(fitted, tmp_path):
     pipeline, model, dataset, _ = fitted
     path = model.save(tmp_path / "model")
-    assert sorted(p.name for p in path.iterdir()) == ["model.json", "predictor.safetensors"]
+    assert sorted(p.name for p in path.iterdir()) == ["model.json", "predictor.safetensors", "scene.safetensors"]
     loaded = FittedModel.load(path)
+    np.testing.assert_array_equal(loaded.background, model.background)
     video = dataset.test[1].path
     before = pipeline.score(model, video).frames
     after = pipeline.score(loaded, video).frames

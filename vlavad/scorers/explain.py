@@ -1,13 +1,14 @@
 """Why an event was raised, in plain words: the objects that caused it and how rare their answers were.
 
 An event's causes are the objects that raised it: their own score crossed the event threshold inside
-it, and they led the curve (each frame's highest object score), ranked by how many of the event's
-frames they led (at most three). An object unusual on its own beside the event, which never led a
-frame, is not blamed. For each, the answers that made it rare, with what SPA's 1/frequency means in
-words ("normal objects were described 12,400 times, 3 times like this"), and whether its temporal
-part helped ("what it did next was not what normal objects do"). When the smoothed curve crosses the
-threshold but no single object does, the strongest object is given, marked as under the threshold on
-its own.
+it, and they led the curve (each frame's highest object score), ranked by how much of the event's
+area above the threshold they account for (at most three). An object unusual on its own beside the
+event, which never led a frame, is not blamed; nor is a walker that led a few frames just above the
+threshold while a cart far above it made the event. For each, the answers that made it rare, with
+what SPA's 1/frequency means in words ("normal objects were described 12,400 times, 3 times like
+this"), and whether its temporal part helped ("what it did next was not what normal objects do").
+When the smoothed curve crosses the threshold but no single object does, the strongest object is
+given, marked as under the threshold on its own.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from vlavad.describe.prompts import Prompt
 from vlavad.scorers.spa import AnswerFrequencies
 
 MAX_CAUSES = 3
-LED_SHARE = 0.75  # the causes listed led at least this share of the frames the candidates led
+LED_SHARE = 0.75  # the causes listed account for at least this share of the area above the threshold the candidates led
 TEMPORAL_SHARE = 0.5  # a temporal part adding at least this much (in standard units) is mentioned
 
 
@@ -45,7 +46,7 @@ def causes(
         return []
     best = inside.loc[inside.groupby("track_id")["object_score"].idxmax()].sort_values("object_score", ascending=False)
     crossing = best[best["object_score"] > threshold]
-    raised = _leaders(inside, crossing["track_id"])
+    raised = _leaders(inside, crossing["track_id"], threshold)
     if len(raised):
         chosen, below = pd.concat([crossing[crossing["track_id"] == t] for t in raised]), False  # rows keep their index
     else:
@@ -69,17 +70,29 @@ def causes(
     return out
 
 
-def _leaders(inside: pd.DataFrame, candidates: pd.Series) -> list[int]:
+def _leaders(inside: pd.DataFrame, candidates: pd.Series, threshold: float) -> list[int]:
     """The candidates that raised the event: the curve is each frame's highest object score, so
-    an object raised it where it was that frame's highest. Ranked by how many of the event's
-    frames each led, and kept until they led `LED_SHARE` of them (`MAX_CAUSES` at most); an
-    object unusual on its own that never led a frame stood beside the event, not behind it."""
-    led = inside.loc[inside.groupby("frame")["object_score"].idxmax(), "track_id"].value_counts()
-    led = led[led.index.isin(candidates)]
-    kept, covered, total = [], 0, int(led.sum())
-    for track_id, frames in led.items():
+    an object raised it where it was that frame's highest. Each is weighed by the area above the
+    threshold of the frames it led (its own score less the threshold, summed over them), and they
+    are kept, heaviest first, until they account for `LED_SHARE` of the event's area
+    (`MAX_CAUSES` at most). An object unusual on its own that never led a frame stood beside the
+    event, not behind it.
+
+    Area rather than a count of frames: on a short training clip a walker whose answers were
+    merely never seen in it scores just above the threshold, and leads the frames where nothing
+    else is scored (as the cart enters, before its own score rises). Counted in frames it was
+    blamed beside the cart; in area its few frames barely above the threshold weigh little
+    against the cart's far above it. Frames led count only where no candidate led above the
+    threshold (the smoothed curve crossing it while each object stays under it)."""
+    top = inside.loc[inside.groupby("frame")["object_score"].idxmax()]
+    top = top[top["track_id"].isin(candidates)]
+    led = pd.DataFrame({"track_id": top["track_id"], "frames": 1, "area": (top["object_score"] - threshold).clip(lower=0)})
+    led = led.groupby("track_id").sum().sort_values(["area", "frames"], ascending=False, kind="stable")
+    weight = led["area"] if led["area"].sum() > 0 else led["frames"]
+    kept, covered, total = [], 0.0, float(weight.sum())
+    for track_id, share in weight.items():
         kept.append(int(track_id))
-        covered += int(frames)
+        covered += float(share)
         if covered >= LED_SHARE * total or len(kept) == MAX_CAUSES:
             break
     return kept
