@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -44,6 +44,7 @@ import pandas as pd
 from vlavad.core.records import VideoInfo
 from vlavad.describe import track_steps
 from vlavad.describe.motion import MotionDescriber
+from vlavad.embed.base import TextEncoder
 from vlavad.io.decoder import at_size, working_size
 from vlavad.live.source import Frame
 from vlavad.pipeline.model import FittedModel
@@ -58,6 +59,28 @@ WARMUP_BYTES = 256 * 2**20  # a warm-up of large frames ends sooner, holding at 
 # grey levels at the median pixel (objects cover a small part of a view; another view, or the same
 # one by night, differs almost everywhere).
 SCENE_MATCH = 12.0
+REMEMBERED_CAPTIONS = 10_000  # distinct captions whose embeddings are kept: 20 MB at most (512 float32 each)
+
+
+class RememberingEncoder:
+    """The text encoder with a memory of the captions it embedded. A stream's captions repeat hop
+    after hop (a track says the same thing step after step, and each hop reads the last seconds
+    again): embedding them afresh took MiniLM a third of the packaged tier's online time."""
+
+    def __init__(self, encoder: TextEncoder, size: int = REMEMBERED_CAPTIONS):
+        self.encoder, self.dim, self.size = encoder, encoder.dim, size
+        self.memory: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        texts = [str(text) for text in texts]
+        new = [text for text in dict.fromkeys(texts) if text not in self.memory]
+        if new:
+            self.memory.update(zip(new, self.encoder.encode(new)))
+        for text in dict.fromkeys(texts):
+            self.memory.move_to_end(text)
+        while len(self.memory) > self.size:  # the least recently read go first
+            self.memory.popitem(last=False)
+        return np.stack([self.memory[text] for text in texts]) if texts else np.zeros((0, self.dim), np.float32)
 
 
 @dataclass
@@ -96,6 +119,7 @@ class OnlineScorer:
         self.settings = model.settings
         self.detector = stages.detector
         self.prompts = model.selected_prompts
+        self.encoder = RememberingEncoder(stages.encoder)
         self.times = stages.times
         self.fps = fps
         width, height = size
@@ -280,7 +304,7 @@ class OnlineScorer:
         history = _since(self.answers, self.frame_time, history_from)
         objects = pd.DataFrame()
         if len(tracks) and len(history):
-            scored = object_table(tracks, history, self.model.selected, self.model.frequencies, self.stages.encoder, self.model.temporal, self.times)
+            scored = object_table(tracks, history, self.model.selected, self.model.frequencies, self.encoder, self.model.temporal, self.times)
             scored = scored[scored["frame"] > self.described_until]
             box = ["frame", "track_id", "class_name", "confidence", "x1", "y1", "x2", "y2"]
             objects = scored.merge(tracks[box], on=["frame", "track_id"])
