@@ -163,6 +163,15 @@ def test_the_summarys_coarse_speed_word_goes_where_the_finer_speed_answer_is_sai
     assert headline(cart).startswith("A large object moving fast to the left, much wider")  # no speed answer beside it: the word stays
 
 
+def test_a_combination_rarer_than_each_of_its_parts_is_said_as_the_reason():
+    walker = a_cause(
+        said("summary", "a small object moving at walking pace to the right", 0, total=290),
+        said("speed", "moving at the usual speed", 280, total=290),
+        said("size", "usual size", 270, total=290),
+    )
+    assert headline(walker) == "A small object moving at walking pace to the right: as a whole, never seen in 290 normal observations."
+
+
 def test_an_object_unusual_on_its_own_that_never_led_a_frame_is_not_blamed():
     """The curve is each frame's highest object score: the cart leads every frame of the event,
     a walker at an odd spot crosses the threshold too but never leads, and is left out."""

@@ -126,7 +126,8 @@ def headline(cause: Cause) -> str:
     detector called it, what it looks like), the rarest thing said of it, and how rare that was:
     "An object moving fast to the right (a bicycle), much wider than usual (2.8×): never seen in
     227 normal observations." Summary answers describe; they are not the reason, since they are
-    rare by construction, unless nothing else was asked."""
+    rare by construction, unless nothing else was asked or they are rarer than every other answer
+    ("…: as a whole, never seen in 290 normal observations")."""
     said = [a for a in cause.answers if a.answer]
     summary = next((a.answer for a in said if a.measures == "summary"), "")
     kind = next((a.answer for a in said if a.measures == "kind" and "unknown kind" not in a.answer), "")
@@ -143,6 +144,11 @@ def headline(cause: Cause) -> str:
         return (a.seen / a.total) if a.total else 1.0
 
     rarest = min(reasons, key=rarity)
+    whole = next((a for a in said if a.measures == "summary"), None)
+    if whole is not None and rarity(whole) < rarity(rarest):
+        # Each part was common but not all of them together (on a short clip, a walker's size,
+        # pace and way at once): the summary is the reason, and its rarity is the one to say.
+        return f"{what[0].upper()}{what[1:]}: as a whole, {how_rare(whole.seen, whole.total)}."
     # The rarest answers, two at most where several are as rare, less what was said already.
     tied = [a for a in reasons if rarity(a) == rarity(rarest) and a is not looks and a.answer not in (kind, summary)][:2]
     if summary and any(a.measures == "speed" for a in tied):  # the finer speed answer is said: the summary's coarse one goes
