@@ -9,6 +9,7 @@ names one. It reads test masks only to score the explanations; nothing is chosen
 
     python benchmarks/causes.py ../shared/data/ped2
     python benchmarks/causes.py ../shared/data/ped2 --pairs Train001:Test004 --backend weight-free
+    python benchmarks/causes.py ../shared/data/ped2 --reports reports/   # also each pair's HTML report
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from transform_dataset import transform_clip  # noqa: E402
 
+from vlavad.outputs.results import save_result  # noqa: E402
 from vlavad.pipeline.backends import resolve_and_fetch  # noqa: E402
 from vlavad.pipeline.pipeline import Pipeline  # noqa: E402
 from vlavad.pipeline.settings import preset  # noqa: E402
@@ -48,6 +50,7 @@ def main(argv=None) -> int:
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--pairs", nargs="+", default=list(PAIRS), metavar="TRAIN:TEST")
     parser.add_argument("--backend", default="auto", help="tier: auto (the default everywhere), packaged or weight-free")
+    parser.add_argument("--reports", type=Path, help="write each pair's result folder, with its HTML report, here (to read the cards)")
     args = parser.parse_args(argv)
     settings, warnings = resolve_and_fetch(preset("custom"), args.backend)
     for warning in warnings:
@@ -63,6 +66,8 @@ def main(argv=None) -> int:
                 transform_clip(args.dataset / split / f"{name}.mp4", clips[name], mirror=False, scale=1.0, fps=None, crf=28)
             pipeline = Pipeline(settings, cache_dir=Path(work) / "cache")
             result = pipeline.score(pipeline.fit([clips[train]]), clips[test], name=test)
+            if args.reports:
+                save_result(result, args.reports / pair.replace(":", "-"), clips[test], report=True, model_label=f"fitted on {train}")
             masks = np.unpackbits(packed[test], axis=-1)[..., : result.info.width].astype(bool)
             causes = [c for event in result.events for c in event.causes]
             hits = [on_anomaly(c.box, masks[c.frame]) for c in causes]
