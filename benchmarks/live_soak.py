@@ -2,7 +2,7 @@
 
 Serves a clip looped for ever, in real time, over TCP (ffmpeg, as a camera's encoder would send
 it), runs `vlavad watch MODEL tcp://…` on it for `--minutes`, samples the watcher's resident memory
-every 10 s, then stops it with Ctrl-C and prints one table: frames in and scored per second, frames
+every 10 s, then stops it with SIGTERM and prints one table: frames in and scored per second, frames
 dropped, how far the scores were behind the camera, and the memory after the first two minutes (the
 warm-up: models loading, buffers filling), at the end, and at its highest.
 
@@ -69,10 +69,16 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 while time.monotonic() - started < args.minutes * 60 and watcher.poll() is None:
                     memory.append((time.monotonic() - started, process.memory_info().rss / 2**20))
+                    if len(memory) % 30 == 0:
+                        print(f"  {memory[-1][0] / 60:.0f} min: RSS {memory[-1][1]:.0f} MB", flush=True)
                     time.sleep(10)
             finally:
-                watcher.send_signal(signal.SIGINT)
-                last_line, _ = watcher.communicate(timeout=120)
+                watcher.send_signal(signal.SIGTERM)  # as a service manager stops it: the open event ends, the sinks flush
+                try:
+                    last_line, _ = watcher.communicate(timeout=120)
+                except subprocess.TimeoutExpired:
+                    watcher.kill()
+                    last_line = "(did not stop within 120 s of SIGTERM: killed)"
                 camera.kill()
         statuses = [tuple(float(x) for x in m.groups()) for m in STATUS.finditer(log.read_text())]
     warm = min(120.0, memory[-1][0] / 2)  # the models load and the buffers fill in the first minutes

@@ -215,7 +215,8 @@ def test_a_tampered_scene_is_one_line(model_dir, tmp_path, tamper, says):
     assert "\n" not in str(caught.value)
 
 
-def test_ctrl_c_closes_the_open_event_and_exits_cleanly(model_dir, synthetic_dataset, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_closes_the_open_event_and_exits_cleanly(model_dir, synthetic_dataset, tmp_path, stop):
     video, labels = _test_video(synthetic_dataset)
     events = tmp_path / "events.jsonl"
     watcher = subprocess.Popen(
@@ -228,7 +229,7 @@ def test_ctrl_c_closes_the_open_event_and_exits_cleanly(model_dir, synthetic_dat
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (events.exists() and '"start"' in events.read_text()):
         time.sleep(0.1)
-    watcher.send_signal(signal.SIGINT)
+    watcher.send_signal(stop)
     _, stderr = watcher.communicate(timeout=60)
     assert watcher.returncode == 0, stderr
     messages = [json.loads(line) for line in events.read_text().splitlines()]

@@ -7,14 +7,18 @@ event messages (`vlavad.live.events`). Each sink delivers in a thread of its own
 queue (`vlavad.live.sinks`), so a slow webhook or a broker that is down never stalls scoring.
 
 One status line every `status_every_s`: frames per second in and scored, frames dropped, how far
-the scores lag behind the camera, and the events so far. Ctrl-C, or the end of the stream, closes
-the open event with its `end` message and flushes every sink before returning.
+the scores lag behind the camera, and the events so far. Ctrl-C, SIGTERM (how a service manager or
+`docker stop` ends a process), or the end of the stream closes the open event with its `end`
+message and flushes every sink before returning.
 """
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from vlavad.live.events import EventLog
@@ -80,44 +84,62 @@ def watch(
             on_message(message)
         summary.messages = [*summary.messages[-KEPT_MESSAGES + 1 :], message]
 
-    try:
+    with _sigterm_as_interrupt():
         try:
-            for frame in source.frames():
-                if scorer is None:
-                    height, width = frame.bgr.shape[:2]
-                    scorer = OnlineScorer(model, stages, source.fps or 25.0, (width, height), name=source.name, hop_s=hop_s, lookahead_s=lookahead_s)
-                    say(
-                        f"watching {source.name} ({width}×{height}, {scorer.fps:g} frames/s); scores are final {scorer.latency_s:.1f} s after a frame"
-                    )
-                counts["in"] += 1
-                summary.frames_in += 1
-                started_from = scorer.started_from
-                for scored in scorer.push(frame):
-                    counts["scored"] += 1
+            try:
+                for frame in source.frames():
+                    if scorer is None:
+                        height, width = frame.bgr.shape[:2]
+                        scorer = OnlineScorer(
+                            model, stages, source.fps or 25.0, (width, height), name=source.name, hop_s=hop_s, lookahead_s=lookahead_s
+                        )
+                        say(
+                            f"watching {source.name} ({width}×{height}, {scorer.fps:g} frames/s); scores are final {scorer.latency_s:.1f} s after a frame"
+                        )
+                    counts["in"] += 1
+                    summary.frames_in += 1
+                    started_from = scorer.started_from
+                    for scored in scorer.push(frame):
+                        counts["scored"] += 1
+                        summary.frames_scored += 1
+                        send(scored)
+                    if scorer.started_from != started_from:
+                        say(f"background: from {scorer.started_from}")
+                    if time.monotonic() >= next_status:
+                        say(_status(source, counts, summary, scorer, events))
+                        counts.update({"in": 0, "scored": 0, "since": time.monotonic()})
+                        next_status = time.monotonic() + status_every_s
+            except KeyboardInterrupt:
+                say("stopping: closing the open event and flushing the sinks (Ctrl-C again to quit at once)")
+            if scorer is not None:
+                for scored in scorer.finish():
                     summary.frames_scored += 1
                     send(scored)
-                if scorer.started_from != started_from:
-                    say(f"background: from {scorer.started_from}")
-                if time.monotonic() >= next_status:
-                    say(_status(source, counts, summary, scorer, events))
-                    counts.update({"in": 0, "scored": 0, "since": time.monotonic()})
-                    next_status = time.monotonic() + status_every_s
-        except KeyboardInterrupt:
-            say("stopping: closing the open event and flushing the sinks (Ctrl-C again to quit at once)")
-        if scorer is not None:
-            for scored in scorer.finish():
-                summary.frames_scored += 1
-                send(scored)
-        if events.open is not None:
-            message = events.close()
-            deliver(message, message["frame_index"], time.time())
-    finally:
-        source.close()
-        summary.dropped = int(source.stats().get("dropped", 0))
-        for sink in sinks:
-            sink.close()
-            summary.sinks[sink.name] = sink.stats()
+            if events.open is not None:
+                message = events.close()
+                deliver(message, message["frame_index"], time.time())
+        finally:
+            source.close()
+            summary.dropped = int(source.stats().get("dropped", 0))
+            for sink in sinks:
+                sink.close()
+                summary.sinks[sink.name] = sink.stats()
     return summary
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a service manager's, or `docker stop`'s, way to stop a process) ends a watch as
+    Ctrl-C does, with the open event's `end` written. Only the main thread may set a handler: a
+    watch run elsewhere (a thread of the app) changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _status(source: StreamSource, counts: dict, summary: WatchSummary, scorer: OnlineScorer | None, events: EventLog) -> str:
