@@ -39,13 +39,11 @@ CSS = (
 #banner {border-left: 4px solid #1f77b4; padding: 6px 12px; background: #f3f7fb; border-radius: 4px}
 footer {display: none !important}
 /* On a phone, the five tab names fit on one line instead of some hiding behind "..." (Gradio
-   measures the names to decide which fit): the tab bar reaches into the page's side margins,
-   which these rules cannot narrow (Gradio scopes them inside the page's content); the events'
-   cards stack. */
+   measures the names to decide which fit): smaller names, closer together, within the page (a
+   tab bar wider than the page would scroll sideways); the events' cards stack. */
 @media (max-width: 520px) {
   .gradio-container {padding-left: 6px !important; padding-right: 6px !important}
-  .tab-wrapper {margin-left: -24px !important; margin-right: -24px !important}
-  .tab-container button {padding: 6px 5px !important; font-size: 12.5px !important}
+  .tab-container button {padding: 6px 3px !important; font-size: 11.5px !important}
   #event-cards .card, #live-cards .card {padding: 8px}
   #events [role=gridcell], #events [role=columnheader], #events [role=gridcell] *, #events [role=columnheader] * {
     padding-left: 2px !important; padding-right: 2px !important; font-size: 12px !important; word-break: normal !important}
