@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 
 from vlavad.live.online import ScoredFrame
 
-MESSAGE_TYPES = ("start", "update", "end")
-
 Causes = Callable[[int, int], list[dict]]  # (first frame, last frame) -> the causes, as sinks write them
 
 

@@ -33,18 +33,12 @@ Say = Callable[[str], None]
 
 @dataclass
 class WatchSummary:
-    """What a watch did, for its last line and for tests."""
+    """What a watch did, for its last line."""
 
     frames_in: int = 0
-    frames_scored: int = 0
     dropped: int = 0
     events: int = 0
-    messages: list[dict] = field(default_factory=list)  # the last messages sent (bounded)
-    lags_s: list[float] = field(default_factory=list)  # camera-to-message delay of each `start`
     sinks: dict[str, dict] = field(default_factory=dict)
-
-
-KEPT_MESSAGES = 1000
 
 
 def watch(
@@ -76,13 +70,11 @@ def watch(
         message["lag_s"] = round(time.time() - arrived, 3)
         if message["type"] == "start":
             summary.events += 1
-            summary.lags_s.append(message["lag_s"])
         snapshot = scorer.held_frame(frame_index) if scorer is not None else None
         for sink in sinks:
             sink.send(message, snapshot)
         if on_message is not None:
             on_message(message)
-        summary.messages = [*summary.messages[-KEPT_MESSAGES + 1 :], message]
 
     with _sigterm_as_interrupt():
         try:
@@ -101,7 +93,6 @@ def watch(
                     started_from = scorer.started_from
                     for scored in scorer.push(frame):
                         counts["scored"] += 1
-                        summary.frames_scored += 1
                         send(scored)
                     if scorer.started_from != started_from:
                         say(f"background: from {scorer.started_from}")
@@ -113,7 +104,6 @@ def watch(
                 say("stopping: closing the open event and flushing the sinks (Ctrl-C again to quit at once)")
             if scorer is not None:
                 for scored in scorer.finish():
-                    summary.frames_scored += 1
                     send(scored)
             if events.open is not None:
                 message = events.close()
