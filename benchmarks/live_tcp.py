@@ -8,6 +8,9 @@ is when the first frame reached the watcher: the arrival of the frame of any mes
 stream time.
 
     python benchmarks/live_tcp.py models/ped2-packaged ../shared/data/ped2/test/Test004.mp4 --onset 3.0
+    python benchmarks/live_tcp.py models/ped2-packaged ../shared/data/ped2/test/Test004.mp4 --onset 3.0 --lookahead 0.9
+
+Options it does not know are passed on to `vlavad watch`.
 """
 
 from __future__ import annotations
@@ -34,8 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", type=Path)
     parser.add_argument("clip", type=Path)
     parser.add_argument("--onset", type=float, required=True, help="seconds into the clip where the anomaly begins")
-    parser.add_argument("watch_options", nargs="*", help="more options for vlavad watch, after --")
-    args = parser.parse_args(argv)
+    args, watch_options = parser.parse_known_args(argv)  # the rest go to vlavad watch (--lookahead 0.9)
 
     received: list[tuple[float, dict]] = []
 
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         watcher = subprocess.run(
             [sys.executable, "-m", "vlavad", "watch", str(args.model), f"tcp://127.0.0.1:{port}", "--reconnect-for", "3", "-q"]
-            + ["--webhook", f"http://127.0.0.1:{hook.server_address[1]}/hook", *args.watch_options],
+            + ["--webhook", f"http://127.0.0.1:{hook.server_address[1]}/hook", *watch_options],
             capture_output=True,
             text=True,
             timeout=600,
