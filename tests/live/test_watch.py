@@ -176,9 +176,9 @@ def test_a_tcp_stream_in_real_time_reaches_a_webhook_within_seconds(model_dir, s
     kinds = [m["type"] for _, m in _Hook.received]
     assert "start" in kinds and kinds[-1] == "end", kinds
     starts = [m for _, m in _Hook.received if m["type"] == "start"]
-    # The camera-to-message delay of every start: the settling and smoothing the scorer states,
-    # a hop, and the work.
-    assert max(m["lag_s"] for m in starts) < 3.0
+    # The camera-to-message delay of every start: the settling and smoothing the scorer states
+    # (1.7 s), a hop (0.5 s) and the work, with room for a busy machine.
+    assert max(m["lag_s"] for m in starts) < 3.5
     assert sum(m["type"] == "start" for _, m in _Hook.received) == sum(m["type"] == "end" for _, m in _Hook.received)
 
 
