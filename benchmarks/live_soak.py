@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,13 +24,12 @@ from pathlib import Path
 
 import psutil
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vlavad.testing.app_server import free_port  # noqa: E402
+from vlavad.testing.streams import serve_over_tcp  # noqa: E402
+
 STATUS = re.compile(r": ([\d.]+) frames/s in, ([\d.]+) scored, (\d+) dropped so far, scores ([\d.]+) s behind")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,10 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             check=True,
         )
         port = free_port()
-        camera = subprocess.Popen(
-            ["ffmpeg", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip), "-c:v", "libx264", "-preset", "ultrafast"]
-            + ["-tune", "zerolatency", "-g", str(int(args.fps)), "-f", "mpegts", f"tcp://127.0.0.1:{port}?listen=1"],
-        )
+        camera = serve_over_tcp(clip, port, loop=True, keyframe_every=int(args.fps))
         log = Path(work) / "watch.log"
         with log.open("w") as err:
             watcher = subprocess.Popen(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -25,11 +24,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from vlavad.testing.app_server import free_port  # noqa: E402
+from vlavad.testing.streams import serve_over_tcp  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,10 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=hook.serve_forever, daemon=True).start()
     port = free_port()
-    camera = subprocess.Popen(
-        ["ffmpeg", "-loglevel", "error", "-re", "-i", str(args.clip), "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency"]
-        + ["-g", "10", "-f", "mpegts", f"tcp://127.0.0.1:{port}?listen=1"]
-    )
+    camera = serve_over_tcp(args.clip, port)
     try:
         watcher = subprocess.run(
             [sys.executable, "-m", "vlavad", "watch", str(args.model), f"tcp://127.0.0.1:{port}", "--reconnect-for", "3", "-q"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
@@ -27,7 +26,8 @@ from vlavad.cli import main
 from vlavad.io.decoder import iter_frames
 from vlavad.outputs.render import COLOURS
 from vlavad.pipeline.model import FittedModel
-from vlavad.testing.app_server import stop_app
+from vlavad.testing.app_server import free_port, stop_app
+from vlavad.testing.streams import serve_over_tcp
 from vlavad.testing.synthetic import render_scene
 from webapp import build_app, live
 from webapp.store import Store
@@ -169,13 +169,8 @@ def test_an_address_that_is_no_stream_url_is_refused_in_one_line(store, address,
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
 def test_a_stream_url_in_real_time_opens_the_carts_card(store, cart):
     clip, _ = cart
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    streamer = subprocess.Popen(
-        ["ffmpeg", "-loglevel", "error", "-re", "-i", str(clip), "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency"]
-        + ["-g", "10", "-f", "mpegts", f"tcp://127.0.0.1:{port}?listen=1"],
-    )
+    port = free_port()
+    streamer = serve_over_tcp(clip, port)
     updates = live.watch_url(store, f"tcp://127.0.0.1:{port}", CHOICE, visitor(store))
     try:
         for update in updates:

@@ -24,6 +24,7 @@ import pytest
 
 from vlavad.core.errors import ConfigError
 from vlavad.live.sinks import CSV_COLUMNS, CsvSink, EventsFileSink, MqttSink, SnapshotSink, WebhookSink, open_sinks
+from vlavad.testing.app_server import free_port
 
 BOX = [50, 60, 150, 160]
 TRICKY = 'A "fast" bicycle, then a car, moved 2.4x faster than usual'
@@ -67,13 +68,6 @@ def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
             return False
         time.sleep(0.02)
     return True
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound for a moment, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # --- Files ----------------------------------------------------------------------------------------

@@ -18,14 +18,9 @@ import pytest
 
 from vlavad.core.errors import ConfigError, VideoError
 from vlavad.live.source import Frame, SourceSpec, StreamSource, parse_source, redacted
+from vlavad.testing.app_server import free_port
 
 FPS = 25
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def listening(port: int) -> bool:

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,8 @@ from vlavad.live.online import OnlineScorer
 from vlavad.live.source import Frame
 from vlavad.pipeline.model import FittedModel
 from vlavad.pipeline.pipeline import Pipeline
+from vlavad.testing.app_server import free_port
+from vlavad.testing.streams import serve_over_tcp
 
 FIT = ["--backend", "weight-free", "--set", "temporal.epochs=2", "--set", "default_fps=10", "-q"]
 MESSAGE_KEYS = {"type", "event_id", "time_s", "wall_time", "start_s", "end_s", "peak_s", "score", "peak_score", "threshold", "headline", "causes"}
@@ -141,24 +142,14 @@ class _Hook(BaseHTTPRequestHandler):
         pass
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
 def test_a_tcp_stream_in_real_time_reaches_a_webhook_within_seconds(model_dir, synthetic_dataset):
     video, labels = _test_video(synthetic_dataset)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
     _Hook.received = []
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = _free_port()
-    url = f"tcp://127.0.0.1:{port}?listen=1"
-    streamer = subprocess.Popen(
-        ["ffmpeg", "-loglevel", "error", "-re", "-i", str(video), "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency"]
-        + ["-g", "10", "-f", "mpegts", url],
-    )
+    port = free_port()
+    streamer = serve_over_tcp(video, port)
     try:
         hook = f"http://127.0.0.1:{server.server_address[1]}/hook"
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -240,11 +231,9 @@ def test_ctrl_c_or_sigterm_closes_the_open_event_and_exits_cleanly(model_dir, sy
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
 def test_a_stream_that_goes_away_for_ten_seconds_comes_back_with_its_events(model_dir, synthetic_dataset, tmp_path):
     video, _ = _test_video(synthetic_dataset)
-    port = _free_port()
-    serve = ["ffmpeg", "-loglevel", "error", "-re", "-i", str(video), "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency"]
-    serve += ["-g", "10", "-f", "mpegts", f"tcp://127.0.0.1:{port}?listen=1"]
+    port = free_port()
     events = tmp_path / "events.jsonl"
-    first = subprocess.Popen(serve)
+    first = serve_over_tcp(video, port)
     watcher = subprocess.Popen(
         [sys.executable, "-m", "vlavad", "watch", str(model_dir), f"tcp://127.0.0.1:{port}", "--events", str(events), "--reconnect-for", "15"],
         stdout=subprocess.PIPE,
@@ -255,7 +244,7 @@ def test_a_stream_that_goes_away_for_ten_seconds_comes_back_with_its_events(mode
     try:
         first.wait(timeout=60)  # the clip, in real time
         time.sleep(10)  # the camera is away
-        second = subprocess.Popen(serve)
+        second = serve_over_tcp(video, port)
         second.wait(timeout=60)
         _, stderr = watcher.communicate(timeout=120)
     finally:
