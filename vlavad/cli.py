@@ -232,7 +232,7 @@ def cmd_watch(args) -> None:
 
     say = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     spec = parse_source(args.source)  # a malformed URL or a missing camera: one line, before the model loads
-    if not 0.05 <= args.hop <= 10 or not 0 <= (args.lookahead or 0) <= 10:
+    if not 0.05 <= (args.hop or 0.05) <= 10 or not 0 <= (args.lookahead or 0) <= 10:
         raise ConfigError("--hop takes 0.05 to 10 seconds, --lookahead 0 to 10.")
     if args.fast and spec.kind != "file":
         raise ConfigError("--fast plays a file as fast as it can be scored; a stream or a camera comes at its own pace.")
@@ -384,12 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="a stream that stops is retried this long before watch ends (default 30; -1: forever)",
     )
-    watch.add_argument("--hop", type=float, default=0.5, metavar="SECONDS", help="how often the curve advances (default 0.5)")
+    watch.add_argument("--hop", type=float, metavar="SECONDS", help="how often the curve advances (default 0.25)")
     watch.add_argument(
         "--lookahead",
         type=float,
         metavar="SECONDS",
-        help="how far after a frame the curve's smoothing reads: less is sooner, more is the offline curve (default: 2σ of the model)",
+        help="how far after a frame the curve's smoothing reads: less is sooner, more is the offline curve (default: 1.5σ of the model)",
     )
     watch.add_argument("-q", "--quiet", action="store_true", help="print only the last line")
     watch.set_defaults(run=cmd_watch)

@@ -46,7 +46,7 @@ def watch(
     source: StreamSource,
     sinks: list[Sink],
     *,
-    hop_s: float = 0.5,
+    hop_s: float | None = None,
     lookahead_s: float | None = None,
     say: Say = print,
     status_every_s: float = 10.0,
