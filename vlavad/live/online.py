@@ -396,10 +396,15 @@ class OnlineScorer:
 
     def causes(self, start: int, last: int) -> list[dict]:
         """The objects that raised the event spanning frames `start`..`last` (the part of it still
-        held: its last `explain_s`), as sinks write them: class, box, headline and answers."""
+        held: its last `explain_s`), as sinks write them: class, box, headline and answers. The
+        frames after `last` that its smoothed score read are searched too: when an object enters
+        scoring high, the curve crosses before it (the look-ahead) and the `start` names it."""
         objects = self.objects
         if not len(objects):
             return []
+        if last in self.frame_time:
+            read = self.frame_time[last] + self.lookahead_s
+            last = max(index for index, time_s in self.frame_time.items() if time_s <= read)
         times = dict(zip(objects["frame"], objects["time_s"]))
         normaliser, lam = self.model.normaliser, self.settings.fusion.lam
         _, temporal_z = normaliser.standardise(np.log(objects["static_score"].astype(float)), objects["temporal_score"].astype(float).to_numpy())
