@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import pytest
 
 from vlavad.cli import main
 from vlavad.core.errors import ConfigError
+from vlavad.outputs.results import load_result
 from vlavad.testing.synthetic import render_scene
 
 QUICK = ["--set", "temporal.epochs=2", "--set", "temporal.past=4", "--set", "temporal.future=1", "--set", "default_fps=10", "-q"]
@@ -118,6 +120,11 @@ def test_score_writes_the_annotated_video_and_the_report_when_asked(model_dir, s
     # For a stakeholder: a phone's viewport, and none of the method's own words.
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in report
     assert not re.search(r"\b(SPA|S3M|measures:)", report)
+    # Its scores come with what they mean: the normal footage's scale, and the share of it the threshold leaves above.
+    result = json.loads((out / "result.json").read_text())
+    assert result["threshold_quantile"] == 0.99
+    assert f"alerts start at {result['threshold']:.2f}, a score only 1% of the normal footage's moments reached" in html.unescape(report)
+    assert load_result(out).threshold_quantile == 0.99
 
 
 def test_fit_out_never_replaces_a_users_folder_or_file(synthetic_dataset, tmp_path):

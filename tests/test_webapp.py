@@ -498,7 +498,13 @@ def test_an_event_inside_the_declared_normal_segment_is_flagged_for_a_check():
             reasons=["track 1: moving fast"],
         )
         result = SimpleNamespace(
-            name="clip", info=SimpleNamespace(frame_count=160, duration_s=16.0), events=[event], backends={}, selected_questions=[], threshold=1.0
+            name="clip",
+            info=SimpleNamespace(frame_count=160, duration_s=16.0),
+            events=[event],
+            backends={},
+            selected_questions=[],
+            threshold=1.0,
+            threshold_quantile=0.99,
         )
         return summary_markdown(SimpleNamespace(result=result, model_label="fitted on the first 5 s", result_id="r", normal_until_s=5.0))
 

@@ -23,6 +23,7 @@ from vlavad.io.header import read_header
 from vlavad.io.probe import probe
 from vlavad.io.writer import write_clip
 from vlavad.outputs.render import render_frame
+from vlavad.outputs.report import score_scale, what_is_asked
 from vlavad.outputs.results import load_result, write_outputs
 from vlavad.pipeline.settings import preset
 from webapp import plots
@@ -184,7 +185,8 @@ def summary_markdown(done: Analysis) -> str:
     r = done.result
     text = (
         f"**{r.name}**: {r.info.frame_count} frames, {r.info.duration_s:.1f} s · **{len(r.events)} event(s)** · normal: {done.model_label}  \n"
-        f"Backends: {backends_line(r.backends)}  \nSPA question(s): {'; '.join(r.selected_questions) or 'none'} · threshold {r.threshold:.2f}  \n"
+        f"Backends: {backends_line(r.backends)}  \nWhat the model looks at in each object: {what_is_asked(r.selected_questions)}  \n"
+        f"{score_scale(r.threshold, r.threshold_quantile)}  \n"
         f"Result id (reopen it in *Annotate*): `{done.result_id}`"
     )
     warning = normal_segment_warning(r, done.normal_until_s)

@@ -47,6 +47,7 @@ from vlavad.live.events import EventLog
 from vlavad.live.online import OnlineScorer, ScoredFrame
 from vlavad.live.source import ACCEPTED, URL_SCHEMES, Frame, StreamSource, parse_source
 from vlavad.outputs.render import FrameAnnotator
+from vlavad.outputs.report import score_scale
 from vlavad.pipeline.model import FittedModel
 from vlavad.pipeline.stages import VideoStages
 from webapp import plots
@@ -208,7 +209,8 @@ class Watch:
         line = f"**watching: {rate:.1f} frames/s, {doing}, {events}**"
         latency = (
             f"Scores are final {self.scorer.latency_s:.1f} s after their frame: the curve is smoothed over what follows it, "
-            "and motion is measured over a window; the work adds to that."
+            "and motion is measured over a window; the work adds to that. "
+            + score_scale(self.model.threshold, self.model.settings.fusion.threshold_quantile)
         )
         return f"{line}  \n{latency}" + (f"  \n{html.escape(self.note)}" if self.note else "")
 

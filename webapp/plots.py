@@ -68,11 +68,17 @@ def timeline(
         )
     )
     fig.add_trace(
-        go.Scatter(x=x, y=frames["static"], name="static (SPA: answer rarity)", line=dict(color=STATIC, width=1, dash="dot"), visible="legendonly")
+        go.Scatter(
+            x=x, y=frames["static"], name="static part: how rare its answers were", line=dict(color=STATIC, width=1, dash="dot"), visible="legendonly"
+        )
     )
     fig.add_trace(
         go.Scatter(
-            x=x, y=frames["temporal"], name="temporal (S3M: prediction error)", line=dict(color=TEMPORAL, width=1, dash="dot"), visible="legendonly"
+            x=x,
+            y=frames["temporal"],
+            name="temporal part: how unexpected its next moves were",
+            line=dict(color=TEMPORAL, width=1, dash="dot"),
+            visible="legendonly",
         )
     )
     fig.add_hline(y=threshold, line=dict(color=THRESHOLD, dash="dash", width=1), annotation_text="event threshold", annotation_position="top left")

@@ -266,6 +266,9 @@ class ResultSummary(Schema):
     size: list[int] = Field(min_length=2, max_length=2)
     objects: int = Field(ge=0)
     threshold: Finite
+    # The share of normal training moments that scored below the threshold (results written
+    # before it was recorded lack it).
+    threshold_quantile: float | None = Field(None, gt=0, lt=1)
     selected_questions: list[str]
     backends: dict
     events: list[Event]
@@ -287,6 +290,7 @@ class VideoResult:
     threshold: float
     backends: dict
     selected_questions: list[str]
+    threshold_quantile: float | None = None  # the share of normal training moments below the threshold
 
     def summary(self) -> ResultSummary:
         return ResultSummary(
@@ -297,6 +301,7 @@ class VideoResult:
             size=[self.info.width, self.info.height],
             objects=int(self.objects["track_id"].nunique()) if len(self.objects) else 0,
             threshold=round(float(self.threshold), 4),
+            threshold_quantile=self.threshold_quantile,
             selected_questions=list(self.selected_questions),
             backends=self.backends,
             events=self.events,

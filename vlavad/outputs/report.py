@@ -195,6 +195,13 @@ def what_is_asked(labels: list[str]) -> str:
     return "; ".join(re.sub(r"^.*\(measures: ([^)]+)\)$", r"\1", label) for label in labels) or "nothing"
 
 
+def score_scale(threshold: float, quantile: float | None) -> str:
+    """The sentence that says what a score means: scores are in standard units of the normal
+    footage's (`vlavad.scorers.fusion.Normaliser`), and the threshold is one of its quantiles."""
+    reached = f", a score only {100 * (1 - quantile):.2g}% of the normal footage's moments reached" if quantile else ""
+    return f"Scores compare each moment with the normal footage, where a typical moment scores about 0; alerts start at {threshold:.2f}{reached}."
+
+
 def summary_line(result: VideoResult) -> str:
     """The report's first line: how many alerts in how long, and when the biggest was."""
     events, duration = result.events, f"{result.info.duration_s:.0f} s"
@@ -227,7 +234,8 @@ def render_report(result: VideoResult, model_label: str, cards: str = "", normal
 <p class="summary">{html.escape(summary_line(result))}</p>
 <p>{info.frame_count} frames ({info.duration_s:.1f} s), {info.width}×{info.height}. Normal: {html.escape(model_label)}.<br>
 Backends: {html.escape(backends_line(result.backends))}.<br>
-What the model looks at in each object: {html.escape(what_is_asked(result.selected_questions))}. An alert is raised where the score is above {result.threshold:.2f}.</p>
+What the model looks at in each object: {html.escape(what_is_asked(result.selected_questions))}.<br>
+{html.escape(score_scale(result.threshold, result.threshold_quantile))}</p>
 <h2>Timeline</h2>{svg}
 <p class="muted">Blue line: the anomaly score; dashed red: the event threshold; red bands: events{band}.</p>
 <h2>Events ({len(events)})</h2>{table}

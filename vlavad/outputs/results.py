@@ -72,4 +72,14 @@ def load_result(folder: str | Path) -> VideoResult:
             raise VlavadError(f"The result in {folder.name} is not one vlavad wrote: {name} has columns {', '.join(map(str, table.columns))[:80]}.")
     width, height = summary.size
     info = VideoInfo(summary.video, summary.fps, width, height, summary.frames)
-    return VideoResult(summary.video, info, frames, objects, list(summary.events), summary.threshold, summary.backends, summary.selected_questions)
+    return VideoResult(
+        summary.video,
+        info,
+        frames,
+        objects,
+        list(summary.events),
+        summary.threshold,
+        summary.backends,
+        summary.selected_questions,
+        summary.threshold_quantile,
+    )

@@ -129,4 +129,5 @@ class Pipeline(VideoStages):
             threshold=model.threshold,
             backends={**model.backends, "runtimes": self.backends["runtimes"]},  # what scored this video
             selected_questions=[p.label for p in model.selected_prompts],
+            threshold_quantile=fusion.threshold_quantile,
         )
