@@ -134,23 +134,3 @@ def test_held_out_rarity_counts_only_the_other_folds(by_video):
     for answers in (normal, pseudo):
         expected = _rarity_by_definition(answers, normal, by_video)
         pd.testing.assert_frame_equal(_held_out_rarity(answers, normal, 1.0), expected, check_exact=False, rtol=1e-12)
-
-
-def test_held_out_static_scores_count_each_videos_answers_against_the_others():
-    """An answer only one normal video gave is, for that video, as rare as an unseen one: that
-    is how a new normal clip scores it. Scored with its own answers counted, it looked common."""
-    from vlavad.scorers.spa import held_out_static_scores
-
-    rows = [(0, f, f, "a") for f in range(10)] + [(1, f, f, "a") for f in range(10)] + [(1, 10 + f, 10 + f, "b") for f in range(5)]
-    answers = pd.DataFrame(rows, columns=["video", "frame", "track_id", "answer"]).assign(prompt_id="q")
-    held_out = held_out_static_scores(answers, ["q"], smoothing=1.0).set_index(["video", "track_id"])["static_score"]
-    video_0 = AnswerFrequencies.from_answers(answers[answers["video"] == 0])
-    assert held_out[(1, 12)] == pytest.approx(video_0.static_score("q", np.array(["never said"]))[0])  # "b", unseen in video 0
-    assert held_out[(1, 3)] == pytest.approx(video_0.static_score("q", np.array(["a"]))[0])
-    in_sample = object_static_scores(AnswerFrequencies.from_answers(answers), ["q"], answers.drop(columns="video"))
-    assert held_out[(1, 12)] > 2 * in_sample.set_index("track_id")["static_score"][12]
-    # One clip: each half against the other.
-    one = answers[answers["video"] == 1].assign(video=0)
-    halves = held_out_static_scores(one, ["q"], smoothing=1.0).set_index("track_id")["static_score"]
-    first_half = AnswerFrequencies.from_answers(one[one["frame"] <= one["frame"].median()])
-    assert halves[14] == pytest.approx(first_half.static_score("q", np.array(["b"]))[0])

@@ -25,7 +25,7 @@ from vlavad.embed import embedding_sequences, step_captions
 from vlavad.pipeline.model import FittedModel
 from vlavad.pipeline.stages import Stages, VideoStages
 from vlavad.scorers.fusion import Normaliser, explained_events, frame_maxima, fuse, object_table, scored_tables
-from vlavad.scorers.spa import held_out_static_scores, select_prompts
+from vlavad.scorers.spa import select_prompts
 
 
 class Pipeline(VideoStages):
@@ -67,19 +67,9 @@ class Pipeline(VideoStages):
             for v in normal
         ]
         normaliser = Normaliser.fit(per_video)
-        # The threshold is a quantile of the curve that normal footage the model has not seen would
-        # give: each video's objects scored against the answers of the others (`held_out_static_scores`).
-        held_out = held_out_static_scores(normal_answers, selected, frequencies.smoothing)
         with self.times("fuse"):
-            fused = []
-            for i, (v, (_, temporal_max)) in enumerate(zip(normal, per_video)):
-                steps = held_out[held_out["video"] == i].drop(columns="video")
-                objects = object_table(v.tracks, v.answers, selected, frequencies, self.encoder, None, self.times, static=steps)
-                static_max, _ = frame_maxima(objects, v.info.frame_count)
-                fused.append(
-                    fuse(static_max, temporal_max, normaliser, lam=s.fusion.lam, sigma_frames=s.fusion.sigma_s * v.info.fps)["fused"].to_numpy()
-                )
-        fused = np.concatenate(fused)
+            fused = [fuse(*maxima, normaliser, lam=s.fusion.lam, sigma_frames=s.fusion.sigma_s * v.info.fps) for v, maxima in zip(normal, per_video)]
+        fused = np.concatenate([curve["fused"].to_numpy() for curve in fused])
         return FittedModel(
             settings=s,
             prompts=prompts,

@@ -100,7 +100,7 @@ class TemporalSettings(Schema):
 class FusionSettings(Schema):
     lam: float = Field(0.1, ge=0, le=100)  # weight of the temporal score: static + λ·temporal
     sigma_s: float = Field(0.6, ge=0, le=60)  # Gaussian smoothing of the curve, seconds
-    threshold_quantile: float = Field(0.99, gt=0, lt=1)  # events: frames above this quantile of held-out training scores
+    threshold_quantile: float = Field(0.99, gt=0, lt=1)  # events: frames above this quantile of training scores
 
 
 class Settings(Schema):

@@ -172,12 +172,10 @@ def object_table(
     encoder: TextEncoder,
     temporal: Predictor | None,
     times: StageTimes,
-    static: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Static and temporal score per (frame, track) over every frame of every track, with the
-    caption people read (the answers to the `selected` questions, with their details). `static`:
-    the steps' static scores when they are not `frequencies`' (`spa.held_out_static_scores`)."""
-    static = object_static_scores(frequencies, selected, answers) if static is None else static
+    caption people read (the answers to the `selected` questions, with their details)."""
+    static = object_static_scores(frequencies, selected, answers)
     captions = step_captions(answers, selected)
     steps = captions.merge(static, on=["frame", "track_id"], how="left")
     steps["temporal_score"] = np.nan

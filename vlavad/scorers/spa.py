@@ -233,21 +233,6 @@ def _joint_separation(prompt_ids: list[str], normal: pd.DataFrame, pseudo: pd.Da
     return frame_auc(np.r_[np.zeros(len(normal_scores)), np.ones(len(pseudo_scores))], np.r_[normal_scores, pseudo_scores])
 
 
-def held_out_static_scores(normal_answers: pd.DataFrame, selected: list[str], smoothing: float) -> pd.DataFrame:
-    """Static score per normal (video, frame, track_id) step, as `object_static_scores` gives
-    it, but each step's answers counted among those of the *other* training videos (of the other
-    half of the clip when there is only one): how a new normal clip scores. Scored with its own
-    answers counted, a normal object is never rarer than "seen", so a threshold taken on those
-    scores sits below what new normal footage reaches, the more so the less footage there is."""
-    chosen = _scorable(normal_answers[normal_answers["prompt_id"].isin(selected)])
-    if chosen.empty:
-        return pd.DataFrame(columns=["video", "frame", "track_id", "static_score"])
-    log_rarity = _held_out_rarity(chosen, chosen, smoothing)
-    joint = log_rarity.sum(axis=1, min_count=1).rename("log_score").reset_index()
-    joint["static_score"] = np.exp(joint.pop("log_score"))
-    return joint
-
-
 def object_static_scores(frequencies: AnswerFrequencies, selected: list[str], answers: pd.DataFrame) -> pd.DataFrame:
     """Static score per (frame, track_id) step: the reciprocal of the joint answer frequency.
 
