@@ -92,6 +92,37 @@ def test_memory_is_bounded_by_time_not_by_the_stream(model_dir, synthetic_datase
     assert len(scorer.held) <= scorer.held_s * scorer.fps + 2
 
 
+def test_a_busy_scorer_scores_in_rounds_less_often(model_dir, synthetic_dataset):
+    """Rounds of scoring come every `hop_s`; where the scorer worked most of the stream's time since
+    the last one, the next comes after twice that, rather than the source dropping frames."""
+    model = FittedModel.load(model_dir)
+    pipeline = Pipeline(model.settings, cache_dir=None, show_progress=False)
+    video, _ = _test_video(synthetic_dataset)
+    frames = [bgr for _, bgr in iter_frames(video)][:40]
+    rounds = []
+    for slow in (False, True):
+        scorer = OnlineScorer(model, pipeline, 10.0, (frames[0].shape[1], frames[0].shape[0]), hop_s=0.5)
+        scorer.warming = None  # no warm-up: every frame goes to a round at once
+        scorer.detector.begin([frames[0][..., 0]], fps=10.0)
+        times = []
+        describe = scorer._describe_and_score
+
+        def counted(last, describe=describe, slow=slow, times=times):
+            times.append(last / 10.0)  # the round's last settled frame, in stream time
+            describe(last)
+            if slow:
+                time.sleep(0.45)  # 90% of the 0.5 s of stream between two rounds
+
+        scorer._describe_and_score = counted
+        for index, bgr in enumerate(frames):
+            scorer.push(Frame(index, index / 10.0, time.time(), bgr))
+        rounds.append(np.diff(times))
+    quick, busy = rounds
+    assert np.allclose(quick, 0.5)
+    # Busy, each round is followed by a long gap; the long gap lets it rest, and the next is short again.
+    assert set(np.round(busy, 3)) == {0.5, 1.0} and np.mean(np.isclose(busy, 1.0)) >= 0.4
+
+
 def test_watching_a_file_writes_each_event_from_start_to_end(model_dir, synthetic_dataset, tmp_path):
     video, labels = _test_video(synthetic_dataset)
     events, table = tmp_path / "events.jsonl", tmp_path / "events.csv"

@@ -4,7 +4,8 @@ A file is scored in passes over the whole video (tracks, then answers, then scor
 no whole. `OnlineScorer` keeps what each stage needs of the recent past and nothing more:
 
 - every frame is detected and tracked as it arrives, by the `ObjectTracker` a file's pass uses;
-- every `hop_s` of stream time, the track steps that have *settled* are described and scored. The
+- every `hop_s` of stream time (twice that while the scorer is busy most of the time), the track
+  steps that have *settled* are described and scored. The
   motion describer measures with medians over a centred window (`describe.motion.smooth_s`), so a
   step settles half a window after it; the classifier and the text encoder need no future;
 - the S3M scores a step from the steps before it (it is causal as it is), read over the last
@@ -97,9 +98,14 @@ class ScoredFrame:
 class OnlineScorer:
     """A fitted model applied to one stream, frame by frame (see the module docstring)."""
 
-    # A quarter second between rounds of scoring: a frame waits 0.125 s on average for its round,
-    # for a fifth more work than every half second (the held rows are read again each round).
+    # A quarter second between rounds of scoring: a frame waits 0.125 s on average for its round.
+    # Each round reads the held rows again, so a round takes about as long at a quarter second as
+    # at a half. Where the scorer worked more than `BUSY` of the stream's time since the last round
+    # (a 640x360 25-fps stream with the packaged tier: rounds of 0.2 s), the next comes after
+    # `2 * hop_s`, rather than the source dropping frames (on a quiet 2-core machine 7.6% of them
+    # with rounds every 0.25 s always, 1.1% so); decoding needs the rest.
     HOP_S = 0.25
+    BUSY = 0.8
     # The Gaussian cut 1.5σ after a frame rather than 2σ: 0.3 s sooner with the Ped2 preset, while
     # the frames on the other side of the threshold from the offline curve go from 4.6% to 4.7%
     # (packaged) and 5.3% to 5.4% (weight-free), no labels needed (`benchmarks/live.py --fast`).
@@ -143,7 +149,7 @@ class OnlineScorer:
         self.hop_s, self.lookahead_s, self.explain_s = hop_s, lookahead_s, explain_s
         self.history_s = history_s if history_s is not None else self._history_needed()
         # Frames are held until their score is final: for the crops, then for an event's snapshot.
-        self.held_s = self.settle_s + lookahead_s + 2 * hop_s + 1.0
+        self.held_s = self.settle_s + lookahead_s + 3 * hop_s + 1.0
         self.given_arrival: float | None = None  # when the last frame given out arrived
 
         self.rows: deque[tuple[int, float, np.ndarray | None]] = deque()  # each frame's track rows, `history_s`
@@ -158,6 +164,7 @@ class OnlineScorer:
         self.curve: deque[tuple[int, float, float]] = deque()  # (index, time, fused before smoothing): 3σ behind the pending frames on
         self.pending: deque[tuple[int, float, float]] = deque()  # (index, time, arrival) of frames on the curve, not given out yet
         self.next_hop = -math.inf
+        self.last_round_s, self.work_s = -math.inf, 0.0  # the last round's stream time, and the work since it
 
         self.warmup_s, self.background_s, self.refresh_s = warmup_s, background_s, refresh_s
         self.samples: deque[tuple[float, np.ndarray]] = deque(maxlen=BACKGROUND_SAMPLES)  # (time, working grey)
@@ -177,7 +184,7 @@ class OnlineScorer:
         describer's medians over the speed now and a second before (`describe.motion`)."""
         s = self.settings
         temporal = (s.temporal.past + s.temporal.future + 1) / s.describe.step_hz
-        return max(temporal, 4 * self.settle_s + 1.0) + self.hop_s + 0.5
+        return max(temporal, 4 * self.settle_s + 1.0) + 2 * self.hop_s + 0.5
 
     @property
     def latency_s(self) -> float:
@@ -235,6 +242,7 @@ class OnlineScorer:
         return [scored for f in frames for scored in self._push(f)]
 
     def _push(self, frame: Frame) -> list[ScoredFrame]:
+        started = time.perf_counter()
         small = at_size(frame.bgr, self.work_size)
         gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         self._model_background(frame.time_s, gray)
@@ -251,9 +259,14 @@ class OnlineScorer:
         _drop_before(self.rows, frame.time_s - self.history_s)
         _drop_before(self.held, frame.time_s - self.held_s)
         if frame.time_s < self.next_hop:
+            self.work_s += time.perf_counter() - started
             return []
-        self.next_hop = frame.time_s + self.hop_s
-        return self._hop(frame.time_s - self.settle_s, frame.time_s - self.settle_s - self.lookahead_s)
+        out = self._hop(frame.time_s - self.settle_s, frame.time_s - self.settle_s - self.lookahead_s)
+        self.work_s += time.perf_counter() - started
+        busy = self.work_s / max(frame.time_s - self.last_round_s, 1e-9)
+        self.next_hop = frame.time_s + (2 * self.hop_s if busy > self.BUSY else self.hop_s)
+        self.last_round_s, self.work_s = frame.time_s, 0.0
+        return out
 
     def _model_background(self, time_s: float, gray: np.ndarray) -> None:
         """Keeps the background current, as a camera's day turns into night: a sample every
