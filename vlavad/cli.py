@@ -384,7 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="a stream that stops is retried this long before watch ends (default 30; -1: forever)",
     )
-    watch.add_argument("--hop", type=float, metavar="SECONDS", help="how often the curve advances (default 0.25)")
+    watch.add_argument(
+        "--hop", type=float, metavar="SECONDS", help="how often the curve advances (default 0.25; 0.5 after a round that kept the machine busy)"
+    )
     watch.add_argument(
         "--lookahead",
         type=float,

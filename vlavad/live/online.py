@@ -5,9 +5,9 @@ no whole. `OnlineScorer` keeps what each stage needs of the recent past and noth
 
 - every frame is detected and tracked as it arrives, by the `ObjectTracker` a file's pass uses;
 - every `hop_s` of stream time (twice that while the scorer is busy most of the time), the track
-  steps that have *settled* are described and scored. The
-  motion describer measures with medians over a centred window (`describe.motion.smooth_s`), so a
-  step settles half a window after it; the classifier and the text encoder need no future;
+  steps that have *settled* are described and scored. The motion describer measures with medians
+  over a centred window (`describe.motion.smooth_s`), so a step settles half a window after it;
+  the classifier and the text encoder need no future;
 - the S3M scores a step from the steps before it (it is causal as it is), read over the last
   `history_s` of each track, which holds its `past` steps many times over;
 - the frame curve is the model's: per-frame maxima, standardised with the *training* statistics and
@@ -148,7 +148,8 @@ class OnlineScorer:
         hop_s = self.HOP_S if hop_s is None else hop_s
         self.hop_s, self.lookahead_s, self.explain_s = hop_s, lookahead_s, explain_s
         self.history_s = history_s if history_s is not None else self._history_needed()
-        # Frames are held until their score is final: for the crops, then for an event's snapshot.
+        # Frames are held until their score is final: for the crops (a round's steps reach back up to
+        # two hops), then for an event's snapshot.
         self.held_s = self.settle_s + lookahead_s + 3 * hop_s + 1.0
         self.given_arrival: float | None = None  # when the last frame given out arrived
 

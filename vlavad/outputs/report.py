@@ -197,7 +197,7 @@ def what_is_asked(labels: list[str]) -> str:
 
 def score_scale(threshold: float, quantile: float | None) -> str:
     """The sentence that says what a score means: scores are in standard units of the normal
-    footage's (`vlavad.scorers.fusion.Normaliser`), and the threshold is one of its quantiles."""
+    footage's scores (`vlavad.scorers.fusion.Normaliser`), and the threshold is one of their quantiles."""
     reached = f", a score only {100 * (1 - quantile):.2g}% of the normal footage's moments reached" if quantile else ""
     return f"Scores compare each moment with the normal footage, where a typical moment scores about 0; alerts start at {threshold:.2f}{reached}."
 
