@@ -95,6 +95,23 @@ def test_the_font_has_the_glyphs_opencv_lacks():
         assert mask.any() and (mask.shape != question.shape or (mask != question).any())
 
 
+def test_the_score_bar_says_in_words_how_far_from_the_alert_line_a_moment_is(monkeypatch):
+    """A viewer has no scale for "score -0.57 (event above 1.82)": the bar's text says it."""
+    from PIL import ImageDraw
+
+    said = []
+    real = ImageDraw.ImageDraw.text
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", lambda self, xy, text, *a, **k: said.append(text) or real(self, xy, text, *a, **k))
+    frames = pd.DataFrame({"frame": range(4), "time_s": [0.0, 0.1, 0.2, 0.3], "fused": [-0.57, 1.5, 2.5, np.nan]})
+    annotator = FrameAnnotator(pd.DataFrame(columns=["frame", "track_id", "x1", "y1", "x2", "y2", "caption", "object_score"]), frames, threshold=1.82)
+    bars = []
+    for index in range(4):
+        said.clear()
+        annotator.draw(np.zeros((240, 360, 3), np.uint8), index)
+        bars.append(said[-1])
+    assert bars == ["  0.0 s · as usual", "  0.1 s · close to the alert line", "  0.2 s · unusual: alert", "  0.3 s"]
+
+
 def test_labels_drawn_once_and_pasted_are_the_labels_drawn_in_place(monkeypatch):
     """A label is drawn once as a tile and pasted on later frames: the same pixels as drawing its
     box and text straight on the frame, which is what happens when the text would spill out."""

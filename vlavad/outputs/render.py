@@ -36,6 +36,7 @@ MIN_WIDTH = 720  # small videos (e.g. 360x240) are drawn larger, so captions sta
 MAX_DRAWN_SIDE = 1920  # but never enlarged past this on their longer side
 MAX_CAPTION = 60  # characters; longer captions end in "…"
 NOT_SCORED = "not scored: partly out of view"
+BAR_WORDS = ("", "as usual", "close to the alert line", "unusual: alert")  # by `score_buckets`
 
 
 def upscale(width: int, height: int) -> int:
@@ -175,13 +176,16 @@ class FrameAnnotator:
         top = height - self.bar_height
         score = self.fused[index] if index < len(self.fused) else np.nan
         draw.rectangle((0, top, width, height), fill=(30, 30, 30))
+        bucket = int(score_buckets([score], self.threshold)[0])
         if np.isfinite(score):
             filled = int(np.clip(score / self.bar_max, 0, 1) * width)
-            draw.rectangle((0, top + 3, filled, height - 3), fill=COLOURS[int(score_buckets([score], self.threshold)[0])])
+            draw.rectangle((0, top + 3, filled, height - 3), fill=COLOURS[bucket])
         tick = int(np.clip(self.threshold / self.bar_max, 0, 1) * width)
         draw.line((tick, top, tick, height), fill=(255, 255, 255), width=2)
         time_s = self.times[index] if index < len(self.times) else 0.0
-        text = f"{time_s:5.1f} s · score {score:.2f} (event above {self.threshold:.2f})" if np.isfinite(score) else f"{time_s:5.1f} s"
+        # Words, not the score: a viewer has no scale for "-0.57 (event above 1.82)"; the bar and
+        # its tick show how far from the alert line the moment is.
+        text = f"{time_s:5.1f} s · {BAR_WORDS[bucket]}" if np.isfinite(score) else f"{time_s:5.1f} s"
         draw.text((6, top + 4), text, font=self.font, fill=(255, 255, 255), stroke_width=2, stroke_fill=(0, 0, 0))
 
 
