@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from vlavad.describe import UNRECOGNISED
 from vlavad.describe.prompts import Prompt
 from vlavad.scorers.spa import AnswerFrequencies, concentration, object_static_scores, select_prompts
 
@@ -97,6 +98,32 @@ def test_a_question_pseudo_anomalies_cannot_test_is_kept_only_if_normal_objects_
     assert selected[-1] == kind.id and looks.id not in selected and way.id not in selected
     _, selected, _ = select_prompts(pool, normal, pseudo, top_k=1, n_select=1)
     assert len(selected) == 1 and selected[0] in (speed.id, pace.id)  # one question: exactly the single-question rule
+
+
+def test_objects_the_detector_did_not_name_do_not_make_its_kind_inconsistent():
+    """A short normal clip or a poor camera leaves more than 5% of the objects as blobs "of unknown
+    kind". The detector's silence is not a second kind of normal object: the kind question is kept
+    when the objects it named agree, and its unknown answer is still counted and scored. Named
+    kinds that scatter still keep it out."""
+    rng = np.random.default_rng(1)
+    speed, kind = Prompt("How fast?", "speed"), Prompt("What kind?", "kind")
+
+    def objects(video: int, n: int, speeds: list[str], kinds: list[str], p: list[float]) -> pd.DataFrame:
+        rows = {speed.id: rng.choice(speeds, n), kind.id: rng.choice(kinds, n, p=p)}
+        return pd.concat(
+            [pd.DataFrame({"video": video, "frame": np.arange(n), "track_id": 1, "prompt_id": pid, "answer": a}) for pid, a in rows.items()],
+            ignore_index=True,
+        )
+
+    def selected_with(kinds: list[str], p: list[float]) -> list[str]:
+        normal = pd.concat([objects(v, 300, ["slow", "medium"], kinds, p) for v in range(4)], ignore_index=True)
+        pseudo = pd.concat([objects(v, 100, ["fast", "medium"], kinds, p) for v in range(4)], ignore_index=True)
+        frequencies, selected, _ = select_prompts([speed, kind], normal, pseudo, top_k=1, n_select=2)
+        assert frequencies.counts[kind.id].get(UNRECOGNISED, 0) > 0 or UNRECOGNISED not in kinds
+        return selected
+
+    assert kind.id in selected_with(["a person", UNRECOGNISED, "a bicycle"], [0.84, 0.15, 0.01])
+    assert kind.id not in selected_with(["a person", UNRECOGNISED, "a bicycle"], [0.75, 0.15, 0.10])
 
 
 def _rarity_by_definition(answers: pd.DataFrame, normal: pd.DataFrame, by_video: bool) -> pd.DataFrame:

@@ -10,10 +10,10 @@ A pool may mix questions for several describers: `describe.backend = "motion+app
 """
 
 from vlavad.core.registry import import_backends
-from vlavad.describe.base import ABSTAIN, DESCRIBERS, Describer, ProgressFn, empty_answers
+from vlavad.describe.base import ABSTAIN, DESCRIBERS, UNRECOGNISED, Describer, ProgressFn, empty_answers
 from vlavad.describe.composed import ComposedDescriber
 from vlavad.describe.steps import track_steps
 
-__all__ = ["ABSTAIN", "DESCRIBERS", "ComposedDescriber", "Describer", "ProgressFn", "empty_answers", "track_steps"]
+__all__ = ["ABSTAIN", "DESCRIBERS", "UNRECOGNISED", "ComposedDescriber", "Describer", "ProgressFn", "empty_answers", "track_steps"]
 
 import_backends(__name__, __path__)  # each backend's file registers it

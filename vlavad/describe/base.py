@@ -23,6 +23,7 @@ from vlavad.core.registry import Backend, Registry
 from vlavad.describe.prompts import Prompt, bundled_pool, load_pool, validate_pool
 
 ABSTAIN = "partly out of view"  # the describer cannot tell: not evidence either way (SPA does not score it)
+UNRECOGNISED = "an object of unknown kind"  # what it is, when the detector did not say (a moving blob)
 ProgressFn = Callable[[int, int], None]
 
 

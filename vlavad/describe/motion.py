@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 from vlavad.core.errors import ConfigError, ModelError
 from vlavad.core.records import ANSWER_COLUMNS, VideoInfo
 from vlavad.core.schema import Schema, validate
-from vlavad.describe.base import ABSTAIN, DESCRIBERS, Describer
+from vlavad.describe.base import ABSTAIN, DESCRIBERS, UNRECOGNISED, Describer
 
 PHRASING_VERSION = 3  # bump when answers change wording: cached answers are keyed on it
 ENTERING = "entering or leaving the view, "
@@ -272,7 +272,7 @@ def _rolling_by_track(values: pd.DataFrame, track_ids: pd.Series, window: int, s
 
 def _kind_phrase(name: str) -> str:
     if not name:
-        return "an object of unknown kind"
+        return UNRECOGNISED
     return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from vlavad.core.records import Answer, Cause
+from vlavad.describe import UNRECOGNISED
 from vlavad.describe.motion import readable, without_speed
 from vlavad.describe.prompts import Prompt
 from vlavad.scorers.spa import AnswerFrequencies
@@ -130,7 +131,7 @@ def headline(cause: Cause) -> str:
     ("…: as a whole, never seen in 290 normal observations")."""
     said = [a for a in cause.answers if a.answer]
     summary = next((a.answer for a in said if a.measures == "summary"), "")
-    kind = next((a.answer for a in said if a.measures == "kind" and "unknown kind" not in a.answer), "")
+    kind = next((a.answer for a in said if a.measures == "kind" and a.answer != UNRECOGNISED), "")
     looks = next((a for a in said if a.measures == "appearance" and a.detail), None)
     tags = [kind] if kind and summary else []
     if looks is not None:
