@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from vlavad.core.records import Answer, Cause
+from vlavad.describe import UNRECOGNISED
 from vlavad.describe.prompts import Prompt
 from vlavad.scorers.explain import article, cause_in_words, causes, headline, how_rare, rarity_in_words
 from vlavad.scorers.spa import AnswerFrequencies
@@ -125,6 +126,8 @@ def test_the_headline_names_the_object_and_its_rarest_answer_in_plain_words():
         == "A large object standing still: never seen in 1,030 normal observations."
     )
     assert headline(a_cause(said("kind", "a car", 0), said("speed", "moving slowly", 90))) == "A car: never seen in 1,030 normal observations."
+    blob = a_cause(said("kind", UNRECOGNISED, 6), said("appearance", "looks like a wheeled vehicle", 90, detail="unicycle"))
+    assert headline(blob) == "An object (looks like a unicycle), which the detector could not name: seen in under 1% of 1,030 normal observations."
     tied = a_cause(
         said("shape", "much wider than usual (2.8×)", 0),
         said("speed", "moving fast (2.4× the usual speed here)", 0),

@@ -155,8 +155,16 @@ def headline(cause: Cause) -> str:
     if summary and any(a.measures == "speed" for a in tied):  # the finer speed answer is said: the summary's coarse one goes
         what = what.replace(summary, without_speed(summary), 1)
     if tied:
-        what += ", " + " and ".join((a.shown or a.answer) + (f" ({a.detail})" if a.detail else "") for a in tied)
+        what += ", " + " and ".join(_said_after(a) + (f" ({a.detail})" if a.detail else "") for a in tied)
     return f"{what[0].upper()}{what[1:]}: {how_rare(rarest.seen, rarest.total)}."
+
+
+def _said_after(answer: Answer) -> str:
+    """An answer as said after the object: "an object of unknown kind" after "An object" would
+    read as a second object."""
+    if answer.measures == "kind" and answer.answer == UNRECOGNISED:
+        return "which the detector could not name"
+    return answer.shown or answer.answer
 
 
 def article(noun: str) -> str:
