@@ -67,9 +67,24 @@ def open_page(browser, url):
     return page
 
 
+def updating_screenshots() -> bool:
+    return os.environ.get("VLAVAD_UPDATE_SCREENSHOTS") == "1"
+
+
+def app(app_dir: Path, data_root: Path, log: Path, **kwargs):
+    """The app under test. Making the README's pictures, it uses the packaged weights where this
+    machine has fetched them, so that they show the tier the app runs by default; a plain test
+    run keeps the weight-free tier (and no weights)."""
+    from vlavad.weights.packaged import weights_dir
+
+    if updating_screenshots() and any(weights_dir().glob("*/*")):
+        kwargs["VLAVAD_WEIGHTS"] = str(weights_dir())
+    return start_app(app_dir, data_root, log, **kwargs)
+
+
 def screenshot_folder(base: Path) -> Path:
     """docs/ with VLAVAD_UPDATE_SCREENSHOTS=1 (the README's pictures), else the test's own folder."""
-    shots = DOCS if os.environ.get("VLAVAD_UPDATE_SCREENSHOTS") == "1" else base / "screenshots"
+    shots = DOCS if updating_screenshots() else base / "screenshots"
     shots.mkdir(exist_ok=True)
     return shots
 
@@ -116,7 +131,7 @@ def analyse_the_example(page, save_as: str = "") -> list[str]:
 def test_every_tab_in_a_browser(dirs, browser):
     app_dir, data_root, base = dirs
     shots = screenshot_folder(base)
-    proc, url = start_app(app_dir, data_root, base / "app.log")
+    proc, url = app(app_dir, data_root, base / "app.log")
     page = None
     try:
         page = open_page(browser, url)
@@ -230,7 +245,7 @@ def test_every_tab_in_a_browser(dirs, browser):
 
     # The annotation survives a restart, and what was saved before is offered in a new session.
     # Same address: a browser keeps a site's storage (the workspace key) per host and port.
-    proc, url = start_app(app_dir, data_root, base / "app2.log", port=int(url.rsplit(":", 1)[1].strip("/")))
+    proc, url = app(app_dir, data_root, base / "app2.log", port=int(url.rsplit(":", 1)[1].strip("/")))
     try:
         page = open_page(browser, url)
         page.get_by_role("tab", name="Prompt pool").click()
@@ -263,7 +278,7 @@ def test_an_analysis_reads_on_a_phone(dirs, phone):
     app_dir, data_root, base = dirs
     context, width = phone
     shots = screenshot_folder(base)
-    proc, url = start_app(app_dir, data_root, base / "app-phone-analyse.log")
+    proc, url = app(app_dir, data_root, base / "app-phone-analyse.log")
     page = None
     try:
         page = open_page(context, url)
@@ -304,7 +319,7 @@ def test_every_tab_fits_a_phone(dirs, browser):
     the page scroll sideways."""
     app_dir, data_root, base = dirs
     shots = screenshot_folder(base)
-    proc, url = start_app(app_dir, data_root, base / "app-phone.log")
+    proc, url = app(app_dir, data_root, base / "app-phone.log")
     try:
         page = open_page(browser, url)
         page.set_viewport_size({"width": 375, "height": 812})

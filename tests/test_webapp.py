@@ -51,19 +51,16 @@ TINY = dict(frames=60, width=320, height=240, fps=10.0)
 
 def start_app(app_dir: Path, data_root: Path, log: Path, port: int | None = None, **env_extra) -> tuple[subprocess.Popen, str]:
     """`python app.py` in a subprocess with its own folders; returns (process, url) once it answers.
-    The app's tests run the weight-free tier: no packaged weights in its cache, none fetched."""
-    return app_server.start_app(
-        REPO / "app.py",
-        app_dir,
-        log,
-        port=port,
-        timeout_s=90,
-        VLAVAD_DATA_ROOT=str(data_root),
-        VLAVAD_CACHE=str(app_dir / "lib-cache"),
-        VLAVAD_WEIGHTS=str(app_dir / "no-weights"),
-        VLAVAD_FETCH_WEIGHTS="0",
+    The app's tests run the weight-free tier unless `env_extra` says otherwise: no packaged
+    weights in its cache, none fetched."""
+    env = {
+        "VLAVAD_DATA_ROOT": str(data_root),
+        "VLAVAD_CACHE": str(app_dir / "lib-cache"),
+        "VLAVAD_WEIGHTS": str(app_dir / "no-weights"),
+        "VLAVAD_FETCH_WEIGHTS": "0",
         **env_extra,
-    )
+    }
+    return app_server.start_app(REPO / "app.py", app_dir, log, port=port, timeout_s=90, **env)
 
 
 def save_tiny_model(store: Store, key: str, name: str, normal_clip: Path) -> str:

@@ -105,7 +105,7 @@ def analyse_video(
     if tier not in APP_TIERS:
         raise AppError(f"Unknown tier {str(tier)[:40]!r}; choose one of: {', '.join(APP_TIERS)}.")
     if not isinstance(epochs, (int, float)) or not 1 <= int(epochs) <= MAX_EPOCHS:
-        raise AppError(f"S3M training epochs must be between 1 and {MAX_EPOCHS}.")
+        raise AppError(f"Training epochs of the sequence model must be between 1 and {MAX_EPOCHS}.")
     save_as = check_name(save_model_as.strip().replace(" ", "-"), "model") if (save_model_as or "").strip() else ""
     clips = [Path(c) for c in normal_clips or []]
     if normal_mode == NORMAL_CLIPS and not 1 <= len(clips) <= MAX_NORMAL_CLIPS:
@@ -242,7 +242,7 @@ def build_tab(store: Store, session: gr.State, gpu=lambda fn: fn, concurrency: i
             tier = gr.Radio(tier_choices(), value=default_tier(), label="Backends for fitting", elem_id="tier")
             with gr.Accordion("Options", open=False):
                 pool_name = gr.Dropdown(choices=[BUNDLED_POOL], value=BUNDLED_POOL, label="Prompt pool (for fitting)", allow_custom_value=True)
-                epochs = gr.Slider(1, MAX_EPOCHS, value=DEFAULT_EPOCHS, step=1, label="S3M training epochs")
+                epochs = gr.Slider(1, MAX_EPOCHS, value=DEFAULT_EPOCHS, step=1, label="Training epochs of the sequence model (what objects do next)")
                 save_as = gr.Textbox(label="Save the fitted model as (optional)", placeholder="e.g. plaza-day")
             run_btn = gr.Button("Analyse", variant="primary")
         with gr.Column(scale=2):
@@ -250,7 +250,10 @@ def build_tab(store: Store, session: gr.State, gpu=lambda fn: fn, concurrency: i
             video_out = gr.Video(
                 label="Annotated video (box colour: green usual · orange unusual · red anomalous)", height=360, autoplay=False, interactive=False
             )
-    timeline = gr.Plot(label="Timeline (click a point to see that frame)", elem_id="timeline")
+    # The heading sits above the plot rather than on it: a label over the plot covered Plotly's
+    # buttons on a phone.
+    gr.Markdown("**Timeline**: click a point to see that frame.")
+    timeline = gr.Plot(show_label=False, elem_id="timeline")
     with gr.Row():
         frame_no = gr.Slider(0, 1, value=0, step=1, label="Frame", scale=3, elem_id="frame-slider")
         show_btn = gr.Button("Show this frame", scale=1, elem_id="show-frame")
@@ -315,7 +318,7 @@ def build_tab(store: Store, session: gr.State, gpu=lambda fn: fn, concurrency: i
         state["current"] = done.result_id
         ev = [e.to_dict() for e in r.events]
         peak = max(ev, key=lambda e: e["peak_score"])["peak_frame"] if ev else 0
-        figure = plots.timeline(r.frames, ev, r.threshold, title="Anomaly score over time", normal_until_s=done.normal_until_s)
+        figure = plots.timeline(r.frames, ev, r.threshold, normal_until_s=done.normal_until_s)  # the heading above names it
         return (
             str(done.annotated),
             figure,
