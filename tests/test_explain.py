@@ -183,9 +183,9 @@ def test_an_object_unusual_on_its_own_that_never_led_a_frame_is_not_blamed():
         {
             "frame": np.r_[frames, frames],
             "track_id": [7] * 6 + [5] * 6,
-            "x1": 10.0,
+            "x1": [10.0] * 6 + [100.0] * 6,
             "y1": 20.0,
-            "x2": 30.0,
+            "x2": [30.0] * 6 + [120.0] * 6,
             "y2": 60.0,
             "caption": "",
             "object_score": [3.0, 3.2, 3.5, 3.4, 3.1, 3.0] + [2.2, 2.4, 2.9, 2.0, 2.1, 2.2],
@@ -209,6 +209,11 @@ def test_an_object_unusual_on_its_own_that_never_led_a_frame_is_not_blamed():
     objects.loc[objects["track_id"] == 5, "object_score"] = [3.3, 3.4, 2.0, 2.0, 3.2, 3.1]
     found = causes(objects, answers, 10, 15, 1.5, np.arange(20) / 10, [SPEED], AnswerFrequencies(counts={}), pd.Series(0.0, index=objects.index), 0.1)
     assert [c.track_id for c in found] == [5, 7]  # 5 led four of the six frames (area 7.0 above 1.5), 7 two (3.9)
+    # Where the two are one object seen twice (a cyclist and their bicycle, boxed as two tracks
+    # that move together), it is blamed once.
+    objects.loc[objects["track_id"] == 5, ["x1", "x2"]] = [12.0, 28.0]
+    found = causes(objects, answers, 10, 15, 1.5, np.arange(20) / 10, [SPEED], AnswerFrequencies(counts={}), pd.Series(0.0, index=objects.index), 0.1)
+    assert [c.track_id for c in found] == [5]
 
 
 def test_a_walker_that_led_frames_just_above_the_threshold_is_not_blamed_beside_the_cart():
@@ -220,9 +225,9 @@ def test_a_walker_that_led_frames_just_above_the_threshold_is_not_blamed_beside_
         {
             "frame": np.r_[frames, frames[4:]],
             "track_id": [5] * 7 + [7] * 3,
-            "x1": 10.0,
+            "x1": [10.0] * 7 + [100.0] * 3,
             "y1": 20.0,
-            "x2": 30.0,
+            "x2": [30.0] * 7 + [160.0] * 3,
             "y2": 60.0,
             "caption": "",
             "object_score": [1.6] * 7 + [4.0, 4.5, 4.2],

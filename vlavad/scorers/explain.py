@@ -24,6 +24,7 @@ from vlavad.scorers.spa import AnswerFrequencies
 
 MAX_CAUSES = 3
 LED_SHARE = 0.75  # the causes listed account for at least this share of the area above the threshold the candidates led
+SAME_OBJECT = 0.5  # two tracks whose boxes overlap this much (of the smaller) are one object seen twice
 TEMPORAL_SHARE = 0.5  # a temporal part adding at least this much (in standard units) is mentioned
 
 
@@ -47,7 +48,7 @@ def causes(
         return []
     best = inside.loc[inside.groupby("track_id")["object_score"].idxmax()].sort_values("object_score", ascending=False)
     crossing = best[best["object_score"] > threshold]
-    raised = _leaders(inside, crossing["track_id"], threshold)
+    raised = _distinct(inside, _leaders(inside, crossing["track_id"], threshold))
     if len(raised):
         chosen, below = pd.concat([crossing[crossing["track_id"] == t] for t in raised]), False  # rows keep their index
     else:
@@ -97,6 +98,31 @@ def _leaders(inside: pd.DataFrame, candidates: pd.Series, threshold: float) -> l
         if covered >= LED_SHARE * total or len(kept) == MAX_CAUSES:
             break
     return kept
+
+
+def _distinct(inside: pd.DataFrame, track_ids: list[int]) -> list[int]:
+    """`track_ids` less those that are another's object, seen twice: a detector may box a cyclist
+    and their bicycle as two tracks that move together (Ped2 Test001), which a card would show
+    as two causes. A track is dropped when its box lies mostly (`SAME_OBJECT`, the median over the
+    frames both are seen) within that of a track ranked before it."""
+    boxes = {t: inside[inside["track_id"] == t].set_index("frame")[["x1", "y1", "x2", "y2"]] for t in track_ids}
+    kept: list[int] = []
+    for track_id in track_ids:
+        if not any(_overlap_share(boxes[track_id], boxes[other]) >= SAME_OBJECT for other in kept):
+            kept.append(track_id)
+    return kept
+
+
+def _overlap_share(a: pd.DataFrame, b: pd.DataFrame) -> float:
+    """The median, over the frames both boxes are seen, of their intersection over the smaller box."""
+    common = a.index.intersection(b.index)
+    if common.empty:
+        return 0.0
+    a, b = a.loc[common].to_numpy(float), b.loc[common].to_numpy(float)
+    width = (np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0])).clip(0)
+    height = (np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1])).clip(0)
+    smaller = np.minimum((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]), (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))
+    return float(np.median(width * height / np.maximum(smaller, 1e-9)))
 
 
 def _answers_at(answers: pd.DataFrame, track_id: int, frame: int) -> pd.DataFrame:
