@@ -51,8 +51,11 @@ def causes(
     raised = _distinct(inside, _leaders(inside, crossing["track_id"], threshold))
     if len(raised):
         chosen, below = pd.concat([crossing[crossing["track_id"] == t] for t in raised]), False  # rows keep their index
+    elif len(crossing):  # none led a frame: the strongest that crossed, each object once
+        distinct = _distinct(inside, crossing["track_id"].tolist())[:MAX_CAUSES]
+        chosen, below = crossing[crossing["track_id"].isin(distinct)], False
     else:
-        chosen, below = (crossing.head(MAX_CAUSES), False) if len(crossing) else (best.head(1), True)
+        chosen, below = best.head(1), True
     out = []
     for row in chosen.itertuples():
         step = _answers_at(answers, int(row.track_id), int(row.frame))
