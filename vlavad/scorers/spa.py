@@ -166,16 +166,16 @@ def select_prompts(
         blind = [s for s in ranked[1:] if s.separation is not None and abs(s.separation - 0.5) <= BLIND]
         exercised = [s.prompt_id for s in ranked[1:] if s not in blind]
         selected = _add_improving([s.prompt_id for s in ranked[:1]], exercised, normal_answers, pseudo_answers, n_select, smoothing)
-        named = {s.prompt_id: _commonest_share(frequencies.counts.get(s.prompt_id, {})) for s in blind}
+        # The commonest answer's share among the objects the detector named.
+        named = {s.prompt_id: concentration(_named(frequencies.counts.get(s.prompt_id, {})), top_k=1) for s in blind}
         consistent = sorted((s for s in blind if named[s.prompt_id] >= CONSISTENT), key=lambda s: -named[s.prompt_id])
         selected += [s.prompt_id for s in consistent][: max(0, n_select - len(selected))]
     return frequencies, selected, [s.model_copy(update={"selected": s.prompt_id in selected}) for s in stats]
 
 
-def _commonest_share(counts: dict[str, int]) -> float:
-    """The commonest answer's share of the objects the answers name (`UNRECOGNISED` left out)."""
-    named = [n for answer, n in counts.items() if answer != UNRECOGNISED]
-    return max(named) / sum(named) if named else 0.0
+def _named(counts: dict[str, int]) -> dict[str, int]:
+    """The answer counts less objects the detector did not name (`UNRECOGNISED`)."""
+    return {answer: n for answer, n in counts.items() if answer != UNRECOGNISED}
 
 
 def _add_improving(
