@@ -126,6 +126,8 @@ def test_the_headline_names_the_object_and_its_rarest_answer_in_plain_words():
         == "A large object standing still: never seen in 1,030 normal observations."
     )
     assert headline(a_cause(said("kind", "a car", 0), said("speed", "moving slowly", 90))) == "A car: never seen in 1,030 normal observations."
+    group = a_cause(said("kind", "a person", 1000, detail="a group of people"), said("speed", "moving fast (2.0× the usual speed here)", 0))
+    assert headline(group) == "A group of people, moving fast (2.0× the usual speed here): never seen in 1,030 normal observations."
     blob = a_cause(said("kind", UNRECOGNISED, 6), said("appearance", "looks like a wheeled vehicle", 90, detail="unicycle"))
     assert headline(blob) == "An object (looks like a unicycle), which the detector could not name: seen in under 1% of 1,030 normal observations."
     tied = a_cause(

@@ -8,6 +8,7 @@ import pytest
 
 from vlavad.core.errors import ConfigError, ModelError
 from vlavad.core.records import VideoInfo
+from vlavad.describe.base import UNRECOGNISED
 from vlavad.describe.motion import ABSTAIN, MEASURES, MotionDescriber, MotionSettings, RowReference, _quarter_octave, _speed_phrase
 from vlavad.describe.prompts import Prompt
 
@@ -58,6 +59,14 @@ def test_speed_is_phrased_against_the_usual_speed_at_that_row(describer):
     table = tracks(20.0)
     answers = describer.answer(INFO, table, table.iloc[10:11], pool)
     assert dict(zip(answers["prompt_id"], answers["answer"]))[pool[1].id] == "moving to the right"
+
+
+def test_a_groups_kind_is_counted_as_its_members_and_shown_as_a_group(describer):
+    pool = [Prompt("What kind of object is it?", "kind")]
+    for class_name, answer, detail in [("person", "a person", ""), ("person group", "a person", "a group of people"), ("", UNRECOGNISED, "")]:
+        table = tracks(10.0).assign(class_name=class_name)
+        answers = describer.answer(INFO, table, table.iloc[10:11], pool)
+        assert (answers["answer"].iloc[0], answers["detail"].iloc[0]) == (answer, detail)
 
 
 def test_ratios_round_to_quarter_octaves_and_slow_speeds_are_one_coarse_answer():

@@ -20,6 +20,7 @@ from vlavad.core.errors import ConfigError, ModelError
 from vlavad.core.records import ANSWER_COLUMNS, VideoInfo
 from vlavad.core.schema import Schema, validate
 from vlavad.describe.base import ABSTAIN, DESCRIBERS, UNRECOGNISED, Describer
+from vlavad.detect.base import group_member
 
 PHRASING_VERSION = 3  # bump when answers change wording: cached answers are keyed on it
 ENTERING = "entering or leaving the view, "
@@ -155,6 +156,8 @@ class MotionDescriber(Describer):
             )
         measured = self._measure(info, tracks).loc[steps.index]
         phrases = self._phrases(measured)
+        # A group's kind is its members' (what SPA counts); that it is a group is shown beside it.
+        details = {"kind": np.array([_group_detail(name) for name in measured["kind"].to_numpy()], dtype=object)}
         frames = []
         for prompt in prompts:
             frames.append(
@@ -164,7 +167,7 @@ class MotionDescriber(Describer):
                         "track_id": measured["track_id"].to_numpy(),
                         "prompt_id": prompt.id,
                         "answer": phrases[prompt.measures],
-                        "detail": "",
+                        "detail": details.get(prompt.measures, ""),
                     }
                 )
             )
@@ -271,9 +274,18 @@ def _rolling_by_track(values: pd.DataFrame, track_ids: pd.Series, window: int, s
 
 
 def _kind_phrase(name: str) -> str:
+    name = group_member(name) or name
     if not name:
         return UNRECOGNISED
     return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+def _group_detail(name: str) -> str:
+    """ "a group of people" for a group's box; "" for one object."""
+    member = group_member(name)
+    if not member:
+        return ""
+    return "a group of " + ("people" if member == "person" else member + ("es" if member.endswith(("s", "sh", "ch", "x")) else "s"))
 
 
 def _touches_border(tracks: pd.DataFrame, info: VideoInfo, margin: float = 0.01) -> pd.Series:

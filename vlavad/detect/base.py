@@ -4,7 +4,8 @@ A detector sees frames at the pipeline's working resolution (every frame is resi
 height first, so thresholds and kernel sizes mean the same thing at every input resolution) and
 returns boxes in those working coordinates as `supervision.Detections`, the one record every
 detector, tracker and annotator speaks. Detectors with classes put them in `class_id` and their
-names in `data["class_name"]`.
+names in `data["class_name"]`. A box that holds several objects of one class (walkers merged
+into one moving blob) is of that class's group, named `group_class(name)`.
 """
 
 from __future__ import annotations
@@ -42,3 +43,15 @@ class Detector(Backend):
 
 
 DETECTORS: Registry[Detector] = Registry("detector")
+GROUP = " group"  # "person group": several objects of one class seen as one box
+
+
+def group_class(class_name: str) -> str:
+    """The class name of a box holding several objects of `class_name`."""
+    return class_name + GROUP
+
+
+def group_member(class_name: str) -> str | None:
+    """The class of the objects a group's box holds ("person" for "person group"); None for a
+    class that is not a group."""
+    return class_name.removesuffix(GROUP) if class_name.endswith(GROUP) else None

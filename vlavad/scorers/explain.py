@@ -160,12 +160,14 @@ def headline(cause: Cause) -> str:
     ("…: as a whole, never seen in 290 normal observations")."""
     said = [a for a in cause.answers if a.answer]
     summary = next((a.answer for a in said if a.measures == "summary"), "")
-    kind = next((a.answer for a in said if a.measures == "kind" and a.answer != UNRECOGNISED), "")
+    named = next((a for a in said if a.measures == "kind" and a.answer != UNRECOGNISED), None)
+    kind = named.answer if named else ""
+    kind_shown = (named.detail or kind) if named else ""  # "a group of people" for a group's box
     looks = next((a for a in said if a.measures == "appearance" and a.detail), None)
-    tags = [kind] if kind and summary else []
+    tags = [kind_shown] if kind and summary else []
     if looks is not None:
         tags.append(f"looks like {article(looks.detail)} {looks.detail}")
-    what = (summary or kind or "an object") + (f" ({'; '.join(tags)})" if tags else "")
+    what = (summary or kind_shown or "an object") + (f" ({'; '.join(tags)})" if tags else "")
     reasons = [a for a in said if a.measures != "summary"] or said
     if not reasons:
         return f"{what[0].upper()}{what[1:]}."
