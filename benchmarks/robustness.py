@@ -29,6 +29,7 @@ VARIANTS = {
     "7.5 fps": dict(fps=7.5),
     "15 fps": dict(fps=15.0),
     "all at once (mirrored, 1.5×, CRF 28, 15 fps)": dict(mirror=True, scale=1.5, crf=28, fps=15.0),
+    "cheap camera, milder (0.75× size, half as dim, flat and noisy, CRF 32)": dict(scale=0.75, crf=32, cheap=0.5),
     "cheap camera (0.75× size, dim, low contrast, noise, CRF 32)": dict(scale=0.75, crf=32, cheap=1.0),
     "cheap camera (0.5× size, dim, low contrast, noise, CRF 32)": dict(scale=0.5, crf=32, cheap=1.0),
 }
