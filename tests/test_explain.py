@@ -149,7 +149,8 @@ def test_counted_answers_whose_words_would_contradict_their_rarity_are_shown_as_
     assert readable("usual shape (0.8×)") == "narrower than usual (0.8×)" and readable("usual size (1.2×)") == "larger than usual (1.2×)"
     assert readable("moving at the usual speed (1.2× the usual speed here)") == "moving a little fast (1.2× the usual speed here)"
     assert readable("moving at the usual speed (0.8× the usual speed here)") == "moving a little slowly (0.8× the usual speed here)"
-    for unchanged in ("usual shape (1.0×)", "moving fast (2.4× the usual speed here)", "a person", "looks like a wheeled vehicle"):
+    assert readable("a person (a group of people)") == "a group of people"  # a group's kind, with its detail, on a box
+    for unchanged in ("usual shape (1.0×)", "moving fast (2.4× the usual speed here)", "a person", "looks like a wheeled vehicle (tricycle)"):
         assert readable(unchanged) == unchanged
     shape = said("shape", "usual shape (0.8×)", 0, total=227).model_copy(update={"shown": readable("usual shape (0.8×)")})
     assert headline(a_cause(shape)) == "An object, narrower than usual (0.8×): never seen in 227 normal observations."

@@ -317,13 +317,16 @@ def readable(answer: str) -> str:
     """The answer as a person should read it. An answer counts a quarter-octave bin of a ratio,
     but its word is coarser: "usual shape (0.8×)" and "moving at the usual speed (1.2× ...)" share
     "usual" with the 1.0 bin, and read as a contradiction beside "never seen in 1,030 normal
-    observations". Beside any bin but 1.0 the word becomes a comparison instead. The counted
+    observations". Beside any bin but 1.0 the word becomes a comparison instead. A group's kind,
+    counted as its members' ("a person (a group of people)"), reads as the group. The counted
     answer stays as it is: SPA's counts, saved models and cached answers do not change."""
     if (match := _USUAL_SPEED.fullmatch(answer)) and match["ratio"] != "1.0":
         return f"moving a little {'slowly' if float(match['ratio']) < 1 else 'fast'} ({match['ratio']}× the usual speed here)"
     if (match := _USUAL_RATIO.fullmatch(answer)) and match["ratio"] != "1.0":
         less, more = _COMPARISONS[match["what"]]
         return f"{less if float(match['ratio']) < 1 else more} than usual ({match['ratio']}×)"
+    if match := _GROUP.fullmatch(answer):  # "a person (a group of people)" is read as the group
+        return match["group"]
     return answer
 
 
@@ -336,6 +339,7 @@ def without_speed(summary: str) -> str:
 
 _USUAL_SPEED = re.compile(r"moving at the usual speed \((?P<ratio>\d+\.\d)× the usual speed here\)")
 _USUAL_RATIO = re.compile(r"usual (?P<what>size|shape) \((?P<ratio>\d+\.\d)×\)")
+_GROUP = re.compile(r"an? .+ \((?P<group>a group of .+)\)")  # a group's kind with its detail
 _COMPARISONS = {"size": ("smaller", "larger"), "shape": ("narrower", "wider")}
 
 
