@@ -16,9 +16,10 @@ made every crowd a rare object: in Ped2's crowded Test012 the cards blamed group
 and the blob's kind is what the detector already said of the people in it. So an unexplained
 blob that holds two or more of the first detector's boxes of one class (their centres inside
 it), which cover at least `GROUP` of its moving pixels, is a group of that class
-(`group_class`): its kind is the class's, and it is shown as a group. On eight of Ped2's
-training videos (all walkers), 95% of such blobs had at least 0.62 of their moving pixels inside
-the walkers' boxes; a cart that pushes past two walkers leaves most of its own outside theirs.
+(`group_class`): its kind is the class's, and it is shown as a group. On Ped2's 16 training
+videos (all walkers), 95% of such blobs had at least 0.52 of their moving pixels inside the
+walkers' boxes (`benchmarks/group_cover.py`); a cart that pushes past two walkers leaves most of
+its own outside theirs.
 
 The second detector's foreground mask, when it has one, is passed on: optical flow is then
 sampled on the object's own pixels inside the pretrained detector's boxes too.
@@ -35,7 +36,7 @@ from vlavad.core.registry import highest_tier, joined_runtimes
 from vlavad.detect.base import Detector, group_class
 
 EXPLAINED = 0.5
-GROUP = 0.6
+GROUP = 0.5
 
 
 class ComposedDetector(Detector):
@@ -61,10 +62,7 @@ class ComposedDetector(Detector):
     def detect(self, frame_bgr: np.ndarray, frame_gray: np.ndarray) -> sv.Detections:
         known = self.first.detect(frame_bgr, frame_gray)
         extra = self.second.detect(frame_bgr, frame_gray)
-        covered = np.zeros(frame_gray.shape[:2], bool)
-        for x1, y1, x2, y2 in known.xyxy.astype(int):
-            covered[max(y1, 0) : y2, max(x1, 0) : x2] = True
-        unexplained = [i for i, (x1, y1, x2, y2) in enumerate(extra.xyxy.astype(int)) if covered[y1:y2, x1:x2].mean() < EXPLAINED]
+        unexplained = unexplained_boxes(known, extra.xyxy, frame_gray.shape[:2])
         boxes = np.concatenate([known.xyxy, extra.xyxy[unexplained]]).reshape(-1, 4)
         groups = self._groups(known, extra.xyxy[unexplained])
         return sv.Detections(
@@ -78,20 +76,12 @@ class ComposedDetector(Detector):
         docstring), or -1 (unknown kind)."""
         out = np.full(len(blobs), -1)
         moving = self.second.foreground()
-        if moving is None or known.class_id is None or not len(known):
+        if moving is None:
             return out
-        centres = (known.xyxy[:, :2] + known.xyxy[:, 2:]) / 2
-        for i, (x1, y1, x2, y2) in enumerate(blobs.astype(int)):
-            inside = (centres[:, 0] >= x1) & (centres[:, 0] <= x2) & (centres[:, 1] >= y1) & (centres[:, 1] <= y2)
-            classes = np.unique(known.class_id[inside])
-            if inside.sum() < 2 or len(classes) != 1:
-                continue
-            pixels = moving[max(y1, 0) : y2, max(x1, 0) : x2] > 0
-            covered = np.zeros_like(pixels)
-            for bx1, by1, bx2, by2 in known.xyxy[inside].astype(int) - [x1, y1, x1, y1]:
-                covered[max(by1, 0) : max(by2, 0), max(bx1, 0) : max(bx2, 0)] = True
-            if pixels.any() and (pixels & covered).sum() >= GROUP * pixels.sum():
-                out[i] = classes[0] + len(self.first.class_names)
+        for i, blob in enumerate(blobs):
+            held = group_cover(known, blob, moving)
+            if held is not None and held[1] >= GROUP:
+                out[i] = held[0] + len(self.first.class_names)
         return out
 
     @property
@@ -100,6 +90,32 @@ class ComposedDetector(Detector):
 
     def foreground(self) -> np.ndarray | None:
         return self.second.foreground() if self.second.foreground() is not None else self.first.foreground()
+
+
+def unexplained_boxes(known: sv.Detections, boxes: np.ndarray, shape: tuple[int, int]) -> list[int]:
+    """The indices of `boxes` that the `known` boxes cover less than `EXPLAINED` of."""
+    covered = np.zeros(shape, bool)
+    for x1, y1, x2, y2 in known.xyxy.astype(int):
+        covered[max(y1, 0) : y2, max(x1, 0) : x2] = True
+    return [i for i, (x1, y1, x2, y2) in enumerate(boxes.astype(int)) if covered[max(y1, 0) : y2, max(x1, 0) : x2].mean() < EXPLAINED]
+
+
+def group_cover(known: sv.Detections, blob: np.ndarray, moving: np.ndarray) -> tuple[int, float] | None:
+    """(class id, share of the blob's moving pixels inside their boxes) when the blob holds two
+    or more `known` boxes (their centres inside it), all of one class; else None."""
+    if known.class_id is None or not len(known):
+        return None
+    x1, y1, x2, y2 = blob.astype(int)
+    centres = (known.xyxy[:, :2] + known.xyxy[:, 2:]) / 2
+    inside = (centres[:, 0] >= x1) & (centres[:, 0] <= x2) & (centres[:, 1] >= y1) & (centres[:, 1] <= y2)
+    classes = np.unique(known.class_id[inside])
+    if inside.sum() < 2 or len(classes) != 1:
+        return None
+    pixels = moving[max(y1, 0) : y2, max(x1, 0) : x2] > 0
+    covered = np.zeros_like(pixels)
+    for bx1, by1, bx2, by2 in known.xyxy[inside].astype(int) - [x1, y1, x1, y1]:
+        covered[max(by1, 0) : max(by2, 0), max(bx1, 0) : max(bx2, 0)] = True
+    return (int(classes[0]), float((pixels & covered).sum() / pixels.sum())) if pixels.any() else None
 
 
 def _confidence(detections: sv.Detections, detector: Detector) -> np.ndarray:
