@@ -1,5 +1,5 @@
 """How much of a blob of walkers lies inside the walkers' boxes? The label-free check behind
-`GROUP` in `vlavad/detect/composed.py`.
+`GROUP_COVER` in `vlavad/detect/composed.py`.
 
 On a dataset's normal training videos (no labels read), the packaged detectors run as the
 pipeline runs them. For every blob that the detector's boxes do not explain and that holds two or
@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vlavad.detect.composed import GROUP, ComposedDetector, group_cover, unexplained_boxes  # noqa: E402
+from vlavad.detect.composed import GROUP_COVER, ComposedDetector, group_cover, unexplained_boxes  # noqa: E402
 from vlavad.io.datasets import load_dataset  # noqa: E402
 from vlavad.io.probe import probe  # noqa: E402
 from vlavad.io.working_frames import WorkingFrames  # noqa: E402
@@ -58,11 +58,13 @@ def main(argv=None) -> int:
     videos = load_dataset(args.dataset).train[: args.videos]
     shares = np.array([share for video in videos for share in covers(detector, video.path, settings.track.working_height)])
     print(f"{args.dataset.name}: {len(videos)} training videos, {detector.name}; group blobs: {len(shares)}\n")
-    print("| quantile | 5% | 10% | 25% | 50% | under GROUP |")
+    print("| quantile | 5% | 10% | 25% | 50% | under GROUP_COVER |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     if len(shares):
         q = np.quantile(shares, [0.05, 0.1, 0.25, 0.5])
-        print(f"| moving pixels inside the members' boxes | {' | '.join(f'{v:.2f}' for v in q)} | {np.mean(shares < GROUP):.1%} (GROUP = {GROUP}) |")
+        print(
+            f"| moving pixels inside the members' boxes | {' | '.join(f'{v:.2f}' for v in q)} | {np.mean(shares < GROUP_COVER):.1%} (GROUP_COVER = {GROUP_COVER}) |"
+        )
     return 0
 
 

@@ -281,7 +281,7 @@ def _kind_phrase(name: str) -> str:
 
 
 def _group_detail(name: str) -> str:
-    """ "a group of people" for a group's box; "" for one object."""
+    """What a group's box is shown as ("a group of people"); "" for one object's box."""
     member = group_member(name)
     if not member:
         return ""

@@ -43,15 +43,15 @@ class Detector(Backend):
 
 
 DETECTORS: Registry[Detector] = Registry("detector")
-GROUP = " group"  # "person group": several objects of one class seen as one box
+GROUP_SUFFIX = " group"  # "person group": several objects of one class seen as one box
 
 
 def group_class(class_name: str) -> str:
     """The class name of a box holding several objects of `class_name`."""
-    return class_name + GROUP
+    return class_name + GROUP_SUFFIX
 
 
 def group_member(class_name: str) -> str | None:
     """The class of the objects a group's box holds ("person" for "person group"); None for a
     class that is not a group."""
-    return class_name.removesuffix(GROUP) if class_name.endswith(GROUP) else None
+    return class_name.removesuffix(GROUP_SUFFIX) if class_name.endswith(GROUP_SUFFIX) else None

@@ -15,7 +15,7 @@ their boxes. Such a blob is still one moving thing, but calling it "an object of
 made every crowd a rare object: in Ped2's crowded Test012 the cards blamed groups of walkers,
 and the blob's kind is what the detector already said of the people in it. So an unexplained
 blob that holds two or more of the first detector's boxes of one class (their centres inside
-it), which cover at least `GROUP` of its moving pixels, is a group of that class
+it), which cover at least `GROUP_COVER` of its moving pixels, is a group of that class
 (`group_class`): its kind is the class's, and it is shown as a group. On Ped2's 16 training
 videos (all walkers), 95% of such blobs had at least 0.52 of their moving pixels inside the
 walkers' boxes (`benchmarks/group_cover.py`); a cart that pushes past two walkers leaves most of
@@ -36,7 +36,7 @@ from vlavad.core.registry import highest_tier, joined_runtimes
 from vlavad.detect.base import Detector, group_class
 
 EXPLAINED = 0.5
-GROUP = 0.5
+GROUP_COVER = 0.5
 
 
 class ComposedDetector(Detector):
@@ -49,7 +49,7 @@ class ComposedDetector(Detector):
         self.uses_colour = first.uses_colour or second.uses_colour
 
     def identity(self) -> dict:
-        return {"detector": self.name, "parts": [self.first.identity(), self.second.identity()], "explained": EXPLAINED, "group": GROUP}
+        return {"detector": self.name, "parts": [self.first.identity(), self.second.identity()], "explained": EXPLAINED, "group": GROUP_COVER}
 
     def runtime(self) -> str | None:
         return joined_runtimes([self.first, self.second])
@@ -80,7 +80,7 @@ class ComposedDetector(Detector):
             return out
         for i, blob in enumerate(blobs):
             held = group_cover(known, blob, moving)
-            if held is not None and held[1] >= GROUP:
+            if held is not None and held[1] >= GROUP_COVER:
                 out[i] = held[0] + len(self.first.class_names)
         return out
 
