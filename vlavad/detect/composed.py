@@ -94,9 +94,7 @@ class ComposedDetector(Detector):
 
 def unexplained_boxes(known: sv.Detections, boxes: np.ndarray, shape: tuple[int, int]) -> list[int]:
     """The indices of `boxes` that the `known` boxes cover less than `EXPLAINED` of."""
-    covered = np.zeros(shape, bool)
-    for x1, y1, x2, y2 in known.xyxy.astype(int):
-        covered[max(y1, 0) : y2, max(x1, 0) : x2] = True
+    covered = _box_mask(known.xyxy.astype(int), shape)
     return [i for i, (x1, y1, x2, y2) in enumerate(boxes.astype(int)) if covered[max(y1, 0) : y2, max(x1, 0) : x2].mean() < EXPLAINED]
 
 
@@ -112,10 +110,16 @@ def group_cover(known: sv.Detections, blob: np.ndarray, moving: np.ndarray) -> t
     if inside.sum() < 2 or len(classes) != 1:
         return None
     pixels = moving[max(y1, 0) : y2, max(x1, 0) : x2] > 0
-    covered = np.zeros_like(pixels)
-    for bx1, by1, bx2, by2 in known.xyxy[inside].astype(int) - [x1, y1, x1, y1]:
-        covered[max(by1, 0) : max(by2, 0), max(bx1, 0) : max(bx2, 0)] = True
+    covered = _box_mask(known.xyxy[inside].astype(int) - [x1, y1, x1, y1], pixels.shape)  # in the blob's own pixels
     return (int(classes[0]), float((pixels & covered).sum() / pixels.sum())) if pixels.any() else None
+
+
+def _box_mask(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """True inside any of the integer xyxy `boxes`, within an array of `shape`."""
+    mask = np.zeros(shape, bool)
+    for x1, y1, x2, y2 in boxes:
+        mask[max(y1, 0) : max(y2, 0), max(x1, 0) : max(x2, 0)] = True
+    return mask
 
 
 def _confidence(detections: sv.Detections, detector: Detector) -> np.ndarray:
