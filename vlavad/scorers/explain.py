@@ -117,7 +117,9 @@ def _distinct(inside: pd.DataFrame, track_ids: list[int]) -> list[int]:
 
 
 def _overlap_share(a: pd.DataFrame, b: pd.DataFrame) -> float:
-    """The median, over the frames both boxes are seen, of their intersection over the smaller box."""
+    """The median, over the frames both boxes are seen, of their intersection over the smaller box.
+    Frame by frame, not supervision's `box_iou_batch` (IOS): that compares every box with every
+    other, N² for a track seen N frames, where only the N pairs of the same frame are wanted."""
     common = a.index.intersection(b.index)
     if common.empty:
         return 0.0
