@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,8 @@ from vlavad.bench import metrics_table, run_benchmark, save_benchmark
 from vlavad.core.errors import ModelError, VideoError
 from vlavad.core.timing import TABLE_NOTE
 from vlavad.io.datasets import load_dataset
+from vlavad.io.kept_frames import kept_for
+from vlavad.io.probe import probe
 from vlavad.pipeline.model import FittedModel
 from vlavad.pipeline.pipeline import Pipeline
 from vlavad.pipeline.settings import preset
@@ -264,3 +267,15 @@ def test_importing_pytorch_beside_the_tracking_changes_nothing(synthetic_dataset
     assert (beside["torch_before_fit"], before["torch_before_fit"]) == (False, True)
     assert beside["threshold"] == before["threshold"]
     assert beside["weights"] == before["weights"]
+
+
+def test_a_fit_lets_go_of_the_frames_its_probes_kept(synthetic_dataset, tmp_path):
+    """A probe keeps every grey frame of a short clip for the passes that follow it. Once a fit has
+    read its normal videos for the last time it lets them go, so that the S3M's training, where a
+    benchmark's memory peaks, has that memory; the empty scene is taken from them before."""
+    video = Path(load_dataset(synthetic_dataset).train[0].path)
+    probe(video)
+    assert kept_for(video) is not None
+    model = make_pipeline(tmp_path / "cache").fit([video])
+    assert kept_for(video) is None
+    assert model.background is not None and model.background.shape == (model.settings.track.working_height, model.background.shape[1])

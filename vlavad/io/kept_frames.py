@@ -5,7 +5,7 @@ need: grey frames spread over the whole clip (a background model needs them befo
 starts) and, for a clip that fits `CLIP_BUDGET`, every grey frame, which spares the detection
 pass (and a fit's second, faster-played pass) a decoding pass of their own. What is kept is
 process-wide, keyed on the file's version, and bounded by `KEPT_BUDGET` over all videos.
-`vlavad.io.working_frames` reads it; nothing else needs to know it exists.
+`vlavad.io.working_frames` reads it and lets it go; nothing else needs to know it exists.
 """
 
 from __future__ import annotations
@@ -101,6 +101,15 @@ def keep(path: Path, size: int, mtime_ns: int, kept: KeptFrames) -> None:
             older.keep_samples_only()
         while sum(k.bytes for k in _KEPT.values()) > KEPT_BUDGET:
             _KEPT.pop(next(iter(_KEPT)))
+
+
+def forget(path: Path) -> None:
+    """Drops what the probes of this file (any version) kept: for a caller done with its frames,
+    such as a fit once it has read its normal videos, before the S3M's training, when a
+    benchmark's memory peaks."""
+    with _KEPT_LOCK:
+        for key in [key for key in _KEPT if key[0] == path]:
+            del _KEPT[key]
 
 
 def kept_for(path: Path) -> KeptFrames | None:

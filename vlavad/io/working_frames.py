@@ -15,7 +15,7 @@ from vlavad.core.records import VideoInfo
 from vlavad.io import decoder  # called through its module: see vlavad.io.decoder
 from vlavad.io.decoder import at_size, grey_at, shrinks, working_size
 from vlavad.io.frame_folders import iter_folder
-from vlavad.io.kept_frames import BACKGROUND_FRAMES, kept_for
+from vlavad.io.kept_frames import BACKGROUND_FRAMES, forget, kept_for
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,12 @@ class WorkingFrames:
     def frames(self, stride: int = 1) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
         """`(index, grey, BGR or None)` for every `stride`-th frame (`iter_working_frames`)."""
         return iter_working_frames(self.info, self.size, stride=stride, colour=self.colour)
+
+
+def forget_frames(info: VideoInfo) -> None:
+    """Lets go of what the probe of `info`'s file kept: a caller done with its frames frees the
+    memory; a later pass decodes them again."""
+    forget(Path(info.path))
 
 
 def iter_working_frames(

@@ -57,6 +57,8 @@ class Pipeline(VideoStages):
         frequencies, selected, stats = select_prompts(
             prompts, normal_answers, self.pseudo_answers(infos, prompts), top_k=s.spa.top_k, n_select=s.spa.select
         )
+        background = self.empty_scene(infos)
+        self.done_reading(infos)  # the last read of their frames: the training can have that memory
         with self.times("embed"):
             sequences = StepTable.concat([embedding_sequences(self.encoder, step_captions(v.answers, selected))[1] for v in normal])
         with self.times("s3m"):
@@ -81,7 +83,7 @@ class Pipeline(VideoStages):
             backends=self.backends,
             temporal=temporal,
             threshold=float(np.quantile(fused, s.fusion.threshold_quantile)) if len(fused) else 0.0,
-            background=self.empty_scene(infos),
+            background=background,
             training={
                 "videos": [Path(i.path).name for i in infos],
                 "frames": int(sum(i.frame_count for i in infos)),

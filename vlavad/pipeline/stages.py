@@ -20,6 +20,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from vlavad.core.limits import LIBRARY_LIMITS, VideoLimits
+from vlavad.core.memory import return_freed_memory
 from vlavad.core.records import ANSWER_TABLE, TRACK_TABLE, VideoInfo
 from vlavad.core.threads import in_background
 from vlavad.core.timing import StageTimes
@@ -29,7 +30,7 @@ from vlavad.describe.prompts import Prompt
 from vlavad.io.cache import StageCache, stable_key
 from vlavad.io.content_key import content_key
 from vlavad.io.probe import probe
-from vlavad.io.working_frames import WorkingFrames
+from vlavad.io.working_frames import WorkingFrames, forget_frames
 from vlavad.pipeline import backends
 from vlavad.pipeline.settings import Settings
 from vlavad.track.tracking import track_video
@@ -174,6 +175,12 @@ class VideoStages:
         with self.times("decode"):
             medians = [np.median(np.stack(list(WorkingFrames.at_height(info, height, colour=False).background())), axis=0) for info in infos]
         return np.median(np.stack(medians), axis=0).round().astype(np.uint8)
+
+    def done_reading(self, infos: list[VideoInfo]) -> None:
+        """Lets go of the frames the probes of these videos kept: nothing will read them again."""
+        for info in infos:
+            forget_frames(info)
+        return_freed_memory()
 
     def pseudo_answers(self, infos: list[VideoInfo], prompts: list[Prompt]) -> pd.DataFrame | None:
         """Answers on the pseudo-anomalies SPA selects with: the normal videos played faster."""
