@@ -16,10 +16,17 @@ device" 62% of the time and "a weapon" 7%; an answer that called a walker a weap
 told to a stakeholder.
 
 Appearance changes slowly, so each track is described at `rate_hz` (2.5 per second by default)
-and the answer is carried to the steps in between. Crops are the object's box with some context,
-resized (aspect kept, padded with grey) to `input_size` pixels. Ped2's cyclists are 30-60 px
-tall; at 160 px the classifier calls them wheeled vehicles nearly as often as at its native
-224 px, in half the time, while at 96 px it no longer does (see docs/results.md).
+and the answer is carried to the steps in between. A track looks like a wheeled vehicle only once
+two of its looks in a row say so: on a single look the classifier calls a walker a wheeled vehicle
+now and then, and in a crowd those looks raised events and were blamed for them. On Ped2's 16
+training videos 2.0% of the looks said "wheeled vehicle", 81% of those were single looks that
+neither neighbour agreed with, and the look before agreed with 11%
+(`python benchmarks/appearance_flicker.py ../shared/data/ped2`, which reads no test label for this).
+
+Crops are the object's box with some context, resized (aspect kept, padded with grey) to
+`input_size` pixels. Ped2's cyclists are 30-60 px tall; at 160 px the classifier calls them
+wheeled vehicles nearly as often as at its native 224 px, in half the time, while at 96 px it no
+longer does (see docs/results.md).
 """
 
 from __future__ import annotations
@@ -65,8 +72,9 @@ WEIGHTS = PackagedWeights(
     ),
 )
 MEASURES = ("appearance",)
-VOCABULARY_VERSION = 2  # bump when the groups or the phrasing change: cached answers are keyed on it
+VOCABULARY_VERSION = 3  # bump when the groups, the phrasing or the looks' confirmation change: cached answers are keyed on it
 WHEELED = "a wheeled vehicle"
+LOOKS_WHEELED, NOT_WHEELED = f"looks like {WHEELED}", "does not look like a vehicle"
 VEHICLE_MASS = 0.5  # "looks like a wheeled vehicle" when the group holds more than half the probability
 
 
@@ -89,6 +97,7 @@ class AppearanceDescriber(onnx_models.RunsExported, Describer):
     def __init__(self, settings: AppearanceSettings = AppearanceSettings(), device: str = "auto"):
         self.settings = settings
         self.requested_device = device
+        self._last_look_wheeled: dict[int, bool] = {}  # a live stream's tracks: whether their last look said "wheeled"
 
     @classmethod
     def create(cls, settings: AppearanceSettings, device: str) -> AppearanceDescriber:
@@ -123,6 +132,7 @@ class AppearanceDescriber(onnx_models.RunsExported, Describer):
         phrases, details = self.describe_crops(
             info, asked, progress=lambda done: progress(round(done / max(len(asked), 1) * len(steps)), len(steps)) if progress else None
         )
+        phrases, details = self._confirmed(steps, asked, phrases, details)
         # Steps between two classified ones repeat the track's last answer (a live stream's
         # steps before the first classified one stay empty: it fills them from earlier calls).
         answer = pd.Series(pd.NA, index=steps.index, dtype=object)
@@ -143,6 +153,24 @@ class AppearanceDescriber(onnx_models.RunsExported, Describer):
             for prompt in prompts
         ]
         return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=ANSWER_COLUMNS)
+
+    def _confirmed(self, steps: pd.DataFrame, asked: pd.DataFrame, phrases: list[str], details: list[str]) -> tuple[list[str], list[str]]:
+        """The looks' answers with "wheeled vehicle" kept only where the track's look before said
+        so too (`asked` is sorted by track, then frame). A live stream's steps come a few at a
+        time, marked `answered` where described before: a track's first look of this call follows
+        its last look of the call before, which this describer remembers (for that stream only:
+        each has describers of its own)."""
+        tracks = asked["track_id"]
+        wheeled = pd.Series([phrase == LOOKS_WHEELED for phrase in phrases], index=asked.index)
+        before = wheeled.groupby(tracks).shift(1)
+        if "answered" in steps:
+            first = before.isna()
+            before[first] = tracks[first].map(self._last_look_wheeled)
+            live = set(steps["track_id"])
+            kept = {track: was for track, was in self._last_look_wheeled.items() if track in live}
+            self._last_look_wheeled = {**kept, **wheeled.groupby(tracks).last().to_dict()}
+        confirmed = (wheeled & before.eq(True)).to_numpy()
+        return [p if c else NOT_WHEELED for p, c in zip(phrases, confirmed)], [d if c else "" for d, c in zip(details, confirmed)]
 
     def describe_crops(self, info: VideoInfo, asked: pd.DataFrame, progress=None) -> tuple[list[str], list[str]]:
         """(phrase, detail) for each row of `asked` (boxes in source pixels), in its order."""
@@ -254,7 +282,7 @@ def _phrases(probabilities: np.ndarray) -> tuple[list[str], list[str]]:
     best = np.flatnonzero(members)[probabilities[:, members].argmax(axis=1)]
     vehicle = mass > VEHICLE_MASS
     return (
-        [f"looks like {WHEELED}" if v else "does not look like a vehicle" for v in vehicle],
+        [LOOKS_WHEELED if v else NOT_WHEELED for v in vehicle],
         [labels[b] if v else "" for v, b in zip(vehicle, best)],
     )
 
