@@ -11,7 +11,8 @@ looks before any confirmation:
   and the share that the look before confirms (what the describer now requires).
 
 With `--diagnostic` it counts the same on the test videos, split by Ped2's pixel masks into looks
-at the anomalous object and at the rest. That reads test labels: a diagnostic, which chose nothing.
+at the anomalous object (as `benchmarks/causes.py` counts a cause) and at the rest. That reads
+test labels: a diagnostic, which chose nothing.
 
     python benchmarks/appearance_flicker.py ../shared/data/ped2
     python benchmarks/appearance_flicker.py ../shared/data/ped2 --diagnostic
@@ -28,6 +29,9 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from causes import on_anomaly  # noqa: E402  a look is at the anomalous object as a cause is
 
 from vlavad.describe import track_steps  # noqa: E402
 from vlavad.describe.appearance import LOOKS_WHEELED, _every  # noqa: E402
@@ -35,8 +39,6 @@ from vlavad.io.datasets import load_dataset  # noqa: E402
 from vlavad.pipeline.backends import resolve_and_fetch  # noqa: E402
 from vlavad.pipeline.settings import preset  # noqa: E402
 from vlavad.pipeline.stages import VideoStages  # noqa: E402
-
-COVERED = 0.25  # share of a look's box the mask must cover for it to be at the anomalous object (as benchmarks/causes.py)
 
 
 def looks(stages: VideoStages, path: Path) -> pd.DataFrame:
@@ -89,10 +91,7 @@ def main(argv=None) -> int:
         on = []
         for video, part in test.groupby("video", sort=False):
             masks = np.unpackbits(packed[video], axis=-1)[..., : part["width"].iloc[0]].astype(bool)
-            for row in part.itertuples():
-                x1, y1 = max(int(row.x1), 0), max(int(row.y1), 0)
-                region = masks[int(row.frame), y1 : max(int(row.y2), y1 + 1), x1 : max(int(row.x2), x1 + 1)]
-                on.append(region.size > 0 and region.mean() >= COVERED)
+            on += [on_anomaly([row.x1, row.y1, row.x2, row.y2], masks[int(row.frame)]) for row in part.itertuples()]
         test["on"] = on
         groups += [("diagnostic: test looks at the anomalous object", test[test["on"]]), ("diagnostic: test looks at the rest", test[~test["on"]])]
     print(
