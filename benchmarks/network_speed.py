@@ -9,8 +9,13 @@ ONNX Runtime (float32). Every run-time uses every CPU this process may run on. T
 made into the weights cache first if they are not there (`vlavad weights fetch` fetches the
 weights).
 
+With `--int8` it also times each network quantised to int8 (ONNX Runtime's static quantisation:
+int8 weights per channel, uint8 activations, in QDQ form, which OpenVINO runs in int8 too). The
+quantised models are calibrated on the same random inputs and kept in a temporary folder: this
+times them and says nothing of what they would answer.
+
     python benchmarks/network_speed.py
-    python benchmarks/network_speed.py --repeat 50
+    python benchmarks/network_speed.py --repeat 50 --int8
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import argparse
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -57,9 +63,38 @@ def per_item_ms(session, inputs: dict[str, np.ndarray], items: int, repeat: int)
     return statistics.median(times) / items * 1000
 
 
+def quantised_int8(model: bytes, inputs: dict[str, np.ndarray], folder: Path) -> bytes:
+    """`model` with int8 weights and uint8 activations in QDQ form, calibrated on `inputs`."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Calibration(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([inputs])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    source, prepared, quantised = folder / "model.onnx", folder / "prepared.onnx", folder / "int8.onnx"
+    source.write_bytes(model)
+    quant_pre_process(str(source), str(prepared))
+    with np.errstate(all="ignore"):  # channels that random inputs leave constant have a zero range
+        quantize_static(
+            str(prepared),
+            str(quantised),
+            Calibration(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
+    return quantised.read_bytes()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=20, help="timed runs of each (the table gives medians)")
+    parser.add_argument("--int8", action="store_true", help="also time each network quantised to int8 (speed only)")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     networks = []
@@ -80,6 +115,12 @@ def main(argv=None) -> int:
         for label, runtime, exact in runtimes:
             session = onnx_models.make_session(model, runtime, exact=exact)
             print(f"| {title} | {label} | {session.label} | {per_item_ms(session, inputs, items, args.repeat):.2f} per {per} |", flush=True)
+        if args.int8:
+            with tempfile.TemporaryDirectory(prefix="vlavad-int8-") as folder:
+                int8 = quantised_int8(model, inputs, Path(folder))
+            for label, runtime in (("OpenVINO, int8 (QDQ)", "openvino"), ("ONNX Runtime, int8 (QDQ)", "onnxruntime")):
+                session = onnx_models.make_session(int8, runtime, exact=False)
+                print(f"| {title} | {label} | int8 | {per_item_ms(session, inputs, items, args.repeat):.2f} per {per} |", flush=True)
     return 0
 
 
