@@ -279,3 +279,33 @@ def test_a_fit_lets_go_of_the_frames_its_probes_kept(synthetic_dataset, tmp_path
     model = make_pipeline(tmp_path / "cache").fit([video])
     assert kept_for(video) is None
     assert model.background is not None and model.background.shape == (model.settings.track.working_height, model.background.shape[1])
+
+
+def test_a_fit_does_not_describe_the_pseudo_anomalies_to_a_describer_blind_to_speed(synthetic_dataset, tmp_path):
+    """SPA's pseudo-anomalies are normal clips played faster. A describer that answers from each
+    step's crop alone would answer them as it answers the normal clip, so the fit does not ask
+    it: its question is judged unmeasured, while the motion questions are measured on them."""
+    from vlavad.describe import appearance
+    from vlavad.describe.composed import ComposedDescriber
+
+    class CountedLooks(appearance.AppearanceDescriber):
+        """The appearance describer with its classifier replaced: every look says "not a vehicle"."""
+
+        def __init__(self):
+            super().__init__()
+            self.asked: list[int] = []  # the number of looks of each call
+
+        def describe_crops(self, info, asked, progress=None):
+            self.asked.append(len(asked))
+            return [appearance.NOT_WHEELED] * len(asked), [""] * len(asked)
+
+    pipeline = make_pipeline(tmp_path / "cache")
+    looks = CountedLooks()
+    pipeline.describer = ComposedDescriber([pipeline.describer, looks])
+    video = Path(load_dataset(synthetic_dataset).train[0].path)
+    model = pipeline.fit([video])
+    assert len(looks.asked) == 1 and looks.asked[0] > 0  # the normal video's looks, and no others
+    separations = {s.question: s.separation for s in model.prompt_stats}
+    appearance_questions = {p.label for p in pipeline.default_pool() if p.measures == "appearance"}
+    assert appearance_questions and all(separations[q] is None for q in appearance_questions)
+    assert all(separation is not None for q, separation in separations.items() if q not in appearance_questions)

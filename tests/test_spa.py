@@ -100,6 +100,34 @@ def test_a_question_pseudo_anomalies_cannot_test_is_kept_only_if_normal_objects_
     assert len(selected) == 1 and selected[0] in (speed.id, pace.id)  # one question: exactly the single-question rule
 
 
+def test_a_question_blind_to_speed_by_construction_is_judged_without_pseudo_anomaly_answers():
+    """A describer that answers from each crop alone gets the same answers from a faster clip, so
+    its questions are not asked of the pseudo-anomalies: SPA judges them as blind, unmeasured,
+    and keeps one only if normal objects agree on it."""
+    rng = np.random.default_rng(2)
+    speed, looks, guess = Prompt("How fast?", "speed"), Prompt("Is it a vehicle?", "appearance"), Prompt("What does it look like?", "appearance")
+
+    def objects(video: int, n: int, speeds: list[str], with_looks: bool) -> pd.DataFrame:
+        rows = {speed.id: rng.choice(speeds, n)}
+        if with_looks:
+            rows[looks.id] = np.where(rng.random(n) < 0.01, "looks like a wheeled vehicle", "does not look like a vehicle")
+            rows[guess.id] = rng.choice([f"group {i}" for i in range(12)], n)
+        return pd.concat(
+            [pd.DataFrame({"video": video, "frame": np.arange(n), "track_id": 1, "prompt_id": pid, "answer": a}) for pid, a in rows.items()],
+            ignore_index=True,
+        )
+
+    normal = pd.concat([objects(v, 300, ["slow", "medium"], with_looks=True) for v in range(4)], ignore_index=True)
+    pseudo = pd.concat([objects(v, 100, ["fast", "medium"], with_looks=False) for v in range(4)], ignore_index=True)
+    pool = [speed, looks, guess]
+    _, selected, stats = select_prompts(pool, normal, pseudo, top_k=1, n_select=3, blind_to_speed={looks.id, guess.id})
+    assert selected == [speed.id, looks.id]
+    assert [s.separation is None for s in stats] == [False, True, True]
+    # Without being told, a question with no pseudo-anomaly answers is never kept.
+    _, selected, _ = select_prompts(pool, normal, pseudo, top_k=1, n_select=3)
+    assert selected == [speed.id]
+
+
 def test_objects_the_detector_did_not_name_do_not_make_its_kind_inconsistent():
     """A short normal clip or a poor camera leaves more than 5% of the objects as blobs "of unknown
     kind". The detector's silence is not a second kind of normal object: the kind question is kept

@@ -97,7 +97,8 @@ def build_tab(store: Store, session: gr.State):
     gr.Markdown(
         "Edit the questions the describer answers about every object. The offline motion describer cannot read: "
         f"each question must name what it **measures** ({', '.join(MEASURES)}). Add a row at the bottom of the table, "
-        "delete one by its number, then re-run SPA's selection to see which question separates unusual motion best."
+        "delete one by its number, then re-run SPA's selection to see which question separates unusual motion best. "
+        "A blank separation is a question a faster clip cannot change (how an object looks): it is kept only if normal objects agree on its answer."
     )
     with gr.Row():
         pool_name = gr.Dropdown(choices=[BUNDLED_POOL], value=BUNDLED_POOL, label="Pool", scale=2, allow_custom_value=True)

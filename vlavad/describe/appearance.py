@@ -92,6 +92,7 @@ class AppearanceDescriber(onnx_models.RunsExported, Describer):
     prompt_pool = "appearance"
     tier = "packaged"
     is_vlm = False
+    reads_motion = False  # one crop a look: a faster clip looks the same
     Settings = AppearanceSettings
 
     def __init__(self, settings: AppearanceSettings = AppearanceSettings(), device: str = "auto"):

@@ -31,6 +31,10 @@ class Describer(Backend):
     """Answers prompt-pool questions about tracked objects."""
 
     is_vlm: bool = False  # True only for real vision-language models
+    # Whether its answers can change when a clip plays faster, as SPA's pseudo-anomalies do (it
+    # reads a track's motion). One that answers from each step's crop alone says the same of a
+    # faster clip by construction: SPA's pseudo-anomalies are not described for it.
+    reads_motion: ClassVar[bool] = True
     # The questions it is asked unless the user gives a pool: a bundled pool's name
     # (`assets/prompts/<name>.json`), a pool file's path, or the prompts themselves.
     prompt_pool: ClassVar[str | Path | tuple[Prompt, ...] | None] = None

@@ -55,7 +55,12 @@ class Pipeline(VideoStages):
         ]
         normal_answers = pd.concat([v.answers.assign(video=i) for i, v in enumerate(normal)], ignore_index=True)
         frequencies, selected, stats = select_prompts(
-            prompts, normal_answers, self.pseudo_answers(infos, prompts), top_k=s.spa.top_k, n_select=s.spa.select
+            prompts,
+            normal_answers,
+            self.pseudo_answers(infos, prompts),
+            top_k=s.spa.top_k,
+            n_select=s.spa.select,
+            blind_to_speed=self.blind_to_speed(prompts),
         )
         background = self.empty_scene(infos)
         self.done_reading(infos)  # the last read of their frames: the training can have that memory

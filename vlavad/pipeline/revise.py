@@ -32,7 +32,12 @@ def prompt_statistics(stages: VideoStages, model: FittedModel, normal_videos: It
         raise ModelError("No normal videos to ask the questions about.")
     spa = model.settings.spa
     _, _, stats = select_prompts(
-        prompts, pd.concat(normal, ignore_index=True), stages.pseudo_answers(infos, prompts), top_k=spa.top_k, n_select=spa.select
+        prompts,
+        pd.concat(normal, ignore_index=True),
+        stages.pseudo_answers(infos, prompts),
+        top_k=spa.top_k,
+        n_select=spa.select,
+        blind_to_speed=stages.blind_to_speed(prompts),
     )
     return stats
 

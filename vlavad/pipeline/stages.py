@@ -183,12 +183,21 @@ class VideoStages:
         return_freed_memory()
 
     def pseudo_answers(self, infos: list[VideoInfo], prompts: list[Prompt]) -> pd.DataFrame | None:
-        """Answers on the pseudo-anomalies SPA selects with: the normal videos played faster."""
+        """Answers on the pseudo-anomalies SPA selects with: the normal videos played faster. Only
+        the questions a faster clip could change are asked (not those in `blind_to_speed`); None
+        when there are no pseudo-anomalies or no such question."""
         stride = self.settings.spa.pseudo_stride
-        if stride <= 1:
+        blind = self.blind_to_speed(prompts)
+        asked = [prompt for prompt in prompts if prompt.id not in blind]
+        if stride <= 1 or not asked:
             return None
         pseudo = []
         for i, info in enumerate(self.progress_bar(infos, desc="fit: pseudo-anomalies (normal videos played faster)", unit="video")):
             tracks, key = self.tracks(info, stride=stride)
-            pseudo.append(self.answers(info, tracks, key, prompts).assign(video=i))
+            pseudo.append(self.answers(info, tracks, key, asked).assign(video=i))
         return pd.concat(pseudo, ignore_index=True)
+
+    def blind_to_speed(self, prompts: list[Prompt]) -> set[str]:
+        """Ids of the prompts whose describer answers from each step's crop alone
+        (`Describer.reads_motion`): a clip played faster gets the same answers by construction."""
+        return {prompt.id for prompt in prompts if not self.describer.part_for(prompt).reads_motion}

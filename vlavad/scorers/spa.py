@@ -17,7 +17,9 @@ With `n_select` > 1 SPA may keep more questions, each for a reason that reads no
   the summed log-rarities, normal objects scored with frequencies counted on the *other* training
   videos) by more than `SEPARATION_TIE`: a second way of asking about speed adds nothing;
 - a question they cannot exercise (what an object is or looks like does not change when a clip
-  plays faster: its separation stays within `BLIND` of chance) cannot be judged that way. For it
+  plays faster: its separation stays within `BLIND` of chance) cannot be judged that way. A
+  describer that answers from each step's crop alone is blind to speed by construction, so its
+  questions are not even asked of the pseudo-anomalies (`blind_to_speed`). For it
   SPA falls back on the paper's own criterion, concentration, in its strictest form: it is added
   when normal objects give one answer at least `CONSISTENT` of the time (the detector's "a
   person"), so that any other answer is rare by construction. A question whose answers scatter
@@ -32,6 +34,7 @@ With `n_select` > 1 SPA may keep more questions, each for a reason that reads no
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Annotated
 
 import numpy as np
@@ -128,8 +131,10 @@ def select_prompts(
     top_k: int = 3,
     n_select: int = 1,
     smoothing: float = 1.0,
+    blind_to_speed: Collection[str] = (),
 ) -> tuple[AnswerFrequencies, list[str], list[PromptStats]]:
-    """Fits answer frequencies and selects prompts. Returns (frequencies, selected ids, stats)."""
+    """Fits answer frequencies and selects prompts. Returns (frequencies, selected ids, stats).
+    Prompts in `blind_to_speed` have no pseudo-anomaly answers: they count as blind, unmeasured."""
     frequencies = AnswerFrequencies.from_answers(normal_answers, smoothing)
     stats = []
     for prompt in prompts:
@@ -163,7 +168,7 @@ def select_prompts(
     if pseudo_answers is None:  # nothing to test a combination on: the paper's concentration rule
         selected = [s.prompt_id for s in ranked[:n_select]]
     else:
-        blind = [s for s in ranked[1:] if s.separation is not None and abs(s.separation - 0.5) <= BLIND]
+        blind = [s for s in ranked[1:] if s.prompt_id in blind_to_speed or (s.separation is not None and abs(s.separation - 0.5) <= BLIND)]
         exercised = [s.prompt_id for s in ranked[1:] if s not in blind]
         selected = _add_improving([s.prompt_id for s in ranked[:1]], exercised, normal_answers, pseudo_answers, n_select, smoothing)
         # The commonest answer's share among the objects the detector named.
