@@ -93,9 +93,35 @@ def test_the_network_runs_at_its_rate_and_boxes_hold_in_between(network, monkeyp
     calls = []
     monkeypatch.setattr(detector, "detect_batch", lambda frames: calls.append(1) or [nanodet.sv.Detections.empty()])
     detector.begin(iter(()), fps=25.0)
-    for _ in range(10):
-        detector.detect(np.zeros((240, 320, 3), np.uint8), None)
+    for i in range(10):
+        detector.detect(np.full((240, 320, 3), i, np.uint8), None)
     assert len(calls) == 2  # every 5th frame of a 25-fps video
+
+
+def test_a_frame_seen_before_gets_its_boxes_without_running_the_network_again(monkeypatch):
+    """A fit's pseudo-anomalies (its normal clips played faster) show the network frames the normal
+    pass showed it: their boxes are remembered by the frame's content."""
+    detector = nanodet.NanoDetDetector(nanodet.NanoDetSettings(rate_hz=10.0), "cpu")
+    runs = []
+
+    def network_boxes(frames):
+        runs.append(int(frames[0][0, 0, 0]))
+        value = float(frames[0][0, 0, 0])
+        return [
+            sv.Detections(xyxy=np.array([[value, 0, value + 10, 20]], np.float32), confidence=np.array([0.6], np.float32), class_id=np.array([0]))
+        ]
+
+    monkeypatch.setattr(detector, "detect_batch", network_boxes)
+    frames = [np.full((240, 320, 3), i, np.uint8) for i in range(6)]
+    detector.begin(iter(()), fps=10.0)
+    first = [detector.detect(frame, None) for frame in frames]
+    first[0].xyxy[:] = -1  # what a caller does to its boxes does not change what is remembered
+    detector.begin(iter(()), fps=10.0)
+    again = [detector.detect(frame, None) for frame in frames[::2]]  # played twice as fast
+    assert runs == list(range(6))
+    assert [d.xyxy[0, 0] for d in again] == [0, 2, 4]
+    detector.detect(np.full((240, 320, 3), 6, np.uint8), None)
+    assert runs[-1] == 6  # a frame not seen before runs the network
 
 
 def test_gfl_decoding_geometry():
