@@ -180,6 +180,18 @@ def test_fit_and_score_with_blip2_and_clip(blip2_dir, clip_dir, tmp_path):
         weight_free.score(model, test)
 
 
+def test_a_vlm_is_not_asked_about_pseudo_anomalies(blip2_dir, tmp_path):
+    """A VLM answers each step's crop, which a clip played faster does not change: SPA asks it
+    nothing about the pseudo-anomalies and, with nothing else to test on them, picks questions
+    by the paper's own rule (concentration)."""
+    from vlavad.pipeline.pipeline import Pipeline
+
+    pipeline = Pipeline(settings(**{"describe.backend": "blip2", "describe.vlm.model": blip2_dir}), cache_dir=tmp_path, show_progress=False)
+    pool = pipeline.default_pool()
+    assert pipeline.blind_to_speed(pool) == {prompt.id for prompt in pool}
+    assert pipeline.pseudo_answers([], pool) is None
+
+
 def test_importing_vlavad_loads_no_model_library():
     code = (
         "import sys, vlavad, vlavad.pipeline.backends, vlavad.pipeline.pipeline, vlavad.describe.vlm, vlavad.embed.clip, vlavad.detect.yolo\n"

@@ -81,6 +81,7 @@ class VLMDescriber(Describer):
     """Shared machinery of the model-backed describers; subclasses load a model and phrase a question."""
 
     is_vlm = True
+    reads_motion = False  # it answers each step's crop: a faster clip looks the same
     tier = "hub"
     prompt_pool = "vlm"
     Settings = VLMSettings
