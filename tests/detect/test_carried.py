@@ -42,8 +42,8 @@ def test_nanodet_at_a_rate_runs_its_network_that_often_and_carries_boxes_in_betw
     monkeypatch.setattr(NanoDetDetector, "detect_batch", network_pass)
     detector = NanoDetDetector(NanoDetSettings(rate_hz=2.0))
     detector.begin([], fps=10.0)  # every 5th frame
-    frame = np.zeros((240, 320, 3), np.uint8)
-    lefts = [detector.detect(frame, frame[..., 0]).xyxy[0, 0] for _ in range(12)]
+    frames = [np.full((240, 320, 3), i, np.uint8) for i in range(12)]  # a video's frames differ
+    lefts = [detector.detect(frame, frame[..., 0]).xyxy[0, 0] for frame in frames]
     assert len(runs) == 3  # frames 0, 5, 10
     assert lefts[:5] == [15.0] * 5  # one run seen: nothing to carry yet
     assert np.allclose(lefts[5:10], [20, 21, 22, 23, 24])  # 5 px per 5 frames
