@@ -20,6 +20,7 @@ stride times the expected bin under a softmax, measured from the cell centre.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections import OrderedDict
@@ -222,7 +223,7 @@ class NanoDetDetector(onnx_models.RunsExported, Detector):
                 self._recent.popitem(last=False)
         else:
             self._recent.move_to_end(key)
-        return _copy(found)
+        return copy.deepcopy(found)  # a caller may change its copy, never what is remembered
 
     def detect_batch(self, frames_bgr: list[np.ndarray]) -> list[sv.Detections]:
         """Detections (xyxy in each frame's pixels, confidence, class_id) for frames in one pass."""
@@ -263,16 +264,6 @@ class NanoDetDetector(onnx_models.RunsExported, Detector):
             outputs = network(torch.from_numpy(x).to(device))
         self._ran_on = onnx_models.torch_label()
         return [output.cpu().numpy() for output in outputs]
-
-
-def _copy(detections: sv.Detections) -> sv.Detections:
-    """A copy whose arrays a caller may change without changing the remembered detections."""
-    return sv.Detections(
-        xyxy=detections.xyxy.copy(),
-        confidence=None if detections.confidence is None else detections.confidence.copy(),
-        class_id=None if detections.class_id is None else detections.class_id.copy(),
-        data={name: values.copy() for name, values in detections.data.items()},
-    )
 
 
 def output_levels(outputs: list[np.ndarray], input_size: int) -> list[tuple[int, int, int]]:
