@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from causes import on_anomaly  # noqa: E402  a look is at the anomalous object as a cause is
 
 from vlavad.describe import track_steps  # noqa: E402
-from vlavad.describe.appearance import LOOKS_WHEELED, _every  # noqa: E402
+from vlavad.describe.appearance import LOOKS_WHEELED  # noqa: E402
 from vlavad.io.datasets import load_dataset  # noqa: E402
 from vlavad.pipeline.backends import resolve_and_fetch  # noqa: E402
 from vlavad.pipeline.settings import preset  # noqa: E402
@@ -48,7 +48,7 @@ def looks(stages: VideoStages, path: Path) -> pd.DataFrame:
     tracks, _ = stages.tracks(info)
     appearance = stages.describer.part_for(next(p for p in stages.default_pool() if p.measures == "appearance"))
     steps = track_steps(tracks, info.fps, stages.settings.describe.step_hz).sort_values(["track_id", "frame"], kind="stable")
-    asked = steps[_every(steps, max(1, int(round(info.fps / appearance.settings.rate_hz))))]
+    asked = appearance.looked_at(info, steps)
     phrases, _ = appearance.describe_crops(info, asked)
     return asked[["track_id", "frame", "x1", "y1", "x2", "y2"]].assign(wheeled=[p == LOOKS_WHEELED for p in phrases], width=info.width)
 

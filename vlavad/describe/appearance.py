@@ -129,7 +129,7 @@ class AppearanceDescriber(onnx_models.RunsExported, Describer):
         self, info: VideoInfo, tracks: pd.DataFrame, steps: pd.DataFrame, prompts: list[Prompt], progress: ProgressFn | None = None
     ) -> pd.DataFrame:
         steps = steps.sort_values(["track_id", "frame"], kind="stable")
-        asked = steps[_every(steps, max(1, int(round(info.fps / self.settings.rate_hz))))]
+        asked = self.looked_at(info, steps)
         phrases, details = self.describe_crops(
             info, asked, progress=lambda done: progress(round(done / max(len(asked), 1) * len(steps)), len(steps)) if progress else None
         )
@@ -154,6 +154,11 @@ class AppearanceDescriber(onnx_models.RunsExported, Describer):
             for prompt in prompts
         ]
         return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=ANSWER_COLUMNS)
+
+    def looked_at(self, info: VideoInfo, steps: pd.DataFrame) -> pd.DataFrame:
+        """The steps the classifier looks at, `rate_hz` times a second per track (`steps` sorted
+        by track, then frame); the steps between them repeat the look before."""
+        return steps[_every(steps, max(1, int(round(info.fps / self.settings.rate_hz))))]
 
     def _confirmed(self, steps: pd.DataFrame, asked: pd.DataFrame, phrases: list[str], details: list[str]) -> tuple[list[str], list[str]]:
         """The looks' answers with "wheeled vehicle" kept only where the track's look before said
